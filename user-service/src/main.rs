@@ -1,0 +1,26 @@
+//! Thin entry point: configuration → telemetry → application → run until SIGTERM/Ctrl-C.
+use user_service::{config::Config, startup::Application, telemetry};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("user-service: configuration error: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    let result = async {
+        let app = Application::build(config).await?;
+        app.run_until(user_service::shutdown::signal()).await
+    }
+    .await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = %format!("{error:#}"), "user-service stopped with an error");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Application: state, router, listener (port 0 in tests), background bootstrap, graceful shutdown.
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use axum::{Router, http::Request};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tower::ServiceBuilder;
+use tower_http::{
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+use crate::{
+    backoff::Backoff,
+    config::{AdminAccount, Config},
+    domain::{Email, Password, Username},
+    error::ApiError,
+    password::PasswordHasher,
+    routes,
+    store::{self, UserStore},
+    throttle::LoginThrottle,
+    tokens::TokenIssuer,
+};
+
+/// Bodies on this service are tiny JSON documents.
+const MAX_BODY_BYTES: usize = 16 * 1024;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub store: UserStore,
+    pub hasher: PasswordHasher,
+    pub tokens: TokenIssuer,
+    pub throttle: LoginThrottle,
+    pub trust_forwarded_for: bool,
+    bootstrapped: AtomicBool,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// True once the indexes exist: before that, uniqueness is not guaranteed, so writes wait.
+    pub fn is_bootstrapped(&self) -> bool {
+        self.bootstrapped.load(Ordering::Acquire)
+    }
+
+    pub fn require_bootstrapped(&self) -> Result<(), ApiError> {
+        if self.is_bootstrapped() { Ok(()) } else { Err(ApiError::unavailable()) }
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    bootstrap: JoinHandle<()>,
+    state: AppState,
+}
+
+impl Application {
+    /// Binds the listener and starts connecting to MongoDB in the background; never fails
+    /// because MongoDB is down (the service reports not-ready until it answers).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let client = store::connect(&config.mongodb_uri.0, "user-service", config.mongodb_timeout)
+            .await
+            .context("MONGODB_URI is not a usable MongoDB connection string")?;
+        let tokens = TokenIssuer::new(&config.signing_key, &config.jwt_issuer, &config.jwt_audience, config.jwt_ttl)
+            .context("JWT_PRIVATE_KEY / JWT_PRIVATE_KEY_FILE")?;
+        let state = AppState(Arc::new(Inner {
+            store: UserStore::new(client.database(&config.mongodb_database)),
+            hasher: PasswordHasher::new(config.password_hash_concurrency)?,
+            tokens,
+            throttle: LoginThrottle::new(
+                config.login_max_failures_per_account,
+                config.login_max_failures_per_address,
+                config.login_failure_window,
+            ),
+            trust_forwarded_for: config.trust_forwarded_for,
+            bootstrapped: AtomicBool::new(false),
+        }));
+        let admin = match &config.admin {
+            Some(admin) => Some(AdminSeed::parse(admin)?),
+            None => None,
+        };
+        let bootstrap = tokio::spawn(bootstrap(state.clone(), admin));
+        let listener = TcpListener::bind((config.host, config.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.host, config.port))?;
+        tracing::info!(address = %listener.local_addr()?, "user-service listening");
+        let router = with_middleware(routes::router(state.clone()));
+        Ok(Self { listener, router, bootstrap, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|address| address.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await?;
+        self.bootstrap.abort();
+        tracing::info!("user-service stopped");
+        Ok(())
+    }
+}
+
+fn with_middleware(router: Router) -> Router {
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let request_id = request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or("-");
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
+            }))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES)),
+    )
+}
+
+struct AdminSeed {
+    email: Email,
+    username: Username,
+    password: Password,
+}
+
+impl AdminSeed {
+    fn parse(admin: &AdminAccount) -> anyhow::Result<Self> {
+        Ok(Self {
+            email: Email::parse(&admin.email).map_err(|error| anyhow::anyhow!("ADMIN_EMAIL: {error}"))?,
+            username: Username::parse(&admin.username).map_err(|error| anyhow::anyhow!("ADMIN_USERNAME: {error}"))?,
+            password: Password::parse(&admin.password).map_err(|error| anyhow::anyhow!("ADMIN_PASSWORD: {error}"))?,
+        })
+    }
+}
+
+/// Creates the indexes (and the admin account), retrying with backoff until MongoDB answers.
+async fn bootstrap(state: AppState, admin: Option<AdminSeed>) {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        match bootstrap_once(&state, admin.as_ref()).await {
+            Ok(()) => {
+                state.bootstrapped.store(true, Ordering::Release);
+                tracing::info!("connected to MongoDB; indexes ready");
+                return;
+            }
+            Err(error) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %format!("{error:#}"), retry_in_ms = delay.as_millis() as u64, "MongoDB not ready");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+async fn bootstrap_once(state: &AppState, admin: Option<&AdminSeed>) -> anyhow::Result<()> {
+    state.store.ensure_indexes().await?;
+    if let Some(admin) = admin {
+        let hash = state.hasher.hash(&admin.password).await?;
+        state.store.upsert_admin(&admin.email, &admin.username, hash).await?;
+        tracing::info!(email = admin.email.as_str(), "admin account ensured");
+    }
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! Spawns the real user-service on port 0 against the MongoDB-protocol engine started by
+//! `scripts/engines.py` (MONGODB_URI); every app gets its own database.
+#![allow(dead_code)]
+
+use std::{collections::HashMap, time::Duration};
+
+use tokio::{sync::oneshot, task::JoinHandle};
+use user_service::{config::Config, startup::Application};
+
+pub fn mongodb_uri() -> String {
+    std::env::var("MONGODB_URI").expect("MONGODB_URI is not set: run the tests through scripts/test (it starts the engines)")
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub database: String,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+pub fn unique_database() -> String {
+    format!("users_test_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Starts the app with test defaults overridden by `settings`, and waits until it is ready.
+pub async fn spawn(settings: &[(&str, &str)]) -> TestApp {
+    let app = spawn_unready(settings).await;
+    app.wait_ready().await;
+    app
+}
+
+pub async fn spawn_unready(settings: &[(&str, &str)]) -> TestApp {
+    user_service::telemetry::init(user_service::config::LogFormat::Text);
+    let uri = mongodb_uri();
+    let database = unique_database();
+    let mut source: HashMap<&str, &str> =
+        HashMap::from([("HOST", "127.0.0.1"), ("PORT", "0"), ("MONGODB_URI", uri.as_str()), ("MONGODB_DATABASE", database.as_str())]);
+    source.extend(settings.iter().copied());
+    let database = source["MONGODB_DATABASE"].to_owned();
+    let config = Config::from_source(&source).expect("test configuration is valid");
+    let app = Application::build(config).await.expect("the app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        address,
+        database,
+        client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+        shutdown: Some(shutdown),
+        handle: Some(handle),
+    }
+}
+
+impl TestApp {
+    pub async fn wait_ready(&self) {
+        for _ in 0..300 {
+            if let Ok(response) = self.client.get(format!("{}/ready", self.address)).send().await {
+                if response.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("user-service at {} never became ready", self.address);
+    }
+
+    /// Graceful shutdown, waiting for the server task to finish.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("server task").expect("server ran cleanly");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client.post(self.url(path)).json(body).send().await.expect("request sent")
+    }
+
+    pub async fn register(&self, username: &str, email: &str, password: &str) -> reqwest::Response {
+        self.post_json("/users/register", &serde_json::json!({ "username": username, "email": email, "password": password })).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post_json("/users/login", &serde_json::json!({ "email": email, "password": password })).await
+    }
+
+    /// Registers a fresh user and returns (email, password, token).
+    pub async fn registered_token(&self) -> (String, String, String) {
+        let name = format!("u{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let email = format!("{name}@example.com");
+        let password = "s3cret-password".to_owned();
+        assert_eq!(self.register(&name, &email, &password).await.status(), 201);
+        let body: serde_json::Value = self.login(&email, &password).await.json().await.unwrap();
+        (email, password, body["token"].as_str().expect("token").to_owned())
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.abort();
+        }
+    }
+}
