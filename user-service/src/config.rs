@@ -43,10 +43,10 @@ where
 {
     match source.get(name) {
         None => Ok(default),
-        Some(raw) => raw.trim().parse().map_err(|error| ConfigError {
-            variable: name,
-            reason: format!("cannot parse {raw:?}: {error}"),
-        }),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|error| ConfigError { variable: name, reason: format!("cannot parse {raw:?}: {error}") }),
     }
 }
 
@@ -169,22 +169,28 @@ impl Config {
             (None, None) => {
                 return Err(ConfigError {
                     variable: "JWT_PRIVATE_KEY_FILE",
-                    reason: "a signing key (JWT_PRIVATE_KEY_FILE or JWT_PRIVATE_KEY) is required when APP_ENV=production".into(),
+                    reason:
+                        "a signing key (JWT_PRIVATE_KEY_FILE or JWT_PRIVATE_KEY) is required when APP_ENV=production"
+                            .into(),
                 });
             }
         };
         let admin = match (source.get("ADMIN_EMAIL"), source.get("ADMIN_PASSWORD")) {
-            (Some(email), Some(password)) => Some(AdminAccount {
-                email,
-                password,
-                username: text(source, "ADMIN_USERNAME", "admin"),
-            }),
+            (Some(email), Some(password)) => {
+                Some(AdminAccount { email, password, username: text(source, "ADMIN_USERNAME", "admin") })
+            }
             (None, None) => None,
             (Some(_), None) => {
-                return Err(ConfigError { variable: "ADMIN_PASSWORD", reason: "required when ADMIN_EMAIL is set".into() });
+                return Err(ConfigError {
+                    variable: "ADMIN_PASSWORD",
+                    reason: "required when ADMIN_EMAIL is set".into(),
+                });
             }
             (None, Some(_)) => {
-                return Err(ConfigError { variable: "ADMIN_EMAIL", reason: "required when ADMIN_PASSWORD is set".into() });
+                return Err(ConfigError {
+                    variable: "ADMIN_EMAIL",
+                    reason: "required when ADMIN_PASSWORD is set".into(),
+                });
             }
         };
         let password_hash_concurrency = parsed(source, "PASSWORD_HASH_CONCURRENCY", default_hash_concurrency())?;

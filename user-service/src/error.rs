@@ -52,7 +52,10 @@ impl ApiError {
 
     /// The database could not be reached in time: the client may retry.
     pub fn unavailable() -> Self {
-        Self { retry_after_secs: Some(1), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "Service temporarily unavailable") }
+        Self {
+            retry_after_secs: Some(1),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "Service temporarily unavailable")
+        }
     }
 
     /// Logs the cause and answers a bare 500.

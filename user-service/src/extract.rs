@@ -30,9 +30,13 @@ fn rejection_to_error(rejection: &JsonRejection) -> ApiError {
             ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Expected a request with Content-Type: application/json")
         }
         JsonRejection::JsonSyntaxError(_) => ApiError::new(StatusCode::BAD_REQUEST, "Malformed JSON body"),
-        JsonRejection::JsonDataError(error) => {
-            ApiError::new(StatusCode::BAD_REQUEST, format!("Invalid JSON body: {}", error.body_text().trim_start_matches("Failed to deserialize the JSON body into the target type: ")))
-        }
+        JsonRejection::JsonDataError(error) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "Invalid JSON body: {}",
+                error.body_text().trim_start_matches("Failed to deserialize the JSON body into the target type: ")
+            ),
+        ),
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large")
         }

@@ -53,7 +53,10 @@ impl PasswordHasher {
         let password = password.expose().to_owned();
         let _permit = self.permits.acquire().await.expect("the semaphore is never closed");
         tokio::task::spawn_blocking(move || {
-            argon2().hash_password(password.as_bytes()).map(|hash| hash.to_string()).map_err(|error| HashError::Hash(error.to_string()))
+            argon2()
+                .hash_password(password.as_bytes())
+                .map(|hash| hash.to_string())
+                .map_err(|error| HashError::Hash(error.to_string()))
         })
         .await?
     }

@@ -52,7 +52,10 @@ impl From<mongodb::error::Error> for StoreError {
 pub fn is_unavailable(error: &mongodb::error::Error) -> bool {
     matches!(
         *error.kind,
-        ErrorKind::ServerSelection { .. } | ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } | ErrorKind::Shutdown
+        ErrorKind::ServerSelection { .. }
+            | ErrorKind::Io(_)
+            | ErrorKind::ConnectionPoolCleared { .. }
+            | ErrorKind::Shutdown
     ) || error.contains_label("RetryableWriteError")
         || error.contains_label("TransientTransactionError")
 }
@@ -143,7 +146,12 @@ impl UserStore {
 
     /// Creates the admin account, or brings an existing account with that email to role admin
     /// with the configured password.
-    pub async fn upsert_admin(&self, email: &Email, username: &Username, password_hash: String) -> Result<(), StoreError> {
+    pub async fn upsert_admin(
+        &self,
+        email: &Email,
+        username: &Username,
+        password_hash: String,
+    ) -> Result<(), StoreError> {
         let now = bson::DateTime::now();
         self.users
             .update_one(

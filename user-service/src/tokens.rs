@@ -41,7 +41,8 @@ pub struct TokenIssuer {
 }
 
 /// DER prefix of a PKCS#8 v1 Ed25519 private key; the 32-byte seed follows it.
-const PKCS8_ED25519_PREFIX: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+const PKCS8_ED25519_PREFIX: [u8; 16] =
+    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
 
 /// A fresh Ed25519 private key as PKCS#8 PEM (used in development mode and by `generate-jwt-key`).
 pub fn generate_private_key_pem() -> String {
@@ -57,7 +58,9 @@ impl TokenIssuer {
         let pem = match source {
             SigningKeySource::Pem(pem) => pem.clone(),
             SigningKeySource::Generate => {
-                tracing::warn!("no JWT_PRIVATE_KEY_FILE: generated a development signing key; tokens die with this process");
+                tracing::warn!(
+                    "no JWT_PRIVATE_KEY_FILE: generated a development signing key; tokens die with this process"
+                );
                 generate_private_key_pem()
             }
         };
@@ -88,7 +91,13 @@ impl TokenIssuer {
         &self.jwks
     }
 
-    pub fn issue(&self, user_id: &str, username: &str, email: &str, role: Role) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn issue(
+        &self,
+        user_id: &str,
+        username: &str,
+        email: &str,
+        role: Role,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         let claims = Claims {
             sub: user_id.to_owned(),

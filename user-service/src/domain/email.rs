@@ -47,7 +47,9 @@ mod tests {
 
     #[test]
     fn rejects_implausible_addresses() {
-        for bad in ["", "plain", "@example.com", "a@", "a@b", "a@@b.com", "a b@c.com", "a@-b.com", "a..b@c.com", "a@b..com"] {
+        for bad in
+            ["", "plain", "@example.com", "a@", "a@b", "a@@b.com", "a b@c.com", "a@-b.com", "a..b@c.com", "a@b..com"]
+        {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
     }

@@ -36,7 +36,12 @@ fn required<'a>(field: &'static str, value: Option<&'a String>, errors: &mut Vec
     value.map(String::as_str)
 }
 
-fn parse_field<T>(field: &'static str, raw: Option<&str>, parse: fn(&str) -> Result<T, String>, errors: &mut Vec<FieldError>) -> Option<T> {
+fn parse_field<T>(
+    field: &'static str,
+    raw: Option<&str>,
+    parse: fn(&str) -> Result<T, String>,
+    errors: &mut Vec<FieldError>,
+) -> Option<T> {
     match parse(raw?) {
         Ok(value) => Some(value),
         Err(message) => {
@@ -46,7 +51,10 @@ fn parse_field<T>(field: &'static str, raw: Option<&str>, parse: fn(&str) -> Res
     }
 }
 
-pub async fn register(State(state): State<AppState>, JsonBody(request): JsonBody<RegisterRequest>) -> Result<impl IntoResponse, ApiError> {
+pub async fn register(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<RegisterRequest>,
+) -> Result<impl IntoResponse, ApiError> {
     let mut errors = Vec::new();
     let username = required("username", request.username.as_ref(), &mut errors);
     let email = required("email", request.email.as_ref(), &mut errors);
@@ -112,7 +120,11 @@ pub async fn login(
         Ok(email) => state.store.find_by_email(&email).await?,
         Err(_) => None,
     };
-    let verified = state.hasher.verify(password, user.as_ref().map(|user| user.password_hash.as_str())).await.map_err(ApiError::internal)?;
+    let verified = state
+        .hasher
+        .verify(password, user.as_ref().map(|user| user.password_hash.as_str()))
+        .await
+        .map_err(ApiError::internal)?;
     let user = match user {
         Some(user) if verified => user,
         _ => {
@@ -130,10 +142,14 @@ pub async fn login(
     })))
 }
 
-pub async fn me(State(state): State<AppState>, Authenticated(claims): Authenticated) -> Result<impl IntoResponse, ApiError> {
+pub async fn me(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+) -> Result<impl IntoResponse, ApiError> {
     match state.store.find_by_id(&claims.sub).await? {
-        Some(user) => Ok(Json(json!({ "id": user.id, "username": user.username, "email": user.email, "role": user.role }))),
+        Some(user) => {
+            Ok(Json(json!({ "id": user.id, "username": user.username, "email": user.email, "role": user.role })))
+        }
         None => Err(ApiError::unauthorized("Account no longer exists")),
     }
 }
-

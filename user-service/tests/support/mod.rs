@@ -8,7 +8,8 @@ use tokio::{sync::oneshot, task::JoinHandle};
 use user_service::{config::Config, startup::Application};
 
 pub fn mongodb_uri() -> String {
-    std::env::var("MONGODB_URI").expect("MONGODB_URI is not set: run the tests through scripts/test (it starts the engines)")
+    std::env::var("MONGODB_URI")
+        .expect("MONGODB_URI is not set: run the tests through scripts/test (it starts the engines)")
 }
 
 pub struct TestApp {
@@ -34,8 +35,12 @@ pub async fn spawn_unready(settings: &[(&str, &str)]) -> TestApp {
     user_service::telemetry::init(user_service::config::LogFormat::Text);
     let uri = mongodb_uri();
     let database = unique_database();
-    let mut source: HashMap<&str, &str> =
-        HashMap::from([("HOST", "127.0.0.1"), ("PORT", "0"), ("MONGODB_URI", uri.as_str()), ("MONGODB_DATABASE", database.as_str())]);
+    let mut source: HashMap<&str, &str> = HashMap::from([
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+        ("MONGODB_URI", uri.as_str()),
+        ("MONGODB_DATABASE", database.as_str()),
+    ]);
     source.extend(settings.iter().copied());
     let database = source["MONGODB_DATABASE"].to_owned();
     let config = Config::from_source(&source).expect("test configuration is valid");
@@ -57,10 +62,10 @@ pub async fn spawn_unready(settings: &[(&str, &str)]) -> TestApp {
 impl TestApp {
     pub async fn wait_ready(&self) {
         for _ in 0..300 {
-            if let Ok(response) = self.client.get(format!("{}/ready", self.address)).send().await {
-                if response.status() == 200 {
-                    return;
-                }
+            if let Ok(response) = self.client.get(format!("{}/ready", self.address)).send().await
+                && response.status() == 200
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -86,7 +91,11 @@ impl TestApp {
     }
 
     pub async fn register(&self, username: &str, email: &str, password: &str) -> reqwest::Response {
-        self.post_json("/users/register", &serde_json::json!({ "username": username, "email": email, "password": password })).await
+        self.post_json(
+            "/users/register",
+            &serde_json::json!({ "username": username, "email": email, "password": password }),
+        )
+        .await
     }
 
     pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
