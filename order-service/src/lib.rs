@@ -1,1 +1,17 @@
+//! order-service: orders over HTTP, their lifecycle over Kafka (`new-order` → `order-processed`,
+//! `payment-processed` → paid), stored in MongoDB with a transactional outbox.
 #![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod backoff;
+pub mod catalog;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod extract;
+pub mod routes;
+pub mod shutdown;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,10 @@
+//! Parse-don't-validate types for orders.
+mod money;
+mod order_view;
+mod quantity;
+mod status;
+
+pub use money::Money;
+pub use order_view::OrderView;
+pub use quantity::Quantity;
+pub use status::OrderStatus;

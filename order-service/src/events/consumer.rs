@@ -1,0 +1,204 @@
+//! The lifecycle consumer (group `order-service`): `new-order` moves an order pending → processed
+//! and queues `order-processed`; `payment-processed` moves it processed → paid. Transitions are
+//! conditional, so a redelivered event changes nothing. An offset is stored only after its work
+//! is durable (or the message is safely in the dead-letter topic), and committed from there.
+use std::time::Duration;
+
+use rdkafka::{
+    Message as _,
+    consumer::{CommitMode, Consumer as _, StreamConsumer},
+    message::{BorrowedMessage, Header, Headers as _, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
+use serde::Deserialize;
+use tokio::sync::{Notify, watch};
+
+use crate::{
+    backoff::Backoff,
+    config::Topics,
+    domain::OrderView,
+    events::envelope::{self, Envelope, Poison},
+    store::{OrderStore, OutboxEvent, StoreError, Transition},
+};
+use std::sync::Arc;
+
+/// The `data` of a `payment-processed` event, as the payment-service publishes it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentData {
+    pub payment_id: String,
+    pub order_id: String,
+    pub status: String,
+}
+
+pub struct LifecycleConsumer {
+    pub consumer: StreamConsumer,
+    pub store: OrderStore,
+    pub producer: FutureProducer,
+    pub topics: Topics,
+    /// Wakes the relay when a transition queued an event.
+    pub relay_wake: Arc<Notify>,
+}
+
+enum Outcome {
+    Done,
+    DeadLetter(Poison),
+}
+
+impl LifecycleConsumer {
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        if let Err(error) = self.consumer.subscribe(&[&self.topics.new_order, &self.topics.payment_processed]) {
+            tracing::error!(%error, "cannot subscribe to the lifecycle topics");
+            return;
+        }
+        loop {
+            let message = tokio::select! {
+                message = self.consumer.recv() => message,
+                _ = shutdown.changed() => break,
+            };
+            match message {
+                Ok(message) => {
+                    if !self.handle(&message, &mut shutdown).await {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "consumer error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            tracing::debug!(%error, "no offsets committed at shutdown");
+        }
+        tracing::info!("lifecycle consumer stopped");
+    }
+
+    /// Processes one message until it is done or dead-lettered; false when shutting down first.
+    async fn handle(&self, message: &BorrowedMessage<'_>, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            let attempt = match self.process(message).await {
+                Ok(Outcome::Done) => Ok(()),
+                Ok(Outcome::DeadLetter(reason)) => self.dead_letter(message, &reason).await,
+                Err(error) => Err(error),
+            };
+            match attempt {
+                Ok(()) => {
+                    if let Err(error) = self.consumer.store_offset_from_message(message) {
+                        tracing::warn!(%error, "cannot store the offset; the message may be redelivered");
+                    }
+                    return true;
+                }
+                Err(error) => {
+                    // Not the message's fault (database or broker down): retry it, in order.
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%error, topic = message.topic(), offset = message.offset(), "retrying message");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        _ = shutdown.changed() => return false,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn process(&self, message: &BorrowedMessage<'_>) -> Result<Outcome, String> {
+        let topic = message.topic();
+        let request_id = header(message, "x-request-id");
+        let outcome = if topic == self.topics.new_order {
+            match envelope::parse::<OrderView>(message.payload(), envelope::NEW_ORDER) {
+                Ok(event) => self.on_new_order(&event, request_id).await,
+                Err(poison) => Ok(Outcome::DeadLetter(poison)),
+            }
+        } else if topic == self.topics.payment_processed {
+            match envelope::parse::<PaymentData>(message.payload(), envelope::PAYMENT_PROCESSED) {
+                Ok(event) => self.on_payment_processed(&event).await,
+                Err(poison) => Ok(Outcome::DeadLetter(poison)),
+            }
+        } else {
+            Ok(Outcome::DeadLetter(Poison(format!("unexpected topic {topic}"))))
+        };
+        outcome.map_err(|error: StoreError| error.to_string())
+    }
+
+    async fn on_new_order(
+        &self,
+        event: &Envelope<OrderView>,
+        request_id: Option<String>,
+    ) -> Result<Outcome, StoreError> {
+        let order_id = &event.data.id;
+        let topic = self.topics.order_processed.clone();
+        let transition = self
+            .store
+            .mark_processed(order_id, |order| {
+                let envelope = Envelope::new(envelope::ORDER_PROCESSED, order.view());
+                OutboxEvent {
+                    event_id: envelope.event_id.clone(),
+                    topic,
+                    key: order.id.clone(),
+                    payload: serde_json::to_string(&envelope).unwrap_or_default(),
+                    request_id,
+                }
+            })
+            .await?;
+        Ok(match transition {
+            Transition::Applied => {
+                tracing::info!(order_id = %order_id, "order processed");
+                self.relay_wake.notify_one();
+                Outcome::Done
+            }
+            Transition::AlreadyDone | Transition::TooEarly(_) => {
+                tracing::debug!(order_id = %order_id, "new-order redelivered; nothing to do");
+                Outcome::Done
+            }
+            Transition::NotFound => Outcome::DeadLetter(Poison(format!("unknown order {order_id}"))),
+        })
+    }
+
+    async fn on_payment_processed(&self, event: &Envelope<PaymentData>) -> Result<Outcome, StoreError> {
+        let data = &event.data;
+        if data.status != "SUCCESS" {
+            return Ok(Outcome::Done);
+        }
+        Ok(match self.store.mark_paid(&data.order_id, &data.payment_id).await? {
+            Transition::Applied => {
+                tracing::info!(order_id = %data.order_id, payment_id = %data.payment_id, "order paid");
+                Outcome::Done
+            }
+            Transition::AlreadyDone => Outcome::Done,
+            Transition::NotFound => Outcome::DeadLetter(Poison(format!("unknown order {}", data.order_id))),
+            Transition::TooEarly(status) => Outcome::DeadLetter(Poison(format!(
+                "order {} is {} and cannot be paid",
+                data.order_id,
+                status.as_str()
+            ))),
+        })
+    }
+
+    /// Copies the message to `<topic>.dlq` with the reason and origin in headers.
+    async fn dead_letter(&self, message: &BorrowedMessage<'_>, reason: &Poison) -> Result<(), String> {
+        let topic = Topics::dead_letter(message.topic());
+        tracing::warn!(source = message.topic(), offset = message.offset(), reason = %reason.0, "dead-lettering message");
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "dlq-reason", value: Some(reason.0.as_str()) })
+            .insert(Header { key: "dlq-source-topic", value: Some(message.topic()) })
+            .insert(Header { key: "dlq-source-partition", value: Some(partition.as_str()) })
+            .insert(Header { key: "dlq-source-offset", value: Some(offset.as_str()) });
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).headers(headers);
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        if let Some(payload) = message.payload() {
+            record = record.payload(payload);
+        }
+        self.producer.send(record, Duration::from_secs(10)).await.map(|_| ()).map_err(|(error, _)| error.to_string())
+    }
+}
+
+fn header(message: &BorrowedMessage<'_>, name: &str) -> Option<String> {
+    let headers = message.headers()?;
+    headers.iter().find(|header| header.key == name)?.value.map(|value| String::from_utf8_lossy(value).into_owned())
+}

@@ -1,0 +1,71 @@
+//! Kafka clients with the settings the lifecycle relies on.
+use std::time::Duration;
+
+use rdkafka::{
+    ClientConfig,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::StreamConsumer,
+    error::{KafkaError, RDKafkaErrorCode},
+    producer::{FutureProducer, Producer as _},
+};
+
+/// An idempotent producer with `acks=all`: a retried send never duplicates or reorders a message.
+pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "5000")
+        .set("socket.connection.setup.timeout.ms", "3000")
+        .create()
+}
+
+/// A group consumer that commits only offsets stored after their message's work is durable.
+pub fn consumer(brokers: &str, group: &str) -> Result<StreamConsumer, KafkaError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .set("topic.metadata.refresh.interval.ms", "5000")
+        .create()
+}
+
+/// Creates the topics that are missing; existing ones are left as they are.
+pub async fn ensure_topics(
+    brokers: &str,
+    topics: &[&str],
+    partitions: i32,
+    replication: i32,
+) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("socket.connection.setup.timeout.ms", "3000")
+        .create()?;
+    let new_topics: Vec<NewTopic> =
+        topics.iter().map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replication))).collect();
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(5)))
+        .request_timeout(Some(Duration::from_secs(5)));
+    for result in admin.create_topics(&new_topics, &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaError::AdminOp(code))
+                    .inspect_err(|_| tracing::warn!(%topic, ?code, "cannot create topic"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// True when a broker answers a metadata request within the timeout (runs off the executor).
+pub async fn broker_answers(producer: &FutureProducer, timeout: Duration) -> bool {
+    let client = producer.clone();
+    tokio::task::spawn_blocking(move || client.client().fetch_metadata(None, timeout).is_ok()).await.unwrap_or(false)
+}

@@ -1,0 +1,119 @@
+//! The outbox relay: publishes every event that an order document says is unpublished, then
+//! removes it from the outbox. A crash between the two publishes the event again (at-least-once);
+//! consumers are idempotent, so that is harmless. While Kafka is down, events wait in MongoDB.
+use std::{sync::Arc, time::Duration};
+
+use futures::future::join_all;
+use rdkafka::{
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord, Producer as _},
+};
+use tokio::sync::{Notify, watch};
+
+use crate::{
+    backoff::Backoff,
+    events::kafka,
+    store::{OrderStore, OutboxEvent},
+};
+
+const BATCH: i64 = 200;
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct OutboxRelay {
+    pub store: OrderStore,
+    pub producer: FutureProducer,
+    pub brokers: String,
+    /// Re-created after failures: an in-memory broker that restarted has forgotten them.
+    pub topics: Vec<String>,
+    pub partitions: i32,
+    pub replication: i32,
+    pub wake: Arc<Notify>,
+    pub poll_interval: Duration,
+}
+
+/// After this many failed rounds in a row, the producer is replaced even without a fatal error.
+const FAILURES_BEFORE_NEW_PRODUCER: u32 = 3;
+
+impl OutboxRelay {
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut failures = 0;
+        loop {
+            match self.drain().await {
+                Ok(()) => {
+                    backoff.reset();
+                    failures = 0;
+                }
+                Err(error) => {
+                    failures += 1;
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "outbox relay could not publish");
+                    self.recover(failures).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => continue,
+                        _ = shutdown.changed() => break,
+                    }
+                }
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.poll_interval) => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        // Whatever was handed to the producer gets its chance to reach the broker before exit.
+        let _ = self.producer.flush(Duration::from_secs(5));
+        tracing::info!("outbox relay stopped");
+    }
+
+    /// Publishes batches until the outbox is empty.
+    async fn drain(&mut self) -> Result<(), String> {
+        loop {
+            let orders = self.store.pending_outbox(BATCH).await.map_err(|error| error.to_string())?;
+            if orders.is_empty() {
+                return Ok(());
+            }
+            let events: Vec<&OutboxEvent> = orders.iter().flat_map(|order| order.outbox.iter()).collect();
+            // Sends are enqueued in order, so one order's events keep their order on its partition.
+            let results = join_all(events.iter().map(|event| self.publish(event))).await;
+            let published: Vec<(String, String)> = events
+                .iter()
+                .zip(&results)
+                .filter(|(_, result)| result.is_ok())
+                .map(|(event, _)| (event.key.clone(), event.event_id.clone()))
+                .collect();
+            self.store.acknowledge_published(&published).await.map_err(|error| error.to_string())?;
+            if let Some(Err(error)) = results.into_iter().find(Result::is_err) {
+                return Err(error);
+            }
+        }
+    }
+
+    async fn publish(&self, event: &OutboxEvent) -> Result<(), String> {
+        let mut headers = OwnedHeaders::new().insert(Header { key: "event-id", value: Some(event.event_id.as_str()) });
+        if let Some(request_id) = &event.request_id {
+            headers = headers.insert(Header { key: "x-request-id", value: Some(request_id.as_str()) });
+        }
+        let record = FutureRecord::to(&event.topic).key(&event.key).payload(&event.payload).headers(headers);
+        self.producer.send(record, SEND_TIMEOUT).await.map(|_| ()).map_err(|(error, _)| error.to_string())
+    }
+
+    /// Makes the next attempt possible after a failure: the topics exist again (a broker that
+    /// restarted without storage lost them), and a producer stuck in a fatal state (an idempotent
+    /// producer whose broker forgot its id) or failing repeatedly is replaced.
+    async fn recover(&mut self, consecutive_failures: u32) {
+        let names: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        if let Err(error) = kafka::ensure_topics(&self.brokers, &names, self.partitions, self.replication).await {
+            tracing::debug!(%error, "cannot ensure topics yet");
+            return;
+        }
+        let fatal = self.producer.client().fatal_error();
+        if fatal.is_some() || consecutive_failures >= FAILURES_BEFORE_NEW_PRODUCER {
+            tracing::warn!(?fatal, consecutive_failures, "replacing the Kafka producer");
+            match kafka::producer(&self.brokers) {
+                Ok(producer) => self.producer = producer,
+                Err(error) => tracing::error!(%error, "cannot create a new producer"),
+            }
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! The HTTP surface: one module per resource, handlers stay thin (parse → domain → store → respond).
+mod auth;
+mod health;
+mod orders;
+
+use axum::{
+    Router,
+    http::{Method, StatusCode, Uri},
+    routing::get,
+};
+
+pub use auth::Authenticated;
+
+use crate::{error::ApiError, startup::AppState};
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/orders", get(orders::list).post(orders::create))
+        .route("/orders/{id}", get(orders::get))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("No route for {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("Method {method} not allowed on {}", uri.path()))
+}

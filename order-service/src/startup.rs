@@ -1,0 +1,239 @@
+//! Application: state, router, listener (port 0 in tests), background workers (bootstrap, outbox
+//! relay, lifecycle consumer) and graceful shutdown.
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use axum::{Router, http::Request};
+use rdkafka::producer::FutureProducer;
+use tokio::{
+    net::TcpListener,
+    sync::{Notify, watch},
+    task::JoinHandle,
+};
+use tower::ServiceBuilder;
+use tower_http::{
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+use crate::{
+    auth::JwksVerifier,
+    backoff::Backoff,
+    catalog::ProductCatalog,
+    config::{Config, Topics},
+    error::ApiError,
+    events::{consumer::LifecycleConsumer, kafka, relay::OutboxRelay},
+    routes,
+    store::{self, OrderStore},
+};
+
+const MAX_BODY_BYTES: usize = 16 * 1024;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub store: OrderStore,
+    pub catalog: ProductCatalog,
+    pub verifier: JwksVerifier,
+    pub producer: FutureProducer,
+    pub topics: Topics,
+    pub relay_wake: Arc<Notify>,
+    pub idempotency_ttl: Duration,
+    bootstrapped: AtomicBool,
+    topics_ready: AtomicBool,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// True once the indexes exist: before that, idempotency keys are not guaranteed unique.
+    pub fn is_bootstrapped(&self) -> bool {
+        self.bootstrapped.load(Ordering::Acquire)
+    }
+
+    pub fn topics_ready(&self) -> bool {
+        self.topics_ready.load(Ordering::Acquire)
+    }
+
+    pub fn require_bootstrapped(&self) -> Result<(), ApiError> {
+        if self.is_bootstrapped() { Ok(()) } else { Err(ApiError::unavailable("Order storage is starting up")) }
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    workers: Workers,
+}
+
+struct Workers {
+    stop: watch::Sender<bool>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Application {
+    /// Binds the listener and starts the workers; MongoDB or Kafka being down does not fail
+    /// the build: the workers retry with backoff and the service reports not-ready meanwhile.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let client = store::connect(&config.mongodb_uri.0, "order-service", config.mongodb_timeout)
+            .await
+            .context("MONGODB_URI is not a usable MongoDB connection string")?;
+        let http = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30)).build()?;
+        let producer = kafka::producer(&config.kafka_brokers).context("KAFKA_BROKERS")?;
+        let consumer = kafka::consumer(&config.kafka_brokers, &config.kafka_consumer_group).context("KAFKA_BROKERS")?;
+        let state = AppState(Arc::new(Inner {
+            store: OrderStore::new(client.database(&config.mongodb_database)),
+            catalog: ProductCatalog::new(http.clone(), &config.product_service_url, config.product_service_timeout),
+            verifier: JwksVerifier::new(&config.jwks_url, &config.jwt_issuer, &config.jwt_audience, http),
+            producer: producer.clone(),
+            topics: config.topics.clone(),
+            relay_wake: Arc::new(Notify::new()),
+            idempotency_ttl: config.idempotency_ttl,
+            bootstrapped: AtomicBool::new(false),
+            topics_ready: AtomicBool::new(false),
+        }));
+
+        let (stop, stopped) = watch::channel(false);
+        let relay = OutboxRelay {
+            store: state.store.clone(),
+            producer: producer.clone(),
+            brokers: config.kafka_brokers.clone(),
+            topics: topic_names(&config.topics),
+            partitions: config.kafka_partitions,
+            replication: config.kafka_replication_factor,
+            wake: state.relay_wake.clone(),
+            poll_interval: config.outbox_poll_interval,
+        };
+        let lifecycle = LifecycleConsumer {
+            consumer,
+            store: state.store.clone(),
+            producer,
+            topics: config.topics.clone(),
+            relay_wake: state.relay_wake.clone(),
+        };
+        let handles = vec![
+            tokio::spawn(bootstrap_mongodb(state.clone(), stopped.clone())),
+            tokio::spawn(relay.run(stopped.clone())),
+            tokio::spawn(bootstrap_kafka_then_consume(state.clone(), config.clone(), lifecycle, stopped)),
+        ];
+
+        let listener = TcpListener::bind((config.host, config.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.host, config.port))?;
+        tracing::info!(address = %listener.local_addr()?, "order-service listening");
+        let router = with_middleware(routes::router(state.clone()));
+        Ok(Self { listener, router, state, workers: Workers { stop, handles } })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|address| address.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves: stops accepting, finishes in-flight requests, then stops
+    /// the workers (the consumer commits its offsets, the relay flushes the producer).
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let served = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await;
+        let _ = self.workers.stop.send(true);
+        for handle in self.workers.handles {
+            if tokio::time::timeout(Duration::from_secs(15), handle).await.is_err() {
+                tracing::warn!("a worker did not stop in time");
+            }
+        }
+        served?;
+        tracing::info!("order-service stopped");
+        Ok(())
+    }
+}
+
+fn with_middleware(router: Router) -> Router {
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let request_id = request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or("-");
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
+            }))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES)),
+    )
+}
+
+/// Retries `attempt` with capped, jittered backoff until it succeeds or the app stops.
+async fn retry_until_ok<F, Fut, E>(what: &str, mut stopped: watch::Receiver<bool>, mut attempt: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        match attempt().await {
+            Ok(()) => return true,
+            Err(error) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "{what} not ready");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = stopped.changed() => return false,
+                }
+            }
+        }
+    }
+}
+
+async fn bootstrap_mongodb(state: AppState, stopped: watch::Receiver<bool>) {
+    if retry_until_ok("MongoDB", stopped, || state.store.ensure_indexes()).await {
+        state.bootstrapped.store(true, Ordering::Release);
+        tracing::info!("connected to MongoDB; indexes ready");
+    }
+}
+
+/// The topics this service writes or reads, dead letters included.
+fn topic_names(topics: &Topics) -> Vec<String> {
+    vec![
+        topics.new_order.clone(),
+        topics.order_processed.clone(),
+        topics.payment_processed.clone(),
+        Topics::dead_letter(&topics.new_order),
+        Topics::dead_letter(&topics.payment_processed),
+    ]
+}
+
+/// Creates the topics this service owns or reads, then runs the lifecycle consumer.
+async fn bootstrap_kafka_then_consume(
+    state: AppState,
+    config: Config,
+    consumer: LifecycleConsumer,
+    stopped: watch::Receiver<bool>,
+) {
+    let names = topic_names(&config.topics);
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let created = retry_until_ok("Kafka", stopped.clone(), || {
+        kafka::ensure_topics(&config.kafka_brokers, &names, config.kafka_partitions, config.kafka_replication_factor)
+    })
+    .await;
+    if created {
+        state.topics_ready.store(true, Ordering::Release);
+        tracing::info!("connected to Kafka; topics ready");
+        consumer.run(stopped).await;
+    }
+}

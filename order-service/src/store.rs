@@ -1,0 +1,327 @@
+//! The `orders` collection. Each order document carries its own outbox: the events still to be
+//! published, written in the same single-document write as the state change they announce.
+use std::time::Duration;
+
+use futures::TryStreamExt as _;
+use mongodb::{
+    Client, Collection, Database, IndexModel,
+    bson::{self, Document, doc},
+    error::{ErrorKind, WriteFailure},
+    options::{ClientOptions, IndexOptions},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    catalog::ProductSnapshot,
+    domain::{Money, OrderStatus, OrderView, Quantity},
+    events::envelope::{self, Envelope, rfc3339},
+};
+
+/// An event waiting in an order's outbox.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxEvent {
+    pub event_id: String,
+    pub topic: String,
+    /// The order id: one order's events share a partition and keep their order.
+    pub key: String,
+    /// The envelope, serialised once when the event is written.
+    pub payload: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderDocument {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub user_id: String,
+    pub product_id: String,
+    pub product_name: String,
+    pub quantity: i32,
+    pub unit_price_cents: i64,
+    pub total_cents: i64,
+    pub status: OrderStatus,
+    /// `<userId>:<Idempotency-Key>`; unique (sparse) so a retried POST cannot create a second order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_scope: Option<String>,
+    /// What the keyed request asked for, so a reused key with another body is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<String>,
+    #[serde(default)]
+    pub outbox: Vec<OutboxEvent>,
+    #[serde(default)]
+    pub outbox_pending: bool,
+    pub created_at: bson::DateTime,
+    pub updated_at: bson::DateTime,
+}
+
+impl OrderDocument {
+    /// A new `pending` order with its `new-order` event already in the outbox: one insert makes
+    /// both durable. `keyed` is the idempotency scope and request fingerprint, when keyed.
+    pub fn new_pending(
+        user_id: &str,
+        product: &ProductSnapshot,
+        quantity: Quantity,
+        total: Money,
+        keyed: Option<(String, String)>,
+        new_order_topic: &str,
+        request_id: Option<String>,
+    ) -> Result<Self, serde_json::Error> {
+        let now = bson::DateTime::now();
+        let (idempotency_scope, request_fingerprint) = keyed.unzip();
+        let mut order = Self {
+            id: uuid::Uuid::now_v7().to_string(),
+            user_id: user_id.to_owned(),
+            product_id: product.id.clone(),
+            product_name: product.name.clone(),
+            quantity: i32::try_from(quantity.get()).unwrap_or(i32::MAX),
+            unit_price_cents: product.unit_price.cents(),
+            total_cents: total.cents(),
+            status: OrderStatus::Pending,
+            idempotency_scope,
+            request_fingerprint,
+            payment_id: None,
+            outbox: Vec::new(),
+            outbox_pending: true,
+            created_at: now,
+            updated_at: now,
+        };
+        let envelope = Envelope::new(envelope::NEW_ORDER, order.view());
+        order.outbox.push(OutboxEvent {
+            event_id: envelope.event_id.clone(),
+            topic: new_order_topic.to_owned(),
+            key: order.id.clone(),
+            payload: serde_json::to_string(&envelope)?,
+            request_id,
+        });
+        Ok(order)
+    }
+
+    pub fn view(&self) -> OrderView {
+        OrderView {
+            id: self.id.clone(),
+            user_id: self.user_id.clone(),
+            product_id: self.product_id.clone(),
+            product_name: self.product_name.clone(),
+            quantity: u32::try_from(self.quantity).unwrap_or(0),
+            unit_price: Money::from_cents(self.unit_price_cents).as_decimal(),
+            total: Money::from_cents(self.total_cents).as_decimal(),
+            status: self.status,
+            created_at: rfc3339(self.created_at),
+            updated_at: rfc3339(self.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Unavailable(mongodb::error::Error),
+    #[error("duplicate idempotency key")]
+    DuplicateIdempotencyKey,
+    #[error("database error: {0}")]
+    Other(mongodb::error::Error),
+}
+
+impl From<mongodb::error::Error> for StoreError {
+    fn from(error: mongodb::error::Error) -> Self {
+        if is_unavailable(&error) { Self::Unavailable(error) } else { Self::Other(error) }
+    }
+}
+
+/// Errors that mean "the database cannot be reached right now" (→ 503 or retry), not a bad request.
+pub fn is_unavailable(error: &mongodb::error::Error) -> bool {
+    matches!(
+        *error.kind,
+        ErrorKind::ServerSelection { .. }
+            | ErrorKind::Io(_)
+            | ErrorKind::ConnectionPoolCleared { .. }
+            | ErrorKind::Shutdown
+    ) || error.contains_label("RetryableWriteError")
+        || error.contains_label("TransientTransactionError")
+}
+
+fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+    match &*error.kind {
+        ErrorKind::Write(WriteFailure::WriteError(write)) => write.code == 11000,
+        ErrorKind::Command(command) => command.code == 11000,
+        _ => false,
+    }
+}
+
+/// A client whose operations give up after `timeout` instead of the driver's 30 s default.
+pub async fn connect(uri: &str, app_name: &str, timeout: Duration) -> Result<Client, mongodb::error::Error> {
+    let mut options = ClientOptions::parse(uri).await?;
+    options.app_name = Some(app_name.to_owned());
+    options.server_selection_timeout = Some(timeout);
+    options.connect_timeout = Some(timeout);
+    Client::with_options(options)
+}
+
+/// What a conditional status change found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Applied,
+    /// The order was already past that state: a redelivered event, harmless.
+    AlreadyDone,
+    NotFound,
+    /// The order is not yet in the state the event expects.
+    TooEarly(OrderStatus),
+}
+
+#[derive(Clone)]
+pub struct OrderStore {
+    database: Database,
+    orders: Collection<OrderDocument>,
+}
+
+impl OrderStore {
+    pub fn new(database: Database) -> Self {
+        let orders = database.collection("orders");
+        Self { database, orders }
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.database.run_command(doc! { "ping": 1 }).await?;
+        Ok(())
+    }
+
+    pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        let index = |keys: Document, options: IndexOptions| IndexModel::builder().keys(keys).options(options).build();
+        self.orders
+            .create_indexes([
+                index(
+                    doc! { "userId": 1, "_id": -1 },
+                    IndexOptions::builder().name("user_newest_first".to_owned()).build(),
+                ),
+                index(doc! { "outboxPending": 1 }, IndexOptions::builder().name("outbox_pending".to_owned()).build()),
+                index(
+                    doc! { "idempotencyScope": 1 },
+                    IndexOptions::builder().name("idempotency_scope".to_owned()).unique(true).sparse(true).build(),
+                ),
+            ])
+            .await?;
+        Ok(())
+    }
+
+    pub async fn insert(&self, order: &OrderDocument) -> Result<(), StoreError> {
+        match self.orders.insert_one(order).await {
+            Ok(_) => Ok(()),
+            Err(error) if is_duplicate_key(&error) => Err(StoreError::DuplicateIdempotencyKey),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    pub async fn find(&self, id: &str) -> Result<Option<OrderDocument>, StoreError> {
+        Ok(self.orders.find_one(doc! { "_id": id }).await?)
+    }
+
+    pub async fn find_by_idempotency_scope(&self, scope: &str) -> Result<Option<OrderDocument>, StoreError> {
+        Ok(self.orders.find_one(doc! { "idempotencyScope": scope }).await?)
+    }
+
+    /// Frees an expired idempotency key so the same key can create a new order.
+    pub async fn release_idempotency_scope(&self, order_id: &str) -> Result<(), StoreError> {
+        self.orders.update_one(doc! { "_id": order_id }, doc! { "$unset": { "idempotencyScope": "" } }).await?;
+        Ok(())
+    }
+
+    /// Newest first (ids are UUID v7, so they sort by creation time); `before` is the last id seen.
+    pub async fn list(
+        &self,
+        user_id: Option<&str>,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<OrderDocument>, StoreError> {
+        let mut filter = Document::new();
+        if let Some(user_id) = user_id {
+            filter.insert("userId", user_id);
+        }
+        if let Some(before) = before {
+            filter.insert("_id", doc! { "$lt": before });
+        }
+        let cursor = self.orders.find(filter).sort(doc! { "_id": -1 }).limit(limit).await?;
+        Ok(cursor.try_collect().await?)
+    }
+
+    pub async fn pending_outbox(&self, limit: i64) -> Result<Vec<OrderDocument>, StoreError> {
+        let cursor = self.orders.find(doc! { "outboxPending": true }).sort(doc! { "_id": 1 }).limit(limit).await?;
+        Ok(cursor.try_collect().await?)
+    }
+
+    /// Removes published events from their orders' outboxes; an order whose outbox became empty
+    /// leaves the relay's index. An event pushed meanwhile keeps `outboxPending` true.
+    pub async fn acknowledge_published(&self, published: &[(String, String)]) -> Result<(), StoreError> {
+        if published.is_empty() {
+            return Ok(());
+        }
+        let order_ids: Vec<&str> = published.iter().map(|(order_id, _)| order_id.as_str()).collect();
+        let event_ids: Vec<&str> = published.iter().map(|(_, event_id)| event_id.as_str()).collect();
+        self.orders
+            .update_many(
+                doc! { "_id": { "$in": &order_ids } },
+                doc! { "$pull": { "outbox": { "eventId": { "$in": &event_ids } } } },
+            )
+            .await?;
+        self.orders
+            .update_many(
+                doc! { "_id": { "$in": &order_ids }, "outbox": { "$size": 0 } },
+                doc! { "$set": { "outboxPending": false } },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// pending → processed, with the `order-processed` event in the same write.
+    pub async fn mark_processed(
+        &self,
+        order_id: &str,
+        event: impl FnOnce(&OrderDocument) -> OutboxEvent,
+    ) -> Result<Transition, StoreError> {
+        let Some(order) = self.find(order_id).await? else {
+            return Ok(Transition::NotFound);
+        };
+        if order.status != OrderStatus::Pending {
+            return Ok(Transition::AlreadyDone);
+        }
+        let now = bson::DateTime::now();
+        let mut processed = order.clone();
+        processed.status = OrderStatus::Processed;
+        processed.updated_at = now;
+        let event = bson::to_bson(&event(&processed)).map_err(|error| StoreError::Other(error.into()))?;
+        let result = self
+            .orders
+            .update_one(
+                doc! { "_id": order_id, "status": OrderStatus::Pending.as_str() },
+                doc! {
+                    "$set": { "status": OrderStatus::Processed.as_str(), "updatedAt": now, "outboxPending": true },
+                    "$push": { "outbox": event },
+                },
+            )
+            .await?;
+        Ok(if result.modified_count == 1 { Transition::Applied } else { Transition::AlreadyDone })
+    }
+
+    /// processed → paid, remembering the payment.
+    pub async fn mark_paid(&self, order_id: &str, payment_id: &str) -> Result<Transition, StoreError> {
+        let result = self
+            .orders
+            .update_one(
+                doc! { "_id": order_id, "status": OrderStatus::Processed.as_str() },
+                doc! { "$set": { "status": OrderStatus::Paid.as_str(), "paymentId": payment_id, "updatedAt": bson::DateTime::now() } },
+            )
+            .await?;
+        if result.modified_count == 1 {
+            return Ok(Transition::Applied);
+        }
+        Ok(match self.find(order_id).await? {
+            None => Transition::NotFound,
+            Some(order) if order.status == OrderStatus::Paid => Transition::AlreadyDone,
+            Some(order) => Transition::TooEarly(order.status),
+        })
+    }
+}

@@ -1,0 +1,104 @@
+//! The Kafka half of the order lifecycle, against the real broker and database.
+mod support;
+
+use std::time::Duration;
+
+use order_service::domain::OrderStatus;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_pending_order_is_published_processed_and_announced_once() {
+    let app = support::settings().spawn().await;
+    let order = app.insert_pending_order("user-1").await;
+    app.wait_for_status(std::slice::from_ref(&order.id), OrderStatus::Processed, Duration::from_secs(20)).await;
+
+    let new_orders = support::read_topic(&app.brokers, &app.topic("new-order"), Duration::from_secs(3)).await;
+    assert_eq!(new_orders.len(), 1);
+    assert_eq!(new_orders[0].key.as_deref(), Some(order.id.as_str()), "keyed by order id");
+    let envelope = &new_orders[0].payload;
+    assert_eq!(envelope["type"], "new-order");
+    assert_eq!(envelope["version"], 1);
+    assert!(envelope["eventId"].is_string() && envelope["occurredAt"].is_string());
+    assert_eq!(envelope["data"]["id"], order.id.as_str());
+    assert_eq!(envelope["data"]["total"], 1799.98);
+
+    let processed = support::read_topic(&app.brokers, &app.topic("order-processed"), Duration::from_secs(3)).await;
+    assert_eq!(processed.len(), 1, "one order-processed per order");
+    assert_eq!(processed[0].payload["data"]["status"], "processed");
+    let stored = app.state.store.find(&order.id).await.unwrap().unwrap();
+    assert!(stored.outbox.is_empty() && !stored.outbox_pending, "the outbox is drained");
+}
+
+#[tokio::test]
+async fn a_redelivered_new_order_event_changes_nothing() {
+    let app = support::settings().spawn().await;
+    let order = app.insert_pending_order("user-1").await;
+    app.wait_for_status(std::slice::from_ref(&order.id), OrderStatus::Processed, Duration::from_secs(20)).await;
+    let before = app.state.store.find(&order.id).await.unwrap().unwrap();
+
+    let original = support::read_topic(&app.brokers, &app.topic("new-order"), Duration::from_secs(3)).await;
+    support::produce(&app.brokers, &app.topic("new-order"), &order.id, &original[0].raw).await;
+    support::produce(&app.brokers, &app.topic("new-order"), &order.id, &original[0].raw).await;
+    // A later order proves the consumer has moved past the duplicates.
+    let marker = app.insert_pending_order("user-1").await;
+    app.wait_for_status(std::slice::from_ref(&marker.id), OrderStatus::Processed, Duration::from_secs(20)).await;
+
+    let after = app.state.store.find(&order.id).await.unwrap().unwrap();
+    assert_eq!(after.updated_at, before.updated_at, "no second transition");
+    let processed = support::read_topic(&app.brokers, &app.topic("order-processed"), Duration::from_secs(3)).await;
+    let for_order = processed.iter().filter(|m| m.key.as_deref() == Some(order.id.as_str())).count();
+    assert_eq!(for_order, 1, "the duplicate did not announce the order twice");
+}
+
+#[tokio::test]
+async fn a_poison_message_goes_to_the_dead_letter_topic_and_does_not_block_its_partition() {
+    let app = support::settings().with("KAFKA_PARTITIONS", "1").spawn().await;
+    support::produce(&app.brokers, &app.topic("new-order"), "garbage", b"{this is not json").await;
+    let unknown = json!({"eventId": "e1", "type": "new-order", "version": 1, "occurredAt": "2026-01-01T00:00:00Z",
+        "data": {"id": "no-such-order", "userId": "u", "productId": "1", "productName": "x", "quantity": 1,
+                 "unitPrice": 1.0, "total": 1.0, "status": "pending", "createdAt": "t", "updatedAt": "t"}});
+    support::produce(&app.brokers, &app.topic("new-order"), "no-such-order", unknown.to_string().as_bytes()).await;
+    let order = app.insert_pending_order("user-1").await;
+    app.wait_for_status(std::slice::from_ref(&order.id), OrderStatus::Processed, Duration::from_secs(20)).await;
+
+    let dead = support::read_topic(&app.brokers, &app.topic("new-order.dlq"), Duration::from_secs(3)).await;
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead[0].raw, b"{this is not json");
+    assert!(dead[0].headers["dlq-reason"].contains("not a new-order envelope"), "{:?}", dead[0].headers);
+    assert_eq!(dead[0].headers["dlq-source-topic"], app.topic("new-order"));
+    assert!(dead[1].headers["dlq-reason"].contains("unknown order"));
+}
+
+#[tokio::test]
+async fn payment_processed_moves_a_processed_order_to_paid_once() {
+    let app = support::settings().spawn().await;
+    let order = app.insert_pending_order("user-1").await;
+    app.wait_for_status(std::slice::from_ref(&order.id), OrderStatus::Processed, Duration::from_secs(20)).await;
+    let event = json!({"eventId": "p1", "type": "payment-processed", "version": 1, "occurredAt": "2026-01-01T00:00:00Z",
+        "data": {"paymentId": "pay-1", "orderId": order.id, "userId": "user-1", "amountCents": 179_998,
+                 "currency": "EUR", "status": "SUCCESS"}});
+    for _ in 0..2 {
+        support::produce(&app.brokers, &app.topic("payment-processed"), &order.id, event.to_string().as_bytes()).await;
+    }
+    app.wait_for_status(std::slice::from_ref(&order.id), OrderStatus::Paid, Duration::from_secs(20)).await;
+    let stored = app.state.store.find(&order.id).await.unwrap().unwrap();
+    assert_eq!(stored.payment_id.as_deref(), Some("pay-1"));
+}
+
+#[tokio::test]
+async fn a_payment_for_an_unknown_order_is_dead_lettered() {
+    let app = support::settings().spawn().await;
+    let event = json!({"eventId": "p1", "type": "payment-processed", "version": 1, "occurredAt": "t",
+        "data": {"paymentId": "pay-1", "orderId": "ghost", "userId": "u", "amountCents": 1, "currency": "EUR",
+                 "status": "SUCCESS"}});
+    support::produce(&app.brokers, &app.topic("payment-processed"), "ghost", event.to_string().as_bytes()).await;
+    let mut dead = Vec::new();
+    for _ in 0..10 {
+        dead = support::read_topic(&app.brokers, &app.topic("payment-processed.dlq"), Duration::from_secs(2)).await;
+        if !dead.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].headers["dlq-reason"].contains("unknown order ghost"));
+}

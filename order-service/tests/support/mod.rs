@@ -1,0 +1,299 @@
+//! Spawns the real order-service on port 0 against the engines started by `scripts/engines.py`
+//! (MONGODB_URI, KAFKA_BROKERS). Every app gets its own database, topic prefix and consumer group.
+#![allow(dead_code)]
+
+use std::{collections::HashMap, time::Duration};
+
+use order_service::{
+    catalog::ProductSnapshot,
+    config::Config,
+    domain::{Money, OrderStatus, Quantity},
+    startup::{AppState, Application},
+    store::OrderDocument,
+};
+use rdkafka::{
+    ClientConfig, Message as _, Offset, TopicPartitionList,
+    consumer::{Consumer as _, StreamConsumer},
+    message::Headers as _,
+    producer::{FutureProducer, FutureRecord},
+};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests through scripts/test"))
+}
+
+/// A port nothing listens on.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub state: AppState,
+    pub prefix: String,
+    pub database: String,
+    pub brokers: String,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+pub struct Settings {
+    pub values: HashMap<&'static str, String>,
+}
+
+/// Test defaults: unique names, nothing listening where the product-service and JWKS would be.
+pub fn settings() -> Settings {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let nowhere = format!("http://127.0.0.1:{}", closed_port());
+    Settings {
+        values: HashMap::from([
+            ("HOST", "127.0.0.1".to_owned()),
+            ("PORT", "0".to_owned()),
+            ("MONGODB_URI", env("MONGODB_URI")),
+            ("MONGODB_DATABASE", format!("orders_test_{id}")),
+            ("KAFKA_BROKERS", env("KAFKA_BROKERS")),
+            ("KAFKA_TOPIC_PREFIX", format!("t{id}.")),
+            ("KAFKA_CONSUMER_GROUP", format!("order-service-{id}")),
+            ("KAFKA_PARTITIONS", "2".to_owned()),
+            ("PRODUCT_SERVICE_URL", nowhere.clone()),
+            ("JWKS_URL", format!("{nowhere}/.well-known/jwks.json")),
+            ("OUTBOX_POLL_INTERVAL_MS", "200".to_owned()),
+        ]),
+    }
+}
+
+impl Settings {
+    pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.values.insert(name, value.into());
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        let app = self.spawn_unready().await;
+        app.wait_ready().await;
+        app
+    }
+
+    pub async fn spawn_unready(self) -> TestApp {
+        order_service::telemetry::init(order_service::config::LogFormat::Text);
+        let source: HashMap<&str, &str> = self.values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let config = Config::from_source(&source).expect("test configuration is valid");
+        let app = Application::build(config).await.expect("the app builds");
+        let state = app.state();
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            address,
+            state,
+            prefix: self.values["KAFKA_TOPIC_PREFIX"].clone(),
+            database: self.values["MONGODB_DATABASE"].clone(),
+            brokers: self.values["KAFKA_BROKERS"].clone(),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            shutdown: Some(shutdown),
+            handle: Some(handle),
+        }
+    }
+}
+
+impl TestApp {
+    pub async fn wait_ready(&self) {
+        for _ in 0..600 {
+            if let Ok(response) = self.client.get(self.url("/ready")).send().await
+                && response.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("order-service at {} never became ready", self.address);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("server task").expect("server ran cleanly");
+        }
+    }
+
+    /// Inserts a pending order the way POST /orders does, and wakes the relay.
+    pub async fn insert_pending_order(&self, user_id: &str) -> OrderDocument {
+        let product =
+            ProductSnapshot { id: "1".into(), name: "Smartphone".into(), unit_price: Money::from_cents(89_999) };
+        let quantity = Quantity::parse(&serde_json::json!(2)).unwrap();
+        let total = product.unit_price.times(quantity.get()).unwrap();
+        let order =
+            OrderDocument::new_pending(user_id, &product, quantity, total, None, &self.state.topics.new_order, None)
+                .unwrap();
+        self.state.store.insert(&order).await.unwrap();
+        self.state.relay_wake.notify_one();
+        order
+    }
+
+    pub async fn status(&self, order_id: &str) -> Option<OrderStatus> {
+        self.state.store.find(order_id).await.unwrap().map(|order| order.status)
+    }
+
+    /// Waits until no order has events left to publish.
+    pub async fn wait_outbox_drained(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.state.store.pending_outbox(1).await.unwrap().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "the outbox did not drain in {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until every order has `status`, or panics after `timeout`.
+    pub async fn wait_for_status(&self, order_ids: &[String], status: OrderStatus, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let mut all = true;
+            for id in order_ids {
+                if self.status(id).await != Some(status) {
+                    all = false;
+                    break;
+                }
+            }
+            if all {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "orders did not all reach {status:?} in {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.abort();
+        }
+    }
+}
+
+pub struct Received {
+    pub key: Option<String>,
+    pub payload: serde_json::Value,
+    pub raw: Vec<u8>,
+    pub headers: HashMap<String, String>,
+}
+
+/// Reads every partition of `topic` from the beginning for `window` (no consumer group: the
+/// partitions are assigned directly), returning every message.
+pub async fn read_topic(brokers: &str, topic: &str, window: Duration) -> Vec<Received> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("test-reader-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).expect("topic metadata");
+    let mut assignment = TopicPartitionList::new();
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        assignment.add_partition_offset(topic, partition.id(), Offset::Beginning).unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut received = Vec::new();
+    let deadline = tokio::time::Instant::now() + window;
+    while let Ok(Ok(message)) = tokio::time::timeout_at(deadline, consumer.recv()).await {
+        let raw = message.payload().unwrap_or_default().to_vec();
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        received.push(Received {
+            key: message.key().map(|key| String::from_utf8_lossy(key).into_owned()),
+            payload: serde_json::from_slice(&raw).unwrap_or(serde_json::Value::Null),
+            raw,
+            headers,
+        });
+    }
+    received
+}
+
+pub fn producer(brokers: &str) -> FutureProducer {
+    ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap()
+}
+
+pub async fn produce(brokers: &str, topic: &str, key: &str, payload: &[u8]) {
+    producer(brokers)
+        .send(FutureRecord::to(topic).key(key).payload(payload), Duration::from_secs(10))
+        .await
+        .map_err(|(error, _)| error)
+        .expect("test message delivered");
+}
+
+/// A private Kafka-protocol broker that a test may stop and restart on the same port.
+pub struct PrivateBroker {
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateBroker {
+    pub async fn start() -> Self {
+        let mut broker = Self { port: closed_port(), child: None };
+        broker.restart().await;
+        broker
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub async fn restart(&mut self) {
+        let listener = format!("tcp://127.0.0.1:{}", self.port);
+        let child = std::process::Command::new(env("TANSU_BIN"))
+            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("private broker did not start");
+    }
+
+    /// Tansu ignores SIGTERM; SIGINT stops it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+            if child.wait().is_err() {
+                let _ = child.kill();
+            }
+        }
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
