@@ -109,14 +109,7 @@ impl JwksVerifier {
         }
         *last = Some(Instant::now());
         let fetched: JwkSet = async {
-            self.http
-                .get(&self.jwks_url)
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await
+            self.http.get(&self.jwks_url).timeout(Duration::from_secs(2)).send().await?.error_for_status()?.json().await
         }
         .await
         .map_err(|error: reqwest::Error| {

@@ -1,1 +1,16 @@
+//! api-gateway: the single REST/JSON entry point. Owns no data: it routes, checks tokens,
+//! and shields clients from slow or failing services.
 #![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod backoff;
+pub mod catalogue;
+pub mod config;
+pub mod downstream;
+pub mod error;
+pub mod extract;
+pub mod payments;
+pub mod routes;
+pub mod shutdown;
+pub mod startup;
+pub mod telemetry;

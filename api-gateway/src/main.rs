@@ -1,1 +1,26 @@
-fn main() {}
+//! Thin entry point: configuration → telemetry → application → run until SIGTERM/Ctrl-C.
+use api_gateway::{config::Config, startup::Application, telemetry};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("api-gateway: configuration error: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    let result = async {
+        let app = Application::build(config).await?;
+        app.run_until(api_gateway::shutdown::signal()).await
+    }
+    .await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = %format!("{error:#}"), "api-gateway stopped with an error");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

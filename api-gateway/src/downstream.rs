@@ -1,0 +1,130 @@
+//! Calls to the HTTP services behind the gateway: forwarding the headers that matter, bounding
+//! every call with a timeout, and turning transport failures into 503/504 instead of hangs.
+use std::{net::SocketAddr, time::Duration};
+
+use axum::{
+    body::Body,
+    http::{HeaderMap, HeaderName, Method, StatusCode, header},
+    response::Response,
+};
+use bytes::Bytes;
+
+use crate::error::ApiError;
+
+/// Request headers passed on unchanged to the services.
+const FORWARDED: [HeaderName; 4] = [
+    header::AUTHORIZATION,
+    header::CONTENT_TYPE,
+    HeaderName::from_static("idempotency-key"),
+    HeaderName::from_static("x-request-id"),
+];
+
+/// Response headers relayed back to the client.
+const RELAYED: [HeaderName; 3] =
+    [header::CONTENT_TYPE, header::RETRY_AFTER, HeaderName::from_static("idempotent-replayed")];
+
+#[derive(Debug, thiserror::Error)]
+pub enum DownstreamError {
+    #[error("{0} is unavailable: {1}")]
+    Unavailable(&'static str, String),
+    #[error("{0} did not answer in time")]
+    Timeout(&'static str),
+}
+
+impl From<DownstreamError> for ApiError {
+    fn from(error: DownstreamError) -> Self {
+        tracing::warn!(%error, "downstream call failed");
+        match error {
+            DownstreamError::Unavailable(name, _) => {
+                ApiError::unavailable(format!("{name} is temporarily unavailable"))
+            }
+            DownstreamError::Timeout(name) => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, format!("{name} did not answer in time"))
+            }
+        }
+    }
+}
+
+/// One HTTP service behind the gateway.
+#[derive(Clone)]
+pub struct Downstream {
+    pub name: &'static str,
+    base_url: String,
+    http: reqwest::Client,
+    timeout: Duration,
+}
+
+impl Downstream {
+    pub fn new(name: &'static str, base_url: &str, http: reqwest::Client, timeout: Duration) -> Self {
+        Self { name, base_url: base_url.to_owned(), http, timeout }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Sends a request carrying the client's relevant headers; `client` is the caller's address.
+    pub async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        incoming: &HeaderMap,
+        client: Option<SocketAddr>,
+        body: Option<Bytes>,
+    ) -> Result<reqwest::Response, DownstreamError> {
+        let mut request = self.http.request(method, self.url(path_and_query)).timeout(self.timeout);
+        for name in &FORWARDED {
+            if let Some(value) = incoming.get(name) {
+                request = request.header(name, value);
+            }
+        }
+        if let Some(client) = client {
+            // Overwritten, never appended: a client cannot spoof its address through the gateway.
+            request = request.header("x-forwarded-for", client.ip().to_string());
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        request.send().await.map_err(|error| self.classify(&error))
+    }
+
+    pub fn classify(&self, error: &reqwest::Error) -> DownstreamError {
+        if error.is_timeout() {
+            DownstreamError::Timeout(self.name)
+        } else {
+            DownstreamError::Unavailable(self.name, error.to_string())
+        }
+    }
+
+    /// Sends the request and relays the service's status, JSON body and relevant headers as they are.
+    pub async fn forward(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        incoming: &HeaderMap,
+        client: Option<SocketAddr>,
+        body: Option<Bytes>,
+    ) -> Result<Response, ApiError> {
+        let response = self.send(method, path_and_query, incoming, client, body).await?;
+        relay(self, response).await
+    }
+
+    /// True when the service's own `/ready` says 200 within a second.
+    pub async fn is_ready(&self) -> bool {
+        let response = self.http.get(self.url("/ready")).timeout(Duration::from_secs(1)).send().await;
+        response.is_ok_and(|response| response.status() == StatusCode::OK)
+    }
+}
+
+pub async fn relay(downstream: &Downstream, response: reqwest::Response) -> Result<Response, ApiError> {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.map_err(|error| ApiError::from(downstream.classify(&error)))?;
+    let mut relayed = Response::builder().status(status);
+    for name in &RELAYED {
+        if let Some(value) = headers.get(name) {
+            relayed = relayed.header(name, value);
+        }
+    }
+    relayed.body(Body::from(body)).map_err(ApiError::internal)
+}

@@ -1,0 +1,81 @@
+//! The payment-service's gRPC client, with the call deadline and the caller's identity headers.
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use tonic::{Code, Request, Status, metadata::MetadataValue, transport::Channel};
+
+use crate::error::ApiError;
+
+pub mod proto {
+    tonic::include_proto!("payment.v1");
+}
+
+use proto::{PayRequest, PayResponse, payment_service_client::PaymentServiceClient};
+
+#[derive(Clone)]
+pub struct PaymentClient {
+    client: PaymentServiceClient<Channel>,
+    health: tonic_health::pb::health_client::HealthClient<Channel>,
+    deadline: Duration,
+}
+
+impl PaymentClient {
+    /// Connects lazily: the gateway starts (and reports not-ready) while payments are down.
+    pub fn new(url: &str, deadline: Duration) -> anyhow::Result<Self> {
+        let channel = Channel::from_shared(url.to_owned())?
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(deadline)
+            .connect_lazy();
+        Ok(Self {
+            client: PaymentServiceClient::new(channel.clone()),
+            health: tonic_health::pb::health_client::HealthClient::new(channel),
+            deadline,
+        })
+    }
+
+    pub async fn pay(&self, pay: PayRequest, incoming: &HeaderMap) -> Result<PayResponse, Status> {
+        let mut request = Request::new(pay);
+        request.set_timeout(self.deadline);
+        for name in ["authorization", "x-request-id"] {
+            if let Some(value) = incoming.get(name).and_then(|value| value.to_str().ok())
+                && let Ok(value) = MetadataValue::try_from(value)
+            {
+                request.metadata_mut().insert(name, value);
+            }
+        }
+        self.client.clone().pay(request).await.map(tonic::Response::into_inner)
+    }
+
+    /// True when the standard gRPC health service says the payment service is SERVING.
+    pub async fn is_ready(&self) -> bool {
+        let mut request =
+            Request::new(tonic_health::pb::HealthCheckRequest { service: "payment.v1.PaymentService".into() });
+        request.set_timeout(Duration::from_secs(1));
+        let answer = tokio::time::timeout(Duration::from_secs(2), self.health.clone().check(request)).await;
+        matches!(answer, Ok(Ok(response)) if response.get_ref().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+    }
+}
+
+/// gRPC status → the HTTP status and message a REST client gets.
+pub fn status_to_error(status: &Status) -> ApiError {
+    let message = status.message().to_owned();
+    match status.code() {
+        Code::InvalidArgument => ApiError::new(StatusCode::BAD_REQUEST, message),
+        Code::Unauthenticated => ApiError::unauthorized(message),
+        Code::PermissionDenied => ApiError::new(StatusCode::FORBIDDEN, message),
+        Code::NotFound => ApiError::new(StatusCode::NOT_FOUND, message),
+        Code::AlreadyExists => ApiError::new(StatusCode::CONFLICT, message),
+        Code::FailedPrecondition => ApiError::new(StatusCode::CONFLICT, message),
+        Code::Unavailable => {
+            tracing::warn!(%status, "payment-service unavailable");
+            ApiError::unavailable("payment-service is temporarily unavailable")
+        }
+        Code::DeadlineExceeded | Code::Cancelled => {
+            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "payment-service did not answer in time")
+        }
+        _ => {
+            tracing::warn!(%status, "payment-service failed");
+            ApiError::new(StatusCode::BAD_GATEWAY, "payment-service failed to answer")
+        }
+    }
+}

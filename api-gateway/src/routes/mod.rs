@@ -1,0 +1,44 @@
+//! The public REST surface. Handlers stay thin: check the caller, shape the downstream call,
+//! relay the answer with its real status.
+mod auth;
+mod health;
+mod orders;
+mod payments;
+mod products;
+mod users;
+
+use axum::{
+    Router,
+    http::{Method, StatusCode, Uri},
+    routing::{get, post},
+};
+
+pub use auth::{Admin, Authenticated};
+
+use crate::{error::ApiError, startup::AppState};
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/users/register", post(users::register))
+        .route("/users/login", post(users::login))
+        .route("/users/me", get(users::me))
+        .route("/products", get(products::list).post(products::create))
+        .route("/products/{id}", get(products::get).patch(products::update).delete(products::delete))
+        .route("/graphql", get(products::graphiql).post(products::graphql))
+        .route("/orders", get(orders::list).post(orders::create))
+        .route("/orders/{id}", get(orders::get))
+        .route("/payments", post(payments::pay))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("No route for {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("Method {method} not allowed on {}", uri.path()))
+}

@@ -1,0 +1,140 @@
+//! POST /payments: the gateway checks the order (the caller's, `processed`, amount = total to the
+//! cent) with the order-service, then charges it over gRPC with the payment-service.
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, Method, StatusCode},
+    response::{IntoResponse, Response},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{
+    error::{ApiError, FieldError},
+    extract::JsonBody,
+    payments::{
+        proto::{PayRequest, PaymentStatus},
+        status_to_error,
+    },
+    routes::Authenticated,
+    startup::AppState,
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PaymentRequest {
+    order_id: Option<Value>,
+    amount: Option<Value>,
+}
+
+/// An amount in euros with at most two decimals → cents.
+fn parse_amount(value: Option<&Value>) -> Result<i64, String> {
+    let amount = value.and_then(Value::as_f64).ok_or("amount must be a number")?;
+    let cents = (amount * 100.0).round();
+    if !amount.is_finite() || amount <= 0.0 || (amount * 100.0 - cents).abs() > 1e-6 || cents >= 1e15 {
+        return Err("amount must be a positive number with at most two decimals".into());
+    }
+    Ok(cents as i64)
+}
+
+fn parse_order_id(value: Option<&Value>) -> Result<String, String> {
+    match value {
+        Some(Value::String(id))
+            if (1..=64).contains(&id.len())
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Ok(id.clone())
+        }
+        _ => Err("orderId must be an order id".into()),
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    match headers.get("idempotency-key") {
+        // Without a key every call is a new attempt; with one, retries replay the first result.
+        None => Ok(uuid::Uuid::new_v4().to_string()),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .filter(|key| (1..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()))
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                ApiError::new(StatusCode::BAD_REQUEST, "Idempotency-Key must be 1 to 128 printable ASCII characters")
+            }),
+    }
+}
+
+pub async fn pay(
+    State(state): State<AppState>,
+    Authenticated(claims): Authenticated,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<PaymentRequest>,
+) -> Result<Response, ApiError> {
+    let order_id = parse_order_id(request.order_id.as_ref());
+    let amount_cents = parse_amount(request.amount.as_ref());
+    let (order_id, amount_cents) = match (order_id, amount_cents) {
+        (Ok(order_id), Ok(amount)) => (order_id, amount),
+        (order_id, amount) => {
+            let mut errors = Vec::new();
+            if let Err(message) = order_id {
+                errors.push(FieldError { field: "orderId", message });
+            }
+            if let Err(message) = amount {
+                errors.push(FieldError { field: "amount", message });
+            }
+            return Err(ApiError::validation(errors));
+        }
+    };
+    let key = idempotency_key(&headers)?;
+
+    // The order-service applies ownership: someone else's order is a 404, as if absent.
+    let response = state.orders.send(Method::GET, &format!("/orders/{order_id}"), &headers, None, None).await?;
+    if response.status() != StatusCode::OK {
+        return crate::downstream::relay(&state.orders, response).await;
+    }
+    let order: Value = response.json().await.map_err(|error| ApiError::from(state.orders.classify(&error)))?;
+    let order = &order["order"];
+    match order["status"].as_str() {
+        Some("processed") => {}
+        Some("pending") => {
+            return Err(ApiError::new(StatusCode::CONFLICT, "Order is pending: not ready for payment yet"));
+        }
+        Some("paid") => return Err(ApiError::new(StatusCode::CONFLICT, "Order is already paid")),
+        other => return Err(ApiError::internal(format!("order has an unexpected status {other:?}"))),
+    }
+    let total_cents = order["total"].as_f64().map(|total| (total * 100.0).round() as i64);
+    if total_cents != Some(amount_cents) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("amount must equal the order total ({})", order["total"]),
+        ));
+    }
+
+    let pay = PayRequest {
+        order_id: order_id.clone(),
+        user_id: claims.sub.clone(),
+        amount_cents,
+        currency: "EUR".into(),
+        idempotency_key: key,
+    };
+    let paid = state.payments.pay(pay, &headers).await.map_err(|status| status_to_error(&status))?;
+    if paid.status == PaymentStatus::Success as i32 {
+        tracing::info!(order_id = %order_id, payment_id = %paid.payment_id, "payment succeeded");
+        Ok(Json(json!({
+            "success": true,
+            "message": "Paiement traité avec succès",
+            "status": "SUCCESS",
+            "paymentId": paid.payment_id,
+        }))
+        .into_response())
+    } else {
+        let body = json!({
+            "success": false,
+            "message": format!("Paiement refusé : {}", paid.reason),
+            "status": "DECLINED",
+            "reason": paid.reason,
+            "paymentId": paid.payment_id,
+        });
+        Ok((StatusCode::PAYMENT_REQUIRED, Json(body)).into_response())
+    }
+}

@@ -1,0 +1,118 @@
+//! Application: downstream clients, router, middleware, listener (port 0 in tests), graceful shutdown.
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use axum::{
+    Router,
+    http::{HeaderValue, Method, Request, header},
+};
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+use crate::{auth::JwksVerifier, config::Config, downstream::Downstream, payments::PaymentClient, routes};
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub users: Downstream,
+    pub products: Downstream,
+    pub orders: Downstream,
+    pub payments: PaymentClient,
+    pub verifier: JwksVerifier,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(256)
+            .build()?;
+        let timeout = config.downstream_timeout;
+        let state = AppState(Arc::new(Inner {
+            users: Downstream::new("user-service", &config.user_service_url.0, http.clone(), timeout),
+            products: Downstream::new("product-service", &config.product_service_url.0, http.clone(), timeout),
+            orders: Downstream::new("order-service", &config.order_service_url.0, http.clone(), timeout),
+            payments: PaymentClient::new(&config.payment_service_url.0, timeout).context("PAYMENT_SERVICE_URL")?,
+            verifier: JwksVerifier::new(&config.jwks_url.0, &config.jwt_issuer, &config.jwt_audience, http),
+        }));
+        let router = with_middleware(routes::router(state), &config)?;
+        let listener = TcpListener::bind((config.host, config.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.host, config.port))?;
+        tracing::info!(address = %listener.local_addr()?, "api-gateway listening");
+        Ok(Self { listener, router })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|address| address.port()).unwrap_or(0)
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await?;
+        tracing::info!("api-gateway stopped");
+        Ok(())
+    }
+}
+
+fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let allow_origin = if origins.iter().any(|origin| origin == "*") {
+        AllowOrigin::any()
+    } else {
+        let values = origins.iter().map(|origin| HeaderValue::from_str(origin)).collect::<Result<Vec<_>, _>>();
+        AllowOrigin::list(values.context("CORS_ALLOWED_ORIGINS holds an invalid origin")?)
+    };
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(allow_origin)
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                "idempotency-key".parse()?,
+                "x-request-id".parse()?,
+            ])
+            .expose_headers(["x-request-id".parse()?]),
+    ))
+}
+
+fn with_middleware(router: Router, config: &Config) -> anyhow::Result<Router> {
+    let router = router.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let request_id = request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or("-");
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
+            }))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(RequestBodyLimitLayer::new(config.max_body_bytes)),
+    );
+    Ok(match cors(&config.cors_allowed_origins)? {
+        Some(cors) => router.layer(cors),
+        None => router,
+    })
+}
