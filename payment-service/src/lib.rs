@@ -1,1 +1,26 @@
+//! payment-service: charges orders over gRPC (`payment.v1.PaymentService`), stores payments in MongoDB and
+//! announces each successful payment on Kafka through a transactional outbox.
 #![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod backoff;
+pub mod config;
+pub mod deadline;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod grpc;
+pub mod health;
+pub mod payments;
+pub mod shutdown;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+
+/// The generated `payment.v1` messages, server and client (`proto::payment_service_client::PaymentServiceClient`).
+pub mod proto {
+    tonic::include_proto!("payment.v1");
+
+    /// The encoded descriptors of `payment.v1`, served by gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("payment_v1_descriptor");
+}

@@ -1,1 +1,26 @@
-fn main() {}
+//! Thin entry point: configuration → telemetry → application → run until SIGTERM/Ctrl-C.
+use payment_service::{config::Config, shutdown, startup::Application, telemetry};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("payment-service: configuration error: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    let result = async {
+        let app = Application::build(config).await?;
+        app.run_until(shutdown::signal()).await
+    }
+    .await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = %format!("{error:#}"), "payment-service stopped with an error");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

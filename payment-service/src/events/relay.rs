@@ -1,0 +1,209 @@
+//! The outbox relay: publishes every payment event stored with `outboxPending: true`, then clears the flag.
+//!
+//! The payment and its event are written in one insert, so an event exists exactly when its payment does; the
+//! relay only clears the flag after Kafka acknowledged the record, so nothing is lost when Kafka or this process
+//! fails in between. The price is at-least-once delivery (a crash after the acknowledgement republishes the
+//! event), which consumers absorb by deduplicating on `eventId`.
+//!
+//! The relay first makes sure the topic exists, so that it gets the configured partitions rather than broker
+//! defaults (checked again after each Kafka error, in case the broker lost its data). It publishes as soon as a
+//! payment is stored (woken through a `Notify`) and polls every 500 ms otherwise, to pick up events left by a
+//! previous run or another replica. Kafka errors are retried with backoff and a new producer. On stop it
+//! publishes what is pending, within a bounded time (when Kafka is reachable), and flushes.
+use std::{sync::Arc, time::Duration};
+
+use rdkafka::error::KafkaError;
+use tokio::sync::Notify;
+
+use super::{
+    PAYMENT_PROCESSED,
+    producer::{EventProducer, OutgoingEvent},
+    topic,
+};
+use crate::{
+    backoff::Backoff,
+    config::KafkaConfig,
+    shutdown::StopSignal,
+    store::{PaymentStore, PendingEvent, StoreError},
+};
+
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+const BATCH_SIZE: usize = 100;
+/// How long the last publishing pass may take when the service stops; what is left stays for the next start.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error("reading or updating the outbox: {0}")]
+    Store(#[from] StoreError),
+    #[error("publishing to Kafka: {0}")]
+    Kafka(#[from] KafkaError),
+}
+
+pub struct OutboxRelay {
+    store: PaymentStore,
+    kafka: KafkaConfig,
+    producer: EventProducer,
+    wake: Arc<Notify>,
+}
+
+impl OutboxRelay {
+    /// `wake` is notified by whoever stores a new event.
+    pub fn new(store: PaymentStore, kafka: KafkaConfig, wake: Arc<Notify>) -> Result<Self, KafkaError> {
+        let producer = EventProducer::new(&kafka.brokers)?;
+        Ok(Self { store, kafka, producer, wake })
+    }
+
+    pub async fn run(mut self, mut stop: StopSignal) {
+        if self.publish_until_stopped(&mut stop).await {
+            self.drain().await;
+        }
+        self.flush_and_close().await;
+    }
+
+    /// The main loop; returns whether Kafka was reachable when the stop came (then a last pass is worthwhile).
+    async fn publish_until_stopped(&mut self, stop: &mut StopSignal) -> bool {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut topic_ready = false;
+        loop {
+            // (Re)checked after every Kafka error: a broker that lost its data would otherwise auto-create the
+            // topic with its own defaults on the next publish.
+            if !topic_ready {
+                if !self.ensure_topic(stop).await {
+                    return false;
+                }
+                topic_ready = true;
+            }
+            let outcome = tokio::select! {
+                outcome = self.publish_pending() => outcome,
+                () = stop.stopped() => return true,
+            };
+            match outcome {
+                Ok(published) => {
+                    backoff.reset();
+                    if published < BATCH_SIZE {
+                        tokio::select! {
+                            () = self.wake.notified() => {}
+                            () = tokio::time::sleep(POLL_INTERVAL) => {}
+                            () = stop.stopped() => return true,
+                        }
+                    }
+                }
+                Err(error) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "outbox relay cannot publish");
+                    if matches!(error, RelayError::Kafka(_)) {
+                        topic_ready = false;
+                        self.replace_producer();
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = stop.stopped() => return topic_ready,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Retries with backoff until the topic exists; false when asked to stop first.
+    async fn ensure_topic(&self, stop: &mut StopSignal) -> bool {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let topic = &self.kafka.payment_processed_topic;
+        loop {
+            let attempt = tokio::select! {
+                attempt = topic::ensure_topic(&self.kafka) => attempt,
+                () = stop.stopped() => return false,
+            };
+            match attempt {
+                Ok(()) => {
+                    tracing::info!(%topic, "Kafka topic ready");
+                    return true;
+                }
+                Err(error) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%error, %topic, retry_in_ms = delay.as_millis() as u64, "Kafka not ready");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = stop.stopped() => return false,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publishes one batch of pending events; returns how many were published.
+    async fn publish_pending(&self) -> Result<usize, RelayError> {
+        let batch = self.store.pending_events(BATCH_SIZE).await?;
+        // Sent together so librdkafka can batch them; the idempotent producer keeps their order per partition.
+        let deliveries = futures::future::join_all(batch.iter().map(|event| self.publish(event))).await;
+        let mut first_error = None;
+        for (event, delivery) in batch.iter().zip(deliveries) {
+            match delivery {
+                Ok(()) => self.store.mark_published(&event.payment_id).await?,
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        if let Some(error) = first_error {
+            return Err(error.into());
+        }
+        if !batch.is_empty() {
+            tracing::debug!(count = batch.len(), "outbox events published");
+        }
+        Ok(batch.len())
+    }
+
+    async fn publish(&self, event: &PendingEvent) -> Result<(), KafkaError> {
+        let mut headers = vec![("event-type", PAYMENT_PROCESSED)];
+        if let Some(request_id) = &event.request_id {
+            headers.push(("x-request-id", request_id));
+        }
+        self.producer
+            .publish(OutgoingEvent {
+                topic: &self.kafka.payment_processed_topic,
+                key: &event.order_id,
+                payload: &event.outbox_event,
+                headers: &headers,
+            })
+            .await
+    }
+
+    /// A producer that could not deliver within its own retry window starts afresh. After a broker restart its
+    /// idempotence state (producer id, sequence numbers) may be refused for good, which librdkafka reports as a
+    /// fatal error only sometimes; a new producer registers anew, and the outbox makes the retry safe.
+    fn replace_producer(&mut self) {
+        match EventProducer::new(&self.kafka.brokers) {
+            Ok(fresh) => {
+                match self.producer.fatal_error() {
+                    Some(reason) => tracing::warn!(%reason, "Kafka producer hit a fatal error; replaced it"),
+                    None => tracing::info!("Kafka producer replaced after a failed delivery"),
+                }
+                let broken = std::mem::replace(&mut self.producer, fresh);
+                // Dropping a producer joins its polling thread: keep that off the async workers.
+                tokio::task::spawn_blocking(move || drop(broken));
+            }
+            Err(error) => tracing::error!(%error, "cannot create a new Kafka producer; keeping the old one"),
+        }
+    }
+
+    async fn drain(&self) {
+        match tokio::time::timeout(DRAIN_TIMEOUT, self.publish_pending()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "events left in the outbox for the next start"),
+            Err(_elapsed) => tracing::warn!("Kafka too slow at shutdown; events left in the outbox for the next start"),
+        }
+    }
+
+    async fn flush_and_close(self) {
+        let producer = self.producer;
+        // Flushing and dropping the producer block the thread: keep them off the async workers.
+        let flushed = tokio::task::spawn_blocking(move || producer.flush_blocking(FLUSH_TIMEOUT)).await;
+        match flushed {
+            Ok(Ok(())) => tracing::info!("Kafka producer flushed"),
+            Ok(Err(error)) => tracing::warn!(%error, "Kafka producer flush incomplete"),
+            Err(error) => tracing::warn!(%error, "Kafka producer flush task failed"),
+        }
+    }
+}

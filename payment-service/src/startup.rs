@@ -1,0 +1,143 @@
+//! Application: wiring, gRPC server (payments, health, reflection), listener (port 0 in tests), background
+//! workers (storage health, outbox relay) and graceful shutdown.
+use std::{future::Future, sync::Arc};
+
+use anyhow::Context as _;
+use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
+use tonic::{
+    codegen::http,
+    service::Routes,
+    transport::{Server, server::TcpIncoming},
+};
+
+use crate::{
+    auth::JwksVerifier,
+    config::Config,
+    domain::DecisionRule,
+    events::OutboxRelay,
+    grpc::{self, PaymentApi},
+    health::{self, HealthStatus},
+    payments::Payments,
+    proto::{self, payment_service_server::PaymentServiceServer},
+    shutdown::{StopHandle, StopSignal, stop_channel},
+    store::{self, PaymentStore},
+};
+
+/// Requests to this service are a few hundred bytes; anything much larger is not a payment.
+const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+
+pub struct Application {
+    listener: TcpListener,
+    routes: Routes,
+    health: HealthStatus,
+    storage_monitor: Worker,
+    outbox_relay: Worker,
+}
+
+impl Application {
+    /// Binds the listener and starts the background workers; never fails because MongoDB or Kafka is down
+    /// (health reports NOT_SERVING and the workers retry until they answer).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let client = store::connect(&config.mongodb_uri.0, "payment-service", config.mongodb_timeout)
+            .await
+            .context("MONGODB_URI is not a usable MongoDB connection string")?;
+        let store = PaymentStore::new(client.database(&config.mongodb_database));
+        let outbox_wake = Arc::new(Notify::new());
+        let relay = OutboxRelay::new(store.clone(), config.kafka.clone(), outbox_wake.clone())
+            .context("KAFKA_BROKERS: cannot create the Kafka producer")?;
+        let http = reqwest::Client::builder().build().context("cannot create the HTTP client for the JWKS")?;
+        let api = PaymentApi::new(
+            Payments::new(store.clone(), DecisionRule::new(config.decline_above_cents), outbox_wake),
+            JwksVerifier::new(&config.jwt, http),
+        );
+
+        let (reporter, health_server) = tonic_health::server::health_reporter();
+        let health = HealthStatus::new(reporter).await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("cannot build the gRPC reflection service")?;
+        let payments = PaymentServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let routes = Routes::new(health_server).add_service(reflection).add_service(payments);
+
+        let listener = TcpListener::bind((config.host, config.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.host, config.port))?;
+        tracing::info!(address = %listener.local_addr()?, "payment-service listening");
+        let storage_monitor = Worker::spawn({
+            let health = health.clone();
+            move |stop| health::watch_storage(store, health, stop)
+        });
+        let outbox_relay = Worker::spawn(move |stop| relay.run(stop));
+        Ok(Self { listener, routes, health, storage_monitor, outbox_relay })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|address| address.port()).unwrap_or(0)
+    }
+
+    /// Serves until `shutdown` resolves; then reports NOT_SERVING, stops accepting, lets in-flight calls finish,
+    /// publishes what is left in the outbox (bounded) and flushes the Kafka producer.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self { listener, routes, health, mut storage_monitor, mut outbox_relay } = self;
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let stop_serving = async move {
+            shutdown.await;
+            // The monitor must not flip health back to SERVING while calls drain.
+            storage_monitor.stop().await;
+            health.set(false).await;
+            tracing::info!("shutting down: no new calls; finishing the ones in flight");
+        };
+        let served = Server::builder()
+            .trace_fn(call_span)
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, stop_serving)
+            .await;
+        // After the server: calls that finished last may have stored events the relay should still publish.
+        outbox_relay.stop().await;
+        served.context("the gRPC server failed")?;
+        tracing::info!("payment-service stopped");
+        Ok(())
+    }
+}
+
+fn call_span(request: &http::Request<()>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| grpc::is_sane_request_id(value))
+        .unwrap_or("-");
+    tracing::info_span!("grpc", method = %request.uri().path(), request_id = %request_id)
+}
+
+/// A background task that finishes its work when stopped, and is aborted if the application is dropped unrun.
+struct Worker {
+    stop: StopHandle,
+    handle: JoinHandle<()>,
+}
+
+impl Worker {
+    fn spawn<F, Fut>(task: F) -> Self
+    where
+        F: FnOnce(StopSignal) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let (stop, signal) = stop_channel();
+        Self { stop, handle: tokio::spawn(task(signal)) }
+    }
+
+    async fn stop(&mut self) {
+        self.stop.stop();
+        if let Err(error) = (&mut self.handle).await {
+            tracing::error!(%error, "a background task failed");
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}

@@ -1,0 +1,206 @@
+//! The `payments` collection: indexes created at startup, payment documents and their outbox fields.
+//!
+//! Two unique indexes carry the service's guarantees, also under concurrent calls and across replicas:
+//! - `idempotencyScope` (`<userId>:<idempotencyKey>`): one payment per key, so a retried call replays instead
+//!   of charging again;
+//! - `successOrderId`, sparse (only SUCCESS payments carry the field): at most one successful payment per order,
+//!   while declined attempts do not block a later payment.
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::TryStreamExt as _;
+use mongodb::{
+    Client, Collection, Database, IndexModel,
+    bson::{self, doc},
+    error::{ErrorKind, WriteFailure},
+    options::{ClientOptions, IndexOptions},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::PaymentStatus;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentDocument {
+    /// The payment id, a UUID v7 (time-ordered, so the outbox relays events in creation order).
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub order_id: String,
+    pub user_id: String,
+    pub amount_cents: i64,
+    pub currency: String,
+    pub status: PaymentStatus,
+    /// Why the payment was declined; empty on success.
+    #[serde(default)]
+    pub reason: String,
+    pub idempotency_scope: String,
+    /// Set to the order id on SUCCESS payments only: the sparse unique index on it allows one per order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_order_id: Option<String>,
+    pub created_at: bson::DateTime,
+    /// The `x-request-id` of the call that created the payment, passed on as a Kafka header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The event envelope (JSON) to publish, written in the same insert as the payment (transactional outbox).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox_event: Option<String>,
+    /// True until the event has been acknowledged by Kafka.
+    #[serde(default)]
+    pub outbox_pending: bool,
+}
+
+/// An event waiting in the outbox.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingEvent {
+    #[serde(rename = "_id")]
+    pub payment_id: String,
+    pub order_id: String,
+    pub outbox_event: String,
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The indexes do not exist yet, so uniqueness is not guaranteed: writes must wait.
+    #[error("indexes not created yet")]
+    NotReady,
+    #[error("database unavailable: {0}")]
+    Unavailable(mongodb::error::Error),
+    /// A unique index rejected the write.
+    #[error("duplicate key")]
+    Duplicate,
+    #[error("database error: {0}")]
+    Other(mongodb::error::Error),
+}
+
+impl StoreError {
+    /// Whether retrying later may help (→ UNAVAILABLE) rather than the call being broken (→ INTERNAL).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::NotReady | Self::Unavailable(_))
+    }
+}
+
+impl From<mongodb::error::Error> for StoreError {
+    fn from(error: mongodb::error::Error) -> Self {
+        if is_unavailable(&error) { Self::Unavailable(error) } else { Self::Other(error) }
+    }
+}
+
+/// Errors that mean "the database cannot be reached right now", not "the request is wrong".
+pub fn is_unavailable(error: &mongodb::error::Error) -> bool {
+    matches!(
+        *error.kind,
+        ErrorKind::ServerSelection { .. }
+            | ErrorKind::Io(_)
+            | ErrorKind::ConnectionPoolCleared { .. }
+            | ErrorKind::Shutdown
+    ) || error.contains_label("RetryableWriteError")
+        || error.contains_label("TransientTransactionError")
+}
+
+fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+    match &*error.kind {
+        ErrorKind::Write(WriteFailure::WriteError(write)) => write.code == 11000,
+        ErrorKind::Command(command) => command.code == 11000,
+        _ => false,
+    }
+}
+
+/// A client whose operations give up after `timeout` instead of the driver's 30 s default, so that
+/// calls answer UNAVAILABLE promptly while the database is down. Creating it does no I/O.
+pub async fn connect(uri: &str, app_name: &str, timeout: Duration) -> Result<Client, mongodb::error::Error> {
+    let mut options = ClientOptions::parse(uri).await?;
+    options.app_name = Some(app_name.to_owned());
+    options.server_selection_timeout = Some(timeout);
+    options.connect_timeout = Some(timeout);
+    Client::with_options(options)
+}
+
+#[derive(Clone)]
+pub struct PaymentStore {
+    payments: Collection<PaymentDocument>,
+    indexes_ready: Arc<AtomicBool>,
+}
+
+impl PaymentStore {
+    pub fn new(database: Database) -> Self {
+        let payments = database.collection("payments");
+        Self { payments, indexes_ready: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// True once [`Self::ensure_indexes`] has succeeded.
+    pub fn indexes_ready(&self) -> bool {
+        self.indexes_ready.load(Ordering::Acquire)
+    }
+
+    pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        let index =
+            |keys: bson::Document, options: IndexOptions| IndexModel::builder().keys(keys).options(options).build();
+        let named = |name: &str| IndexOptions::builder().name(name.to_owned());
+        self.payments
+            .create_indexes([
+                index(doc! { "idempotencyScope": 1 }, named("idempotency_scope_unique").unique(true).build()),
+                index(doc! { "successOrderId": 1 }, named("one_success_per_order").unique(true).sparse(true).build()),
+                index(doc! { "outboxPending": 1 }, named("outbox_pending").build()),
+            ])
+            .await?;
+        self.indexes_ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Inserts a payment; a unique index makes a concurrent duplicate fail with [`StoreError::Duplicate`].
+    pub async fn insert(&self, payment: &PaymentDocument) -> Result<(), StoreError> {
+        if !self.indexes_ready() {
+            return Err(StoreError::NotReady);
+        }
+        match self.payments.insert_one(payment).await {
+            Ok(_) => Ok(()),
+            Err(error) if is_duplicate_key(&error) => Err(StoreError::Duplicate),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    pub async fn find_by_id(&self, payment_id: &str) -> Result<Option<PaymentDocument>, StoreError> {
+        Ok(self.payments.find_one(doc! { "_id": payment_id }).await?)
+    }
+
+    pub async fn find_by_idempotency_scope(&self, scope: &str) -> Result<Option<PaymentDocument>, StoreError> {
+        Ok(self.payments.find_one(doc! { "idempotencyScope": scope }).await?)
+    }
+
+    pub async fn find_success_for_order(&self, order_id: &str) -> Result<Option<PaymentDocument>, StoreError> {
+        Ok(self.payments.find_one(doc! { "successOrderId": order_id }).await?)
+    }
+
+    /// The oldest events not yet acknowledged by Kafka, at most `limit` of them.
+    pub async fn pending_events(&self, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let cursor = self
+            .payments
+            .clone_with_type::<PendingEvent>()
+            .find(doc! { "outboxPending": true })
+            .projection(doc! { "orderId": 1, "outboxEvent": 1, "requestId": 1 })
+            .sort(doc! { "_id": 1 })
+            .limit(limit)
+            .await?;
+        Ok(cursor.try_collect().await?)
+    }
+
+    /// Records that Kafka acknowledged the event; conditional, so a concurrent relay's update is harmless.
+    pub async fn mark_published(&self, payment_id: &str) -> Result<(), StoreError> {
+        self.payments
+            .update_one(
+                doc! { "_id": payment_id, "outboxPending": true },
+                doc! { "$set": { "outboxPending": false, "publishedAt": bson::DateTime::now() } },
+            )
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,110 @@
+//! `payment-processed` on Kafka: one envelope per successful payment, through the outbox, also across outages.
+mod support;
+
+use std::time::Duration;
+
+use payment_service::{domain::PaymentStatus, proto::PaymentStatus as WireStatus};
+use support::{
+    engines::{EngineProcess, free_port},
+    kafka::{EventReader, partition_count},
+};
+
+const ARRIVAL: Duration = Duration::from_secs(30);
+const QUIET: Duration = Duration::from_secs(2);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_successful_payment_publishes_exactly_one_envelope_and_declined_ones_none() {
+    let app = support::spawn(&[]).await;
+    let order = support::unique("order-");
+    let paid = app.pay(&order, "alice", 89_999, "key-1").await.expect("paid");
+    app.pay(&order, "alice", 89_999, "key-1").await.expect("replayed");
+    let declined = app.pay(&support::unique("order-"), "alice", 600_000, "key-2").await.expect("answered");
+    assert_eq!(declined.status(), WireStatus::Declined);
+    let second_order = support::unique("order-");
+    let second = app.pay(&second_order, "bob", 100, "key-1").await.expect("paid");
+
+    let reader = EventReader::subscribe(&app.brokers, &app.topic);
+    let mut events = reader.exactly(2, ARRIVAL, QUIET).await;
+    events.sort_by_key(|event| event.envelope.data.payment_id != paid.payment_id);
+    let (first_event, second_event) = (&events[0], &events[1]);
+
+    assert_eq!(first_event.key, order, "keyed by order id");
+    assert_eq!(first_event.header("event-type"), Some("payment-processed"));
+    let envelope = &first_event.envelope;
+    assert_eq!((envelope.event_type.as_str(), envelope.version), ("payment-processed", 1));
+    assert!(uuid::Uuid::parse_str(&envelope.event_id).is_ok());
+    assert!(envelope.occurred_at.ends_with('Z') && envelope.occurred_at.contains('T'), "{}", envelope.occurred_at);
+    let data = &envelope.data;
+    assert_eq!(
+        (data.payment_id.as_str(), data.order_id.as_str(), data.user_id.as_str()),
+        (paid.payment_id.as_str(), order.as_str(), "alice")
+    );
+    assert_eq!((data.amount_cents, data.currency.as_str(), data.status), (89_999, "EUR", PaymentStatus::Success));
+
+    assert_eq!(second_event.key, second_order);
+    assert_eq!(second_event.envelope.data.payment_id, second.payment_id);
+    assert_ne!(second_event.envelope.event_id, envelope.event_id);
+    let pending = app.stored_payments(mongodb::bson::doc! { "outboxPending": true }).await;
+    assert!(pending.is_empty(), "every published event is marked: {pending:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_request_id_travels_as_a_kafka_header() {
+    let app = support::spawn(&[]).await;
+    let order = support::unique("order-");
+    let mut request =
+        support::with_token(support::pay_request(&order, "alice", 500, "key-1"), &app.issuer.customer("alice"));
+    request.metadata_mut().insert("x-request-id", "req-0042".parse().unwrap());
+    app.client().await.pay(request).await.expect("paid");
+    let reader = EventReader::subscribe(&app.brokers, &app.topic);
+    let events = reader.exactly(1, ARRIVAL, Duration::ZERO).await;
+    assert_eq!(events[0].header("x-request-id"), Some("req-0042"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_topic_is_created_with_the_configured_partitions() {
+    let app = support::spawn(&[("KAFKA_PARTITIONS", "5")]).await;
+    assert_eq!(partition_count(&app.brokers, &app.topic, ARRIVAL).await, Some(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_made_while_kafka_is_down_is_published_once_kafka_is_up() {
+    let port = free_port();
+    let brokers = format!("127.0.0.1:{port}");
+    let app = support::spawn(&[("KAFKA_BROKERS", &brokers)]).await;
+    let order = support::unique("order-");
+    let paid = app.pay(&order, "alice", 1_000, "key-1").await.expect("paid without Kafka");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(app.stored_payments(mongodb::bson::doc! { "outboxPending": true }).await.len(), 1, "kept in the outbox");
+
+    let _kafka = EngineProcess::kafka(port);
+    let reader = EventReader::subscribe(&brokers, &app.topic);
+    let events = reader.exactly(1, Duration::from_secs(45), QUIET).await;
+    assert_eq!(events[0].envelope.data.payment_id, paid.payment_id);
+    assert_eq!(partition_count(&brokers, &app.topic, ARRIVAL).await, Some(3), "created by the service, not by chance");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_resumes_after_the_broker_restarts() {
+    let port = free_port();
+    let brokers = format!("127.0.0.1:{port}");
+    let kafka = EngineProcess::kafka(port);
+    let app = support::spawn(&[("KAFKA_BROKERS", &brokers)]).await;
+    let before = app.pay(&support::unique("order-"), "alice", 1_000, "key-1").await.expect("paid");
+    let reader = EventReader::subscribe(&brokers, &app.topic);
+    assert_eq!(reader.exactly(1, ARRIVAL, Duration::ZERO).await[0].envelope.data.payment_id, before.payment_id);
+    drop(reader);
+
+    // The broker keeps everything in memory: the restarted one knows no topic and no producer id.
+    kafka.stop();
+    let _kafka = EngineProcess::kafka(port);
+    let after = app.pay(&support::unique("order-"), "alice", 1_000, "key-2").await.expect("paid");
+    assert_eq!(
+        partition_count(&brokers, &app.topic, ARRIVAL).await,
+        Some(3),
+        "recreated with the configured partitions"
+    );
+    let reader = EventReader::subscribe(&brokers, &app.topic);
+    let events = reader.exactly(1, Duration::from_secs(60), QUIET).await;
+    assert_eq!(events[0].envelope.data.payment_id, after.payment_id);
+}

@@ -1,0 +1,127 @@
+//! A real Kafka consumer for the events the service publishes.
+use std::time::Duration;
+
+use payment_service::events::{Envelope, PaymentProcessed};
+use rdkafka::{
+    ClientConfig, Message as _,
+    consumer::{Consumer as _, StreamConsumer},
+    error::{KafkaError, RDKafkaErrorCode},
+    message::Headers as _,
+};
+
+/// One `payment-processed` record as a consumer sees it.
+#[derive(Debug, Clone)]
+pub struct ReceivedEvent {
+    pub key: String,
+    pub headers: Vec<(String, String)>,
+    pub envelope: Envelope<PaymentProcessed>,
+}
+
+impl ReceivedEvent {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+}
+
+/// A consumer in a group of its own, reading `topic` from the beginning.
+pub struct EventReader {
+    consumer: Option<StreamConsumer>,
+}
+
+impl EventReader {
+    pub fn subscribe(brokers: &str, topic: &str) -> Self {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", format!("payment-test-{}", uuid::Uuid::new_v4().simple()))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            // Tansu answers a first JoinGroup only after half the session timeout (librdkafka's default 45 s).
+            .set("session.timeout.ms", "6000")
+            .create()
+            .expect("a Kafka consumer");
+        consumer.subscribe(&[topic]).expect("subscribed");
+        Self { consumer: Some(consumer) }
+    }
+
+    /// The next event, or `None` when none arrives within `wait`.
+    pub async fn next(&self, wait: Duration) -> Option<ReceivedEvent> {
+        let consumer = self.consumer.as_ref()?;
+        let message = tokio::time::timeout(wait, async {
+            loop {
+                match consumer.recv().await {
+                    Ok(message) => return message,
+                    // The topic may not exist yet when the consumer subscribes: keep listening.
+                    Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+                    Err(error) => panic!("cannot consume: {error}"),
+                }
+            }
+        })
+        .await
+        .ok()?;
+        let key = String::from_utf8(message.key().expect("a key").to_vec()).expect("a UTF-8 key");
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|header| {
+                        let value = header.value.map(|value| String::from_utf8_lossy(value).into_owned());
+                        (header.key.to_owned(), value.unwrap_or_default())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let envelope = serde_json::from_slice(message.payload().expect("a payload")).expect("an envelope");
+        Some(ReceivedEvent { key, headers, envelope })
+    }
+
+    /// Exactly `count` events (failing after `wait` without them), then proof that no further event follows
+    /// within `quiet`.
+    pub async fn exactly(&self, count: usize, wait: Duration, quiet: Duration) -> Vec<ReceivedEvent> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut events = Vec::with_capacity(count);
+        while events.len() < count {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Some(event) => events.push(event),
+                None => panic!("expected {count} events within {wait:?}, got {}: {events:#?}", events.len()),
+            }
+        }
+        if let Some(extra) = self.next(quiet).await {
+            panic!("expected exactly {count} events, got another: {extra:#?}");
+        }
+        events
+    }
+}
+
+impl Drop for EventReader {
+    fn drop(&mut self) {
+        // Closing a consumer blocks while it leaves its group: keep that off the async workers.
+        if let Some(consumer) = self.consumer.take() {
+            std::thread::spawn(move || drop(consumer));
+        }
+    }
+}
+
+/// The partition count of `topic`, once it exists (`None` if it does not appear within `wait`).
+pub async fn partition_count(brokers: &str, topic: &str, wait: Duration) -> Option<usize> {
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: rdkafka::consumer::BaseConsumer =
+            ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("a Kafka client");
+        let deadline = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < deadline {
+            if let Ok(metadata) = consumer.fetch_metadata(Some(&topic), Duration::from_secs(2))
+                && let Some(found) = metadata.topics().iter().find(|found| found.name() == topic)
+                && found.error().is_none()
+                && !found.partitions().is_empty()
+            {
+                return Some(found.partitions().len());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    })
+    .await
+    .expect("the metadata task")
+}

@@ -1,0 +1,203 @@
+//! Spawns the real payment-service on port 0 against the engines started by `scripts/engines.py`
+//! (MONGODB_URI, KAFKA_BROKERS). Every app gets its own database, topic prefix and token issuer, so tests run
+//! in parallel without seeing each other's data.
+#![allow(dead_code)]
+
+pub mod engines;
+pub mod kafka;
+pub mod tokens;
+
+use std::{collections::HashMap, time::Duration};
+
+use mongodb::bson::{Document, doc};
+use payment_service::{
+    config::{Config, LogFormat},
+    proto::{GetPaymentRequest, PayRequest, PayResponse, Payment, payment_service_client::PaymentServiceClient},
+    startup::Application,
+};
+use tokio::{sync::oneshot, task::JoinHandle};
+use tonic::{
+    Request, Response, Status,
+    transport::{Channel, Endpoint},
+};
+pub use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+use self::tokens::{Issuer, JwksServer};
+
+pub const PAYMENT_SERVICE: &str = "payment.v1.PaymentService";
+
+pub fn mongodb_uri() -> String {
+    std::env::var("MONGODB_URI").expect("MONGODB_URI is not set: run the tests through scripts/engines.py")
+}
+
+pub fn kafka_brokers() -> String {
+    std::env::var("KAFKA_BROKERS").expect("KAFKA_BROKERS is not set: run the tests through scripts/engines.py")
+}
+
+/// A MongoDB URI nobody answers at.
+pub fn unreachable_mongodb_uri() -> String {
+    format!("mongodb://127.0.0.1:{}/?directConnection=true", engines::free_port())
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub database: String,
+    pub mongodb_uri: String,
+    pub brokers: String,
+    /// The full name of the `payment-processed` topic (with this app's prefix).
+    pub topic: String,
+    pub issuer: Issuer,
+    jwks: JwksServer,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Starts the app with test defaults overridden by `settings`, and waits until its health is SERVING.
+pub async fn spawn(settings: &[(&str, &str)]) -> TestApp {
+    let app = spawn_unready(settings).await;
+    app.wait_for_health(ServingStatus::Serving).await;
+    app
+}
+
+pub async fn spawn_unready(settings: &[(&str, &str)]) -> TestApp {
+    spawn_with_jwks_delay(settings, Duration::ZERO).await
+}
+
+/// Like [`spawn_unready`], with the JWKS answering only after `jwks_delay` (to keep calls in flight).
+pub async fn spawn_with_jwks_delay(settings: &[(&str, &str)], jwks_delay: Duration) -> TestApp {
+    payment_service::telemetry::init(LogFormat::Text);
+    let issuer = Issuer::new();
+    let jwks = JwksServer::start(&issuer, jwks_delay).await;
+    let (uri, brokers) = (mongodb_uri(), kafka_brokers());
+    let (database, prefix) = (unique("payments_test_"), unique("t") + ".");
+    let mut source: HashMap<&str, &str> = HashMap::from([
+        ("HOST", "127.0.0.1"),
+        ("PORT", "0"),
+        ("MONGODB_URI", uri.as_str()),
+        ("MONGODB_DATABASE", database.as_str()),
+        ("KAFKA_BROKERS", brokers.as_str()),
+        ("KAFKA_TOPIC_PREFIX", prefix.as_str()),
+        ("JWKS_URL", jwks.url.as_str()),
+    ]);
+    source.extend(settings.iter().copied());
+    let config = Config::from_source(&source).expect("test configuration is valid");
+    let topic = config.kafka.payment_processed_topic.clone();
+    let (mongodb_uri, brokers) = (config.mongodb_uri.0.clone(), config.kafka.brokers.clone());
+    let database = config.mongodb_database.clone();
+    let app = Application::build(config).await.expect("the app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        address,
+        database,
+        mongodb_uri,
+        brokers,
+        topic,
+        issuer,
+        jwks,
+        shutdown: Some(shutdown),
+        handle: Some(handle),
+    }
+}
+
+/// A request carrying `authorization: Bearer <token>`.
+pub fn with_token<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ASCII metadata"));
+    request
+}
+
+pub fn pay_request(order_id: &str, user_id: &str, amount_cents: i64, key: &str) -> PayRequest {
+    PayRequest {
+        order_id: order_id.to_owned(),
+        user_id: user_id.to_owned(),
+        amount_cents,
+        currency: "EUR".to_owned(),
+        idempotency_key: key.to_owned(),
+    }
+}
+
+impl TestApp {
+    pub async fn channel(&self) -> Channel {
+        Endpoint::from_shared(self.address.clone()).expect("a valid address").connect().await.expect("connected")
+    }
+
+    pub async fn client(&self) -> PaymentServiceClient<Channel> {
+        PaymentServiceClient::new(self.channel().await)
+    }
+
+    /// `Pay` as the customer `user_id`, for themselves.
+    pub async fn pay(
+        &self,
+        order_id: &str,
+        user_id: &str,
+        amount_cents: i64,
+        key: &str,
+    ) -> Result<PayResponse, Status> {
+        let request = with_token(pay_request(order_id, user_id, amount_cents, key), &self.issuer.customer(user_id));
+        self.client().await.pay(request).await.map(Response::into_inner)
+    }
+
+    pub async fn get_payment(&self, payment_id: &str, token: &str) -> Result<Payment, Status> {
+        let request = with_token(GetPaymentRequest { payment_id: payment_id.to_owned() }, token);
+        self.client().await.get_payment(request).await.map(Response::into_inner)
+    }
+
+    pub async fn health(&self, service: &str) -> ServingStatus {
+        let response = HealthClient::new(self.channel().await)
+            .check(HealthCheckRequest { service: service.to_owned() })
+            .await
+            .expect("the health service answers");
+        ServingStatus::try_from(response.into_inner().status).expect("a known status")
+    }
+
+    /// Waits (up to 30 s) until both the server and the payment service report `status`.
+    pub async fn wait_for_health(&self, status: ServingStatus) {
+        for _ in 0..600 {
+            if self.health("").await == status && self.health(PAYMENT_SERVICE).await == status {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("payment-service at {} never reported {status:?}", self.address);
+    }
+
+    /// The raw stored documents of the `payments` collection matching `filter`.
+    pub async fn stored_payments(&self, filter: Document) -> Vec<Document> {
+        use futures::TryStreamExt as _;
+        let client = mongodb::Client::with_uri_str(&self.mongodb_uri).await.expect("a MongoDB client");
+        let cursor = client.database(&self.database).collection::<Document>("payments").find(filter).await;
+        cursor.expect("a cursor").try_collect().await.expect("documents")
+    }
+
+    pub async fn stored_payments_for_order(&self, order_id: &str) -> Vec<Document> {
+        self.stored_payments(doc! { "orderId": order_id }).await
+    }
+
+    /// Graceful shutdown, waiting for `run_until` to return.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        match self.handle.take() {
+            Some(handle) => handle.await.expect("the server task did not panic"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.abort();
+        }
+    }
+}
