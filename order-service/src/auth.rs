@@ -48,8 +48,13 @@ pub struct JwksVerifier {
     http: reqwest::Client,
     validation: Validation,
     keys: RwLock<HashMap<String, DecodingKey>>,
-    /// Held while fetching (single flight); remembers when the last fetch started.
-    refresh: tokio::sync::Mutex<Option<Instant>>,
+    /// Held while fetching (single flight); remembers the last fetch.
+    refresh: tokio::sync::Mutex<Option<LastRefresh>>,
+}
+
+struct LastRefresh {
+    started: Instant,
+    succeeded: bool,
 }
 
 /// The token of an `Authorization: Bearer <token>` header, if there is one.
@@ -104,10 +109,19 @@ impl JwksVerifier {
 
     async fn refresh_keys(&self) -> Result<(), AuthError> {
         let mut last = self.refresh.lock().await;
-        if last.is_some_and(|at| at.elapsed() < MIN_REFRESH_INTERVAL) {
-            return Ok(());
+        if let Some(previous) = last.as_ref()
+            && previous.started.elapsed() < MIN_REFRESH_INTERVAL
+        {
+            // Within the cool-down the previous outcome stands: after a failed fetch the keys are still
+            // unavailable (not "the token is invalid").
+            return if previous.succeeded {
+                Ok(())
+            } else {
+                Err(AuthError::KeysUnavailable("the last JWKS fetch failed".into()))
+            };
         }
-        *last = Some(Instant::now());
+        let started = Instant::now();
+        *last = Some(LastRefresh { started, succeeded: false });
         let fetched: JwkSet = async {
             self.http.get(&self.jwks_url).timeout(Duration::from_secs(2)).send().await?.error_for_status()?.json().await
         }
@@ -123,6 +137,7 @@ impl JwksVerifier {
             .collect();
         tracing::debug!(count = keys.len(), "signing keys refreshed");
         *self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = keys;
+        *last = Some(LastRefresh { started, succeeded: true });
         Ok(())
     }
 }

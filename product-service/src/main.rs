@@ -1,1 +1,27 @@
-fn main() {}
+//! Thin entry point: configuration → telemetry → application → run until SIGTERM/Ctrl-C.
+#![forbid(unsafe_code)]
+use product_service::{config::Config, startup::Application, telemetry};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("product-service: configuration error: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    let result = async {
+        let app = Application::build(config).await?;
+        app.run_until(product_service::shutdown::signal()).await
+    }
+    .await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = %format!("{error:#}"), "product-service stopped with an error");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,302 @@
+//! Starts the whole system in-process (the five services are libraries) on port 0, against the
+//! engines that `scripts/engines.py` started (MONGODB_URI, KAFKA_BROKERS). Every stack gets its
+//! own databases, topic prefix and consumer group, so tests run in parallel.
 #![forbid(unsafe_code)]
+
+use std::{collections::HashMap, future::Future, time::Duration};
+
+use serde_json::{Value, json};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "admin-password";
+
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests through scripts/test"))
+}
+
+/// A port nothing listens on.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+}
+
+/// Per-service settings that a test overrides (e.g. a payment limit, or a dependency pointed at
+/// a closed port to simulate an outage).
+#[derive(Default, Clone)]
+pub struct Overrides {
+    pub users: Vec<(&'static str, String)>,
+    pub products: Vec<(&'static str, String)>,
+    pub orders: Vec<(&'static str, String)>,
+    pub payments: Vec<(&'static str, String)>,
+    pub gateway: Vec<(&'static str, String)>,
+}
+
+struct Running {
+    name: &'static str,
+    stop: oneshot::Sender<()>,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+pub struct Stack {
+    pub gateway: String,
+    pub users: String,
+    pub products: String,
+    pub orders: String,
+    pub payments: String,
+    pub client: reqwest::Client,
+    running: Vec<Running>,
+}
+
+fn settings(base: &[(&'static str, String)], overrides: &[(&'static str, String)]) -> HashMap<&'static str, String> {
+    let mut map: HashMap<&'static str, String> = base.iter().cloned().collect();
+    map.extend(overrides.iter().cloned());
+    map
+}
+
+fn as_source<'a>(map: &'a HashMap<&'static str, String>) -> HashMap<&'a str, &'a str> {
+    map.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+fn spawn<F>(name: &'static str, run: impl FnOnce(oneshot::Receiver<()>) -> F) -> Running
+where
+    F: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let (stop, stopped) = oneshot::channel();
+    Running { name, stop, handle: tokio::spawn(run(stopped)) }
+}
+
+async fn until(stopped: oneshot::Receiver<()>) {
+    let _ = stopped.await;
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        Self::start_with(Overrides::default()).await
+    }
+
+    /// Starts all five services and waits until the gateway reports every one ready
+    /// (unless an override makes that impossible: then use `start_unready`).
+    pub async fn start_with(overrides: Overrides) -> Self {
+        let stack = Self::start_unready(overrides).await;
+        stack.wait_ready().await;
+        stack
+    }
+
+    pub async fn start_unready(overrides: Overrides) -> Self {
+        user_service::telemetry::init(user_service::config::LogFormat::Text);
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let mongodb = env("MONGODB_URI");
+        let kafka = env("KAFKA_BROKERS");
+        let local = |extra: &[(&'static str, String)]| -> Vec<(&'static str, String)> {
+            let mut base =
+                vec![("HOST", "127.0.0.1".to_owned()), ("PORT", "0".to_owned()), ("MONGODB_URI", mongodb.clone())];
+            base.extend_from_slice(extra);
+            base
+        };
+        let mut running = Vec::new();
+
+        let users = settings(
+            &local(&[
+                ("MONGODB_DATABASE", format!("st_users_{id}")),
+                ("ADMIN_EMAIL", ADMIN_EMAIL.to_owned()),
+                ("ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
+            ]),
+            &overrides.users,
+        );
+        let app = user_service::startup::Application::build(
+            user_service::config::Config::from_source(&as_source(&users)).expect("user-service config"),
+        )
+        .await
+        .expect("user-service builds");
+        let users_url = format!("http://127.0.0.1:{}", app.port());
+        running.push(spawn("user-service", |stopped| app.run_until(until(stopped))));
+        let jwks = format!("{users_url}/.well-known/jwks.json");
+
+        let products = settings(
+            &local(&[("MONGODB_DATABASE", format!("st_products_{id}")), ("JWKS_URL", jwks.clone())]),
+            &overrides.products,
+        );
+        let app = product_service::startup::Application::build(
+            product_service::config::Config::from_source(&as_source(&products)).expect("product-service config"),
+        )
+        .await
+        .expect("product-service builds");
+        let products_url = format!("http://127.0.0.1:{}", app.port());
+        running.push(spawn("product-service", |stopped| app.run_until(until(stopped))));
+
+        let kafka_common = [
+            ("KAFKA_BROKERS", kafka.clone()),
+            ("KAFKA_TOPIC_PREFIX", format!("st{id}.")),
+            ("KAFKA_PARTITIONS", "2".to_owned()),
+            ("JWKS_URL", jwks.clone()),
+        ];
+        let mut order_base = local(&kafka_common);
+        order_base.extend([
+            ("MONGODB_DATABASE", format!("st_orders_{id}")),
+            ("KAFKA_CONSUMER_GROUP", format!("order-service-{id}")),
+            ("PRODUCT_SERVICE_URL", products_url.clone()),
+            ("OUTBOX_POLL_INTERVAL_MS", "200".to_owned()),
+        ]);
+        let orders = settings(&order_base, &overrides.orders);
+        let app = order_service::startup::Application::build(
+            order_service::config::Config::from_source(&as_source(&orders)).expect("order-service config"),
+        )
+        .await
+        .expect("order-service builds");
+        let orders_url = format!("http://127.0.0.1:{}", app.port());
+        running.push(spawn("order-service", |stopped| app.run_until(until(stopped))));
+
+        let mut payment_base = local(&kafka_common);
+        payment_base.push(("MONGODB_DATABASE", format!("st_payments_{id}")));
+        let payments = settings(&payment_base, &overrides.payments);
+        let app = payment_service::startup::Application::build(
+            payment_service::config::Config::from_source(&as_source(&payments)).expect("payment-service config"),
+        )
+        .await
+        .expect("payment-service builds");
+        let payments_url = format!("http://127.0.0.1:{}", app.port());
+        running.push(spawn("payment-service", |stopped| app.run_until(until(stopped))));
+
+        let gateway = settings(
+            &[
+                ("HOST", "127.0.0.1".to_owned()),
+                ("PORT", "0".to_owned()),
+                ("USER_SERVICE_URL", users_url.clone()),
+                ("PRODUCT_SERVICE_URL", products_url.clone()),
+                ("ORDER_SERVICE_URL", orders_url.clone()),
+                ("PAYMENT_SERVICE_URL", payments_url.clone()),
+            ],
+            &overrides.gateway,
+        );
+        let app = api_gateway::startup::Application::build(
+            api_gateway::config::Config::from_source(&as_source(&gateway)).expect("gateway config"),
+        )
+        .await
+        .expect("gateway builds");
+        let gateway_url = format!("http://127.0.0.1:{}", app.port());
+        running.push(spawn("api-gateway", |stopped| app.run_until(until(stopped))));
+
+        Self {
+            gateway: gateway_url,
+            users: users_url,
+            products: products_url,
+            orders: orders_url,
+            payments: payments_url,
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+            running,
+        }
+    }
+
+    pub async fn wait_ready(&self) {
+        let mut last = String::new();
+        for _ in 0..600 {
+            match self.client.get(self.url("/ready")).send().await {
+                Ok(response) if response.status() == 200 => return,
+                Ok(response) => last = response.text().await.unwrap_or_default(),
+                Err(error) => last = error.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the stack never became ready: {last}");
+    }
+
+    /// Stops every service gracefully, gateway first.
+    pub async fn stop(mut self) {
+        while let Some(service) = self.running.pop() {
+            let _ = service.stop.send(());
+            match tokio::time::timeout(Duration::from_secs(20), service.handle).await {
+                Ok(Ok(Ok(()))) => {}
+                other => panic!("{} did not stop cleanly: {other:?}", service.name),
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.gateway)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
+        let mut request = self.client.post(self.url(path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// Registers and logs in a fresh customer; returns (user id, token).
+    pub async fn customer(&self) -> (String, String) {
+        let name = format!("u{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let email = format!("{name}@example.com");
+        let registered = self
+            .post("/users/register", None, &json!({"username": name, "email": email, "password": "password-123"}))
+            .await;
+        assert_eq!(registered.status(), 201, "register");
+        self.login(&email, "password-123").await
+    }
+
+    /// Like `customer`, for stacks started unready: retries until registration works.
+    pub async fn customer_when_up(&self) -> (String, String) {
+        for _ in 0..200 {
+            if self.client.get(format!("{}/ready", self.users)).send().await.is_ok_and(|r| r.status() == 200)
+                && self.client.get(format!("{}/ready", self.products)).send().await.is_ok_and(|r| r.status() == 200)
+            {
+                return self.customer().await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("user-service and product-service never became ready");
+    }
+
+    pub async fn admin(&self) -> (String, String) {
+        self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> (String, String) {
+        let response = self.post("/users/login", None, &json!({"email": email, "password": password})).await;
+        assert_eq!(response.status(), 200, "login");
+        let body: Value = response.json().await.expect("login body");
+        (body["user"]["id"].as_str().expect("id").to_owned(), body["token"].as_str().expect("token").to_owned())
+    }
+
+    /// Places an order and returns its id.
+    pub async fn order(&self, token: &str, product_id: &str, quantity: u32) -> String {
+        let response = self.post("/orders", Some(token), &json!({"productId": product_id, "quantity": quantity})).await;
+        assert_eq!(response.status(), 201, "order created");
+        let body: Value = response.json().await.expect("order body");
+        body["orderId"].as_str().expect("orderId").to_owned()
+    }
+
+    pub async fn order_status(&self, token: &str, order_id: &str) -> String {
+        let body: Value = self.get(&format!("/orders/{order_id}"), Some(token)).await.json().await.expect("order");
+        body["order"]["status"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Polls the order until it has `status`; panics after `timeout`.
+    pub async fn wait_for_status(&self, token: &str, order_id: &str, status: &str, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let current = self.order_status(token, order_id).await;
+            if current == status {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "order {order_id} stayed {current:?}, wanted {status:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for service in &self.running {
+            service.handle.abort();
+        }
+    }
+}

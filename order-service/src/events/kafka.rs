@@ -31,7 +31,7 @@ pub fn consumer(brokers: &str, group: &str) -> Result<StreamConsumer, KafkaError
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
+        .set("session.timeout.ms", "6000")
         .set("topic.metadata.refresh.interval.ms", "5000")
         .create()
 }

@@ -1,0 +1,32 @@
+//! The HTTP surface: health probes and the GraphQL endpoint, with JSON 404/405 for everything else.
+mod graphql;
+mod health;
+
+use axum::{
+    Router,
+    http::{Method, StatusCode, Uri},
+    routing::get,
+};
+
+pub use graphql::GraphqlEndpoint;
+
+use crate::{error::HttpError, startup::AppState};
+
+pub fn router(state: AppState, endpoint: GraphqlEndpoint) -> Router {
+    let probes =
+        Router::new().route("/health", get(health::health)).route("/ready", get(health::ready)).with_state(state);
+    let api = Router::new().route("/graphql", get(graphql::graphiql).post(graphql::execute)).with_state(endpoint);
+    probes.merge(api).fallback(not_found).method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn not_found(uri: Uri) -> HttpError {
+    HttpError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("No route for {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> HttpError {
+    HttpError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        format!("Method {method} not allowed on {}", uri.path()),
+    )
+}

@@ -1,0 +1,159 @@
+//! Application: state, schema, router, listener (port 0 in tests), background bootstrap, graceful shutdown.
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use axum::{Router, extract::DefaultBodyLimit, http::Request};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tower::ServiceBuilder;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+use crate::{
+    auth::JwksVerifier,
+    backoff::Backoff,
+    catalogue::Catalogue,
+    config::Config,
+    error::ServiceError,
+    graphql,
+    routes::{self, GraphqlEndpoint},
+    seed::SEED_PRODUCTS,
+    store::{self, ProductStore},
+};
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub catalogue: Catalogue,
+    bootstrapped: AtomicBool,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// True once the indexes and the seed products exist: before that, a listing would be incomplete and a
+    /// new product could be given a seed's id.
+    pub fn is_bootstrapped(&self) -> bool {
+        self.bootstrapped.load(Ordering::Acquire)
+    }
+
+    pub fn require_bootstrapped(&self) -> Result<(), ServiceError> {
+        if self.is_bootstrapped() { Ok(()) } else { Err(ServiceError::Unavailable) }
+    }
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    bootstrap: JoinHandle<()>,
+}
+
+impl Application {
+    /// Binds the listener and starts connecting to MongoDB in the background; never fails
+    /// because MongoDB is down (the service reports not-ready until it answers).
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let client = store::connect(&config.mongodb_uri.0, "product-service", config.mongodb_timeout)
+            .await
+            .context("MONGODB_URI is not a usable MongoDB connection string")?;
+        let store = ProductStore::new(client.database(&config.mongodb_database));
+        let state = AppState(Arc::new(Inner {
+            catalogue: Catalogue::new(store, config.product_cache_ttl),
+            bootstrapped: AtomicBool::new(false),
+        }));
+        let verifier = JwksVerifier::new(
+            config.jwks_url.0.clone(),
+            &config.jwt_issuer,
+            &config.jwt_audience,
+            reqwest::Client::new(),
+        );
+        let endpoint = GraphqlEndpoint {
+            schema: graphql::build_schema(state.clone(), &config.graphql),
+            verifier: Arc::new(verifier),
+            max_body_bytes: config.graphql.max_body_bytes,
+        };
+        let bootstrap = tokio::spawn(bootstrap(state.clone()));
+        let listener = TcpListener::bind((config.host, config.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.host, config.port))?;
+        tracing::info!(address = %listener.local_addr()?, "product-service listening");
+        let router = with_middleware(routes::router(state, endpoint), config.graphql.max_body_bytes);
+        Ok(Self { listener, router, bootstrap })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|address| address.port()).unwrap_or(0)
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await?;
+        self.bootstrap.abort();
+        tracing::info!("product-service stopped");
+        Ok(())
+    }
+}
+
+fn with_middleware(router: Router, max_body_bytes: usize) -> Router {
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(TraceLayer::new_for_http().make_span_with(request_span))
+            .layer(PropagateRequestIdLayer::x_request_id())
+            // Applied by the body extractor, which turns an oversized body into the handler's JSON 413.
+            .layer(DefaultBodyLimit::max(max_body_bytes)),
+    )
+}
+
+/// One span per request, carrying the request id so every log line of the request can be found by it.
+fn request_span<B>(request: &Request<B>) -> tracing::Span {
+    let request_id = request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+    )
+}
+
+/// Creates the indexes and seeds a fresh catalogue, retrying with backoff until MongoDB answers.
+async fn bootstrap(state: AppState) {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        match bootstrap_once(&state).await {
+            Ok(()) => {
+                state.bootstrapped.store(true, Ordering::Release);
+                tracing::info!("connected to MongoDB; indexes and catalogue ready");
+                return;
+            }
+            Err(error) => {
+                let delay = backoff.next_delay();
+                let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                tracing::warn!(error = %format!("{error:#}"), retry_in_ms, "MongoDB not ready");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+async fn bootstrap_once(state: &AppState) -> anyhow::Result<()> {
+    let store = state.catalogue.store();
+    store.ensure_indexes().await?;
+    if store.seed_once(&SEED_PRODUCTS).await? {
+        tracing::info!(count = SEED_PRODUCTS.len(), "seeded the catalogue");
+    }
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! Plays the user-service for tests: an Ed25519 key, a JWKS endpoint on 127.0.0.1:0 and signed tokens.
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::{Json, Router, routing::get};
+use jsonwebtoken::{
+    Algorithm, EncodingKey, Header,
+    jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash},
+};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+/// DER prefix of a PKCS#8 v1 Ed25519 private key; the 32-byte seed follows it.
+const PKCS8_ED25519_PREFIX: [u8; 16] =
+    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+
+pub struct Issuer {
+    key: EncodingKey,
+    kid: String,
+    jwks: JwkSet,
+    jwks_url: String,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs()
+}
+
+impl Issuer {
+    /// A fresh key whose JWKS is served on a free port until the issuer is dropped.
+    pub async fn start() -> Self {
+        let mut issuer = Self::unserved();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        issuer.jwks_url = format!("http://{}/.well-known/jwks.json", listener.local_addr().expect("bound"));
+        let jwks = issuer.jwks.clone();
+        let router = Router::new().route("/.well-known/jwks.json", get(move || async move { Json(jwks) }));
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        issuer.stop = Some(stop);
+        issuer
+    }
+
+    /// A fresh key that no JWKS publishes: its tokens must be rejected.
+    pub fn unserved() -> Self {
+        use base64::Engine as _;
+        let mut der = PKCS8_ED25519_PREFIX.to_vec();
+        der.extend_from_slice(&rand::random::<[u8; 32]>());
+        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        let pem = format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n");
+        let key = EncodingKey::from_ed_pem(pem.as_bytes()).expect("a valid Ed25519 key");
+        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA).expect("a JWK");
+        let kid = jwk.thumbprint(ThumbprintHash::SHA256).expect("a thumbprint");
+        jwk.common.key_id = Some(kid.clone());
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        Self { key, kid, jwks: JwkSet { keys: vec![jwk] }, jwks_url: String::new(), stop: None }
+    }
+
+    pub fn jwks_url(&self) -> String {
+        self.jwks_url.clone()
+    }
+
+    /// The claims the user-service would put in a token for `role`, valid for an hour.
+    pub fn claims(role: &str) -> Value {
+        let now = now();
+        json!({
+            "sub": format!("user-{}", uuid::Uuid::new_v4().simple()),
+            "username": "tester",
+            "email": "tester@example.com",
+            "role": role,
+            "iss": "user-service",
+            "aud": "ecommerce-api",
+            "iat": now,
+            "exp": now + 3_600,
+            "jti": uuid::Uuid::new_v4().to_string(),
+        })
+    }
+
+    pub fn token(&self, role: &str) -> String {
+        self.sign(&Self::claims(role))
+    }
+
+    /// Signs arbitrary claims with this issuer's key and kid.
+    pub fn sign(&self, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.key).expect("signing works")
+    }
+
+    /// Claims for `role` that expired `seconds_ago`.
+    pub fn expired_claims(role: &str, seconds_ago: u64) -> Value {
+        let mut claims = Self::claims(role);
+        claims["iat"] = json!(now() - seconds_ago - 3_600);
+        claims["exp"] = json!(now() - seconds_ago);
+        claims
+    }
+}
+
+impl Drop for Issuer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
