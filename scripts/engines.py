@@ -4,8 +4,8 @@
     python3 scripts/engines.py run -- <command...>
 
 starts SecantusDB (MongoDB protocol) and Tansu (Kafka protocol), waits until both accept
-connections, runs the command with MONGODB_URI, KAFKA_BROKERS, SECANTUSD_BIN and TANSU_BIN
-exported, and stops both engines when the command ends, fails or is interrupted.
+connections, runs the command with MONGODB_URI, KAFKA_BROKERS, SECANTUSD_BIN, TANSU_BIN and
+NOIDA_BIN (a durable Kafka-protocol broker for tests that restart a broker) exported, and stops both engines when the command ends, fails or is interrupted.
 Stdlib only; the engines come from the project virtualenv made by scripts/bootstrap.sh.
 """
 from __future__ import annotations
@@ -120,12 +120,21 @@ def start_kafka(log_dir: Path, port: int | None = None) -> Engine:
     return engine
 
 
+def noida_bin() -> str:
+    """The noida-db server binary (run directly: its console script wraps it in a subprocess)."""
+    matches = sorted((VENV / "lib").glob("python3*/site-packages/noida_db/noida-db"))
+    if not matches:
+        raise RuntimeError("noida-db is missing from .venv: run scripts/bootstrap.sh")
+    return str(matches[0])
+
+
 def engine_env(mongo: Engine, kafka: Engine) -> dict[str, str]:
     return {
         "MONGODB_URI": f"mongodb://127.0.0.1:{mongo.port}/?directConnection=true",
         "KAFKA_BROKERS": f"127.0.0.1:{kafka.port}",
         "SECANTUSD_BIN": secantusd_bin(),
         "TANSU_BIN": tansu_bin(),
+        "NOIDA_BIN": noida_bin(),
     }
 
 

@@ -9,6 +9,7 @@ pub mod config;
 pub mod downstream;
 pub mod error;
 pub mod extract;
+pub mod healthcheck;
 pub mod payments;
 pub mod routes;
 pub mod shutdown;

@@ -10,6 +10,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod healthcheck;
 pub mod routes;
 pub mod shutdown;
 pub mod startup;

@@ -1,5 +1,6 @@
 //! Thin entry point: configuration → telemetry → application → run until SIGTERM/Ctrl-C.
-use order_service::{config::Config, startup::Application, telemetry};
+//! `--healthcheck` instead probes the running service's `/ready` (exit 0 when ready).
+use order_service::{config::Config, healthcheck, startup::Application, telemetry};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -10,6 +11,10 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    if std::env::args().any(|arg| arg == "--healthcheck") {
+        let ready = healthcheck::probe(config.host, config.port, "/ready");
+        return if ready { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE };
+    }
     telemetry::init(config.log_format);
     let result = async {
         let app = Application::build(config).await?;

@@ -30,7 +30,11 @@ use crate::{
     catalog::ProductCatalog,
     config::{Config, Topics},
     error::ApiError,
-    events::{consumer::LifecycleConsumer, kafka, relay::OutboxRelay},
+    events::{
+        consumer::{LifecycleConsumer, TopicSetup},
+        kafka,
+        relay::OutboxRelay,
+    },
     routes,
     store::{self, OrderStore},
 };
@@ -109,13 +113,16 @@ impl Application {
         }));
 
         let (stop, stopped) = watch::channel(false);
+        let topic_setup = TopicSetup {
+            brokers: config.kafka_brokers.clone(),
+            names: topic_names(&config.topics),
+            partitions: config.kafka_partitions,
+            replication: config.kafka_replication_factor,
+        };
         let relay = OutboxRelay {
             store: state.store.clone(),
             producer: producer.clone(),
-            brokers: config.kafka_brokers.clone(),
-            topics: topic_names(&config.topics),
-            partitions: config.kafka_partitions,
-            replication: config.kafka_replication_factor,
+            topic_setup: topic_setup.clone(),
             wake: state.relay_wake.clone(),
             poll_interval: config.outbox_poll_interval,
         };
@@ -125,11 +132,12 @@ impl Application {
             producer,
             topics: config.topics.clone(),
             relay_wake: state.relay_wake.clone(),
+            topic_setup: topic_setup.clone(),
         };
         let handles = vec![
             tokio::spawn(bootstrap_mongodb(state.clone(), stopped.clone())),
             tokio::spawn(relay.run(stopped.clone())),
-            tokio::spawn(bootstrap_kafka_then_consume(state.clone(), config.clone(), lifecycle, stopped)),
+            tokio::spawn(bootstrap_kafka_then_consume(state.clone(), topic_setup, lifecycle, stopped)),
         ];
 
         let listener = TcpListener::bind((config.host, config.port))
@@ -221,17 +229,11 @@ fn topic_names(topics: &Topics) -> Vec<String> {
 /// Creates the topics this service owns or reads, then runs the lifecycle consumer.
 async fn bootstrap_kafka_then_consume(
     state: AppState,
-    config: Config,
+    topic_setup: TopicSetup,
     consumer: LifecycleConsumer,
     stopped: watch::Receiver<bool>,
 ) {
-    let names = topic_names(&config.topics);
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let created = retry_until_ok("Kafka", stopped.clone(), || {
-        kafka::ensure_topics(&config.kafka_brokers, &names, config.kafka_partitions, config.kafka_replication_factor)
-    })
-    .await;
-    if created {
+    if retry_until_ok("Kafka", stopped.clone(), || topic_setup.ensure()).await {
         state.topics_ready.store(true, Ordering::Release);
         tracing::info!("connected to Kafka; topics ready");
         consumer.run(stopped).await;

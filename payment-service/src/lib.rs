@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod grpc;
 pub mod health;
+pub mod healthcheck;
 pub mod payments;
 pub mod shutdown;
 pub mod startup;

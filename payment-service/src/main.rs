@@ -1,5 +1,6 @@
 //! Thin entry point: configuration → telemetry → application → run until SIGTERM/Ctrl-C.
-use payment_service::{config::Config, shutdown, startup::Application, telemetry};
+//! `--healthcheck` instead asks the running service's gRPC health service (exit 0 when SERVING).
+use payment_service::{config::Config, healthcheck, shutdown, startup::Application, telemetry};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -10,6 +11,10 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    if std::env::args().any(|arg| arg == "--healthcheck") {
+        let serving = healthcheck::probe(config.host, config.port).await;
+        return if serving { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE };
+    }
     telemetry::init(config.log_format);
     let result = async {
         let app = Application::build(config).await?;

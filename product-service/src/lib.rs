@@ -9,6 +9,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod graphql;
+pub mod healthcheck;
 pub mod routes;
 pub mod seed;
 pub mod shutdown;

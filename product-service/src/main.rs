@@ -1,6 +1,7 @@
 //! Thin entry point: configuration → telemetry → application → run until SIGTERM/Ctrl-C.
+//! `--healthcheck` instead probes the running service's `/ready` (exit 0 when ready).
 #![forbid(unsafe_code)]
-use product_service::{config::Config, startup::Application, telemetry};
+use product_service::{config::Config, healthcheck, startup::Application, telemetry};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -11,6 +12,10 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    if std::env::args().any(|arg| arg == "--healthcheck") {
+        let ready = healthcheck::probe(config.host, config.port, "/ready");
+        return if ready { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE };
+    }
     telemetry::init(config.log_format);
     let result = async {
         let app = Application::build(config).await?;

@@ -83,7 +83,10 @@ impl Stack {
     }
 
     pub async fn start_unready(overrides: Overrides) -> Self {
-        user_service::telemetry::init(user_service::config::LogFormat::Text);
+        // Service logs only on request (TEST_LOG=1): they would bury the test output.
+        if std::env::var_os("TEST_LOG").is_some() {
+            user_service::telemetry::init(user_service::config::LogFormat::Text);
+        }
         let id = uuid::Uuid::new_v4().simple().to_string();
         let mongodb = env("MONGODB_URI");
         let kafka = env("KAFKA_BROKERS");

@@ -6,6 +6,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod extract;
+pub mod healthcheck;
 pub mod password;
 pub mod routes;
 pub mod shutdown;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use rdkafka::{
     Message as _,
     consumer::{CommitMode, Consumer as _, StreamConsumer},
+    error::RDKafkaErrorCode,
     message::{BorrowedMessage, Header, Headers as _, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
@@ -17,7 +18,10 @@ use crate::{
     backoff::Backoff,
     config::Topics,
     domain::OrderView,
-    events::envelope::{self, Envelope, Poison},
+    events::{
+        envelope::{self, Envelope, Poison},
+        kafka,
+    },
     store::{OrderStore, OutboxEvent, StoreError, Transition},
 };
 use std::sync::Arc;
@@ -38,7 +42,27 @@ pub struct LifecycleConsumer {
     pub topics: Topics,
     /// Wakes the relay when a transition queued an event.
     pub relay_wake: Arc<Notify>,
+    /// Topics to re-create when the broker says a subscribed one is missing.
+    pub topic_setup: TopicSetup,
 }
+
+#[derive(Clone)]
+pub struct TopicSetup {
+    pub brokers: String,
+    pub names: Vec<String>,
+    pub partitions: i32,
+    pub replication: i32,
+}
+
+impl TopicSetup {
+    pub async fn ensure(&self) -> Result<(), rdkafka::error::KafkaError> {
+        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        kafka::ensure_topics(&self.brokers, &names, self.partitions, self.replication).await
+    }
+}
+
+/// At most one topic repair per interval, however many errors arrive.
+const REPAIR_INTERVAL: Duration = Duration::from_secs(5);
 
 enum Outcome {
     Done,
@@ -47,10 +71,11 @@ enum Outcome {
 
 impl LifecycleConsumer {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        if let Err(error) = self.consumer.subscribe(&[&self.topics.new_order, &self.topics.payment_processed]) {
+        if let Err(error) = self.subscribe() {
             tracing::error!(%error, "cannot subscribe to the lifecycle topics");
             return;
         }
+        let mut last_repair: Option<tokio::time::Instant> = None;
         loop {
             let message = tokio::select! {
                 message = self.consumer.recv() => message,
@@ -64,6 +89,16 @@ impl LifecycleConsumer {
                 }
                 Err(error) => {
                     tracing::warn!(%error, "consumer error");
+                    // A subscribed topic that does not exist (a broker that lost its state) is
+                    // created again, so that the group can settle on it.
+                    if error.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition)
+                        && last_repair.is_none_or(|at| at.elapsed() > REPAIR_INTERVAL)
+                    {
+                        last_repair = Some(tokio::time::Instant::now());
+                        if let Err(error) = self.topic_setup.ensure().await {
+                            tracing::debug!(%error, "cannot re-create the topics yet");
+                        }
+                    }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
@@ -72,6 +107,10 @@ impl LifecycleConsumer {
             tracing::debug!(%error, "no offsets committed at shutdown");
         }
         tracing::info!("lifecycle consumer stopped");
+    }
+
+    fn subscribe(&self) -> Result<(), rdkafka::error::KafkaError> {
+        self.consumer.subscribe(&[&self.topics.new_order, &self.topics.payment_processed])
     }
 
     /// Processes one message until it is done or dead-lettered; false when shutting down first.

@@ -11,9 +11,12 @@ use rdkafka::{
 };
 
 /// An idempotent producer with `acks=all`: a retried send never duplicates or reorders a message.
+/// It never lets a send auto-create a topic: topics are created explicitly with the configured
+/// partition count, and a missing topic is an error the relay repairs (see `OutboxRelay::recover`).
 pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
     ClientConfig::new()
         .set("bootstrap.servers", brokers)
+        .set("allow.auto.create.topics", "false")
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "2")
@@ -32,6 +35,7 @@ pub fn consumer(brokers: &str, group: &str) -> Result<StreamConsumer, KafkaError
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "6000")
+        .set("max.poll.interval.ms", "10000")
         .set("topic.metadata.refresh.interval.ms", "5000")
         .create()
 }

@@ -12,7 +12,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::{
     backoff::Backoff,
-    events::kafka,
+    events::{consumer::TopicSetup, kafka},
     store::{OrderStore, OutboxEvent},
 };
 
@@ -22,11 +22,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct OutboxRelay {
     pub store: OrderStore,
     pub producer: FutureProducer,
-    pub brokers: String,
     /// Re-created after failures: an in-memory broker that restarted has forgotten them.
-    pub topics: Vec<String>,
-    pub partitions: i32,
-    pub replication: i32,
+    pub topic_setup: TopicSetup,
     pub wake: Arc<Notify>,
     pub poll_interval: Duration,
 }
@@ -61,8 +58,10 @@ impl OutboxRelay {
                 _ = shutdown.changed() => break,
             }
         }
-        // Whatever was handed to the producer gets its chance to reach the broker before exit.
-        let _ = self.producer.flush(Duration::from_secs(5));
+        // Whatever was handed to the producer gets its chance to reach the broker before exit
+        // (flushing blocks, so it runs off the executor).
+        let producer = self.producer.clone();
+        let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
         tracing::info!("outbox relay stopped");
     }
 
@@ -102,16 +101,19 @@ impl OutboxRelay {
     /// restarted without storage lost them), and a producer stuck in a fatal state (an idempotent
     /// producer whose broker forgot its id) or failing repeatedly is replaced.
     async fn recover(&mut self, consecutive_failures: u32) {
-        let names: Vec<&str> = self.topics.iter().map(String::as_str).collect();
-        if let Err(error) = kafka::ensure_topics(&self.brokers, &names, self.partitions, self.replication).await {
+        if let Err(error) = self.topic_setup.ensure().await {
             tracing::debug!(%error, "cannot ensure topics yet");
             return;
         }
         let fatal = self.producer.client().fatal_error();
         if fatal.is_some() || consecutive_failures >= FAILURES_BEFORE_NEW_PRODUCER {
             tracing::warn!(?fatal, consecutive_failures, "replacing the Kafka producer");
-            match kafka::producer(&self.brokers) {
-                Ok(producer) => self.producer = producer,
+            match kafka::producer(&self.topic_setup.brokers) {
+                Ok(producer) => {
+                    // Dropping a producer flushes and waits for librdkafka: not on the executor.
+                    let old = std::mem::replace(&mut self.producer, producer);
+                    tokio::task::spawn_blocking(move || drop(old));
+                }
                 Err(error) => tracing::error!(%error, "cannot create a new producer"),
             }
         }

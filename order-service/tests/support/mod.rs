@@ -77,7 +77,10 @@ impl Settings {
     }
 
     pub async fn spawn_unready(self) -> TestApp {
-        order_service::telemetry::init(order_service::config::LogFormat::Text);
+        // Service logs only on request (TEST_LOG=1): they would bury the test output.
+        if std::env::var_os("TEST_LOG").is_some() {
+            order_service::telemetry::init(order_service::config::LogFormat::Text);
+        }
         let source: HashMap<&str, &str> = self.values.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let config = Config::from_source(&source).expect("test configuration is valid");
         let app = Application::build(config).await.expect("the app builds");
@@ -171,7 +174,10 @@ impl TestApp {
             if all {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "orders did not all reach {status:?} in {timeout:?}");
+            if tokio::time::Instant::now() >= deadline {
+                let unpublished = self.state.store.pending_outbox(1_000).await.map(|orders| orders.len()).unwrap_or(0);
+                panic!("orders did not all reach {status:?} in {timeout:?} ({unpublished} with unpublished events)");
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -242,15 +248,18 @@ pub async fn produce(brokers: &str, topic: &str, key: &str, payload: &[u8]) {
         .expect("test message delivered");
 }
 
-/// A private Kafka-protocol broker that a test may stop and restart on the same port.
+/// A private, durable Kafka-protocol broker (noida-db: topics, groups and offsets survive a
+/// restart, as with real Kafka) that a test may stop and restart on the same port.
 pub struct PrivateBroker {
     pub port: u16,
+    data_dir: std::path::PathBuf,
     child: Option<std::process::Child>,
 }
 
 impl PrivateBroker {
     pub async fn start() -> Self {
-        let mut broker = Self { port: closed_port(), child: None };
+        let data_dir = std::env::temp_dir().join(format!("noida-{}", uuid::Uuid::new_v4().simple()));
+        let mut broker = Self { port: closed_port(), data_dir, child: None };
         broker.restart().await;
         broker
     }
@@ -260,16 +269,15 @@ impl PrivateBroker {
     }
 
     pub async fn restart(&mut self) {
-        let listener = format!("tcp://127.0.0.1:{}", self.port);
-        let child = std::process::Command::new(env("TANSU_BIN"))
-            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
-            .args(["--storage-engine", "memory://tansu/"])
+        let child = std::process::Command::new(env("NOIDA_BIN"))
+            .args(["start", "--only", "kafka", "--kafka-port", &self.port.to_string(), "--data-dir"])
+            .arg(&self.data_dir)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("tansu starts");
+            .expect("noida-db starts");
         self.child = Some(child);
-        for _ in 0..200 {
+        for _ in 0..400 {
             if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
                 return;
             }
@@ -278,7 +286,7 @@ impl PrivateBroker {
         panic!("private broker did not start");
     }
 
-    /// Tansu ignores SIGTERM; SIGINT stops it.
+    /// Stops the broker like an operator would (SIGINT), keeping its data.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
@@ -295,5 +303,6 @@ impl Drop for PrivateBroker {
             let _ = child.kill();
             let _ = child.wait();
         }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }

@@ -70,7 +70,10 @@ pub async fn spawn_unready(settings: &[(&str, &str)]) -> TestApp {
 
 /// Like [`spawn_unready`], with the JWKS answering only after `jwks_delay` (to keep calls in flight).
 pub async fn spawn_with_jwks_delay(settings: &[(&str, &str)], jwks_delay: Duration) -> TestApp {
-    payment_service::telemetry::init(LogFormat::Text);
+    // Service logs only on request (TEST_LOG=1): they would bury the test output.
+    if std::env::var_os("TEST_LOG").is_some() {
+        payment_service::telemetry::init(LogFormat::Text);
+    }
     let issuer = Issuer::new();
     let jwks = JwksServer::start(&issuer, jwks_delay).await;
     let (uri, brokers) = (mongodb_uri(), kafka_brokers());

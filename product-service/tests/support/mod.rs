@@ -41,7 +41,10 @@ pub async fn spawn(settings: &[(&str, &str)]) -> TestApp {
 
 /// Starts the app without waiting for MongoDB.
 pub async fn spawn_unready(settings: &[(&str, &str)]) -> TestApp {
-    product_service::telemetry::init(product_service::config::LogFormat::Text);
+    // Service logs only on request (TEST_LOG=1): they would bury the test output.
+    if std::env::var_os("TEST_LOG").is_some() {
+        product_service::telemetry::init(product_service::config::LogFormat::Text);
+    }
     let issuer = Issuer::start().await;
     let uri = mongodb_uri();
     let database = unique_database();

@@ -32,7 +32,10 @@ pub async fn spawn(settings: &[(&str, &str)]) -> TestApp {
 }
 
 pub async fn spawn_unready(settings: &[(&str, &str)]) -> TestApp {
-    user_service::telemetry::init(user_service::config::LogFormat::Text);
+    // Service logs only on request (TEST_LOG=1): they would bury the test output.
+    if std::env::var_os("TEST_LOG").is_some() {
+        user_service::telemetry::init(user_service::config::LogFormat::Text);
+    }
     let uri = mongodb_uri();
     let database = unique_database();
     let mut source: HashMap<&str, &str> = HashMap::from([
