@@ -127,6 +127,7 @@ pub struct Config {
     /// Longest a client waits on any downstream call before a 504.
     pub downstream_timeout: Duration,
     pub max_body_bytes: usize,
+    pub resilience: crate::resilience::Settings,
     /// Origins allowed by CORS; empty means CORS is off, `*` allows any origin.
     pub cors_allowed_origins: Vec<String>,
 }
@@ -137,6 +138,10 @@ impl Config {
     }
 
     pub fn from_source(source: &dyn Source) -> Result<Self, ConfigError> {
+        let open_for = millis(source, "CIRCUIT_BREAKER_OPEN_MS", 5_000)?;
+        if open_for < crate::resilience::MIN_OPEN {
+            return Err(ConfigError { variable: "CIRCUIT_BREAKER_OPEN_MS", reason: "must be at least 1000".into() });
+        }
         let user_service_url: BaseUrl = parsed(source, "USER_SERVICE_URL", BaseUrl("http://127.0.0.1:3005".into()))?;
         let default_jwks = BaseUrl(format!("{}/.well-known/jwks.json", user_service_url.0));
         Ok(Self {
@@ -153,6 +158,12 @@ impl Config {
             jwt_audience: text(source, "JWT_AUDIENCE", "ecommerce-api"),
             downstream_timeout: millis(source, "DOWNSTREAM_TIMEOUT_MS", 3_000)?,
             max_body_bytes: parsed(source, "MAX_BODY_BYTES", 64 * 1024)?,
+            resilience: crate::resilience::Settings {
+                failures_to_open: parsed(source, "CIRCUIT_BREAKER_FAILURES", 5)?,
+                open_for,
+                max_in_flight: parsed(source, "DOWNSTREAM_MAX_IN_FLIGHT", 512)?,
+                retries: parsed(source, "DOWNSTREAM_RETRIES", 2)?,
+            },
             cors_allowed_origins: text(source, "CORS_ALLOWED_ORIGINS", "")
                 .split(',')
                 .map(str::trim)

@@ -1,6 +1,6 @@
 //! Calls to the HTTP services behind the gateway: forwarding the headers that matter, bounding
 //! every call with a timeout, and turning transport failures into 503/504 instead of hangs.
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
@@ -9,7 +9,10 @@ use axum::{
 };
 use bytes::Bytes;
 
-use crate::error::ApiError;
+use crate::{
+    error::ApiError,
+    resilience::{Guard, Outcome, Refusal, Settings},
+};
 
 /// Request headers passed on unchanged to the services.
 const FORWARDED: [HeaderName; 4] = [
@@ -29,6 +32,21 @@ pub enum DownstreamError {
     Unavailable(&'static str, String),
     #[error("{0} did not answer in time")]
     Timeout(&'static str),
+    #[error("{0}: circuit open after repeated failures")]
+    CircuitOpen(&'static str, u64),
+    #[error("{0}: too many calls in flight")]
+    Overloaded(&'static str),
+}
+
+impl DownstreamError {
+    /// Maps a refusal of the resilience guard onto this error.
+    pub fn from_refusal(guard: &Guard, refusal: Refusal<DownstreamError>) -> Self {
+        match refusal {
+            Refusal::Open => Self::CircuitOpen(guard.name(), guard.retry_after_secs()),
+            Refusal::Overloaded => Self::Overloaded(guard.name()),
+            Refusal::Failed(error) => error,
+        }
+    }
 }
 
 impl From<DownstreamError> for ApiError {
@@ -41,30 +59,65 @@ impl From<DownstreamError> for ApiError {
             DownstreamError::Timeout(name) => {
                 ApiError::new(StatusCode::GATEWAY_TIMEOUT, format!("{name} did not answer in time"))
             }
+            DownstreamError::CircuitOpen(name, retry_after) => {
+                ApiError::unavailable(format!("{name} is temporarily unavailable")).retry_after(retry_after)
+            }
+            DownstreamError::Overloaded(name) => ApiError::unavailable(format!("{name} is overloaded; retry shortly")),
         }
     }
 }
 
-/// One HTTP service behind the gateway.
+/// One HTTP service behind the gateway, with its own resilience guard.
 #[derive(Clone)]
 pub struct Downstream {
     pub name: &'static str,
     base_url: String,
     http: reqwest::Client,
     timeout: Duration,
+    guard: Arc<Guard>,
 }
 
 impl Downstream {
-    pub fn new(name: &'static str, base_url: &str, http: reqwest::Client, timeout: Duration) -> Self {
-        Self { name, base_url: base_url.to_owned(), http, timeout }
+    pub fn new(
+        name: &'static str,
+        base_url: &str,
+        http: reqwest::Client,
+        timeout: Duration,
+        settings: Settings,
+    ) -> Self {
+        Self { name, base_url: base_url.to_owned(), http, timeout, guard: Arc::new(Guard::new(name, settings)) }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }
 
-    /// Sends a request carrying the client's relevant headers; `client` is the caller's address.
+    /// Sends a request carrying the client's relevant headers (`client` is the caller's address),
+    /// through the guard: reads and keyed writes are retried after failures, other writes never.
     pub async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        incoming: &HeaderMap,
+        client: Option<SocketAddr>,
+        body: Option<Bytes>,
+    ) -> Result<reqwest::Response, DownstreamError> {
+        let repeatable = method == Method::GET || incoming.contains_key("idempotency-key");
+        let attempt = || async {
+            match self.send_once(method.clone(), path_and_query, incoming, client, body.clone()).await {
+                Ok(response) if response.status().is_server_error() => Outcome::FailedWith(response),
+                Ok(response) => Outcome::Answered(response),
+                Err(error @ DownstreamError::Timeout(_)) => Outcome::TimedOut(error),
+                Err(error) => Outcome::Error(error),
+            }
+        };
+        self.guard
+            .call(repeatable, attempt)
+            .await
+            .map_err(|refusal| DownstreamError::from_refusal(&self.guard, refusal))
+    }
+
+    async fn send_once(
         &self,
         method: Method,
         path_and_query: &str,

@@ -11,6 +11,7 @@ pub mod error;
 pub mod extract;
 pub mod healthcheck;
 pub mod payments;
+pub mod resilience;
 pub mod routes;
 pub mod shutdown;
 pub mod startup;

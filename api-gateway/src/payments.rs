@@ -1,10 +1,13 @@
 //! The payment-service's gRPC client, with the call deadline and the caller's identity headers.
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::http::{HeaderMap, StatusCode};
 use tonic::{Code, Request, Status, metadata::MetadataValue, transport::Channel};
 
-use crate::error::ApiError;
+use crate::{
+    error::ApiError,
+    resilience::{Guard, Outcome, Refusal, Settings},
+};
 
 pub mod proto {
     tonic::include_proto!("payment.v1");
@@ -17,11 +20,12 @@ pub struct PaymentClient {
     client: PaymentServiceClient<Channel>,
     health: tonic_health::pb::health_client::HealthClient<Channel>,
     deadline: Duration,
+    guard: Arc<Guard>,
 }
 
 impl PaymentClient {
     /// Connects lazily: the gateway starts (and reports not-ready) while payments are down.
-    pub fn new(url: &str, deadline: Duration) -> anyhow::Result<Self> {
+    pub fn new(url: &str, deadline: Duration, settings: Settings) -> anyhow::Result<Self> {
         let channel = Channel::from_shared(url.to_owned())?
             .connect_timeout(Duration::from_secs(1))
             .timeout(deadline)
@@ -30,10 +34,34 @@ impl PaymentClient {
             client: PaymentServiceClient::new(channel.clone()),
             health: tonic_health::pb::health_client::HealthClient::new(channel),
             deadline,
+            guard: Arc::new(Guard::new("payment-service", settings)),
         })
     }
 
-    pub async fn pay(&self, pay: PayRequest, incoming: &HeaderMap) -> Result<PayResponse, Status> {
+    /// Charges through the guard. Every Pay carries an idempotency key (the client's or one the
+    /// gateway made for this request), so a retry replays instead of charging twice.
+    pub async fn pay(&self, pay: PayRequest, incoming: &HeaderMap) -> Result<PayResponse, ApiError> {
+        let attempt = || async {
+            match self.pay_once(pay.clone(), incoming).await {
+                Ok(response) => Outcome::Answered(Ok(response)),
+                Err(status) => match status.code() {
+                    Code::Unavailable | Code::Unknown | Code::Internal => Outcome::Error(status),
+                    Code::DeadlineExceeded | Code::Cancelled => Outcome::TimedOut(status),
+                    // The service answered: a refusal of this request, not a failure of the service.
+                    _ => Outcome::Answered(Err(status)),
+                },
+            }
+        };
+        match self.guard.call(true, attempt).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(status)) | Err(Refusal::Failed(status)) => Err(status_to_error(&status)),
+            Err(Refusal::Open) => Err(ApiError::unavailable("payment-service is temporarily unavailable")
+                .retry_after(self.guard.retry_after_secs())),
+            Err(Refusal::Overloaded) => Err(ApiError::unavailable("payment-service is overloaded; retry shortly")),
+        }
+    }
+
+    async fn pay_once(&self, pay: PayRequest, incoming: &HeaderMap) -> Result<PayResponse, Status> {
         let mut request = Request::new(pay);
         request.set_timeout(self.deadline);
         for name in ["authorization", "x-request-id"] {

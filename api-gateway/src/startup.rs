@@ -4,7 +4,8 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use axum::{
     Router,
-    http::{HeaderValue, Method, Request, header},
+    http::{HeaderValue, Method, Request, StatusCode, header},
+    response::{IntoResponse, Response},
 };
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
@@ -15,7 +16,9 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::{auth::JwksVerifier, config::Config, downstream::Downstream, payments::PaymentClient, routes};
+use crate::{
+    auth::JwksVerifier, config::Config, downstream::Downstream, error::ApiError, payments::PaymentClient, routes,
+};
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -48,11 +51,13 @@ impl Application {
             .pool_max_idle_per_host(256)
             .build()?;
         let timeout = config.downstream_timeout;
+        let guard = config.resilience;
         let state = AppState(Arc::new(Inner {
-            users: Downstream::new("user-service", &config.user_service_url.0, http.clone(), timeout),
-            products: Downstream::new("product-service", &config.product_service_url.0, http.clone(), timeout),
-            orders: Downstream::new("order-service", &config.order_service_url.0, http.clone(), timeout),
-            payments: PaymentClient::new(&config.payment_service_url.0, timeout).context("PAYMENT_SERVICE_URL")?,
+            users: Downstream::new("user-service", &config.user_service_url.0, http.clone(), timeout, guard),
+            products: Downstream::new("product-service", &config.product_service_url.0, http.clone(), timeout, guard),
+            orders: Downstream::new("order-service", &config.order_service_url.0, http.clone(), timeout, guard),
+            payments: PaymentClient::new(&config.payment_service_url.0, timeout, guard)
+                .context("PAYMENT_SERVICE_URL")?,
             verifier: JwksVerifier::new(&config.jwks_url.0, &config.jwt_issuer, &config.jwt_audience, http),
         }));
         let router = with_middleware(routes::router(state), &config)?;
@@ -74,6 +79,19 @@ impl Application {
         tracing::info!("api-gateway stopped");
         Ok(())
     }
+}
+
+/// Middleware answers (the body limit's 413) get the same JSON error body as everything else.
+async fn json_error_bodies(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large").into_response();
+    }
+    response
 }
 
 fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
@@ -111,6 +129,7 @@ fn with_middleware(router: Router, config: &Config) -> anyhow::Result<Router> {
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(RequestBodyLimitLayer::new(config.max_body_bytes)),
     );
+    let router = router.layer(axum::middleware::map_response(json_error_bodies));
     Ok(match cors(&config.cors_allowed_origins)? {
         Some(cors) => router.layer(cors),
         None => router,

@@ -45,6 +45,8 @@ pub struct Stack {
     pub payments: String,
     pub client: reqwest::Client,
     running: Vec<Running>,
+    /// The payment-service's settings, to start it again on the same port after a stop.
+    payment_settings: HashMap<&'static str, String>,
 }
 
 fn settings(base: &[(&'static str, String)], overrides: &[(&'static str, String)]) -> HashMap<&'static str, String> {
@@ -187,7 +189,29 @@ impl Stack {
             payments: payments_url,
             client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
             running,
+            payment_settings: payments,
         }
+    }
+
+    /// Stops one service gracefully, leaving the others running.
+    pub async fn stop_service(&mut self, name: &str) {
+        let index = self.running.iter().position(|service| service.name == name).expect("a running service");
+        let service = self.running.remove(index);
+        let _ = service.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(20), service.handle).await;
+    }
+
+    /// Starts the payment-service again with its settings, on the port it had.
+    pub async fn restart_payment_service(&mut self) {
+        let mut settings = self.payment_settings.clone();
+        let port = self.payments.rsplit(':').next().expect("port").to_owned();
+        settings.insert("PORT", port);
+        let app = payment_service::startup::Application::build(
+            payment_service::config::Config::from_source(&as_source(&settings)).expect("payment-service config"),
+        )
+        .await
+        .expect("payment-service builds again on its port");
+        self.running.insert(0, spawn("payment-service", |stopped| app.run_until(until(stopped))));
     }
 
     pub async fn wait_ready(&self) {
@@ -301,5 +325,64 @@ impl Drop for Stack {
         for service in &self.running {
             service.handle.abort();
         }
+    }
+}
+
+/// A private MongoDB-protocol server (SecantusDB) that a test may stop and restart on the same
+/// port and data directory, without disturbing the shared engine other tests use.
+pub struct PrivateMongo {
+    pub port: u16,
+    data_dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateMongo {
+    pub async fn start() -> Self {
+        let data_dir = std::env::temp_dir().join(format!("secantus-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&data_dir).expect("data dir");
+        let mut mongo = Self { port: closed_port(), data_dir, child: None };
+        mongo.restart().await;
+        mongo
+    }
+
+    pub fn uri(&self) -> String {
+        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
+    }
+
+    pub async fn restart(&mut self) {
+        let child = std::process::Command::new(env("SECANTUSD_BIN"))
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string(), "--storage-path"])
+            .arg(&self.data_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("secantusd starts");
+        self.child = Some(child);
+        for _ in 0..600 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("private MongoDB-protocol server did not start");
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            if child.wait().is_err() {
+                let _ = child.kill();
+            }
+        }
+    }
+}
+
+impl Drop for PrivateMongo {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }

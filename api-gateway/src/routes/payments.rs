@@ -12,10 +12,7 @@ use serde_json::{Value, json};
 use crate::{
     error::{ApiError, FieldError},
     extract::JsonBody,
-    payments::{
-        proto::{PayRequest, PaymentStatus},
-        status_to_error,
-    },
+    payments::proto::{PayRequest, PaymentStatus},
     routes::Authenticated,
     startup::AppState,
 };
@@ -117,7 +114,7 @@ pub async fn pay(
         currency: "EUR".into(),
         idempotency_key: key,
     };
-    let paid = state.payments.pay(pay, &headers).await.map_err(|status| status_to_error(&status))?;
+    let paid = state.payments.pay(pay, &headers).await?;
     if paid.status == PaymentStatus::Success as i32 {
         tracing::info!(order_id = %order_id, payment_id = %paid.payment_id, "payment succeeded");
         Ok(Json(json!({

@@ -1,0 +1,147 @@
+//! Fault tests: what clients see when a part of the system fails, and that it recovers by itself.
+//! Every test is bounded in time and uses its own private engines or services.
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use system_tests::{Overrides, PrivateMongo, Stack};
+
+async fn pay(stack: &Stack, token: &str, order_id: &str, amount: f64) -> (u16, Duration, Option<String>) {
+    let started = Instant::now();
+    let response = stack
+        .client
+        .post(stack.url("/payments"))
+        .bearer_auth(token)
+        .json(&json!({"orderId": order_id, "amount": amount}))
+        .send()
+        .await
+        .unwrap();
+    let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    (response.status().as_u16(), started.elapsed(), retry_after)
+}
+
+#[tokio::test]
+async fn a_stopped_payment_service_gives_503_then_the_open_breaker_answers_at_once_and_recovery_needs_no_restart() {
+    let mut overrides = Overrides::default();
+    overrides.gateway.push(("CIRCUIT_BREAKER_FAILURES", "3".to_owned()));
+    overrides.gateway.push(("CIRCUIT_BREAKER_OPEN_MS", "1000".to_owned()));
+    let mut stack = Stack::start_with(overrides).await;
+    let (_, token) = stack.customer().await;
+    let order_id = stack.order(&token, "4", 1).await;
+    stack.wait_for_status(&token, &order_id, "processed", Duration::from_secs(20)).await;
+
+    stack.stop_service("payment-service").await;
+    let (status, took, _) = pay(&stack, &token, &order_id, 149.99).await;
+    assert_eq!(status, 503, "payment-service down");
+    assert!(took < Duration::from_secs(4), "within the downstream timeout: {took:?}");
+
+    let mut fastest = Duration::MAX;
+    for _ in 0..5 {
+        let (status, took, retry_after) = pay(&stack, &token, &order_id, 149.99).await;
+        assert_eq!(status, 503);
+        assert!(retry_after.is_some(), "503 carries Retry-After");
+        fastest = fastest.min(took);
+    }
+    println!("open breaker: fastest 503 in {fastest:?}");
+    assert!(fastest < Duration::from_millis(50), "the open breaker answers at once: {fastest:?}");
+
+    stack.restart_payment_service().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _, _) = pay(&stack, &token, &order_id, 149.99).await;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "payments never recovered (last status {status})");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stack.wait_for_status(&token, &order_id, "paid", Duration::from_secs(20)).await;
+}
+
+#[tokio::test]
+async fn with_mongodb_stopped_routes_answer_503_promptly_and_everything_recovers_without_restarts() {
+    let mut mongo = PrivateMongo::start().await;
+    let uri = mongo.uri();
+    let mut overrides = Overrides::default();
+    for service in [&mut overrides.users, &mut overrides.products, &mut overrides.orders, &mut overrides.payments] {
+        service.push(("MONGODB_URI", uri.clone()));
+        service.push(("MONGODB_TIMEOUT_MS", "500".to_owned()));
+    }
+    overrides.products.push(("PRODUCT_CACHE_TTL_MS", "0".to_owned()));
+    let stack = Stack::start_with(overrides).await;
+    let (_, token) = stack.customer().await;
+
+    mongo.stop();
+    let checks: [(&str, reqwest::RequestBuilder); 4] = [
+        (
+            "register",
+            stack
+                .client
+                .post(stack.url("/users/register"))
+                .json(&json!({"username": "late", "email": "late@example.com", "password": "password-123"})),
+        ),
+        ("products", stack.client.get(stack.url("/products/1"))),
+        ("orders", stack.client.get(stack.url("/orders")).bearer_auth(&token)),
+        (
+            "order",
+            stack.client.post(stack.url("/orders")).bearer_auth(&token).json(&json!({"productId": "1", "quantity": 1})),
+        ),
+    ];
+    for (name, request) in checks {
+        let started = Instant::now();
+        let response = request.send().await.unwrap();
+        println!("{name}: {} in {:?}", response.status(), started.elapsed());
+        assert_eq!(response.status(), 503, "{name}");
+        assert!(started.elapsed() < Duration::from_secs(4), "{name} answered promptly");
+    }
+    assert_eq!(stack.get("/health", None).await.status(), 200, "the gateway stays alive");
+    assert_eq!(stack.get("/ready", None).await.status(), 503, "and says what is down");
+
+    mongo.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = stack.post("/orders", Some(&token), &json!({"productId": "1", "quantity": 1})).await;
+        if response.status() == 201 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "orders never recovered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stack.wait_ready().await;
+    assert_eq!(stack.get("/products/1", None).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_frozen_product_service_gives_504_on_product_routes_while_user_and_order_reads_stay_fast() {
+    // A frozen process (as under SIGSTOP): the kernel accepts connections, nothing answers.
+    let frozen = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut overrides = Overrides::default();
+    overrides.gateway.push(("PRODUCT_SERVICE_URL", format!("http://{}", frozen.local_addr().unwrap())));
+    overrides.gateway.push(("DOWNSTREAM_TIMEOUT_MS", "2000".to_owned()));
+    let stack = Stack::start_unready(overrides).await;
+    let (_, token) = stack.customer_when_up().await;
+    let order_id = stack.order(&token, "2", 1).await;
+
+    let started = Instant::now();
+    let products = stack.get("/products", None).await;
+    assert_eq!(products.status(), 504);
+    assert!(started.elapsed() < Duration::from_secs(4), "504 within the timeout: {:?}", started.elapsed());
+
+    for path in ["/users/me".to_owned(), format!("/orders/{order_id}"), "/orders".to_owned()] {
+        let started = Instant::now();
+        let response = stack.get(&path, Some(&token)).await;
+        assert_eq!(response.status(), 200, "{path}");
+        println!("{path}: {:?} while products are frozen", started.elapsed());
+        assert!(started.elapsed() < Duration::from_millis(1_500), "{path} is not held up by the frozen service");
+    }
+    drop(frozen);
+}
+
+#[tokio::test]
+async fn the_body_limit_answers_413_with_a_json_body() {
+    let stack = Stack::start().await;
+    let huge = "x".repeat(200_000);
+    let response = stack.post("/users/register", None, &json!({"username": huge})).await;
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["success"], false);
+}
