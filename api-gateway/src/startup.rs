@@ -4,7 +4,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use axum::{
     Router,
-    http::{HeaderValue, Method, Request, StatusCode, header},
+    http::{HeaderName, HeaderValue, Method, Request, header},
     response::{IntoResponse, Response},
 };
 use tokio::net::TcpListener;
@@ -81,17 +81,30 @@ impl Application {
     }
 }
 
-/// Middleware answers (the body limit's 413) get the same JSON error body as everything else.
+/// Errors that did not come from a handler (the body limit's 413, axum's rejections of a path
+/// that is not valid UTF-8, …) get the same JSON error body as everything else.
 async fn json_error_bodies(response: Response) -> Response {
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"));
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
-        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large").into_response();
+        .is_some_and(|value| value.contains("json"));
+    let status = response.status();
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
     }
-    response
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 1024).await.ok().and_then(|bytes| String::from_utf8(bytes.to_vec()).ok());
+    let message = text
+        .filter(|text| !text.trim().is_empty() && text.len() <= 200)
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("Request failed").to_owned());
+    let mut json = ApiError::new(status, message).into_response();
+    for name in [header::RETRY_AFTER, header::ALLOW, HeaderName::from_static("x-request-id")] {
+        if let Some(value) = parts.headers.get(&name) {
+            json.headers_mut().insert(name, value.clone());
+        }
+    }
+    json
 }
 
 fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
