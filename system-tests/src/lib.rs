@@ -29,6 +29,8 @@ pub struct Overrides {
     pub orders: Vec<(&'static str, String)>,
     pub payments: Vec<(&'static str, String)>,
     pub gateway: Vec<(&'static str, String)>,
+    /// Run the order-service as its own process (the built binary), so a test can SIGKILL it.
+    pub order_service_as_process: bool,
 }
 
 struct Running {
@@ -43,10 +45,61 @@ pub struct Stack {
     pub products: String,
     pub orders: String,
     pub payments: String,
+    /// Prefix of this stack's Kafka topics.
+    pub topic_prefix: String,
     pub client: reqwest::Client,
     running: Vec<Running>,
     /// The payment-service's settings, to start it again on the same port after a stop.
     payment_settings: HashMap<&'static str, String>,
+    order_process: Option<ServiceProcess>,
+}
+
+/// A service running as a separate process from its built binary (target/debug/<name>).
+pub struct ServiceProcess {
+    binary: std::path::PathBuf,
+    settings: HashMap<&'static str, String>,
+    child: Option<std::process::Child>,
+}
+
+impl ServiceProcess {
+    fn start(name: &str, settings: HashMap<&'static str, String>) -> Self {
+        // The test executable lives in target/<profile>/deps; the service binaries one level up.
+        let exe = std::env::current_exe().expect("test executable path");
+        let binary = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join(name);
+        assert!(
+            binary.exists(),
+            "{} is missing: build the binaries first (cargo build --workspace --bins)",
+            binary.display()
+        );
+        let mut process = Self { binary, settings, child: None };
+        process.spawn();
+        process
+    }
+
+    fn spawn(&mut self) {
+        let child = std::process::Command::new(&self.binary)
+            .envs(self.settings.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("service process starts");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no graceful shutdown, no offset commit, no flush.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 fn settings(base: &[(&'static str, String)], overrides: &[(&'static str, String)]) -> HashMap<&'static str, String> {
@@ -142,14 +195,21 @@ impl Stack {
             ("PRODUCT_SERVICE_URL", products_url.clone()),
             ("OUTBOX_POLL_INTERVAL_MS", "200".to_owned()),
         ]);
-        let orders = settings(&order_base, &overrides.orders);
-        let app = order_service::startup::Application::build(
-            order_service::config::Config::from_source(&as_source(&orders)).expect("order-service config"),
-        )
-        .await
-        .expect("order-service builds");
-        let orders_url = format!("http://127.0.0.1:{}", app.port());
-        running.push(spawn("order-service", |stopped| app.run_until(until(stopped))));
+        let mut orders = settings(&order_base, &overrides.orders);
+        let (orders_url, order_process) = if overrides.order_service_as_process {
+            let port = closed_port();
+            orders.insert("PORT", port.to_string());
+            (format!("http://127.0.0.1:{port}"), Some(ServiceProcess::start("order-service", orders)))
+        } else {
+            let app = order_service::startup::Application::build(
+                order_service::config::Config::from_source(&as_source(&orders)).expect("order-service config"),
+            )
+            .await
+            .expect("order-service builds");
+            let url = format!("http://127.0.0.1:{}", app.port());
+            running.push(spawn("order-service", |stopped| app.run_until(until(stopped))));
+            (url, None)
+        };
 
         let mut payment_base = local(&kafka_common);
         payment_base.push(("MONGODB_DATABASE", format!("st_payments_{id}")));
@@ -187,9 +247,11 @@ impl Stack {
             products: products_url,
             orders: orders_url,
             payments: payments_url,
+            topic_prefix: format!("st{id}."),
             client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
             running,
             payment_settings: payments,
+            order_process,
         }
     }
 
@@ -199,6 +261,16 @@ impl Stack {
         let service = self.running.remove(index);
         let _ = service.stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(20), service.handle).await;
+    }
+
+    /// SIGKILLs the order-service process (with `order_service_as_process`).
+    pub fn kill_order_service(&mut self) {
+        self.order_process.as_mut().expect("order-service runs as a process").kill();
+    }
+
+    /// Starts the order-service process again, same settings and port.
+    pub fn restart_order_service(&mut self) {
+        self.order_process.as_mut().expect("order-service runs as a process").spawn();
     }
 
     /// Starts the payment-service again with its settings, on the port it had.
@@ -236,6 +308,10 @@ impl Stack {
                 other => panic!("{} did not stop cleanly: {other:?}", service.name),
             }
         }
+    }
+
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}{name}", self.topic_prefix)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -385,4 +461,91 @@ impl Drop for PrivateMongo {
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// A private, durable Kafka-protocol broker (noida-db: topics, groups and offsets survive a
+/// restart, as with real Kafka) that a test may stop and restart on the same port.
+pub struct PrivateBroker {
+    pub port: u16,
+    data_dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateBroker {
+    pub async fn start() -> Self {
+        let data_dir = std::env::temp_dir().join(format!("noida-{}", uuid::Uuid::new_v4().simple()));
+        let mut broker = Self { port: closed_port(), data_dir, child: None };
+        broker.restart().await;
+        broker
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub async fn restart(&mut self) {
+        let child = std::process::Command::new(env("NOIDA_BIN"))
+            .args(["start", "--only", "kafka", "--kafka-port", &self.port.to_string(), "--data-dir"])
+            .arg(&self.data_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("noida-db starts");
+        self.child = Some(child);
+        for _ in 0..400 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("private broker did not start");
+    }
+
+    /// Stops the broker like an operator would (SIGINT), keeping its data.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+            if child.wait().is_err() {
+                let _ = child.kill();
+            }
+        }
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// Counts the messages of every partition of `topic` by key (no consumer group: partitions are
+/// assigned directly), reading for `window`.
+pub async fn count_by_key(brokers: &str, topic: &str, window: Duration) -> HashMap<String, usize> {
+    use rdkafka::{
+        ClientConfig, Message as _, Offset, TopicPartitionList,
+        consumer::{Consumer as _, StreamConsumer},
+    };
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("test-reader-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("reader");
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).expect("topic metadata");
+    let mut assignment = TopicPartitionList::new();
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        assignment.add_partition_offset(topic, partition.id(), Offset::Beginning).expect("partition");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut counts = HashMap::new();
+    let deadline = tokio::time::Instant::now() + window;
+    while let Ok(Ok(message)) = tokio::time::timeout_at(deadline, consumer.recv()).await {
+        let key = message.key().map(|key| String::from_utf8_lossy(key).into_owned()).unwrap_or_default();
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
 }

@@ -145,3 +145,66 @@ async fn the_body_limit_answers_413_with_a_json_body() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["success"], false);
 }
+
+#[tokio::test]
+async fn an_order_service_killed_mid_stream_loses_no_order_and_leaves_none_pending() {
+    let mut overrides = Overrides { order_service_as_process: true, ..Overrides::default() };
+    // This test is about the order-service, not the gateway's breaker: keep it closed.
+    overrides.gateway.push(("CIRCUIT_BREAKER_FAILURES", "1000".to_owned()));
+    let mut stack = Stack::start_with(overrides).await;
+    let (_, token) = stack.customer().await;
+
+    let mut accepted = Vec::new();
+    for i in 0..30 {
+        if i == 12 {
+            // SIGKILL while orders stream in: no graceful shutdown, no offset commit, no flush.
+            stack.kill_order_service();
+        }
+        if i == 18 {
+            stack.restart_order_service();
+            stack.wait_ready().await;
+        }
+        let response = stack.post("/orders", Some(&token), &json!({"productId": "3", "quantity": 1})).await;
+        if response.status() == 201 {
+            let body: Value = response.json().await.unwrap();
+            accepted.push(body["orderId"].as_str().unwrap().to_owned());
+        } else {
+            assert!(matches!(response.status().as_u16(), 502..=504), "refused while down: {}", response.status());
+        }
+    }
+    assert!(accepted.len() >= 24, "orders before the kill and after the restart were accepted: {}", accepted.len());
+    println!("{} of 30 orders accepted around the kill", accepted.len());
+    for order_id in &accepted {
+        stack.wait_for_status(&token, order_id, "processed", Duration::from_secs(60)).await;
+    }
+}
+
+#[tokio::test]
+async fn orders_posted_while_the_broker_is_down_are_all_accepted_and_all_processed_once_it_returns() {
+    let mut broker = system_tests::PrivateBroker::start().await;
+    let mut overrides = Overrides::default();
+    overrides.orders.push(("KAFKA_BROKERS", broker.address()));
+    overrides.payments.push(("KAFKA_BROKERS", broker.address()));
+    let stack = Stack::start_with(overrides).await;
+    let (_, token) = stack.customer().await;
+
+    broker.stop();
+    let mut accepted = Vec::new();
+    for _ in 0..20 {
+        let response = stack.post("/orders", Some(&token), &json!({"productId": "2", "quantity": 1})).await;
+        assert_eq!(response.status(), 201, "accepted while the broker is down");
+        let body: Value = response.json().await.unwrap();
+        accepted.push(body["orderId"].as_str().unwrap().to_owned());
+    }
+    broker.restart().await;
+    for order_id in &accepted {
+        stack.wait_for_status(&token, order_id, "processed", Duration::from_secs(60)).await;
+    }
+    // The relay publishes order-processed after the transition: give it a moment, then count.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let topic = stack.topic("order-processed");
+    let counts = system_tests::count_by_key(&broker.address(), &topic, Duration::from_secs(3)).await;
+    for order_id in &accepted {
+        assert_eq!(counts.get(order_id), Some(&1), "order {order_id}: one order-processed, none lost, none twice");
+    }
+}
