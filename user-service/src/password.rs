@@ -2,15 +2,19 @@
 //!
 //! Parameters are one of OWASP's recommended argon2id settings (m = 7 MiB, t = 5, p = 1): the same
 //! CPU cost as the 19 MiB setting, with less memory per hash so that the service stays small while
-//! logins saturate the CPU. The semaphore caps how many hashes run at once, so a login burst queues
-//! here instead of spawning hundreds of blocking threads each holding 7 MiB.
-use std::sync::Arc;
+//! logins saturate the CPU. Hashes run on a fixed set of dedicated threads (one per permitted
+//! concurrent hash), not on tokio's blocking pool: a login burst queues here, and only those few
+//! threads ever hold argon2's 7 MiB working memory (the allocator keeps a freed block per thread
+//! arena, so hundreds of blocking threads would each keep one: hundreds of MB).
+use std::{
+    sync::{Arc, Mutex, mpsc},
+    thread,
+};
 
 use argon2::{
     Algorithm, Argon2, Params, Version,
     password_hash::{PasswordHasher as _, PasswordVerifier as _, phc::PasswordHash},
 };
-use tokio::sync::Semaphore;
 
 use crate::domain::Password;
 
@@ -22,13 +26,15 @@ pub const PARALLELISM: u32 = 1;
 pub enum HashError {
     #[error("password hashing failed: {0}")]
     Hash(String),
-    #[error("password hashing task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
+    #[error("the password hashing threads are gone")]
+    WorkersGone,
 }
+
+type Job = Box<dyn FnOnce() + Send>;
 
 #[derive(Clone)]
 pub struct PasswordHasher {
-    permits: Arc<Semaphore>,
+    jobs: mpsc::Sender<Job>,
     /// Verified against when the account does not exist, so that unknown emails and wrong
     /// passwords take the same time (no user enumeration by timing).
     dummy_hash: Arc<str>,
@@ -45,14 +51,41 @@ impl PasswordHasher {
             .hash_password(b"dummy password for timing equalisation")
             .map_err(|error| HashError::Hash(error.to_string()))?
             .to_string();
-        Ok(Self { permits: Arc::new(Semaphore::new(concurrency)), dummy_hash: dummy_hash.into() })
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for index in 0..concurrency.max(1) {
+            let queue = queue.clone();
+            thread::Builder::new()
+                .name(format!("argon2-{index}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while taking a job, never while hashing.
+                        let job = queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .map_err(|error| HashError::Hash(error.to_string()))?;
+        }
+        Ok(Self { jobs, dummy_hash: dummy_hash.into() })
+    }
+
+    /// Runs `work` on a hashing thread and waits for its result without blocking the executor.
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, HashError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(work());
+        });
+        self.jobs.send(job).map_err(|_| HashError::WorkersGone)?;
+        result.await.map_err(|_| HashError::WorkersGone)
     }
 
     /// Returns the PHC string (`$argon2id$v=19$m=7168,t=5,p=1$salt$hash`) with a random salt.
     pub async fn hash(&self, password: &Password) -> Result<String, HashError> {
         let password = password.expose().to_owned();
-        let _permit = self.permits.acquire().await.expect("the semaphore is never closed");
-        tokio::task::spawn_blocking(move || {
+        self.run(move || {
             argon2()
                 .hash_password(password.as_bytes())
                 .map(|hash| hash.to_string())
@@ -66,12 +99,12 @@ impl PasswordHasher {
         let known = stored.is_some();
         let phc = stored.unwrap_or(&self.dummy_hash).to_owned();
         let password = password.to_owned();
-        let _permit = self.permits.acquire().await.expect("the semaphore is never closed");
-        let matches = tokio::task::spawn_blocking(move || {
-            let parsed = PasswordHash::new(&phc).map_err(|error| HashError::Hash(error.to_string()))?;
-            Ok::<_, HashError>(argon2().verify_password(password.as_bytes(), &parsed).is_ok())
-        })
-        .await??;
+        let matches = self
+            .run(move || {
+                let parsed = PasswordHash::new(&phc).map_err(|error| HashError::Hash(error.to_string()))?;
+                Ok::<_, HashError>(argon2().verify_password(password.as_bytes(), &parsed).is_ok())
+            })
+            .await??;
         Ok(known && matches)
     }
 }

@@ -4,6 +4,7 @@
 //! is durable (or the message is safely in the dead-letter topic), and committed from there.
 use std::time::Duration;
 
+use futures::future::join_all;
 use rdkafka::{
     Message as _,
     consumer::{CommitMode, Consumer as _, StreamConsumer},
@@ -61,6 +62,9 @@ impl TopicSetup {
     }
 }
 
+/// Most messages worked on at once.
+const BATCH: usize = 64;
+
 /// At most one topic repair per interval, however many errors arrive.
 const REPAIR_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -82,9 +86,27 @@ impl LifecycleConsumer {
                 _ = shutdown.changed() => break,
             };
             match message {
-                Ok(message) => {
-                    if !self.handle(&message, &mut shutdown).await {
+                Ok(first) => {
+                    // Whatever else is already waiting joins this batch, up to BATCH messages.
+                    let mut batch = vec![first];
+                    while batch.len() < BATCH {
+                        match tokio::time::timeout(Duration::ZERO, self.consumer.recv()).await {
+                            Ok(Ok(message)) => batch.push(message),
+                            _ => break,
+                        }
+                    }
+                    // Messages of a batch are worked on concurrently: they concern different
+                    // orders, or are redeliveries that conditional transitions make harmless.
+                    let done = join_all(batch.iter().map(|message| self.handle(message, shutdown.clone()))).await;
+                    if done.contains(&false) {
                         break;
+                    }
+                    // Offsets are stored only once the whole batch is durable, in order: a crash
+                    // mid-batch redelivers it rather than skipping an unfinished message.
+                    for message in &batch {
+                        if let Err(error) = self.consumer.store_offset_from_message(message) {
+                            tracing::warn!(%error, "cannot store the offset; the message may be redelivered");
+                        }
                     }
                 }
                 Err(error) => {
@@ -114,7 +136,7 @@ impl LifecycleConsumer {
     }
 
     /// Processes one message until it is done or dead-lettered; false when shutting down first.
-    async fn handle(&self, message: &BorrowedMessage<'_>, shutdown: &mut watch::Receiver<bool>) -> bool {
+    async fn handle(&self, message: &BorrowedMessage<'_>, mut shutdown: watch::Receiver<bool>) -> bool {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             let attempt = match self.process(message).await {
@@ -123,12 +145,7 @@ impl LifecycleConsumer {
                 Err(error) => Err(error),
             };
             match attempt {
-                Ok(()) => {
-                    if let Err(error) = self.consumer.store_offset_from_message(message) {
-                        tracing::warn!(%error, "cannot store the offset; the message may be redelivered");
-                    }
-                    return true;
-                }
+                Ok(()) => return true,
                 Err(error) => {
                     // Not the message's fault (database or broker down): retry it, in order.
                     let delay = backoff.next_delay();
