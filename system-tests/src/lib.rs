@@ -560,29 +560,10 @@ pub async fn read_headers(brokers: &str, topic: &str, window: Duration) -> Vec<(
     messages
 }
 
-/// Counts the messages of every partition of `topic` by key (no consumer group: partitions are
-/// assigned directly), reading for `window`.
+/// Counts the messages of every partition of `topic` by key, reading for `window`.
 pub async fn count_by_key(brokers: &str, topic: &str, window: Duration) -> HashMap<String, usize> {
-    use rdkafka::{
-        ClientConfig, Message as _, Offset, TopicPartitionList,
-        consumer::{Consumer as _, StreamConsumer},
-    };
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("test-reader-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("reader");
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).expect("topic metadata");
-    let mut assignment = TopicPartitionList::new();
-    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-        assignment.add_partition_offset(topic, partition.id(), Offset::Beginning).expect("partition");
-    }
-    consumer.assign(&assignment).expect("assign");
     let mut counts = HashMap::new();
-    let deadline = tokio::time::Instant::now() + window;
-    while let Ok(Ok(message)) = tokio::time::timeout_at(deadline, consumer.recv()).await {
-        let key = message.key().map(|key| String::from_utf8_lossy(key).into_owned()).unwrap_or_default();
+    for (key, _) in read_headers(brokers, topic, window).await {
         *counts.entry(key).or_default() += 1;
     }
     counts
