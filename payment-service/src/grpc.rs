@@ -1,6 +1,7 @@
 //! `payment.v1.PaymentService` over tonic. Handlers stay thin: deadline → parse → authenticate → authorise →
 //! use case → response. Input is validated before the token so that malformed calls cost no JWKS fetch.
 use tonic::{Request, Response, Status, metadata::MetadataMap};
+use tracing::Instrument as _;
 
 use crate::{
     auth::JwksVerifier,
@@ -57,13 +58,20 @@ impl PaymentApi {
 impl PaymentService for PaymentApi {
     async fn pay(&self, request: Request<PayRequest>) -> Result<Response<PayResponse>, Status> {
         let timeout = deadline::client_timeout(request.metadata());
-        deadline::within_client_deadline(timeout, self.pay_now(request)).await
+        let span = rpc_span("Pay", request.metadata());
+        deadline::within_client_deadline(timeout, self.pay_now(request)).instrument(span).await
     }
 
     async fn get_payment(&self, request: Request<GetPaymentRequest>) -> Result<Response<proto::Payment>, Status> {
         let timeout = deadline::client_timeout(request.metadata());
-        deadline::within_client_deadline(timeout, self.get_payment_now(request)).await
+        let span = rpc_span("GetPayment", request.metadata());
+        deadline::within_client_deadline(timeout, self.get_payment_now(request)).instrument(span).await
     }
+}
+
+/// Every log line of a call carries its method and the caller's request id.
+fn rpc_span(method: &'static str, metadata: &MetadataMap) -> tracing::Span {
+    tracing::info_span!("rpc", method, request_id = request_id(metadata).unwrap_or("-"))
 }
 
 /// The caller's `x-request-id`, when it is a sane value (it ends up in Kafka headers and logs).
