@@ -2,7 +2,7 @@
 //! relay the answer with its real status.
 mod auth;
 mod health;
-mod orders;
+pub(crate) mod orders;
 mod payments;
 mod products;
 mod users;

@@ -13,7 +13,7 @@ use crate::{
     error::{ApiError, FieldError},
     extract::JsonBody,
     payments::proto::{PayRequest, PaymentStatus},
-    routes::Authenticated,
+    routes::{Authenticated, orders::is_order_id},
     startup::AppState,
 };
 
@@ -36,12 +36,7 @@ fn parse_amount(value: Option<&Value>) -> Result<i64, String> {
 
 fn parse_order_id(value: Option<&Value>) -> Result<String, String> {
     match value {
-        Some(Value::String(id))
-            if (1..=64).contains(&id.len())
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
-        {
-            Ok(id.clone())
-        }
+        Some(Value::String(id)) if is_order_id(id) => Ok(id.clone()),
         _ => Err("orderId must be an order id".into()),
     }
 }
