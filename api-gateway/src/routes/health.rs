@@ -4,11 +4,16 @@ use serde_json::json;
 use crate::startup::AppState;
 
 /// Liveness: 200 while the process runs.
+#[utoipa::path(get, path = "/health", operation_id = "health", tag = "health", responses((status = 200, description = "The gateway runs", body = crate::openapi::Health)))]
 pub async fn health() -> impl IntoResponse {
     Json(json!({ "status": "ok", "service": "api-gateway" }))
 }
 
 /// Readiness: 200 only when every downstream service says it is ready.
+#[utoipa::path(get, path = "/ready", operation_id = "ready", tag = "health", responses(
+    (status = 200, description = "Every service is ready", body = crate::openapi::Readiness),
+    (status = 503, description = "At least one service is down; `checks` says which", body = crate::openapi::Readiness),
+))]
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let (users, products, orders, payments) = tokio::join!(
         state.users.is_ready(),

@@ -1,11 +1,11 @@
 //! The public REST surface. Handlers stay thin: check the caller, shape the downstream call,
 //! relay the answer with its real status.
 mod auth;
-mod health;
+pub(crate) mod health;
 pub(crate) mod orders;
-mod payments;
-mod products;
-mod users;
+pub(crate) mod payments;
+pub(crate) mod products;
+pub(crate) mod users;
 
 use axum::{
     Router,
@@ -30,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .route("/orders", get(orders::list).post(orders::create))
         .route("/orders/{id}", get(orders::get))
         .route("/payments", post(payments::pay))
+        .merge(crate::openapi::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -8,6 +8,17 @@ use bytes::Bytes;
 
 use crate::{error::ApiError, routes::Authenticated, startup::AppState};
 
+/// Places an order for a product; it is processed asynchronously (`pending` → `processed`).
+#[utoipa::path(post, path = "/orders", operation_id = "createOrder", tag = "orders", security(("bearer" = [])), request_body = crate::openapi::CreateOrder,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key within 24 h replay the first answer and create nothing")),
+    responses(
+        (status = 201, description = "Created and queued for processing", body = crate::openapi::OrderCreated),
+        (status = 400, description = "Invalid fields (quantity not an integer 1–100, missing or unknown fields)", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ErrorBody),
+        (status = 403, description = "`userId` is not the caller", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Unknown product, or the idempotency key was used with another body", body = crate::openapi::ErrorBody),
+        (status = 503, description = "order-service or product-service unavailable", body = crate::openapi::ErrorBody),
+))]
 pub async fn create(
     State(state): State<AppState>,
     _caller: Authenticated,
@@ -17,6 +28,18 @@ pub async fn create(
     state.orders.forward(Method::POST, "/orders", &headers, None, Some(body)).await
 }
 
+/// The caller's orders (every order for an admin), newest first.
+#[utoipa::path(get, path = "/orders", operation_id = "listOrders", tag = "orders", security(("bearer" = [])),
+    params(
+        ("limit" = Option<u32>, Query, description = "Page size, 1–100 (default 20)"),
+        ("before" = Option<String>, Query, description = "`nextCursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of orders", body = crate::openapi::OrderList),
+        (status = 400, description = "Invalid `limit` or `before`", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ErrorBody),
+        (status = 503, description = "order-service unavailable", body = crate::openapi::ErrorBody),
+))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Authenticated,
@@ -27,6 +50,15 @@ pub async fn list(
     state.orders.forward(Method::GET, path, &headers, None, None).await
 }
 
+/// One of the caller's orders.
+#[utoipa::path(get, path = "/orders/{id}", operation_id = "getOrder", tag = "orders", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The order id from POST /orders")),
+    responses(
+        (status = 200, description = "The order", body = crate::openapi::OrderEnvelope),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such order, or not the caller's", body = crate::openapi::ErrorBody),
+        (status = 503, description = "order-service unavailable", body = crate::openapi::ErrorBody),
+))]
 pub async fn get(
     State(state): State<AppState>,
     _caller: Authenticated,

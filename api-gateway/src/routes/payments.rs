@@ -17,10 +17,15 @@ use crate::{
     startup::AppState,
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schema(example = json!({"orderId": "0193a5c8-7d3e-7c41-9a52-2f1e0b6c4d11", "amount": 1999.98}))]
 pub struct PaymentRequest {
+    /// A `processed` order of the caller's.
+    #[schema(value_type = String)]
     order_id: Option<Value>,
+    /// The order's `total` in euros, to the cent.
+    #[schema(value_type = f64)]
     amount: Option<Value>,
 }
 
@@ -56,6 +61,19 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
     }
 }
 
+/// Pays a `processed` order; the order becomes `paid` shortly after.
+#[utoipa::path(post, path = "/payments", operation_id = "payOrder", tag = "payments", security(("bearer" = [])), request_body = PaymentRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key replay the first result")),
+    responses(
+        (status = 200, description = "Paid", body = crate::openapi::PaymentSucceeded),
+        (status = 400, description = "Invalid `orderId` or `amount`, or a bad Idempotency-Key", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ErrorBody),
+        (status = 402, description = "Declined (the amount is above the payment limit)", body = crate::openapi::PaymentDeclined),
+        (status = 404, description = "No such order, or not the caller's", body = crate::openapi::ErrorBody),
+        (status = 409, description = "The order is still pending, or already paid", body = crate::openapi::ErrorBody),
+        (status = 422, description = "`amount` is not the order's total", body = crate::openapi::ErrorBody),
+        (status = 503, description = "order-service or payment-service unavailable", body = crate::openapi::ErrorBody),
+))]
 pub async fn pay(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,

@@ -17,14 +17,25 @@ use crate::{
     startup::AppState,
 };
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Page size (default 50).
+    #[param(value_type = Option<i32>)]
     first: Option<String>,
+    /// The id of the last product of the previous page.
     after: Option<String>,
+    /// Words to look for in names and descriptions.
     search: Option<String>,
 }
 
+/// The catalogue, in id order.
+#[utoipa::path(get, path = "/products", operation_id = "listProducts", tag = "products", params(ListQuery), responses(
+    (status = 200, description = "A page of products", body = crate::openapi::ProductList),
+    (status = 400, description = "Unknown or malformed query parameter", body = crate::openapi::ErrorBody),
+    (status = 503, description = "product-service unavailable", body = crate::openapi::ErrorBody),
+))]
 pub async fn list(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -50,6 +61,12 @@ pub async fn list(
     Ok(Json(json!({ "products": data["products"] })))
 }
 
+/// One product.
+#[utoipa::path(get, path = "/products/{id}", operation_id = "getProduct", tag = "products", params(("id" = String, Path, description = "Product id")), responses(
+    (status = 200, description = "The product", body = crate::openapi::ProductEnvelope),
+    (status = 404, description = "No such product", body = crate::openapi::ErrorBody),
+    (status = 503, description = "product-service unavailable", body = crate::openapi::ErrorBody),
+))]
 pub async fn get(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -63,14 +80,26 @@ pub async fn get(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Desk lamp", "price": 24.9, "description": "Warm light"}))]
 pub struct CreateProduct {
+    /// 1–200 characters.
     name: String,
+    /// Euros: > 0, ≤ 1,000,000, at most two decimals.
     price: f64,
+    /// At most 2,000 characters.
     description: Option<String>,
 }
 
+/// Adds a product (admin).
+#[utoipa::path(post, path = "/products", operation_id = "createProduct", tag = "products", security(("bearer" = [])), request_body = CreateProduct, responses(
+    (status = 201, description = "Created", body = crate::openapi::ProductChanged),
+    (status = 400, description = "Invalid fields", body = crate::openapi::ErrorBody),
+    (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ErrorBody),
+    (status = 403, description = "Not an admin", body = crate::openapi::ErrorBody),
+    (status = 503, description = "product-service unavailable", body = crate::openapi::ErrorBody),
+))]
 pub async fn create(
     State(state): State<AppState>,
     _admin: Admin,
@@ -85,14 +114,27 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(json!({ "success": true, "product": data["addProduct"] }))))
 }
 
-#[derive(Deserialize)]
+/// Only the fields sent change.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"price": 19.9}))]
 pub struct UpdateProduct {
     name: Option<String>,
     price: Option<f64>,
     description: Option<String>,
 }
 
+/// Changes a product (admin).
+#[utoipa::path(patch, path = "/products/{id}", operation_id = "updateProduct", tag = "products", security(("bearer" = [])), request_body = UpdateProduct,
+    params(("id" = String, Path, description = "Product id")),
+    responses(
+        (status = 200, description = "Updated", body = crate::openapi::ProductChanged),
+        (status = 400, description = "Invalid fields", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Not an admin", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such product", body = crate::openapi::ErrorBody),
+        (status = 503, description = "product-service unavailable", body = crate::openapi::ErrorBody),
+))]
 pub async fn update(
     State(state): State<AppState>,
     _admin: Admin,
@@ -118,6 +160,16 @@ pub async fn update(
     Ok(Json(json!({ "success": true, "product": data["updateProduct"] })))
 }
 
+/// Removes a product (admin); its id is never reused.
+#[utoipa::path(delete, path = "/products/{id}", operation_id = "deleteProduct", tag = "products", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Product id")),
+    responses(
+        (status = 200, description = "Deleted; the body shows what was removed", body = crate::openapi::ProductChanged),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Not an admin", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such product", body = crate::openapi::ErrorBody),
+        (status = 503, description = "product-service unavailable", body = crate::openapi::ErrorBody),
+))]
 pub async fn delete(
     State(state): State<AppState>,
     _admin: Admin,
@@ -130,11 +182,20 @@ pub async fn delete(
 }
 
 /// POST /graphql: the product-service's GraphQL endpoint, with the caller's Authorization.
+#[utoipa::path(post, path = "/graphql", operation_id = "graphql", tag = "products", request_body = crate::openapi::GraphQlRequest, responses(
+    (status = 200, description = "The GraphQL answer; failures are in `errors` with `extensions.code`", body = crate::openapi::GraphQlResponse),
+    (status = 400, description = "Not a GraphQL request, or over the depth/complexity limits", body = crate::openapi::GraphQlResponse),
+    (status = 503, description = "product-service unavailable", body = crate::openapi::ErrorBody),
+))]
 pub async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     state.products.forward(Method::POST, "/graphql", &headers, None, Some(body)).await
 }
 
 /// GET /graphql: the product-service's GraphiQL page (it posts back to /graphql, i.e. here).
+#[utoipa::path(get, path = "/graphql", operation_id = "graphiql", tag = "products", responses(
+    (status = 200, description = "GraphiQL, the in-browser GraphQL IDE", content_type = "text/html", body = String),
+    (status = 503, description = "product-service unavailable", body = crate::openapi::ErrorBody),
+))]
 pub async fn graphiql(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let mut headers = headers;
     headers.remove(header::AUTHORIZATION);
