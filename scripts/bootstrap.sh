@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Installs what building and testing need, idempotently:
-#   - Debian packages: protoc (tonic code generation), zlib (rdkafka), wrk (benchmarks);
-#   - a project-local virtualenv (.venv) with the test engines (Tansu, SecantusDB).
+#   - Debian packages: protoc (tonic code generation), zlib (rdkafka), wrk (benchmarks), chromium
+#     (the Swagger UI browser test), and nodejs + npm when no node is on the PATH;
+#   - a project-local virtualenv (.venv) with the test engines (Tansu, SecantusDB);
+#   - the project-local npm packages in scripts/e2e/node_modules (newman, playwright-core).
 # Safe to run repeatedly; fast when everything is already there.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-apt_packages=(protobuf-compiler zlib1g-dev wrk)
+apt_packages=(protobuf-compiler zlib1g-dev wrk chromium)
+# Any node >= 18 will do (e.g. NodeSource's); Debian's only when there is none.
+command -v node >/dev/null && command -v npm >/dev/null || apt_packages+=(nodejs npm)
 missing=()
 for package in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -31,4 +35,14 @@ if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; th
         "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
     done
     echo "$want" >"$stamp"
+fi
+
+# newman and playwright-core, exactly as locked; again only when the lock file changed.
+e2e="$root/scripts/e2e"
+e2e_stamp="$e2e/node_modules/.package-lock.sha256"
+e2e_want="$(sha256sum "$e2e/package-lock.json" | cut -d' ' -f1)"
+if [[ "$(cat "$e2e_stamp" 2>/dev/null)" != "$e2e_want" ]]; then
+    echo "bootstrap: installing the npm packages in scripts/e2e (npm ci)"
+    (cd "$e2e" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$e2e_want" >"$e2e_stamp"
 fi
