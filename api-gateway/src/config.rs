@@ -111,12 +111,34 @@ impl FromStr for BaseUrl {
     }
 }
 
+/// Where traces go: OTLP over HTTP when an endpoint is set, nowhere otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TracingConfig {
+    /// OTEL_EXPORTER_OTLP_ENDPOINT, e.g. `http://jaeger:4318` (spans go to `<endpoint>/v1/traces`).
+    pub otlp_endpoint: Option<BaseUrl>,
+    /// OTEL_SERVICE_NAME: the service's name in traces.
+    pub service_name: String,
+}
+
+impl TracingConfig {
+    pub fn from_source(source: &dyn Source, default_name: &str) -> Result<Self, ConfigError> {
+        let otlp_endpoint = match source.get("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|value| !value.trim().is_empty()) {
+            None => None,
+            Some(raw) => Some(
+                raw.trim().parse().map_err(|reason| ConfigError { variable: "OTEL_EXPORTER_OTLP_ENDPOINT", reason })?,
+            ),
+        };
+        Ok(Self { otlp_endpoint, service_name: text(source, "OTEL_SERVICE_NAME", default_name) })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub app_env: AppEnv,
     pub host: IpAddr,
     pub port: u16,
     pub log_format: LogFormat,
+    pub tracing: TracingConfig,
     pub user_service_url: BaseUrl,
     pub product_service_url: BaseUrl,
     pub order_service_url: BaseUrl,
@@ -149,6 +171,7 @@ impl Config {
             host: parsed(source, "HOST", IpAddr::from([0, 0, 0, 0]))?,
             port: parsed(source, "PORT", 3000)?,
             log_format: parsed(source, "LOG_FORMAT", LogFormat::Text)?,
+            tracing: TracingConfig::from_source(source, "api-gateway")?,
             product_service_url: parsed(source, "PRODUCT_SERVICE_URL", BaseUrl("http://127.0.0.1:3002".into()))?,
             order_service_url: parsed(source, "ORDER_SERVICE_URL", BaseUrl("http://127.0.0.1:3003".into()))?,
             payment_service_url: parsed(source, "PAYMENT_SERVICE_URL", BaseUrl("http://127.0.0.1:50051".into()))?,
@@ -196,10 +219,21 @@ mod tests {
             ("ORDER_SERVICE_URL", "http://"),
             ("DOWNSTREAM_TIMEOUT_MS", "soon"),
             ("APP_ENV", "staging"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "jaeger:4318"),
         ] {
             let error = Config::from_source(&HashMap::from([(name, value)])).unwrap_err();
             assert_eq!(error.variable, name);
         }
+    }
+
+    #[test]
+    fn tracing_is_off_unless_an_endpoint_is_set() {
+        let config = Config::from_source(&HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "")])).unwrap();
+        assert_eq!(config.tracing.otlp_endpoint, None);
+        assert_eq!(config.tracing.service_name, "api-gateway");
+        let config =
+            Config::from_source(&HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318/")])).unwrap();
+        assert_eq!(config.tracing.otlp_endpoint, Some(BaseUrl("http://jaeger:4318".into())));
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! Calls to the HTTP services behind the gateway: forwarding the headers that matter, bounding
 //! every call with a timeout, and turning transport failures into 503/504 instead of hangs.
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::{
     body::Body,
@@ -8,9 +12,11 @@ use axum::{
     response::Response,
 };
 use bytes::Bytes;
+use tracing::Instrument as _;
 
 use crate::{
     error::ApiError,
+    metrics::{CallOutcome, Metrics},
     resilience::{Guard, Outcome, Refusal, Settings},
 };
 
@@ -75,6 +81,7 @@ pub struct Downstream {
     http: reqwest::Client,
     timeout: Duration,
     guard: Arc<Guard>,
+    metrics: Arc<Metrics>,
 }
 
 impl Downstream {
@@ -84,8 +91,10 @@ impl Downstream {
         http: reqwest::Client,
         timeout: Duration,
         settings: Settings,
+        metrics: Arc<Metrics>,
     ) -> Self {
-        Self { name, base_url: base_url.to_owned(), http, timeout, guard: Arc::new(Guard::new(name, settings)) }
+        let guard = Arc::new(Guard::new(name, settings, metrics.breaker_gauge(name)));
+        Self { name, base_url: base_url.to_owned(), http, timeout, guard, metrics }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -94,7 +103,40 @@ impl Downstream {
 
     /// Sends a request carrying the client's relevant headers (`client` is the caller's address),
     /// through the guard: reads and keyed writes are retried after failures, other writes never.
+    /// The call is a client span of the current trace, and its outcome is counted.
     pub async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        incoming: &HeaderMap,
+        client: Option<SocketAddr>,
+        body: Option<Bytes>,
+    ) -> Result<reqwest::Response, DownstreamError> {
+        let path = path_and_query.split('?').next().unwrap_or(path_and_query);
+        let span = tracing::info_span!(
+            "downstream",
+            otel.name = %format!("{method} {}{path}", self.name),
+            otel.kind = "client",
+            service = self.name,
+            http.response.status_code = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let result = self.send_guarded(method, path_and_query, incoming, client, body).instrument(span.clone()).await;
+        let outcome = match &result {
+            Ok(response) => {
+                span.record("http.response.status_code", response.status().as_u16());
+                CallOutcome::of_status(response.status())
+            }
+            Err(DownstreamError::Timeout(_)) => CallOutcome::Timeout,
+            Err(DownstreamError::Unavailable(..)) => CallOutcome::Unavailable,
+            Err(DownstreamError::CircuitOpen(..)) => CallOutcome::CircuitOpen,
+            Err(DownstreamError::Overloaded(_)) => CallOutcome::Overloaded,
+        };
+        self.metrics.observe_call(self.name, outcome, started.elapsed());
+        result
+    }
+
+    async fn send_guarded(
         &self,
         method: Method,
         path_and_query: &str,
@@ -125,7 +167,13 @@ impl Downstream {
         client: Option<SocketAddr>,
         body: Option<Bytes>,
     ) -> Result<reqwest::Response, DownstreamError> {
-        let mut request = self.http.request(method, self.url(path_and_query)).timeout(self.timeout);
+        // The trace context of this call, never the client's own `traceparent` (that one is the
+        // parent of the gateway's request span, which is the parent of this call).
+        let mut request = self
+            .http
+            .request(method, self.url(path_and_query))
+            .timeout(self.timeout)
+            .headers(crate::telemetry::trace_headers());
         for name in &FORWARDED {
             if let Some(value) = incoming.get(name) {
                 request = request.header(name, value);

@@ -10,6 +10,7 @@ pub mod downstream;
 pub mod error;
 pub mod extract;
 pub mod healthcheck;
+pub mod metrics;
 pub mod openapi;
 pub mod payments;
 pub mod resilience;

@@ -1,13 +1,24 @@
 //! The payment-service's gRPC client, with the call deadline and the caller's identity headers.
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use axum::http::{HeaderMap, StatusCode};
-use tonic::{Code, Request, Status, metadata::MetadataValue, transport::Channel};
+use tonic::{
+    Code, Request, Status,
+    metadata::{MetadataKey, MetadataValue},
+    transport::Channel,
+};
+use tracing::Instrument as _;
 
 use crate::{
     error::ApiError,
+    metrics::{CallOutcome, Metrics},
     resilience::{Guard, Outcome, Refusal, Settings},
 };
+
+const SERVICE: &str = "payment-service";
 
 pub mod proto {
     tonic::include_proto!("payment.v1");
@@ -21,11 +32,12 @@ pub struct PaymentClient {
     health: tonic_health::pb::health_client::HealthClient<Channel>,
     deadline: Duration,
     guard: Arc<Guard>,
+    metrics: Arc<Metrics>,
 }
 
 impl PaymentClient {
     /// Connects lazily: the gateway starts (and reports not-ready) while payments are down.
-    pub fn new(url: &str, deadline: Duration, settings: Settings) -> anyhow::Result<Self> {
+    pub fn new(url: &str, deadline: Duration, settings: Settings, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let channel = Channel::from_shared(url.to_owned())?
             .connect_timeout(Duration::from_secs(1))
             .timeout(deadline)
@@ -34,13 +46,51 @@ impl PaymentClient {
             client: PaymentServiceClient::new(channel.clone()),
             health: tonic_health::pb::health_client::HealthClient::new(channel),
             deadline,
-            guard: Arc::new(Guard::new("payment-service", settings)),
+            guard: Arc::new(Guard::new(SERVICE, settings, metrics.breaker_gauge(SERVICE))),
+            metrics,
         })
     }
 
     /// Charges through the guard. Every Pay carries an idempotency key (the client's or one the
     /// gateway made for this request), so a retry replays instead of charging twice.
     pub async fn pay(&self, pay: PayRequest, incoming: &HeaderMap) -> Result<PayResponse, ApiError> {
+        let span = tracing::info_span!(
+            "downstream",
+            otel.name = "payment.v1.PaymentService/Pay",
+            otel.kind = "client",
+            service = SERVICE,
+            rpc.grpc.status_code = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let result = self.pay_guarded(pay, incoming).instrument(span.clone()).await;
+        let outcome = match &result {
+            Ok(Ok(_)) => CallOutcome::Success,
+            Ok(Err(_)) => CallOutcome::ClientError,
+            Err(Refusal::Failed(status)) if matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled) => {
+                CallOutcome::Timeout
+            }
+            Err(Refusal::Failed(_)) => CallOutcome::Unavailable,
+            Err(Refusal::Open) => CallOutcome::CircuitOpen,
+            Err(Refusal::Overloaded) => CallOutcome::Overloaded,
+        };
+        if let Ok(Err(status)) | Err(Refusal::Failed(status)) = &result {
+            span.record("rpc.grpc.status_code", status.code() as i32);
+        }
+        self.metrics.observe_call(SERVICE, outcome, started.elapsed());
+        match result {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(status)) | Err(Refusal::Failed(status)) => Err(status_to_error(&status)),
+            Err(Refusal::Open) => Err(ApiError::unavailable("payment-service is temporarily unavailable")
+                .retry_after(self.guard.retry_after_secs())),
+            Err(Refusal::Overloaded) => Err(ApiError::unavailable("payment-service is overloaded; retry shortly")),
+        }
+    }
+
+    async fn pay_guarded(
+        &self,
+        pay: PayRequest,
+        incoming: &HeaderMap,
+    ) -> Result<Result<PayResponse, Status>, Refusal<Status>> {
         let attempt = || async {
             match self.pay_once(pay.clone(), incoming).await {
                 Ok(response) => Outcome::Answered(Ok(response)),
@@ -52,13 +102,7 @@ impl PaymentClient {
                 },
             }
         };
-        match self.guard.call(true, attempt).await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(status)) | Err(Refusal::Failed(status)) => Err(status_to_error(&status)),
-            Err(Refusal::Open) => Err(ApiError::unavailable("payment-service is temporarily unavailable")
-                .retry_after(self.guard.retry_after_secs())),
-            Err(Refusal::Overloaded) => Err(ApiError::unavailable("payment-service is overloaded; retry shortly")),
-        }
+        self.guard.call(true, attempt).await
     }
 
     async fn pay_once(&self, pay: PayRequest, incoming: &HeaderMap) -> Result<PayResponse, Status> {
@@ -69,6 +113,15 @@ impl PaymentClient {
                 && let Ok(value) = MetadataValue::try_from(value)
             {
                 request.metadata_mut().insert(name, value);
+            }
+        }
+        // W3C trace context as gRPC metadata: the payment joins the caller's trace.
+        for (name, value) in &crate::telemetry::trace_headers() {
+            if let (Ok(key), Some(value)) = (
+                MetadataKey::from_bytes(name.as_str().as_bytes()),
+                value.to_str().ok().and_then(|value| MetadataValue::try_from(value).ok()),
+            ) {
+                request.metadata_mut().insert(key, value);
             }
         }
         self.client.clone().pay(request).await.map(tonic::Response::into_inner)

@@ -14,7 +14,32 @@ use crate::backoff::Backoff;
 /// The shortest open period `failsafe`'s backoffs accept.
 pub const MIN_OPEN: Duration = Duration::from_secs(1);
 
-type Breaker = StateMachine<ConsecutiveFailures<backoff::Exponential>, ()>;
+type Breaker = StateMachine<ConsecutiveFailures<backoff::Exponential>, BreakerState>;
+
+/// Mirrors the breaker's state into the `circuit_breaker_open` gauge: 1 while open or half-open
+/// (calls are refused, or only a probe goes through), 0 once closed again.
+struct BreakerState {
+    name: &'static str,
+    gauge: prometheus::IntGauge,
+}
+
+impl failsafe::Instrument for BreakerState {
+    fn on_call_rejected(&self) {}
+
+    fn on_open(&self) {
+        tracing::warn!(service = self.name, "circuit breaker opened");
+        self.gauge.set(1);
+    }
+
+    fn on_half_open(&self) {
+        self.gauge.set(1);
+    }
+
+    fn on_closed(&self) {
+        tracing::info!(service = self.name, "circuit breaker closed");
+        self.gauge.set(0);
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
@@ -61,7 +86,8 @@ pub struct Guard {
 }
 
 impl Guard {
-    pub fn new(name: &'static str, settings: Settings) -> Self {
+    /// `state` is the breaker's gauge (see `Metrics::breaker_gauge`).
+    pub fn new(name: &'static str, settings: Settings, state: prometheus::IntGauge) -> Self {
         let open_for = settings.open_for.max(MIN_OPEN);
         let policy = failure_policy::consecutive_failures(
             settings.failures_to_open.max(1),
@@ -69,7 +95,10 @@ impl Guard {
         );
         Self {
             name,
-            breaker: failsafe::Config::new().failure_policy(policy).build(),
+            breaker: failsafe::Config::new()
+                .failure_policy(policy)
+                .instrument(BreakerState { name, gauge: state })
+                .build(),
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
             settings,
         }
@@ -142,29 +171,36 @@ impl Guard {
 mod tests {
     use super::*;
 
+    fn gauge() -> prometheus::IntGauge {
+        prometheus::IntGauge::new("circuit_breaker_open", "test").expect("a gauge")
+    }
+
     fn settings() -> Settings {
         Settings { failures_to_open: 3, open_for: Duration::from_secs(1), max_in_flight: 2, retries: 2 }
     }
 
     #[tokio::test]
     async fn repeated_failures_open_the_breaker_and_a_later_success_closes_it() {
-        let guard = Guard::new("test", settings());
+        let state = gauge();
+        let guard = Guard::new("test", settings(), state.clone());
         for _ in 0..3 {
             let result: Result<(), Refusal<&str>> = guard.call(false, || async { Outcome::Error("down") }).await;
             assert!(matches!(result, Err(Refusal::Failed("down"))));
         }
         let refused: Result<(), Refusal<&str>> = guard.call(false, || async { Outcome::Answered(()) }).await;
         assert!(matches!(refused, Err(Refusal::Open)), "open: refused without calling");
+        assert_eq!(state.get(), 1, "the gauge shows the breaker open");
         tokio::time::sleep(Duration::from_millis(2_100)).await;
         let probe: Result<u8, Refusal<&str>> = guard.call(false, || async { Outcome::Answered(7) }).await;
         assert!(matches!(probe, Ok(7)), "half-open: the probe goes through and closes the breaker");
         let after: Result<u8, Refusal<&str>> = guard.call(false, || async { Outcome::Answered(8) }).await;
         assert!(matches!(after, Ok(8)));
+        assert_eq!(state.get(), 0, "the gauge shows it closed again");
     }
 
     #[tokio::test]
     async fn only_repeatable_calls_are_retried() {
-        let guard = Guard::new("test", Settings { failures_to_open: 100, ..settings() });
+        let guard = Guard::new("test", Settings { failures_to_open: 100, ..settings() }, gauge());
         let calls = std::sync::atomic::AtomicU32::new(0);
         let _: Result<(), Refusal<()>> = guard
             .call(false, || {
@@ -184,7 +220,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_bulkhead_refuses_at_once() {
-        let guard = Arc::new(Guard::new("test", settings()));
+        let guard = Arc::new(Guard::new("test", settings(), gauge()));
         let (release, wait) = tokio::sync::oneshot::channel::<()>();
         let wait = Arc::new(tokio::sync::Mutex::new(Some(wait)));
         let mut slow = Vec::new();

@@ -17,7 +17,8 @@ use tower_http::{
 };
 
 use crate::{
-    auth::JwksVerifier, config::Config, downstream::Downstream, error::ApiError, payments::PaymentClient, routes,
+    auth::JwksVerifier, config::Config, downstream::Downstream, error::ApiError, metrics::Metrics,
+    payments::PaymentClient, routes,
 };
 
 #[derive(Clone)]
@@ -29,6 +30,7 @@ pub struct Inner {
     pub orders: Downstream,
     pub payments: PaymentClient,
     pub verifier: JwksVerifier,
+    pub metrics: Arc<Metrics>,
 }
 
 impl std::ops::Deref for AppState {
@@ -52,13 +54,16 @@ impl Application {
             .build()?;
         let timeout = config.downstream_timeout;
         let guard = config.resilience;
+        let metrics = Arc::new(Metrics::new());
+        let downstream = |name, url: &str| Downstream::new(name, url, http.clone(), timeout, guard, metrics.clone());
         let state = AppState(Arc::new(Inner {
-            users: Downstream::new("user-service", &config.user_service_url.0, http.clone(), timeout, guard),
-            products: Downstream::new("product-service", &config.product_service_url.0, http.clone(), timeout, guard),
-            orders: Downstream::new("order-service", &config.order_service_url.0, http.clone(), timeout, guard),
-            payments: PaymentClient::new(&config.payment_service_url.0, timeout, guard)
+            users: downstream("user-service", &config.user_service_url.0),
+            products: downstream("product-service", &config.product_service_url.0),
+            orders: downstream("order-service", &config.order_service_url.0),
+            payments: PaymentClient::new(&config.payment_service_url.0, timeout, guard, metrics.clone())
                 .context("PAYMENT_SERVICE_URL")?,
-            verifier: JwksVerifier::new(&config.jwks_url.0, &config.jwt_issuer, &config.jwt_audience, http),
+            verifier: JwksVerifier::new(&config.jwks_url.0, &config.jwt_issuer, &config.jwt_audience, http.clone()),
+            metrics,
         }));
         let router = with_middleware(routes::router(state), &config)?;
         let listener = TcpListener::bind((config.host, config.port))
@@ -131,14 +136,32 @@ fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
     ))
 }
 
+/// The server span of one request: a child of the caller's trace when it sent `traceparent`.
+fn request_span<B>(request: &Request<B>) -> tracing::Span {
+    let request_id = request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or("-");
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format!("{} {}", request.method(), request.uri().path()),
+        otel.kind = "server",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+        trace_id = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    crate::telemetry::continue_trace(&span, request.headers());
+    span
+}
+
+fn record_status<B>(response: &axum::http::Response<B>, _latency: Duration, span: &tracing::Span) {
+    span.record("http.response.status_code", response.status().as_u16());
+}
+
 fn with_middleware(router: Router, config: &Config) -> anyhow::Result<Router> {
     let router = router.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                let request_id = request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or("-");
-                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
-            }))
+            .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(record_status))
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(RequestBodyLimitLayer::new(config.max_body_bytes)),
     );

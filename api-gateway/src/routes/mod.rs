@@ -30,9 +30,11 @@ pub fn router(state: AppState) -> Router {
         .route("/orders", get(orders::list).post(orders::create))
         .route("/orders/{id}", get(orders::get))
         .route("/payments", post(payments::pay))
+        .route("/metrics", get(crate::metrics::render))
         .merge(crate::openapi::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track_requests))
         .with_state(state)
 }
 
