@@ -60,6 +60,7 @@ impl ProductCatalog {
             .http
             .post(&self.graphql_url)
             .timeout(self.timeout)
+            .headers(crate::telemetry::trace_headers())
             .json(&json!({ "query": PRODUCT_QUERY, "variables": { "id": id } }));
         if let Some(request_id) = request_id {
             request = request.header("x-request-id", request_id);

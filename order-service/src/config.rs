@@ -124,6 +124,35 @@ impl Topics {
     }
 }
 
+/// Where traces go: OTLP over HTTP when an endpoint is set, nowhere otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TracingConfig {
+    /// OTEL_EXPORTER_OTLP_ENDPOINT without a trailing slash, e.g. `http://jaeger:4318` (spans go to
+    /// `<endpoint>/v1/traces`).
+    pub otlp_endpoint: Option<String>,
+    /// OTEL_SERVICE_NAME: the service's name in traces.
+    pub service_name: String,
+}
+
+impl TracingConfig {
+    pub fn from_source(source: &dyn Source, default_name: &str) -> Result<Self, ConfigError> {
+        let otlp_endpoint = match source.get("OTEL_EXPORTER_OTLP_ENDPOINT").map(|value| value.trim().to_owned()) {
+            None => None,
+            Some(value) if value.is_empty() => None,
+            Some(value) if value.starts_with("http://") || value.starts_with("https://") => {
+                Some(value.trim_end_matches('/').to_owned())
+            }
+            Some(_) => {
+                return Err(ConfigError {
+                    variable: "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    reason: "expected an http(s):// URL".into(),
+                });
+            }
+        };
+        Ok(Self { otlp_endpoint, service_name: text(source, "OTEL_SERVICE_NAME", default_name) })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub app_env: AppEnv,
@@ -133,6 +162,7 @@ pub struct Config {
     pub mongodb_database: String,
     pub mongodb_timeout: Duration,
     pub log_format: LogFormat,
+    pub tracing: TracingConfig,
     pub kafka_brokers: String,
     pub topics: Topics,
     pub kafka_partitions: i32,
@@ -177,6 +207,7 @@ impl Config {
             mongodb_database: text(source, "MONGODB_DATABASE", "orders"),
             mongodb_timeout: millis(source, "MONGODB_TIMEOUT_MS", 2_000)?,
             log_format: parsed(source, "LOG_FORMAT", LogFormat::Text)?,
+            tracing: TracingConfig::from_source(source, "order-service")?,
             kafka_brokers: text(source, "KAFKA_BROKERS", "127.0.0.1:9092"),
             topics: Topics {
                 new_order: topic("KAFKA_TOPIC_NEW_ORDER", "new-order"),
@@ -211,6 +242,16 @@ mod tests {
     }
 
     #[test]
+    fn tracing_is_off_unless_an_endpoint_is_set() {
+        let config = Config::from_source(&HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "")])).unwrap();
+        assert_eq!(config.tracing.otlp_endpoint, None);
+        assert_eq!(config.tracing.service_name, "order-service");
+        let config =
+            Config::from_source(&HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318/")])).unwrap();
+        assert_eq!(config.tracing.otlp_endpoint.as_deref(), Some("http://jaeger:4318"));
+    }
+
+    #[test]
     fn the_topic_prefix_applies_to_every_topic() {
         let config = Config::from_source(&HashMap::from([("KAFKA_TOPIC_PREFIX", "t1.")])).unwrap();
         assert_eq!(config.topics.order_processed, "t1.order-processed");
@@ -225,6 +266,7 @@ mod tests {
             ("PRODUCT_SERVICE_URL", "localhost:3002"),
             ("MONGODB_TIMEOUT_MS", "-1"),
             ("LOG_FORMAT", "xml"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "jaeger:4318"),
         ] {
             let error = Config::from_source(&HashMap::from([(name, value)])).unwrap_err();
             assert_eq!(error.variable, name);

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod healthcheck;
+pub mod metrics;
 pub mod routes;
 pub mod shutdown;
 pub mod startup;

@@ -23,6 +23,7 @@ use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::TraceLayer,
 };
+use tracing::field::Empty;
 
 use crate::{
     auth::JwksVerifier,
@@ -35,6 +36,7 @@ use crate::{
         kafka,
         relay::OutboxRelay,
     },
+    metrics::Metrics,
     routes,
     store::{self, OrderStore},
 };
@@ -52,6 +54,7 @@ pub struct Inner {
     pub topics: Topics,
     pub relay_wake: Arc<Notify>,
     pub idempotency_ttl: Duration,
+    pub metrics: Metrics,
     bootstrapped: AtomicBool,
     topics_ready: AtomicBool,
 }
@@ -94,12 +97,20 @@ impl Application {
     /// Binds the listener and starts the workers; MongoDB or Kafka being down does not fail
     /// the build: the workers retry with backoff and the service reports not-ready meanwhile.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let client = store::connect(&config.mongodb_uri.0, "order-service", config.mongodb_timeout)
-            .await
-            .context("MONGODB_URI is not a usable MongoDB connection string")?;
+        let metrics = Metrics::new();
+        let client = store::connect(
+            &config.mongodb_uri.0,
+            "order-service",
+            config.mongodb_timeout,
+            metrics.mongodb_commands.clone(),
+        )
+        .await
+        .context("MONGODB_URI is not a usable MongoDB connection string")?;
         let http = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30)).build()?;
         let producer = kafka::producer(&config.kafka_brokers).context("KAFKA_BROKERS")?;
-        let consumer = kafka::consumer(&config.kafka_brokers, &config.kafka_consumer_group).context("KAFKA_BROKERS")?;
+        let consumer =
+            kafka::consumer(&config.kafka_brokers, &config.kafka_consumer_group, metrics.kafka_consumer_lag.clone())
+                .context("KAFKA_BROKERS")?;
         let state = AppState(Arc::new(Inner {
             store: OrderStore::new(client.database(&config.mongodb_database)),
             catalog: ProductCatalog::new(http.clone(), &config.product_service_url, config.product_service_timeout),
@@ -108,6 +119,7 @@ impl Application {
             topics: config.topics.clone(),
             relay_wake: Arc::new(Notify::new()),
             idempotency_ttl: config.idempotency_ttl,
+            metrics: metrics.clone(),
             bootstrapped: AtomicBool::new(false),
             topics_ready: AtomicBool::new(false),
         }));
@@ -125,6 +137,7 @@ impl Application {
             topic_setup: topic_setup.clone(),
             wake: state.relay_wake.clone(),
             poll_interval: config.outbox_poll_interval,
+            metrics: metrics.clone(),
         };
         let lifecycle = LifecycleConsumer {
             consumer,
@@ -133,6 +146,7 @@ impl Application {
             topics: config.topics.clone(),
             relay_wake: state.relay_wake.clone(),
             topic_setup: topic_setup.clone(),
+            metrics,
         };
         let handles = vec![
             tokio::spawn(bootstrap_mongodb(state.clone(), stopped.clone())),
@@ -176,13 +190,31 @@ fn with_middleware(router: Router) -> Router {
     router.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                let request_id = request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or("-");
-                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
-            }))
+            .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(record_status))
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES)),
     )
+}
+
+/// The server span of one request: a child of the caller's trace when it sent `traceparent`.
+fn request_span<B>(request: &Request<B>) -> tracing::Span {
+    let request_id = request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or("-");
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format!("{} {}", request.method(), request.uri().path()),
+        otel.kind = "server",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+        trace_id = Empty,
+        http.response.status_code = Empty,
+    );
+    crate::telemetry::continue_trace(&span, request.headers());
+    span
+}
+
+fn record_status<B>(response: &axum::http::Response<B>, _latency: Duration, span: &tracing::Span) {
+    span.record("http.response.status_code", response.status().as_u16());
 }
 
 /// Retries `attempt` with capped, jittered backoff until it succeeds or the app stops.

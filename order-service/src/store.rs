@@ -7,6 +7,7 @@ use mongodb::{
     Client, Collection, Database, IndexModel,
     bson::{self, Document, doc},
     error::{ErrorKind, WriteFailure},
+    event::{EventHandler, command::CommandEvent},
     options::{ClientOptions, IndexOptions},
 };
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,14 @@ use crate::{
     domain::{Money, OrderStatus, OrderView, Quantity},
     events::envelope::{self, Envelope, rfc3339},
 };
+
+/// What an event carries along from the work that caused it.
+#[derive(Debug, Clone, Default)]
+pub struct EventOrigin {
+    pub request_id: Option<String>,
+    /// W3C `traceparent` of that work, when tracing is on.
+    pub traceparent: Option<String>,
+}
 
 /// An event waiting in an order's outbox.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -29,6 +38,10 @@ pub struct OutboxEvent {
     pub payload: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The W3C trace context of the work that queued the event: its publication and consumption
+    /// join that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,6 +64,9 @@ pub struct OrderDocument {
     pub request_fingerprint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_id: Option<String>,
+    /// The trace context of the request that created the order: its payment links to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     #[serde(default)]
     pub outbox: Vec<OutboxEvent>,
     #[serde(default)]
@@ -69,8 +85,9 @@ impl OrderDocument {
         total: Money,
         keyed: Option<(String, String)>,
         new_order_topic: &str,
-        request_id: Option<String>,
+        origin: EventOrigin,
     ) -> Result<Self, serde_json::Error> {
+        let EventOrigin { request_id, traceparent } = origin;
         let now = bson::DateTime::now();
         let (idempotency_scope, request_fingerprint) = keyed.unzip();
         let mut order = Self {
@@ -85,6 +102,7 @@ impl OrderDocument {
             idempotency_scope,
             request_fingerprint,
             payment_id: None,
+            traceparent: traceparent.clone(),
             outbox: Vec::new(),
             outbox_pending: true,
             created_at: now,
@@ -97,6 +115,7 @@ impl OrderDocument {
             key: order.id.clone(),
             payload: serde_json::to_string(&envelope)?,
             request_id,
+            traceparent,
         });
         Ok(order)
     }
@@ -153,10 +172,25 @@ fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
     }
 }
 
-/// A client whose operations give up after `timeout` instead of the driver's 30 s default.
-pub async fn connect(uri: &str, app_name: &str, timeout: Duration) -> Result<Client, mongodb::error::Error> {
+/// A client whose operations give up after `timeout` instead of the driver's 30 s default, and
+/// whose every command round trip is timed into `commands` (labels: command, outcome).
+pub async fn connect(
+    uri: &str,
+    app_name: &str,
+    timeout: Duration,
+    commands: prometheus::HistogramVec,
+) -> Result<Client, mongodb::error::Error> {
     let mut options = ClientOptions::parse(uri).await?;
     options.app_name = Some(app_name.to_owned());
+    options.command_event_handler = Some(EventHandler::callback(move |event| match event {
+        CommandEvent::Succeeded(event) => {
+            commands.with_label_values(&[event.command_name.as_str(), "success"]).observe(event.duration.as_secs_f64());
+        }
+        CommandEvent::Failed(event) => {
+            commands.with_label_values(&[event.command_name.as_str(), "failure"]).observe(event.duration.as_secs_f64());
+        }
+        _ => {}
+    }));
     options.server_selection_timeout = Some(timeout);
     options.connect_timeout = Some(timeout);
     Client::with_options(options)
@@ -246,6 +280,11 @@ impl OrderStore {
         }
         let cursor = self.orders.find(filter).sort(doc! { "_id": -1 }).limit(limit).await?;
         Ok(cursor.try_collect().await?)
+    }
+
+    /// How many orders have events waiting to be published (from the `outboxPending` index).
+    pub async fn outbox_backlog(&self) -> Result<u64, StoreError> {
+        Ok(self.orders.count_documents(doc! { "outboxPending": true }).await?)
     }
 
     pub async fn pending_outbox(&self, limit: i64) -> Result<Vec<OrderDocument>, StoreError> {

@@ -140,7 +140,9 @@ impl Stack {
     pub async fn start_unready(overrides: Overrides) -> Self {
         // Service logs only on request (TEST_LOG=1): they would bury the test output.
         if std::env::var_os("TEST_LOG").is_some() {
-            user_service::telemetry::init(user_service::config::LogFormat::Text);
+            let tracing =
+                user_service::config::TracingConfig { otlp_endpoint: None, service_name: "system-tests".into() };
+            let _ = user_service::telemetry::init(user_service::config::LogFormat::Text, &tracing);
         }
         let id = uuid::Uuid::new_v4().simple().to_string();
         let mongodb = env("MONGODB_URI");

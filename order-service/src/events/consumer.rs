@@ -2,18 +2,19 @@
 //! and queues `order-processed`; `payment-processed` moves it processed → paid. Transitions are
 //! conditional, so a redelivered event changes nothing. An offset is stored only after its work
 //! is durable (or the message is safely in the dead-letter topic), and committed from there.
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use futures::future::join_all;
 use rdkafka::{
     Message as _,
-    consumer::{CommitMode, Consumer as _, StreamConsumer},
+    consumer::{CommitMode, Consumer as _},
     error::RDKafkaErrorCode,
     message::{BorrowedMessage, Header, Headers as _, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
 use serde::Deserialize;
 use tokio::sync::{Notify, watch};
+use tracing::Instrument as _;
 
 use crate::{
     backoff::Backoff,
@@ -21,9 +22,11 @@ use crate::{
     domain::OrderView,
     events::{
         envelope::{self, Envelope, Poison},
-        kafka,
+        kafka::{self, LifecycleStream},
     },
+    metrics::Metrics,
     store::{OrderStore, OutboxEvent, StoreError, Transition},
+    telemetry,
 };
 use std::sync::Arc;
 
@@ -37,7 +40,7 @@ pub struct PaymentData {
 }
 
 pub struct LifecycleConsumer {
-    pub consumer: StreamConsumer,
+    pub consumer: LifecycleStream,
     pub store: OrderStore,
     pub producer: FutureProducer,
     pub topics: Topics,
@@ -45,6 +48,7 @@ pub struct LifecycleConsumer {
     pub relay_wake: Arc<Notify>,
     /// Topics to re-create when the broker says a subscribed one is missing.
     pub topic_setup: TopicSetup,
+    pub metrics: Metrics,
 }
 
 #[derive(Clone)]
@@ -136,17 +140,40 @@ impl LifecycleConsumer {
     }
 
     /// Processes one message until it is done or dead-lettered; false when shutting down first.
-    async fn handle(&self, message: &BorrowedMessage<'_>, mut shutdown: watch::Receiver<bool>) -> bool {
+    /// The work is a consumer span in the trace the message's `traceparent` names.
+    async fn handle(&self, message: &BorrowedMessage<'_>, shutdown: watch::Receiver<bool>) -> bool {
+        let span = tracing::info_span!(
+            "consume",
+            otel.name = %format!("consume {}", message.topic()),
+            otel.kind = "consumer",
+            messaging.system = "kafka",
+            messaging.destination.name = %message.topic(),
+            messaging.kafka.offset = message.offset(),
+            trace_id = tracing::field::Empty,
+        );
+        telemetry::continue_trace_from(&span, &trace_context(message));
+        self.handle_in_span(message, shutdown).instrument(span).await
+    }
+
+    async fn handle_in_span(&self, message: &BorrowedMessage<'_>, mut shutdown: watch::Receiver<bool>) -> bool {
+        let topic = message.topic();
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
             let attempt = match self.process(message).await {
                 Ok(Outcome::Done) => Ok(()),
-                Ok(Outcome::DeadLetter(reason)) => self.dead_letter(message, &reason).await,
+                Ok(Outcome::DeadLetter(reason)) => {
+                    self.metrics.kafka_failed.with_label_values(&[topic, "consume"]).inc();
+                    self.dead_letter(message, &reason).await
+                }
                 Err(error) => Err(error),
             };
             match attempt {
-                Ok(()) => return true,
+                Ok(()) => {
+                    self.metrics.kafka_consumed.with_label_values(&[topic]).inc();
+                    return true;
+                }
                 Err(error) => {
+                    self.metrics.kafka_failed.with_label_values(&[topic, "consume"]).inc();
                     // Not the message's fault (database or broker down): retry it, in order.
                     let delay = backoff.next_delay();
                     tracing::warn!(%error, topic = message.topic(), offset = message.offset(), "retrying message");
@@ -185,6 +212,8 @@ impl LifecycleConsumer {
     ) -> Result<Outcome, StoreError> {
         let order_id = &event.data.id;
         let topic = self.topics.order_processed.clone();
+        // `order-processed` continues this message's trace (the order's).
+        let traceparent = telemetry::trace_context().remove("traceparent");
         let transition = self
             .store
             .mark_processed(order_id, |order| {
@@ -195,6 +224,7 @@ impl LifecycleConsumer {
                     key: order.id.clone(),
                     payload: serde_json::to_string(&envelope).unwrap_or_default(),
                     request_id,
+                    traceparent,
                 }
             })
             .await?;
@@ -216,6 +246,10 @@ impl LifecycleConsumer {
         let data = &event.data;
         if data.status != "SUCCESS" {
             return Ok(Outcome::Done);
+        }
+        // The payment has its own trace (the Pay request's); link it to the order's.
+        if let Some(traceparent) = self.store.find(&data.order_id).await?.and_then(|order| order.traceparent) {
+            telemetry::link_to(&tracing::Span::current(), &HashMap::from([("traceparent".to_owned(), traceparent)]));
         }
         Ok(match self.store.mark_paid(&data.order_id, &data.payment_id).await? {
             Transition::Applied => {
@@ -252,6 +286,14 @@ impl LifecycleConsumer {
         }
         self.producer.send(record, Duration::from_secs(10)).await.map(|_| ()).map_err(|(error, _)| error.to_string())
     }
+}
+
+/// The W3C trace context headers of a message.
+fn trace_context(message: &BorrowedMessage<'_>) -> HashMap<String, String> {
+    telemetry::TRACE_HEADERS
+        .iter()
+        .filter_map(|name| header(message, name).map(|value| ((*name).to_owned(), value)))
+        .collect()
 }
 
 fn header(message: &BorrowedMessage<'_>, name: &str) -> Option<String> {

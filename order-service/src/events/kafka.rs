@@ -2,10 +2,10 @@
 use std::time::Duration;
 
 use rdkafka::{
-    ClientConfig,
+    ClientConfig, ClientContext, Statistics,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
-    consumer::StreamConsumer,
+    consumer::{ConsumerContext, StreamConsumer},
     error::{KafkaError, RDKafkaErrorCode},
     producer::{FutureProducer, Producer as _},
 };
@@ -25,8 +25,31 @@ pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
         .create()
 }
 
+/// The consumer's client context: librdkafka's statistics (every few seconds) feed the
+/// `kafka_consumer_lag` gauge, per assigned partition.
+pub struct LagContext {
+    pub lag: prometheus::IntGaugeVec,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, stats) in &stats.partitions {
+                // Partition -1 is librdkafka's internal bookkeeping; a lag of -1 means "not known yet".
+                if *partition >= 0 && stats.consumer_lag >= 0 {
+                    self.lag.with_label_values(&[topic.as_str(), &partition.to_string()]).set(stats.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
+pub type LifecycleStream = StreamConsumer<LagContext>;
+
 /// A group consumer that commits only offsets stored after their message's work is durable.
-pub fn consumer(brokers: &str, group: &str) -> Result<StreamConsumer, KafkaError> {
+pub fn consumer(brokers: &str, group: &str, lag: prometheus::IntGaugeVec) -> Result<LifecycleStream, KafkaError> {
     ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
@@ -37,7 +60,8 @@ pub fn consumer(brokers: &str, group: &str) -> Result<StreamConsumer, KafkaError
         .set("session.timeout.ms", "6000")
         .set("max.poll.interval.ms", "10000")
         .set("topic.metadata.refresh.interval.ms", "5000")
-        .create()
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(LagContext { lag })
 }
 
 /// Creates the topics that are missing; existing ones are left as they are.

@@ -1,7 +1,7 @@
 //! The outbox relay: publishes every event that an order document says is unpublished, then
 //! removes it from the outbox. A crash between the two publishes the event again (at-least-once);
 //! consumers are idempotent, so that is harmless. While Kafka is down, events wait in MongoDB.
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use futures::future::join_all;
 use rdkafka::{
@@ -9,11 +9,14 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord, Producer as _},
 };
 use tokio::sync::{Notify, watch};
+use tracing::Instrument as _;
 
 use crate::{
     backoff::Backoff,
     events::{consumer::TopicSetup, kafka},
+    metrics::Metrics,
     store::{OrderStore, OutboxEvent},
+    telemetry,
 };
 
 const BATCH: i64 = 200;
@@ -26,6 +29,7 @@ pub struct OutboxRelay {
     pub topic_setup: TopicSetup,
     pub wake: Arc<Notify>,
     pub poll_interval: Duration,
+    pub metrics: Metrics,
 }
 
 /// After this many failed rounds in a row, the producer is replaced even without a fatal error.
@@ -88,13 +92,43 @@ impl OutboxRelay {
         }
     }
 
+    /// Sends one event in a producer span of the trace that queued it; the span's context goes
+    /// with the message, so the consumer's work joins the same trace.
     async fn publish(&self, event: &OutboxEvent) -> Result<(), String> {
-        let mut headers = OwnedHeaders::new().insert(Header { key: "event-id", value: Some(event.event_id.as_str()) });
-        if let Some(request_id) = &event.request_id {
-            headers = headers.insert(Header { key: "x-request-id", value: Some(request_id.as_str()) });
+        let span = tracing::info_span!(
+            "publish",
+            otel.name = %format!("publish {}", event.topic),
+            otel.kind = "producer",
+            messaging.system = "kafka",
+            messaging.destination.name = %event.topic,
+            order_id = %event.key,
+            trace_id = tracing::field::Empty,
+        );
+        let origin: HashMap<String, String> =
+            event.traceparent.iter().map(|traceparent| ("traceparent".to_owned(), traceparent.clone())).collect();
+        telemetry::continue_trace_from(&span, &origin);
+        async {
+            let trace_context = telemetry::trace_context();
+            let mut headers =
+                OwnedHeaders::new().insert(Header { key: "event-id", value: Some(event.event_id.as_str()) });
+            if let Some(request_id) = &event.request_id {
+                headers = headers.insert(Header { key: "x-request-id", value: Some(request_id.as_str()) });
+            }
+            for name in telemetry::TRACE_HEADERS {
+                if let Some(value) = trace_context.get(name) {
+                    headers = headers.insert(Header { key: name, value: Some(value.as_str()) });
+                }
+            }
+            let record = FutureRecord::to(&event.topic).key(&event.key).payload(&event.payload).headers(headers);
+            let sent = self.producer.send(record, SEND_TIMEOUT).await;
+            match &sent {
+                Ok(_) => self.metrics.kafka_produced.with_label_values(&[event.topic.as_str()]).inc(),
+                Err(_) => self.metrics.kafka_failed.with_label_values(&[event.topic.as_str(), "produce"]).inc(),
+            }
+            sent.map(|_| ()).map_err(|(error, _)| error.to_string())
         }
-        let record = FutureRecord::to(&event.topic).key(&event.key).payload(&event.payload).headers(headers);
-        self.producer.send(record, SEND_TIMEOUT).await.map(|_| ()).map_err(|(error, _)| error.to_string())
+        .instrument(span)
+        .await
     }
 
     /// Makes the next attempt possible after a failure: the topics exist again (a broker that

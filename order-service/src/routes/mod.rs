@@ -19,8 +19,10 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(health::ready))
         .route("/orders", get(orders::list).post(orders::create))
         .route("/orders/{id}", get(orders::get))
+        .route("/metrics", get(crate::metrics::render))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track_requests))
         .with_state(state)
 }
 

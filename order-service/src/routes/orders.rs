@@ -14,7 +14,7 @@ use crate::{
     extract::JsonBody,
     routes::Authenticated,
     startup::AppState,
-    store::{OrderDocument, StoreError},
+    store::{EventOrigin, OrderDocument, StoreError},
 };
 
 const CREATED_MESSAGE: &str = "Commande créée et envoyée pour traitement";
@@ -123,8 +123,10 @@ pub async fn create(
         .times(quantity.get())
         .ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Order total is too large"))?;
     let keyed = scope.clone().map(|scope| (scope, fingerprint.clone()));
+    // The request's trace travels with the order's events, through the outbox to Kafka.
+    let origin = EventOrigin { request_id, traceparent: crate::telemetry::trace_context().remove("traceparent") };
     let order =
-        OrderDocument::new_pending(&claims.sub, &product, quantity, total, keyed, &state.topics.new_order, request_id)
+        OrderDocument::new_pending(&claims.sub, &product, quantity, total, keyed, &state.topics.new_order, origin)
             .map_err(ApiError::internal)?;
     match state.store.insert(&order).await {
         Ok(()) => {}

@@ -78,11 +78,11 @@ impl Settings {
 
     pub async fn spawn_unready(self) -> TestApp {
         // Service logs only on request (TEST_LOG=1): they would bury the test output.
-        if std::env::var_os("TEST_LOG").is_some() {
-            order_service::telemetry::init(order_service::config::LogFormat::Text);
-        }
         let source: HashMap<&str, &str> = self.values.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let config = Config::from_source(&source).expect("test configuration is valid");
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = order_service::telemetry::init(config.log_format, &config.tracing);
+        }
         let app = Application::build(config).await.expect("the app builds");
         let state = app.state();
         let address = format!("http://127.0.0.1:{}", app.port());
@@ -139,9 +139,16 @@ impl TestApp {
             ProductSnapshot { id: "1".into(), name: "Smartphone".into(), unit_price: Money::from_cents(89_999) };
         let quantity = Quantity::parse(&serde_json::json!(2)).unwrap();
         let total = product.unit_price.times(quantity.get()).unwrap();
-        let order =
-            OrderDocument::new_pending(user_id, &product, quantity, total, None, &self.state.topics.new_order, None)
-                .unwrap();
+        let order = OrderDocument::new_pending(
+            user_id,
+            &product,
+            quantity,
+            total,
+            None,
+            &self.state.topics.new_order,
+            order_service::store::EventOrigin::default(),
+        )
+        .unwrap();
         self.state.store.insert(&order).await.unwrap();
         self.state.relay_wake.notify_one();
         order

@@ -1,0 +1,143 @@
+//! Prometheus metrics, served at `GET /metrics`: requests by route and status, the Kafka traffic
+//! of the order lifecycle (produced, consumed, failed, consumer lag), the outbox backlog and
+//! MongoDB command latency. One registry per application (not a global one), so several
+//! order-services in one test process keep their own counts.
+use std::time::{Duration, Instant};
+
+use axum::{
+    extract::{MatchedPath, Request, State},
+    http::{Method, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use prometheus::{Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+use crate::startup::AppState;
+
+/// Latency buckets in seconds, from a fast database command (~1 ms) to a timed-out call (10 s).
+const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    pub kafka_produced: IntCounterVec,
+    pub kafka_consumed: IntCounterVec,
+    pub kafka_failed: IntCounterVec,
+    pub kafka_consumer_lag: IntGaugeVec,
+    pub outbox_backlog: IntGauge,
+    pub mongodb_commands: HistogramVec,
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+}
+
+fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    HistogramVec::new(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()), labels).expect("valid metric")
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let metrics = Self {
+            registry: Registry::new(),
+            http_requests: counter(
+                "http_server_requests_total",
+                "HTTP requests answered, by route and status",
+                &["method", "route", "status"],
+            ),
+            http_duration: histogram(
+                "http_server_request_duration_seconds",
+                "Time to answer an HTTP request",
+                &["method", "route", "status"],
+            ),
+            kafka_produced: counter("kafka_messages_produced_total", "Events the broker acknowledged", &["topic"]),
+            kafka_consumed: counter("kafka_messages_consumed_total", "Events consumed and handled", &["topic"]),
+            kafka_failed: counter(
+                "kafka_messages_failed_total",
+                "Events that failed to publish, or whose handling failed (retried or dead-lettered)",
+                &["topic", "stage"],
+            ),
+            kafka_consumer_lag: IntGaugeVec::new(
+                Opts::new("kafka_consumer_lag", "Messages not yet consumed, per assigned partition"),
+                &["topic", "partition"],
+            )
+            .expect("valid metric"),
+            outbox_backlog: IntGauge::new("outbox_backlog", "Orders with events not yet published to Kafka")
+                .expect("valid metric"),
+            mongodb_commands: histogram(
+                "mongodb_command_duration_seconds",
+                "MongoDB command round trips, by command and outcome",
+                &["command", "outcome"],
+            ),
+        };
+        for collector in [
+            Box::new(metrics.http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(metrics.http_duration.clone()),
+            Box::new(metrics.kafka_produced.clone()),
+            Box::new(metrics.kafka_consumed.clone()),
+            Box::new(metrics.kafka_failed.clone()),
+            Box::new(metrics.kafka_consumer_lag.clone()),
+            Box::new(metrics.outbox_backlog.clone()),
+            Box::new(metrics.mongodb_commands.clone()),
+        ] {
+            metrics.registry.register(collector).expect("metric names are unique");
+        }
+        metrics
+    }
+
+    fn observe_request(&self, method: &Method, route: &str, status: StatusCode, elapsed: Duration) {
+        // Only standard methods become label values: a client cannot grow the series without bound.
+        let method = match *method {
+            Method::GET
+            | Method::POST
+            | Method::PATCH
+            | Method::DELETE
+            | Method::PUT
+            | Method::HEAD
+            | Method::OPTIONS => method.as_str(),
+            _ => "OTHER",
+        };
+        let labels = [method, route, status.as_str()];
+        self.http_requests.with_label_values(&labels).inc();
+        self.http_duration.with_label_values(&labels).observe(elapsed.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buffer = Vec::new();
+        if let Err(error) = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::error!(%error, "cannot encode the metrics");
+        }
+        buffer
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Middleware: counts and times every request under its route template (`/orders/{id}`, never the
+/// raw path, which would make one series per order); requests no route matched count as `unmatched`.
+pub async fn track_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    let route = route.as_deref().unwrap_or("unmatched");
+    state.metrics.observe_request(&method, route, response.status(), started.elapsed());
+    response
+}
+
+/// GET /metrics. The outbox backlog is counted now, from its index, so it costs nothing between
+/// scrapes; when MongoDB cannot answer, the last count stays.
+pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
+    match state.store.outbox_backlog().await {
+        Ok(backlog) => state.metrics.outbox_backlog.set(i64::try_from(backlog).unwrap_or(i64::MAX)),
+        Err(error) => tracing::debug!(%error, "cannot count the outbox backlog"),
+    }
+    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], state.metrics.render())
+}
