@@ -115,9 +115,10 @@ impl Downstream {
         let path = path_and_query.split('?').next().unwrap_or(path_and_query);
         let span = tracing::info_span!(
             "downstream",
-            otel.name = %format!("{method} {}{path}", self.name),
+            otel.name = %format!("{method} {}", self.name),
             otel.kind = "client",
             service = self.name,
+            url.path = %path,
             http.response.status_code = tracing::field::Empty,
         );
         let started = Instant::now();

@@ -124,7 +124,9 @@ impl JwksVerifier {
         let started = Instant::now();
         *last = Some(LastRefresh { started, succeeded: false });
         let fetched: JwkSet = async {
-            self.http.get(&self.jwks_url).timeout(Duration::from_secs(2)).send().await?.error_for_status()?.json().await
+            // Made inside a request: its trace context puts the user-service's JWKS span in the same trace.
+            let request = self.http.get(&self.jwks_url).headers(crate::telemetry::trace_headers());
+            request.timeout(Duration::from_secs(2)).send().await?.error_for_status()?.json().await
         }
         .await
         .map_err(|error: reqwest::Error| {

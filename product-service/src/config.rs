@@ -133,6 +133,44 @@ impl FromStr for HttpUrl {
     }
 }
 
+/// An absolute http(s) URL, without a trailing slash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl(pub String);
+
+impl FromStr for BaseUrl {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let rest = value.strip_prefix("http://").or_else(|| value.strip_prefix("https://"));
+        match rest {
+            Some(host) if !host.is_empty() && !host.starts_with('/') => {
+                Ok(Self(value.trim_end_matches('/').to_owned()))
+            }
+            _ => Err("expected an absolute http:// or https:// URL".to_owned()),
+        }
+    }
+}
+
+/// Where traces go: OTLP over HTTP when an endpoint is set, nowhere otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TracingConfig {
+    /// OTEL_EXPORTER_OTLP_ENDPOINT, e.g. `http://jaeger:4318` (spans go to `<endpoint>/v1/traces`).
+    pub otlp_endpoint: Option<BaseUrl>,
+    /// OTEL_SERVICE_NAME: the service's name in traces.
+    pub service_name: String,
+}
+
+impl TracingConfig {
+    pub fn from_source(source: &dyn Source, default_name: &str) -> Result<Self, ConfigError> {
+        let otlp_endpoint = match source.get("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|value| !value.trim().is_empty()) {
+            None => None,
+            Some(raw) => Some(
+                raw.trim().parse().map_err(|reason| ConfigError { variable: "OTEL_EXPORTER_OTLP_ENDPOINT", reason })?,
+            ),
+        };
+        Ok(Self { otlp_endpoint, service_name: text(source, "OTEL_SERVICE_NAME", default_name) })
+    }
+}
+
 const DEFAULT_JWKS_URL: &str = "http://127.0.0.1:3005/.well-known/jwks.json";
 
 /// Limits on what one GraphQL request may ask for.
@@ -156,6 +194,7 @@ pub struct Config {
     /// How long a MongoDB operation may wait for a server before the request fails with SERVICE_UNAVAILABLE.
     pub mongodb_timeout: Duration,
     pub log_format: LogFormat,
+    pub tracing: TracingConfig,
     /// Where the user-service publishes the public keys that sign access tokens.
     pub jwks_url: HttpUrl,
     pub jwt_issuer: String,
@@ -185,6 +224,7 @@ impl Config {
             mongodb_database: text(source, "MONGODB_DATABASE", "products"),
             mongodb_timeout: millis(source, "MONGODB_TIMEOUT_MS", 2_000)?,
             log_format: parsed(source, "LOG_FORMAT", LogFormat::Text)?,
+            tracing: TracingConfig::from_source(source, "product-service")?,
             jwks_url: parsed(source, "JWKS_URL", HttpUrl(DEFAULT_JWKS_URL.into()))?,
             jwt_issuer: text(source, "JWT_ISSUER", "user-service"),
             jwt_audience: text(source, "JWT_AUDIENCE", "ecommerce-api"),
@@ -255,6 +295,26 @@ mod tests {
     fn unknown_log_format_names_the_variable() {
         let error = Config::from_source(&HashMap::from([("LOG_FORMAT", "xml")])).unwrap_err();
         assert_eq!(error.variable, "LOG_FORMAT");
+    }
+
+    #[test]
+    fn tracing_is_off_unless_an_endpoint_is_set() {
+        let config = Config::from_source(&HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "")])).unwrap();
+        assert_eq!(config.tracing.otlp_endpoint, None);
+        assert_eq!(config.tracing.service_name, "product-service");
+        let config = Config::from_source(&HashMap::from([
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318/"),
+            ("OTEL_SERVICE_NAME", "products"),
+        ]))
+        .unwrap();
+        assert_eq!(config.tracing.otlp_endpoint, Some(BaseUrl("http://jaeger:4318".into())));
+        assert_eq!(config.tracing.service_name, "products");
+    }
+
+    #[test]
+    fn malformed_otlp_endpoint_names_the_variable() {
+        let error = Config::from_source(&HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "jaeger:4318")])).unwrap_err();
+        assert_eq!(error.variable, "OTEL_EXPORTER_OTLP_ENDPOINT");
     }
 
     #[test]

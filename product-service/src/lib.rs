@@ -10,6 +10,7 @@ pub mod domain;
 pub mod error;
 pub mod graphql;
 pub mod healthcheck;
+pub mod metrics;
 pub mod routes;
 pub mod seed;
 pub mod shutdown;

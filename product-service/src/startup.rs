@@ -9,7 +9,11 @@ use std::{
 };
 
 use anyhow::Context as _;
-use axum::{Router, extract::DefaultBodyLimit, http::Request};
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    http::{Request, Response},
+};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tower::ServiceBuilder;
 use tower_http::{
@@ -24,6 +28,7 @@ use crate::{
     config::Config,
     error::ServiceError,
     graphql,
+    metrics::Metrics,
     routes::{self, GraphqlEndpoint},
     seed::SEED_PRODUCTS,
     store::{self, ProductStore},
@@ -66,9 +71,15 @@ impl Application {
     /// Binds the listener and starts connecting to MongoDB in the background; never fails
     /// because MongoDB is down (the service reports not-ready until it answers).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let client = store::connect(&config.mongodb_uri.0, "product-service", config.mongodb_timeout)
-            .await
-            .context("MONGODB_URI is not a usable MongoDB connection string")?;
+        let metrics = Arc::new(Metrics::new());
+        let client = store::connect(
+            &config.mongodb_uri.0,
+            "product-service",
+            config.mongodb_timeout,
+            metrics.mongodb_command_duration(),
+        )
+        .await
+        .context("MONGODB_URI is not a usable MongoDB connection string")?;
         let store = ProductStore::new(client.database(&config.mongodb_database));
         let state = AppState(Arc::new(Inner {
             catalogue: Catalogue::new(store, config.product_cache_ttl),
@@ -90,7 +101,7 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.host, config.port))?;
         tracing::info!(address = %listener.local_addr()?, "product-service listening");
-        let router = with_middleware(routes::router(state, endpoint), config.graphql.max_body_bytes);
+        let router = with_middleware(routes::router(state, endpoint, metrics), config.graphql.max_body_bytes);
         Ok(Self { listener, router, bootstrap })
     }
 
@@ -111,22 +122,35 @@ fn with_middleware(router: Router, max_body_bytes: usize) -> Router {
     router.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(TraceLayer::new_for_http().make_span_with(request_span))
+            .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(record_status))
             .layer(PropagateRequestIdLayer::x_request_id())
             // Applied by the body extractor, which turns an oversized body into the handler's JSON 413.
             .layer(DefaultBodyLimit::max(max_body_bytes)),
     )
 }
 
-/// One span per request, carrying the request id so every log line of the request can be found by it.
+/// One span per request, carrying the request id so every log line of the request can be found by it, and
+/// a child of the caller's trace when it sent `traceparent`. `POST /graphql` renames it after the operation
+/// once the body is read (see `routes::graphql`).
 fn request_span<B>(request: &Request<B>) -> tracing::Span {
     let request_id = request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or("-");
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "request",
+        otel.name = %format!("{} {}", request.method(), request.uri().path()),
+        otel.kind = "server",
         method = %request.method(),
         path = %request.uri().path(),
         request_id = %request_id,
-    )
+        trace_id = tracing::field::Empty,
+        graphql.operation.name = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    crate::telemetry::continue_trace(&span, request.headers());
+    span
+}
+
+fn record_status<B>(response: &Response<B>, _latency: Duration, span: &tracing::Span) {
+    span.record("http.response.status_code", response.status().as_u16());
 }
 
 /// Creates the indexes and seeds a fresh catalogue, retrying with backoff until MongoDB answers.

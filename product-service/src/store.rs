@@ -11,8 +11,10 @@ use mongodb::{
     Client, Collection, Database, IndexModel,
     bson::{self, Document, doc},
     error::ErrorKind,
+    event::{EventHandler, command::CommandEvent},
     options::{ClientOptions, IndexOptions, ReturnDocument},
 };
+use prometheus::HistogramVec;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -91,11 +93,28 @@ pub fn is_unavailable(error: &mongodb::error::Error) -> bool {
 
 /// A client whose operations give up after `timeout` instead of the driver's 30 s default, so that
 /// requests fail promptly while the database is down. Creating it does no I/O.
-pub async fn connect(uri: &str, app_name: &str, timeout: Duration) -> Result<Client, mongodb::error::Error> {
+///
+/// Every command's latency goes to `command_duration` (labels `command`, `outcome`): the driver's
+/// command monitoring times each command it sends, so no call site has to. Its command names are a
+/// small fixed set (`find`, `insert`, `findAndModify`…), which keeps the series bounded.
+pub async fn connect(
+    uri: &str,
+    app_name: &str,
+    timeout: Duration,
+    command_duration: HistogramVec,
+) -> Result<Client, mongodb::error::Error> {
     let mut options = ClientOptions::parse(uri).await?;
     options.app_name = Some(app_name.to_owned());
     options.server_selection_timeout = Some(timeout);
     options.connect_timeout = Some(timeout);
+    options.command_event_handler = Some(EventHandler::callback(move |event: CommandEvent| {
+        let (command, outcome, duration) = match &event {
+            CommandEvent::Succeeded(event) => (&event.command_name, "success", event.duration),
+            CommandEvent::Failed(event) => (&event.command_name, "failure", event.duration),
+            _ => return,
+        };
+        command_duration.with_label_values(&[command.as_str(), outcome]).observe(duration.as_secs_f64());
+    }));
     Client::with_options(options)
 }
 

@@ -7,6 +7,7 @@ pub mod domain;
 pub mod error;
 pub mod extract;
 pub mod healthcheck;
+pub mod metrics;
 pub mod password;
 pub mod routes;
 pub mod shutdown;

@@ -15,12 +15,14 @@ async fn main() -> std::process::ExitCode {
         let ready = healthcheck::probe(config.host, config.port, "/ready");
         return if ready { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE };
     }
-    telemetry::init(config.log_format);
+    let telemetry = telemetry::init(config.log_format, &config.tracing);
     let result = async {
         let app = Application::build(config).await?;
         app.run_until(user_service::shutdown::signal()).await
     }
     .await;
+    // The last spans leave before exit (the flush blocks: off the executor).
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -10,7 +10,10 @@ use std::{
 };
 
 use anyhow::Context as _;
-use axum::{Router, http::Request};
+use axum::{
+    Router,
+    http::{Request, Response},
+};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tower::ServiceBuilder;
 use tower_http::{
@@ -24,6 +27,7 @@ use crate::{
     config::{AdminAccount, Config},
     domain::{Email, Password, Username},
     error::ApiError,
+    metrics::Metrics,
     password::PasswordHasher,
     routes,
     store::{self, UserStore},
@@ -43,6 +47,7 @@ pub struct Inner {
     pub tokens: TokenIssuer,
     pub throttle: LoginThrottle,
     pub trust_forwarded_for: bool,
+    pub metrics: Arc<Metrics>,
     bootstrapped: AtomicBool,
 }
 
@@ -75,9 +80,15 @@ impl Application {
     /// Binds the listener and starts connecting to MongoDB in the background; never fails
     /// because MongoDB is down (the service reports not-ready until it answers).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let client = store::connect(&config.mongodb_uri.0, "user-service", config.mongodb_timeout)
-            .await
-            .context("MONGODB_URI is not a usable MongoDB connection string")?;
+        let metrics = Arc::new(Metrics::new());
+        let client = store::connect(
+            &config.mongodb_uri.0,
+            "user-service",
+            config.mongodb_timeout,
+            metrics.mongodb_command_duration(),
+        )
+        .await
+        .context("MONGODB_URI is not a usable MongoDB connection string")?;
         let tokens = TokenIssuer::new(&config.signing_key, &config.jwt_issuer, &config.jwt_audience, config.jwt_ttl)
             .context("JWT_PRIVATE_KEY / JWT_PRIVATE_KEY_FILE")?;
         let state = AppState(Arc::new(Inner {
@@ -90,6 +101,7 @@ impl Application {
                 config.login_failure_window,
             ),
             trust_forwarded_for: config.trust_forwarded_for,
+            metrics,
             bootstrapped: AtomicBool::new(false),
         }));
         let admin = match &config.admin {
@@ -123,14 +135,32 @@ impl Application {
     }
 }
 
+/// The server span of one request: a child of the caller's trace when it sent `traceparent`.
+fn request_span<B>(request: &Request<B>) -> tracing::Span {
+    let request_id = request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or("-");
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format!("{} {}", request.method(), request.uri().path()),
+        otel.kind = "server",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+        trace_id = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    crate::telemetry::continue_trace(&span, request.headers());
+    span
+}
+
+fn record_status<B>(response: &Response<B>, _latency: Duration, span: &tracing::Span) {
+    span.record("http.response.status_code", response.status().as_u16());
+}
+
 fn with_middleware(router: Router) -> Router {
     router.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                let request_id = request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or("-");
-                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %request_id)
-            }))
+            .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(record_status))
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES)),
     )

@@ -1,14 +1,88 @@
-//! Logging: `tracing` with timestamps, verbosity from RUST_LOG, JSON lines with LOG_FORMAT=json.
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+//! Logs and traces.
+//!
+//! Logs: `tracing` with timestamps, verbosity from RUST_LOG, JSON lines with LOG_FORMAT=json.
+//! Traces: OpenTelemetry spans exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set;
+//! without it no OpenTelemetry layer is installed at all, so tracing costs nothing. W3C trace
+//! context (`traceparent`) is read from incoming requests (the gateway sends it), so the service's spans
+//! join the caller's trace; request spans carry `trace_id` into the log lines. This service calls no
+//! other service, so it never writes trace context itself.
+use axum::http::HeaderMap;
+use opentelemetry::{global, trace::TraceContextExt as _, trace::TracerProvider as _};
+use opentelemetry_http::HeaderExtractor;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _, fmt, prelude::*};
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, TracingConfig};
 
-/// Installs the global subscriber; a second call (as in tests) is a harmless no-op.
-pub fn init(format: LogFormat) {
+/// Spans worth exporting: this system's own and the HTTP/gRPC layers', not every library's internals.
+const TRACE_FILTER: &str = "info,h2=off,hyper=off,hyper_util=off,tower=off,reqwest=off,mongodb=off,rdkafka=off";
+
+/// Keeps the trace exporter alive; `shutdown` sends the spans still buffered.
+#[must_use = "dropping the guard without shutdown loses the last spans"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Flushes and stops the exporter. Blocks (up to the exporter's timeout): call it off the executor.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("cannot flush the last spans: {error}");
+        }
+    }
+}
+
+/// Installs the global subscriber (a second call, as in tests, leaves the first in place) and,
+/// when configured, the OTLP trace exporter.
+pub fn init(format: LogFormat, tracing: &TracingConfig) -> Telemetry {
+    global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
-    let _ = match format {
-        LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true).with_current_span(true)).try_init(),
-        LogFormat::Text => registry.with(fmt::layer()).try_init(),
+    let logs = match format {
+        LogFormat::Json => fmt::layer().json().flatten_event(true).with_current_span(true).boxed(),
+        LogFormat::Text => fmt::layer().boxed(),
     };
+    let provider = tracing.otlp_endpoint.as_ref().and_then(|endpoint| {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(format!("{}/v1/traces", endpoint.0))
+            .build()
+            .inspect_err(|error| eprintln!("traces disabled: cannot build the OTLP exporter: {error}"))
+            .ok()?;
+        Some(
+            SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(Resource::builder().with_service_name(tracing.service_name.clone()).build())
+                .build(),
+        )
+    });
+    let traces = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(tracing.service_name.clone()))
+            .with_filter(EnvFilter::new(TRACE_FILTER))
+    });
+    let _ = tracing_subscriber::registry().with(logs.with_filter(filter)).with(traces).try_init();
+    Telemetry { provider }
+}
+
+/// Makes `span` a child of the trace context in `headers` (when there is one) and records its
+/// `trace_id` field for the logs. Call it before the span is first entered.
+pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
+    let parent = global::get_text_map_propagator(|propagator| propagator.extract(&HeaderExtractor(headers)));
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+    record_trace_id(span);
+}
+
+/// Fills the span's `trace_id` field, when tracing is on.
+pub fn record_trace_id(span: &tracing::Span) {
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    if span_context.is_valid() {
+        span.record("trace_id", tracing::field::display(span_context.trace_id()));
+    }
 }

@@ -55,6 +55,66 @@ pub async fn execute(
             return HttpError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message).into_response();
         }
     };
+    if let Some(name) = operation_name(&request) {
+        // The request span (from the trace layer) is current here: traces then tell operations apart.
+        let span = tracing::Span::current();
+        span.record("graphql.operation.name", name);
+        span.record("otel.name", format!("POST /graphql {name}"));
+    }
     let caller = Caller::new(bearer_token(&headers).map(str::to_owned), endpoint.verifier.clone());
     GraphQLResponse::from(endpoint.schema.execute(request.data(caller)).await).into_response()
+}
+
+/// The operation's name: the request's `operationName`, else the name in the query text
+/// (`query OrderProduct($id: ID!) {…}`). It is client input headed for span names, so only a valid
+/// GraphQL name of modest length counts; anonymous operations have none.
+fn operation_name(request: &async_graphql::Request) -> Option<&str> {
+    let name = match request.operation_name.as_deref() {
+        Some(name) => name,
+        None => {
+            let text = request.query.trim_start();
+            let rest = ["query", "mutation", "subscription"].iter().find_map(|keyword| text.strip_prefix(keyword))?;
+            // `queryX {…}` is not the keyword `query` followed by a name.
+            if !rest.starts_with(char::is_whitespace) {
+                return None;
+            }
+            rest.trim_start().split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).next()?
+        }
+    };
+    let valid = (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    valid.then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name_of(query: &str, named: Option<&str>) -> Option<String> {
+        let mut request = async_graphql::Request::new(query);
+        if let Some(name) = named {
+            request = request.operation_name(name);
+        }
+        operation_name(&request).map(str::to_owned)
+    }
+
+    #[test]
+    fn the_operation_name_comes_from_the_request_or_the_query_text() {
+        assert_eq!(
+            name_of("query OrderProduct($id: ID!) { product(id: $id) { id } }", None).as_deref(),
+            Some("OrderProduct")
+        );
+        assert_eq!(name_of("  mutation AddProduct { addProduct { id } }", None).as_deref(), Some("AddProduct"));
+        assert_eq!(name_of("query A { a } query B { b }", Some("B")).as_deref(), Some("B"));
+    }
+
+    #[test]
+    fn anonymous_and_odd_operations_have_no_name() {
+        assert_eq!(name_of("{ products { id } }", None), None);
+        assert_eq!(name_of("query { products { id } }", None), None);
+        assert_eq!(name_of("queryX { products { id } }", None), None);
+        assert_eq!(name_of("{ a }", Some("has space")), None);
+        assert_eq!(name_of("{ a }", Some(&"n".repeat(65))), None);
+    }
 }

@@ -10,13 +10,20 @@ use axum::{
 
 pub use graphql::GraphqlEndpoint;
 
-use crate::{error::HttpError, startup::AppState};
+use std::sync::Arc;
 
-pub fn router(state: AppState, endpoint: GraphqlEndpoint) -> Router {
+use crate::{error::HttpError, metrics::Metrics, startup::AppState};
+
+pub fn router(state: AppState, endpoint: GraphqlEndpoint, metrics: Arc<Metrics>) -> Router {
     let probes =
         Router::new().route("/health", get(health::health)).route("/ready", get(health::ready)).with_state(state);
     let api = Router::new().route("/graphql", get(graphql::graphiql).post(graphql::execute)).with_state(endpoint);
-    probes.merge(api).fallback(not_found).method_not_allowed_fallback(method_not_allowed)
+    probes
+        .merge(api)
+        .route("/metrics", get(crate::metrics::render).with_state(metrics.clone()))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track_requests))
 }
 
 async fn not_found(uri: Uri) -> HttpError {

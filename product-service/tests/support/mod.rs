@@ -43,7 +43,9 @@ pub async fn spawn(settings: &[(&str, &str)]) -> TestApp {
 pub async fn spawn_unready(settings: &[(&str, &str)]) -> TestApp {
     // Service logs only on request (TEST_LOG=1): they would bury the test output.
     if std::env::var_os("TEST_LOG").is_some() {
-        product_service::telemetry::init(product_service::config::LogFormat::Text);
+        let tracing =
+            product_service::config::TracingConfig { otlp_endpoint: None, service_name: "product-service".into() };
+        let _ = product_service::telemetry::init(product_service::config::LogFormat::Text, &tracing);
     }
     let issuer = Issuer::start().await;
     let uri = mongodb_uri();

@@ -15,6 +15,7 @@ pub use auth::Authenticated;
 use crate::{error::ApiError, startup::AppState};
 
 pub fn router(state: AppState) -> Router {
+    let metrics = state.metrics.clone();
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
@@ -22,8 +23,10 @@ pub fn router(state: AppState) -> Router {
         .route("/users/register", post(users::register))
         .route("/users/login", post(users::login))
         .route("/users/me", get(users::me))
+        .route("/metrics", get(crate::metrics::render).with_state(metrics.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track_requests))
         .with_state(state)
 }
 

@@ -34,7 +34,8 @@ pub async fn spawn(settings: &[(&str, &str)]) -> TestApp {
 pub async fn spawn_unready(settings: &[(&str, &str)]) -> TestApp {
     // Service logs only on request (TEST_LOG=1): they would bury the test output.
     if std::env::var_os("TEST_LOG").is_some() {
-        user_service::telemetry::init(user_service::config::LogFormat::Text);
+        let tracing = user_service::config::TracingConfig { otlp_endpoint: None, service_name: "user-service".into() };
+        let _ = user_service::telemetry::init(user_service::config::LogFormat::Text, &tracing);
     }
     let uri = mongodb_uri();
     let database = unique_database();

@@ -1,0 +1,81 @@
+//! GET /metrics: Prometheus text with request counts by route template and status, and MongoDB command latency.
+mod support;
+
+use serde_json::json;
+
+/// The value of one sample of a Prometheus text exposition, 0 when the series is absent.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .find(|(series, _)| {
+            let (series_name, series_labels) = series.split_once('{').unwrap_or((series, "}"));
+            let series_labels: Vec<&str> =
+                series_labels.trim_end_matches('}').split(',').filter(|pair| !pair.is_empty()).collect();
+            series_name == name
+                && series_labels.len() == labels.len()
+                && labels.iter().all(|(key, value)| series_labels.contains(&format!("{key}=\"{value}\"").as_str()))
+        })
+        .map(|(_, value)| value.parse().expect("a numeric sample"))
+        .unwrap_or(0.0)
+}
+
+async fn scrape(app: &support::TestApp) -> String {
+    let response = app.client.get(app.url("/metrics")).send().await.expect("request sent");
+    assert_eq!(response.status(), 200);
+    response.text().await.expect("a text body")
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status() {
+    let app = support::spawn(&[]).await;
+    let before = scrape(&app).await;
+
+    let name = format!("m{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    assert_eq!(app.register(&name, &format!("{name}@example.com"), "s3cret-password").await.status(), 201);
+    assert_eq!(app.post_json("/users/register", &json!({})).await.status(), 400);
+    assert_eq!(app.login(&format!("{name}@example.com"), "wrong-password").await.status(), 401);
+    assert_eq!(app.client.get(app.url("/users/me")).send().await.unwrap().status(), 401);
+    assert_eq!(app.client.delete(app.url("/users/me")).send().await.unwrap().status(), 405);
+    assert_eq!(app.client.get(app.url("/no/such/route")).send().await.unwrap().status(), 404);
+
+    let response = app.client.get(app.url("/metrics")).send().await.expect("request sent");
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("text/plain") && content_type.contains("version=0.0.4"), "{content_type}");
+    let after = response.text().await.unwrap();
+
+    let counted = |method: &str, route: &str, status: &str| {
+        let labels = [("method", method), ("route", route), ("status", status)];
+        let requests = sample(&after, "http_server_requests_total", &labels)
+            - sample(&before, "http_server_requests_total", &labels);
+        let timed = sample(&after, "http_server_request_duration_seconds_count", &labels)
+            - sample(&before, "http_server_request_duration_seconds_count", &labels);
+        assert_eq!(requests, timed, "{method} {route} {status}: every counted request is also timed");
+        requests
+    };
+    assert_eq!(counted("POST", "/users/register", "201"), 1.0);
+    assert_eq!(counted("POST", "/users/register", "400"), 1.0);
+    assert_eq!(counted("POST", "/users/login", "401"), 1.0);
+    assert_eq!(counted("GET", "/users/me", "401"), 1.0);
+    assert_eq!(counted("DELETE", "/users/me", "405"), 1.0);
+    assert_eq!(counted("GET", "unmatched", "404"), 1.0);
+    assert_eq!(counted("GET", "/metrics", "200"), 1.0, "the scrape before the requests");
+    assert!(!after.contains("/no/such/route"), "raw paths never become label values");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_show_mongodb_command_latency() {
+    let app = support::spawn(&[]).await;
+    // Registering writes the user (insert); logging in reads it back (find).
+    let (_email, _password, _token) = app.registered_token().await;
+
+    let metrics = scrape(&app).await;
+    for command in ["insert", "find"] {
+        let labels = [("command", command), ("outcome", "success")];
+        let count = sample(&metrics, "mongodb_command_duration_seconds_count", &labels);
+        assert!(count > 0.0, "no successful {command} timed:\n{metrics}");
+        assert!(sample(&metrics, "mongodb_command_duration_seconds_sum", &labels) > 0.0);
+    }
+    app.stop().await;
+}
