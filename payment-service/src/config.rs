@@ -117,6 +117,44 @@ impl FromStr for MongoUri {
     }
 }
 
+/// An absolute http(s) URL, without a trailing slash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl(pub String);
+
+impl FromStr for BaseUrl {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let rest = value.strip_prefix("http://").or_else(|| value.strip_prefix("https://"));
+        match rest {
+            Some(host) if !host.is_empty() && !host.starts_with('/') => {
+                Ok(Self(value.trim_end_matches('/').to_owned()))
+            }
+            _ => Err("expected an absolute http:// or https:// URL".to_owned()),
+        }
+    }
+}
+
+/// Where traces go: OTLP over HTTP when an endpoint is set, nowhere otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TracingConfig {
+    /// OTEL_EXPORTER_OTLP_ENDPOINT, e.g. `http://jaeger:4318` (spans go to `<endpoint>/v1/traces`).
+    pub otlp_endpoint: Option<BaseUrl>,
+    /// OTEL_SERVICE_NAME: the service's name in traces.
+    pub service_name: String,
+}
+
+impl TracingConfig {
+    pub fn from_source(source: &dyn Source, default_name: &str) -> Result<Self, ConfigError> {
+        let otlp_endpoint = match source.get("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|value| !value.trim().is_empty()) {
+            None => None,
+            Some(raw) => {
+                Some(raw.trim().parse().map_err(|reason| ConfigError::new("OTEL_EXPORTER_OTLP_ENDPOINT", reason))?)
+            }
+        };
+        Ok(Self { otlp_endpoint, service_name: non_empty(source, "OTEL_SERVICE_NAME", default_name)? })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
     /// Comma-separated `host:port` bootstrap servers.
@@ -141,6 +179,8 @@ pub struct Config {
     pub app_env: AppEnv,
     pub host: IpAddr,
     pub port: u16,
+    /// The HTTP side port serving `GET /metrics` (the main port speaks gRPC only); 0 picks a free one.
+    pub metrics_port: u16,
     pub mongodb_uri: MongoUri,
     pub mongodb_database: String,
     /// How long a MongoDB operation may wait for a server before the call fails with UNAVAILABLE.
@@ -150,6 +190,7 @@ pub struct Config {
     pub decline_above_cents: i64,
     pub jwt: JwtConfig,
     pub log_format: LogFormat,
+    pub tracing: TracingConfig,
 }
 
 const DEFAULT_MONGODB_URI: &str = "mongodb://127.0.0.1:27017";
@@ -170,10 +211,16 @@ impl Config {
                 }
             }
         }
+        let port = parsed(source, "PORT", 50051)?;
+        let metrics_port = parsed(source, "METRICS_PORT", 9464)?;
+        if metrics_port != 0 && metrics_port == port {
+            return Err(ConfigError::new("METRICS_PORT", "must differ from PORT (the gRPC port)"));
+        }
         Ok(Self {
             app_env,
             host: parsed(source, "HOST", IpAddr::from([0, 0, 0, 0]))?,
-            port: parsed(source, "PORT", 50051)?,
+            port,
+            metrics_port,
             mongodb_uri: parsed(source, "MONGODB_URI", MongoUri(DEFAULT_MONGODB_URI.into()))?,
             mongodb_database: non_empty(source, "MONGODB_DATABASE", "payments")?,
             mongodb_timeout: millis(source, "MONGODB_TIMEOUT_MS", 2_000)?,
@@ -185,6 +232,7 @@ impl Config {
                 audience: non_empty(source, "JWT_AUDIENCE", "ecommerce-api")?,
             },
             log_format: parsed(source, "LOG_FORMAT", LogFormat::Text)?,
+            tracing: TracingConfig::from_source(source, "payment-service")?,
         })
     }
 }
@@ -250,6 +298,7 @@ mod tests {
     fn defaults_apply_when_nothing_is_set() {
         let config = Config::from_source(&HashMap::new()).expect("defaults are valid");
         assert_eq!(config.port, 50051);
+        assert_eq!(config.metrics_port, 9464);
         assert_eq!(config.mongodb_database, "payments");
         assert_eq!(config.mongodb_timeout, Duration::from_secs(2));
         assert_eq!(config.kafka.payment_processed_topic, "payment-processed");
@@ -280,11 +329,35 @@ mod tests {
             ("JWKS_URL", "user-service/jwks"),
             ("LOG_FORMAT", "xml"),
             ("APP_ENV", "staging"),
+            ("METRICS_PORT", "metrics"),
+            ("METRICS_PORT", "50051"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "jaeger:4318"),
+            ("OTEL_SERVICE_NAME", " "),
         ] {
             let error = Config::from_source(&HashMap::from([(variable, value)])).unwrap_err();
             assert_eq!(error.variable, variable, "{variable}={value}");
             assert!(error.to_string().contains(variable));
         }
+    }
+
+    #[test]
+    fn tracing_is_off_unless_an_endpoint_is_set() {
+        let config = Config::from_source(&HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "")])).unwrap();
+        assert_eq!(config.tracing.otlp_endpoint, None);
+        assert_eq!(config.tracing.service_name, "payment-service");
+        let source =
+            HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318/"), ("OTEL_SERVICE_NAME", "pay")]);
+        let config = Config::from_source(&source).unwrap();
+        assert_eq!(config.tracing.otlp_endpoint, Some(BaseUrl("http://jaeger:4318".into())));
+        assert_eq!(config.tracing.service_name, "pay");
+    }
+
+    #[test]
+    fn the_metrics_port_may_be_picked_by_the_system() {
+        let config = Config::from_source(&HashMap::from([("PORT", "0"), ("METRICS_PORT", "0")])).unwrap();
+        assert_eq!((config.port, config.metrics_port), (0, 0));
+        let config = Config::from_source(&HashMap::from([("METRICS_PORT", "9100")])).unwrap();
+        assert_eq!(config.metrics_port, 9100);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `payment.v1.PaymentService` over tonic. Handlers stay thin: deadline → parse → authenticate → authorise →
 //! use case → response. Input is validated before the token so that malformed calls cost no JWKS fetch.
+//! The call's server span (method, request id, the caller's trace) and its metrics come from
+//! `rpc_telemetry`, around the whole server.
 use tonic::{Request, Response, Status, metadata::MetadataMap};
-use tracing::Instrument as _;
 
 use crate::{
     auth::JwksVerifier,
@@ -11,6 +12,7 @@ use crate::{
     payments::{Payments, rfc3339},
     proto::{self, GetPaymentRequest, PayRequest, PayResponse, payment_service_server::PaymentService},
     store::PaymentDocument,
+    telemetry::TraceContext,
 };
 
 pub struct PaymentApi {
@@ -36,7 +38,9 @@ impl PaymentApi {
         if !caller.may_act_for(payment.user_id.as_str()) {
             return Err(error::permission_denied_for_other_user());
         }
-        let outcome = self.payments.pay(&payment, request_id(&metadata)).await?;
+        // The call's span (see `rpc_telemetry`): the event this payment publishes joins its trace.
+        let trace = TraceContext::current();
+        let outcome = self.payments.pay(&payment, request_id(&metadata), &trace).await?;
         Ok(Response::new(PayResponse {
             payment_id: outcome.payment_id,
             status: proto_status(outcome.status).into(),
@@ -58,20 +62,13 @@ impl PaymentApi {
 impl PaymentService for PaymentApi {
     async fn pay(&self, request: Request<PayRequest>) -> Result<Response<PayResponse>, Status> {
         let timeout = deadline::client_timeout(request.metadata());
-        let span = rpc_span("Pay", request.metadata());
-        deadline::within_client_deadline(timeout, self.pay_now(request)).instrument(span).await
+        deadline::within_client_deadline(timeout, self.pay_now(request)).await
     }
 
     async fn get_payment(&self, request: Request<GetPaymentRequest>) -> Result<Response<proto::Payment>, Status> {
         let timeout = deadline::client_timeout(request.metadata());
-        let span = rpc_span("GetPayment", request.metadata());
-        deadline::within_client_deadline(timeout, self.get_payment_now(request)).instrument(span).await
+        deadline::within_client_deadline(timeout, self.get_payment_now(request)).await
     }
-}
-
-/// Every log line of a call carries its method and the caller's request id.
-fn rpc_span(method: &'static str, metadata: &MetadataMap) -> tracing::Span {
-    tracing::info_span!("rpc", method, request_id = request_id(metadata).unwrap_or("-"))
 }
 
 /// The caller's `x-request-id`, when it is a sane value (it ends up in Kafka headers and logs).

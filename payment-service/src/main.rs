@@ -15,12 +15,15 @@ async fn main() -> std::process::ExitCode {
         let serving = healthcheck::probe(config.host, config.port).await;
         return if serving { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE };
     }
-    telemetry::init(config.log_format);
+    let telemetry = telemetry::init(config.log_format, &config.tracing);
     let result = async {
         let app = Application::build(config).await?;
         app.run_until(shutdown::signal()).await
     }
     .await;
+    // After the servers and the relay stopped: their last spans leave before exit (the flush blocks: off the
+    // executor).
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

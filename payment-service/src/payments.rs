@@ -9,6 +9,7 @@ use crate::{
     domain::{Decision, DecisionRule, PaymentId, PaymentRequest, PaymentStatus},
     events::{Envelope, PaymentProcessed},
     store::{PaymentDocument, PaymentStore, StoreError},
+    telemetry::TraceContext,
 };
 
 /// The answer to a `Pay` call.
@@ -53,8 +54,14 @@ impl Payments {
 
     /// Charges the order unless this idempotency key was seen before (then the first result is replayed) or the
     /// order already has a successful payment. The checks before the insert give the common answers cheaply; the
-    /// unique indexes make them hold under concurrent calls too.
-    pub async fn pay(&self, request: &PaymentRequest, request_id: Option<&str>) -> Result<PayOutcome, PayError> {
+    /// unique indexes make them hold under concurrent calls too. `trace` (the call's) is stored with the event, so
+    /// that its publication joins the call's trace.
+    pub async fn pay(
+        &self,
+        request: &PaymentRequest,
+        request_id: Option<&str>,
+        trace: &TraceContext,
+    ) -> Result<PayOutcome, PayError> {
         if !self.store.indexes_ready() {
             return Err(StoreError::NotReady.into());
         }
@@ -70,7 +77,7 @@ impl Payments {
                 Err(PayError::OrderAlreadyPaid)
             };
         }
-        let payment = self.new_payment(request, scope.clone(), request_id)?;
+        let payment = self.new_payment(request, scope.clone(), request_id, trace)?;
         match self.store.insert(&payment).await {
             Ok(()) => {
                 if payment.outbox_pending {
@@ -109,6 +116,7 @@ impl Payments {
         request: &PaymentRequest,
         idempotency_scope: String,
         request_id: Option<&str>,
+        trace: &TraceContext,
     ) -> Result<PaymentDocument, PayError> {
         let created_at = bson::DateTime::now();
         let id = uuid::Uuid::now_v7().to_string();
@@ -146,6 +154,9 @@ impl Payments {
             success_order_id: (status == PaymentStatus::Success).then(|| request.order_id.as_str().to_owned()),
             created_at,
             request_id: request_id.map(str::to_owned),
+            // Only an event has a publication to join the trace to.
+            traceparent: outbox_event.as_ref().and(trace.traceparent.clone()),
+            tracestate: outbox_event.as_ref().and(trace.tracestate.clone()),
             outbox_pending: outbox_event.is_some(),
             outbox_event,
         })

@@ -1,11 +1,10 @@
 //! Application: wiring, gRPC server (payments, health, reflection), listener (port 0 in tests), background
-//! workers (storage health, outbox relay) and graceful shutdown.
+//! workers (storage health, outbox relay, the metrics side server) and graceful shutdown.
 use std::{future::Future, sync::Arc};
 
 use anyhow::Context as _;
 use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
 use tonic::{
-    codegen::http,
     service::Routes,
     transport::{Server, server::TcpIncoming},
 };
@@ -15,10 +14,12 @@ use crate::{
     config::Config,
     domain::DecisionRule,
     events::OutboxRelay,
-    grpc::{self, PaymentApi},
+    grpc::PaymentApi,
     health::{self, HealthStatus},
+    metrics::{self, Metrics},
     payments::Payments,
     proto::{self, payment_service_server::PaymentServiceServer},
+    rpc_telemetry::RpcTelemetryLayer,
     shutdown::{StopHandle, StopSignal, stop_channel},
     store::{self, PaymentStore},
 };
@@ -30,20 +31,29 @@ pub struct Application {
     listener: TcpListener,
     routes: Routes,
     health: HealthStatus,
+    metrics: Arc<Metrics>,
+    metrics_port: u16,
     storage_monitor: Worker,
     outbox_relay: Worker,
+    metrics_server: Worker,
 }
 
 impl Application {
     /// Binds the listener and starts the background workers; never fails because MongoDB or Kafka is down
     /// (health reports NOT_SERVING and the workers retry until they answer).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let client = store::connect(&config.mongodb_uri.0, "payment-service", config.mongodb_timeout)
-            .await
-            .context("MONGODB_URI is not a usable MongoDB connection string")?;
+        let metrics = Arc::new(Metrics::new());
+        let client = store::connect(
+            &config.mongodb_uri.0,
+            "payment-service",
+            config.mongodb_timeout,
+            metrics.mongodb_command_duration(),
+        )
+        .await
+        .context("MONGODB_URI is not a usable MongoDB connection string")?;
         let store = PaymentStore::new(client.database(&config.mongodb_database));
         let outbox_wake = Arc::new(Notify::new());
-        let relay = OutboxRelay::new(store.clone(), config.kafka.clone(), outbox_wake.clone())
+        let relay = OutboxRelay::new(store.clone(), config.kafka.clone(), outbox_wake.clone(), metrics.clone())
             .context("KAFKA_BROKERS: cannot create the Kafka producer")?;
         let http = reqwest::Client::builder().build().context("cannot create the HTTP client for the JWKS")?;
         let api = PaymentApi::new(
@@ -65,22 +75,55 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.host, config.port))?;
         tracing::info!(address = %listener.local_addr()?, "payment-service listening");
+        let metrics_listener = TcpListener::bind((config.host, config.metrics_port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{} (HOST/METRICS_PORT)", config.host, config.metrics_port))?;
+        let metrics_address = metrics_listener.local_addr()?;
+        tracing::info!(address = %metrics_address, "metrics at GET /metrics");
         let storage_monitor = Worker::spawn({
             let health = health.clone();
             move |stop| health::watch_storage(store, health, stop)
         });
         let outbox_relay = Worker::spawn(move |stop| relay.run(stop));
-        Ok(Self { listener, routes, health, storage_monitor, outbox_relay })
+        let metrics_server = Worker::spawn({
+            let router = metrics::router(metrics.clone());
+            move |stop| serve_metrics(metrics_listener, router, stop)
+        });
+        Ok(Self {
+            listener,
+            routes,
+            health,
+            metrics,
+            metrics_port: metrics_address.port(),
+            storage_monitor,
+            outbox_relay,
+            metrics_server,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|address| address.port()).unwrap_or(0)
     }
 
+    /// The port of the metrics side server (`GET /metrics`).
+    pub fn metrics_port(&self) -> u16 {
+        self.metrics_port
+    }
+
     /// Serves until `shutdown` resolves; then reports NOT_SERVING, stops accepting, lets in-flight calls finish,
-    /// publishes what is left in the outbox (bounded) and flushes the Kafka producer.
+    /// publishes what is left in the outbox (bounded), flushes the Kafka producer and stops the metrics server
+    /// last (it can be scraped while the rest drains).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, routes, health, mut storage_monitor, mut outbox_relay } = self;
+        let Self {
+            listener,
+            routes,
+            health,
+            metrics,
+            metrics_port: _,
+            mut storage_monitor,
+            mut outbox_relay,
+            mut metrics_server,
+        } = self;
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let stop_serving = async move {
             shutdown.await;
@@ -90,26 +133,25 @@ impl Application {
             tracing::info!("shutting down: no new calls; finishing the ones in flight");
         };
         let served = Server::builder()
-            .trace_fn(call_span)
+            .layer(RpcTelemetryLayer::new(metrics))
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, stop_serving)
             .await;
         // After the server: calls that finished last may have stored events the relay should still publish.
         outbox_relay.stop().await;
+        metrics_server.stop().await;
         served.context("the gRPC server failed")?;
         tracing::info!("payment-service stopped");
         Ok(())
     }
 }
 
-fn call_span(request: &http::Request<()>) -> tracing::Span {
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|value| value.to_str().ok())
-        .filter(|value| grpc::is_sane_request_id(value))
-        .unwrap_or("-");
-    tracing::info_span!("grpc", method = %request.uri().path(), request_id = %request_id)
+/// The metrics side server, until stopped (then it lets the scrapes in flight finish).
+async fn serve_metrics(listener: TcpListener, router: axum::Router, mut stop: StopSignal) {
+    let served = axum::serve(listener, router).with_graceful_shutdown(async move { stop.stopped().await }).await;
+    if let Err(error) = served {
+        tracing::error!(%error, "the metrics server failed");
+    }
 }
 
 /// A background task that finishes its work when stopped, and is aborted if the application is dropped unrun.

@@ -18,11 +18,13 @@ use mongodb::{
     Client, Collection, Database, IndexModel,
     bson::{self, doc},
     error::{ErrorKind, WriteFailure},
+    event::{EventHandler, command::CommandEvent},
     options::{ClientOptions, IndexOptions},
 };
+use prometheus::HistogramVec;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::PaymentStatus;
+use crate::{domain::PaymentStatus, telemetry::TraceContext};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -46,6 +48,12 @@ pub struct PaymentDocument {
     /// The `x-request-id` of the call that created the payment, passed on as a Kafka header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The W3C trace context of the call that created the payment (SUCCESS only), so that publishing its event
+    /// joins that trace. Absent when tracing was off, and in documents older than the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
     /// The event envelope (JSON) to publish, written in the same insert as the payment (transactional outbox).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbox_event: Option<String>,
@@ -64,6 +72,17 @@ pub struct PendingEvent {
     pub outbox_event: String,
     #[serde(default)]
     pub request_id: Option<String>,
+    #[serde(default)]
+    pub traceparent: Option<String>,
+    #[serde(default)]
+    pub tracestate: Option<String>,
+}
+
+impl PendingEvent {
+    /// The trace context stored with the event (empty for events stored while tracing was off).
+    pub fn trace_context(&self) -> TraceContext {
+        TraceContext { traceparent: self.traceparent.clone(), tracestate: self.tracestate.clone() }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,11 +134,26 @@ fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
 
 /// A client whose operations give up after `timeout` instead of the driver's 30 s default, so that
 /// calls answer UNAVAILABLE promptly while the database is down. Creating it does no I/O.
-pub async fn connect(uri: &str, app_name: &str, timeout: Duration) -> Result<Client, mongodb::error::Error> {
+/// Every command's duration goes into `command_duration` (labels `command`, `outcome`), from the driver's
+/// command monitoring; command names are the driver's own (`find`, `insert`…), a bounded set.
+pub async fn connect(
+    uri: &str,
+    app_name: &str,
+    timeout: Duration,
+    command_duration: HistogramVec,
+) -> Result<Client, mongodb::error::Error> {
     let mut options = ClientOptions::parse(uri).await?;
     options.app_name = Some(app_name.to_owned());
     options.server_selection_timeout = Some(timeout);
     options.connect_timeout = Some(timeout);
+    options.command_event_handler = Some(EventHandler::callback(move |event: CommandEvent| {
+        let (command, outcome, duration) = match &event {
+            CommandEvent::Succeeded(succeeded) => (&succeeded.command_name, "success", succeeded.duration),
+            CommandEvent::Failed(failed) => (&failed.command_name, "failure", failed.duration),
+            _ => return,
+        };
+        command_duration.with_label_values(&[command.as_str(), outcome]).observe(duration.as_secs_f64());
+    }));
     Client::with_options(options)
 }
 
@@ -186,11 +220,16 @@ impl PaymentStore {
             .payments
             .clone_with_type::<PendingEvent>()
             .find(doc! { "outboxPending": true })
-            .projection(doc! { "orderId": 1, "outboxEvent": 1, "requestId": 1 })
+            .projection(doc! { "orderId": 1, "outboxEvent": 1, "requestId": 1, "traceparent": 1, "tracestate": 1 })
             .sort(doc! { "_id": 1 })
             .limit(limit)
             .await?;
         Ok(cursor.try_collect().await?)
+    }
+
+    /// How many events wait in the outbox.
+    pub async fn count_pending(&self) -> Result<u64, StoreError> {
+        Ok(self.payments.count_documents(doc! { "outboxPending": true }).await?)
     }
 
     /// Records that Kafka acknowledged the event; conditional, so a concurrent relay's update is harmless.

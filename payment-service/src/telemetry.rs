@@ -1,14 +1,183 @@
-//! Logging: `tracing` with timestamps, verbosity from RUST_LOG, JSON lines with LOG_FORMAT=json.
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+//! Logs and traces.
+//!
+//! Logs: `tracing` with timestamps, verbosity from RUST_LOG, JSON lines with LOG_FORMAT=json.
+//! Traces: OpenTelemetry spans exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set;
+//! without it no OpenTelemetry layer is installed at all, so tracing costs nothing. W3C trace
+//! context (`traceparent`) is read from the gRPC metadata of every call and written into the headers
+//! of the Kafka messages the call leads to, so one request is one trace across the services; call
+//! spans carry `trace_id` into the log lines.
+use opentelemetry::{
+    global,
+    propagation::{Extractor, Injector},
+    trace::{TraceContextExt as _, TracerProvider as _},
+};
+use opentelemetry_http::HeaderExtractor;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use tonic::codegen::http::HeaderMap;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _, fmt, prelude::*};
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, TracingConfig};
 
-/// Installs the global subscriber; a second call (as in tests) is a harmless no-op.
-pub fn init(format: LogFormat) {
+/// Spans worth exporting: this system's own and the gRPC layers', not every library's internals.
+const TRACE_FILTER: &str = "info,h2=off,hyper=off,hyper_util=off,tower=off,reqwest=off,mongodb=off,rdkafka=off";
+
+const TRACEPARENT: &str = "traceparent";
+const TRACESTATE: &str = "tracestate";
+
+/// Keeps the trace exporter alive; `shutdown` sends the spans still buffered.
+#[must_use = "dropping the guard without shutdown loses the last spans"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Flushes and stops the exporter. Blocks (up to the exporter's timeout): call it off the executor.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("cannot flush the last spans: {error}");
+        }
+    }
+}
+
+/// Installs the global subscriber (a second call, as in tests, leaves the first in place) and,
+/// when configured, the OTLP trace exporter.
+pub fn init(format: LogFormat, tracing: &TracingConfig) -> Telemetry {
+    global::set_text_map_propagator(TraceContextPropagator::new());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
-    let _ = match format {
-        LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true).with_current_span(true)).try_init(),
-        LogFormat::Text => registry.with(fmt::layer()).try_init(),
+    let logs = match format {
+        LogFormat::Json => fmt::layer().json().flatten_event(true).with_current_span(true).boxed(),
+        LogFormat::Text => fmt::layer().boxed(),
     };
+    let provider = tracing.otlp_endpoint.as_ref().and_then(|endpoint| {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(format!("{}/v1/traces", endpoint.0))
+            .build()
+            .inspect_err(|error| eprintln!("traces disabled: cannot build the OTLP exporter: {error}"))
+            .ok()?;
+        Some(
+            SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(Resource::builder().with_service_name(tracing.service_name.clone()).build())
+                .build(),
+        )
+    });
+    let traces = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(tracing.service_name.clone()))
+            .with_filter(EnvFilter::new(TRACE_FILTER))
+    });
+    let _ = tracing_subscriber::registry().with(logs.with_filter(filter)).with(traces).try_init();
+    Telemetry { provider }
+}
+
+/// Makes `span` a child of the trace context in `headers` (gRPC metadata are HTTP/2 headers), when
+/// there is one, and records its `trace_id` field for the logs. Call it before the span is first entered.
+pub fn continue_trace(span: &tracing::Span, headers: &HeaderMap) {
+    let parent = global::get_text_map_propagator(|propagator| propagator.extract(&HeaderExtractor(headers)));
+    set_parent(span, parent);
+}
+
+/// Like [`continue_trace`], from a trace context stored earlier (with an outbox event).
+pub fn continue_stored_trace(span: &tracing::Span, stored: &TraceContext) {
+    let parent = global::get_text_map_propagator(|propagator| propagator.extract(stored));
+    set_parent(span, parent);
+}
+
+fn set_parent(span: &tracing::Span, parent: opentelemetry::Context) {
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+    record_trace_id(span);
+}
+
+/// Fills the span's `trace_id` field, when tracing is on.
+pub fn record_trace_id(span: &tracing::Span) {
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    if span_context.is_valid() {
+        span.record("trace_id", tracing::field::display(span_context.trace_id()));
+    }
+}
+
+/// A W3C trace context in its text form (`traceparent`, `tracestate`): what a Kafka message carries in
+/// its headers, and what the outbox keeps with an event until the relay publishes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceContext {
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+}
+
+impl TraceContext {
+    /// The context of `span`; empty when tracing is off (there is no trace to join then).
+    pub fn of(span: &tracing::Span) -> Self {
+        let context = span.context();
+        let mut fields = Self::default();
+        global::get_text_map_propagator(|propagator| propagator.inject_context(&context, &mut fields));
+        fields
+    }
+
+    /// The context of the span the caller runs in.
+    pub fn current() -> Self {
+        Self::of(&tracing::Span::current())
+    }
+
+    /// The `(name, value)` headers to send, `tracestate` only when there is one.
+    pub fn headers(&self) -> Vec<(&'static str, &str)> {
+        let traceparent = self.traceparent.as_deref().map(|value| (TRACEPARENT, value));
+        let tracestate = self.tracestate.as_deref().map(|value| (TRACESTATE, value));
+        traceparent.into_iter().chain(tracestate).collect()
+    }
+}
+
+impl Injector for TraceContext {
+    fn set(&mut self, key: &str, value: String) {
+        // The propagator writes an empty `tracestate` when there is none: not worth a header.
+        let value = Some(value).filter(|value| !value.is_empty());
+        match key {
+            TRACEPARENT => self.traceparent = value,
+            TRACESTATE => self.tracestate = value,
+            _ => {}
+        }
+    }
+}
+
+impl Extractor for TraceContext {
+    fn get(&self, key: &str) -> Option<&str> {
+        match key {
+            TRACEPARENT => self.traceparent.as_deref(),
+            TRACESTATE => self.tracestate.as_deref(),
+            _ => None,
+        }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec![TRACEPARENT, TRACESTATE]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_tracing_there_is_no_context_to_pass_on() {
+        let context = TraceContext::of(&tracing::info_span!("call"));
+        assert_eq!(context, TraceContext::default());
+        assert!(context.headers().is_empty());
+    }
+
+    #[test]
+    fn a_stored_context_becomes_headers() {
+        let context = TraceContext {
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+            tracestate: None,
+        };
+        assert_eq!(context.headers(), [("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")]);
+        assert_eq!(context.get("traceparent"), context.traceparent.as_deref());
+    }
 }

@@ -10,10 +10,15 @@
 //! payment is stored (woken through a `Notify`) and polls every 500 ms otherwise, to pick up events left by a
 //! previous run or another replica. Kafka errors are retried with backoff and a new producer. On stop it
 //! publishes what is pending, within a bounded time (when Kafka is reachable), and flushes.
+//!
+//! Each publication is a producer span, a child of the trace context stored with the event (the `Pay` call's),
+//! and its own context goes with the message as the `traceparent` header: the consumer joins the same trace.
+//! The relay counts messages produced and failed, and keeps the `outbox_backlog` gauge current.
 use std::{sync::Arc, time::Duration};
 
 use rdkafka::error::KafkaError;
 use tokio::sync::Notify;
+use tracing::Instrument as _;
 
 use super::{
     PAYMENT_PROCESSED,
@@ -23,8 +28,10 @@ use super::{
 use crate::{
     backoff::Backoff,
     config::KafkaConfig,
+    metrics::{Metrics, STAGE_PRODUCE},
     shutdown::StopSignal,
     store::{PaymentStore, PendingEvent, StoreError},
+    telemetry::{self, TraceContext},
 };
 
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -46,13 +53,20 @@ pub struct OutboxRelay {
     kafka: KafkaConfig,
     producer: EventProducer,
     wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
 }
 
 impl OutboxRelay {
     /// `wake` is notified by whoever stores a new event.
-    pub fn new(store: PaymentStore, kafka: KafkaConfig, wake: Arc<Notify>) -> Result<Self, KafkaError> {
+    pub fn new(
+        store: PaymentStore,
+        kafka: KafkaConfig,
+        wake: Arc<Notify>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, KafkaError> {
         let producer = EventProducer::new(&kafka.brokers)?;
-        Ok(Self { store, kafka, producer, wake })
+        metrics.expect_topic(&kafka.payment_processed_topic);
+        Ok(Self { store, kafka, producer, wake, metrics })
     }
 
     pub async fn run(mut self, mut stop: StopSignal) {
@@ -123,8 +137,13 @@ impl OutboxRelay {
                 Err(error) => {
                     let delay = backoff.next_delay();
                     tracing::warn!(%error, %topic, retry_in_ms = delay.as_millis() as u64, "Kafka not ready");
+                    // Payments keep arriving while Kafka is away: the backlog shows it.
+                    let wait = async {
+                        self.count_backlog().await;
+                        tokio::time::sleep(delay).await;
+                    };
                     tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
+                        () = wait => {}
                         () = stop.stopped() => return false,
                     }
                 }
@@ -138,13 +157,24 @@ impl OutboxRelay {
         // Sent together so librdkafka can batch them; the idempotent producer keeps their order per partition.
         let deliveries = futures::future::join_all(batch.iter().map(|event| self.publish(event))).await;
         let mut first_error = None;
+        let mut published = 0;
         for (event, delivery) in batch.iter().zip(deliveries) {
             match delivery {
-                Ok(()) => self.store.mark_published(&event.payment_id).await?,
+                Ok(()) => {
+                    self.store.mark_published(&event.payment_id).await?;
+                    published += 1;
+                }
                 Err(error) => {
                     first_error.get_or_insert(error);
                 }
             }
+        }
+        if batch.len() < BATCH_SIZE {
+            // A short batch was the whole outbox: what it left behind is the backlog, no count needed.
+            // (Events stored since then wake the relay for another round.)
+            self.metrics.set_outbox_backlog((batch.len() - published) as u64);
+        } else {
+            self.count_backlog().await;
         }
         if let Some(error) = first_error {
             return Err(error.into());
@@ -155,19 +185,51 @@ impl OutboxRelay {
         Ok(batch.len())
     }
 
+    /// One event, in a producer span continuing the trace stored with it; the span's context goes along as
+    /// the message's `traceparent`.
     async fn publish(&self, event: &PendingEvent) -> Result<(), KafkaError> {
+        let topic = &self.kafka.payment_processed_topic;
+        let span = tracing::info_span!(
+            "publish",
+            // "publish payment-processed" unless a prefix is configured (the order-service names its own alike).
+            otel.name = %format!("publish {topic}"),
+            otel.kind = "producer",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = "kafka",
+            messaging.operation.type = "send",
+            messaging.destination.name = %topic,
+            payment_id = %event.payment_id,
+            request_id = event.request_id.as_deref().unwrap_or("-"),
+            trace_id = tracing::field::Empty,
+        );
+        telemetry::continue_stored_trace(&span, &event.trace_context());
+        let trace = TraceContext::of(&span);
         let mut headers = vec![("event-type", PAYMENT_PROCESSED)];
         if let Some(request_id) = &event.request_id {
             headers.push(("x-request-id", request_id));
         }
-        self.producer
-            .publish(OutgoingEvent {
-                topic: &self.kafka.payment_processed_topic,
-                key: &event.order_id,
-                payload: &event.outbox_event,
-                headers: &headers,
-            })
-            .await
+        headers.extend(trace.headers());
+        let delivery = self
+            .producer
+            .publish(OutgoingEvent { topic, key: &event.order_id, payload: &event.outbox_event, headers: &headers })
+            .instrument(span.clone())
+            .await;
+        match &delivery {
+            Ok(()) => self.metrics.message_produced(topic),
+            Err(_) => {
+                self.metrics.message_failed(topic, STAGE_PRODUCE);
+                span.record("otel.status_code", "error");
+            }
+        }
+        delivery
+    }
+
+    /// Sets the backlog gauge from a count of the outbox (left as it was when MongoDB does not answer).
+    async fn count_backlog(&self) {
+        match self.store.count_pending().await {
+            Ok(count) => self.metrics.set_outbox_backlog(count),
+            Err(error) => tracing::debug!(%error, "cannot count the outbox backlog"),
+        }
     }
 
     /// A producer that could not deliver within its own retry window starts afresh. After a broker restart its

@@ -11,7 +11,7 @@ use std::{collections::HashMap, time::Duration};
 
 use mongodb::bson::{Document, doc};
 use payment_service::{
-    config::{Config, LogFormat},
+    config::{Config, LogFormat, TracingConfig},
     proto::{GetPaymentRequest, PayRequest, PayResponse, Payment, payment_service_client::PaymentServiceClient},
     startup::Application,
 };
@@ -46,6 +46,8 @@ pub fn unique(prefix: &str) -> String {
 
 pub struct TestApp {
     pub address: String,
+    /// The port of the metrics side server.
+    pub metrics_port: u16,
     pub database: String,
     pub mongodb_uri: String,
     pub brokers: String,
@@ -72,7 +74,9 @@ pub async fn spawn_unready(settings: &[(&str, &str)]) -> TestApp {
 pub async fn spawn_with_jwks_delay(settings: &[(&str, &str)], jwks_delay: Duration) -> TestApp {
     // Service logs only on request (TEST_LOG=1): they would bury the test output.
     if std::env::var_os("TEST_LOG").is_some() {
-        payment_service::telemetry::init(LogFormat::Text);
+        let tracing = TracingConfig { otlp_endpoint: None, service_name: "payment-service".into() };
+        // Without an exporter the guard holds nothing to flush.
+        let _ = payment_service::telemetry::init(LogFormat::Text, &tracing);
     }
     let issuer = Issuer::new();
     let jwks = JwksServer::start(&issuer, jwks_delay).await;
@@ -81,6 +85,7 @@ pub async fn spawn_with_jwks_delay(settings: &[(&str, &str)], jwks_delay: Durati
     let mut source: HashMap<&str, &str> = HashMap::from([
         ("HOST", "127.0.0.1"),
         ("PORT", "0"),
+        ("METRICS_PORT", "0"),
         ("MONGODB_URI", uri.as_str()),
         ("MONGODB_DATABASE", database.as_str()),
         ("KAFKA_BROKERS", brokers.as_str()),
@@ -94,12 +99,14 @@ pub async fn spawn_with_jwks_delay(settings: &[(&str, &str)], jwks_delay: Durati
     let database = config.mongodb_database.clone();
     let app = Application::build(config).await.expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let metrics_port = app.metrics_port();
     let (shutdown, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
     }));
     TestApp {
         address,
+        metrics_port,
         database,
         mongodb_uri,
         brokers,
@@ -173,6 +180,41 @@ impl TestApp {
         panic!("payment-service at {} never reported {status:?}", self.address);
     }
 
+    /// GET `path` on the metrics side server: status and body.
+    pub async fn get_metrics_path(&self, path: &str) -> (u16, String) {
+        let url = format!("http://127.0.0.1:{}{path}", self.metrics_port);
+        let response = reqwest::get(&url).await.expect("the metrics server answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.expect("a text body"))
+    }
+
+    /// The value of one series in the Prometheus exposition (0 when absent).
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let (status, text) = self.get_metrics_path("/metrics").await;
+        assert_eq!(status, 200, "{text}");
+        metric_value(&text, name, labels).unwrap_or(0.0)
+    }
+
+    /// Polls the metric (every 50 ms, up to `wait`) until `done` holds for its value, which is returned;
+    /// panics with the last value otherwise.
+    pub async fn wait_for_metric(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        wait: Duration,
+        done: impl Fn(f64) -> bool,
+    ) -> f64 {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let value = self.metric(name, labels).await;
+            if done(value) {
+                return value;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{name}{labels:?} is still {value} after {wait:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The raw stored documents of the `payments` collection matching `filter`.
     pub async fn stored_payments(&self, filter: Document) -> Vec<Document> {
         use futures::TryStreamExt as _;
@@ -195,6 +237,29 @@ impl TestApp {
             None => Ok(()),
         }
     }
+}
+
+/// The value of the series `name` whose labels are exactly `labels`, from a Prometheus text exposition.
+pub fn metric_value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut wanted: Vec<(String, String)> = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    wanted.sort();
+    exposition.lines().filter(|line| !line.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (found_name, found_labels) = match series.split_once('{') {
+            Some((found_name, rest)) => (found_name, rest.strip_suffix('}')?),
+            None => (series, ""),
+        };
+        let mut found: Vec<(String, String)> = found_labels
+            .split(',')
+            .filter(|pair| !pair.is_empty())
+            .filter_map(|pair| {
+                let (key, value) = pair.split_once('=')?;
+                Some((key.to_owned(), value.trim_matches('"').to_owned()))
+            })
+            .collect();
+        found.sort();
+        (found_name == name && found == wanted).then(|| value.parse().ok()).flatten()
+    })
 }
 
 impl Drop for TestApp {

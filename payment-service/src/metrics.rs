@@ -1,0 +1,198 @@
+//! Prometheus metrics, served at `GET /metrics` on a small HTTP side server (METRICS_PORT): the main port
+//! speaks gRPC only, which Prometheus does not scrape. gRPC calls by method and code, Kafka messages
+//! produced and failed, the outbox backlog and MongoDB command latency.
+//! One registry per application (not a global one), so several apps in one test process keep their own counts.
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::{StatusCode, Uri, header},
+    response::IntoResponse,
+    routing::get,
+};
+use prometheus::{Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use tonic::Code;
+
+/// Latency buckets in seconds, from an indexed lookup (~1 ms) to a call that timed out (10 s).
+const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// The `stage` label of a Kafka failure this service can have: it only produces.
+pub const STAGE_PRODUCE: &str = "produce";
+
+pub struct Metrics {
+    registry: Registry,
+    grpc_requests: IntCounterVec,
+    grpc_duration: HistogramVec,
+    kafka_produced: IntCounterVec,
+    kafka_failed: IntCounterVec,
+    outbox_backlog: IntGauge,
+    mongodb_duration: HistogramVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let grpc_requests = IntCounterVec::new(
+            Opts::new("grpc_server_requests_total", "gRPC calls answered, by method and status code"),
+            &["method", "code"],
+        )
+        .expect("valid metric");
+        let grpc_duration = HistogramVec::new(
+            HistogramOpts::new("grpc_server_request_duration_seconds", "Time to answer a gRPC call")
+                .buckets(BUCKETS.to_vec()),
+            &["method"],
+        )
+        .expect("valid metric");
+        let kafka_produced = IntCounterVec::new(
+            Opts::new("kafka_messages_produced_total", "Kafka messages acknowledged by the brokers, by topic"),
+            &["topic"],
+        )
+        .expect("valid metric");
+        let kafka_failed = IntCounterVec::new(
+            Opts::new("kafka_messages_failed_total", "Kafka messages that failed, by topic and stage"),
+            &["topic", "stage"],
+        )
+        .expect("valid metric");
+        let outbox_backlog =
+            IntGauge::new("outbox_backlog", "Events stored in the outbox and not yet acknowledged by Kafka")
+                .expect("valid metric");
+        let mongodb_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "mongodb_command_duration_seconds",
+                "Time MongoDB commands took, by command and outcome",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["command", "outcome"],
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(grpc_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(grpc_duration.clone()),
+            Box::new(kafka_produced.clone()),
+            Box::new(kafka_failed.clone()),
+            Box::new(outbox_backlog.clone()),
+            Box::new(mongodb_duration.clone()),
+        ] {
+            registry.register(collector).expect("metric names are unique");
+        }
+        Self { registry, grpc_requests, grpc_duration, kafka_produced, kafka_failed, outbox_backlog, mongodb_duration }
+    }
+
+    /// One answered call; `method` is the short RPC name ("Pay") or `unknown`.
+    pub fn observe_rpc(&self, method: &str, code: Code, elapsed: Duration) {
+        self.grpc_requests.with_label_values(&[method, code_name(code)]).inc();
+        self.grpc_duration.with_label_values(&[method]).observe(elapsed.as_secs_f64());
+    }
+
+    /// Shows the series of `topic` at 0 before the first message, so rates start from a known value.
+    pub fn expect_topic(&self, topic: &str) {
+        self.kafka_produced.with_label_values(&[topic]);
+        self.kafka_failed.with_label_values(&[topic, STAGE_PRODUCE]);
+    }
+
+    pub fn message_produced(&self, topic: &str) {
+        self.kafka_produced.with_label_values(&[topic]).inc();
+    }
+
+    pub fn message_failed(&self, topic: &str, stage: &str) {
+        self.kafka_failed.with_label_values(&[topic, stage]).inc();
+    }
+
+    pub fn set_outbox_backlog(&self, events: u64) {
+        self.outbox_backlog.set(i64::try_from(events).unwrap_or(i64::MAX));
+    }
+
+    /// The histogram the MongoDB driver's command monitoring feeds (see `store::connect`).
+    pub fn mongodb_command_duration(&self) -> HistogramVec {
+        self.mongodb_duration.clone()
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buffer = Vec::new();
+        if let Err(error) = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
+            tracing::error!(%error, "cannot encode the metrics");
+        }
+        buffer
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The `code` label: tonic's name of the status code (`Ok`, `InvalidArgument`…).
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "Ok",
+        Code::Cancelled => "Cancelled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
+/// The side server's routes: `GET /metrics`, and a JSON 404 for anything else.
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    Router::new().route("/metrics", get(render)).fallback(not_found).with_state(metrics)
+}
+
+async fn render(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], metrics.render())
+}
+
+async fn not_found(uri: Uri) -> impl IntoResponse {
+    let body = serde_json::json!({
+        "success": false,
+        "message": format!("No route for {}", uri.path()),
+        "errors": [],
+    });
+    (StatusCode::NOT_FOUND, Json(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_names_every_series() {
+        let metrics = Metrics::new();
+        metrics.observe_rpc("Pay", Code::InvalidArgument, Duration::from_millis(3));
+        metrics.expect_topic("payment-processed");
+        metrics.set_outbox_backlog(2);
+        metrics.mongodb_command_duration().with_label_values(&["find", "success"]).observe(0.001);
+        let text = String::from_utf8(metrics.render()).unwrap();
+        for line in [
+            r#"grpc_server_requests_total{code="InvalidArgument",method="Pay"} 1"#,
+            r#"grpc_server_request_duration_seconds_count{method="Pay"} 1"#,
+            r#"kafka_messages_produced_total{topic="payment-processed"} 0"#,
+            r#"kafka_messages_failed_total{stage="produce",topic="payment-processed"} 0"#,
+            "outbox_backlog 2",
+            r#"mongodb_command_duration_seconds_count{command="find",outcome="success"} 1"#,
+        ] {
+            assert!(text.lines().any(|found| found == line), "{line} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn code_labels_are_tonics_names() {
+        assert_eq!(code_name(Code::Ok), "Ok");
+        assert_eq!(code_name(Code::InvalidArgument), "InvalidArgument");
+        assert_eq!(code_name(Code::Unavailable), format!("{:?}", Code::Unavailable));
+    }
+}
