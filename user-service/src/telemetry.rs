@@ -86,3 +86,51 @@ pub fn record_trace_id(span: &tracing::Span) {
         span.record("trace_id", tracing::field::display(span_context.trace_id()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A log destination the test can read.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("not poisoned").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_request_span_continues_the_callers_trace_and_its_log_lines_carry_the_trace_id() {
+        global::set_text_map_propagator(TraceContextPropagator::new());
+        let provider = SdkTracerProvider::builder().build();
+        let logs = Buffer::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+            .with(fmt::layer().json().with_current_span(true).with_writer(move || writer.clone()));
+        let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let mut headers = HeaderMap::new();
+        headers.insert("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01").parse().expect("a header value"));
+
+        let span_context = tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", trace_id = tracing::field::Empty);
+            continue_trace(&span, &headers);
+            let _entered = span.enter();
+            tracing::info!("handled");
+            span.context().span().span_context().clone()
+        });
+
+        let line = String::from_utf8(logs.0.lock().expect("not poisoned").clone()).expect("UTF-8 logs");
+        assert!(line.contains(&format!("\"trace_id\":\"{trace_id}\"")), "{line}");
+        assert_eq!(span_context.trace_id().to_string(), trace_id, "the span joins the caller's trace");
+        assert_ne!(span_context.span_id().to_string(), "00f067aa0ba902b7", "as a child of the caller's span");
+    }
+}
