@@ -34,6 +34,7 @@ const KNOWN_METHODS: &[&str] = &[
     "grpc.health.v1.Health/Check",
     "grpc.health.v1.Health/Watch",
     "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
 ];
 
 const UNKNOWN: &str = "unknown";

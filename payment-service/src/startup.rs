@@ -63,13 +63,19 @@ impl Application {
 
         let (reporter, health_server) = tonic_health::server::health_reporter();
         let health = HealthStatus::new(reporter).await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .context("cannot build the gRPC reflection service")?;
+        // Reflection in both versions: v1, and the v1alpha that many deployed tools (grpcurl before
+        // 1.8.8, older Postman and Evans) still speak.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1().context("cannot build the gRPC reflection service")?;
+        let reflection_v1alpha =
+            reflection().build_v1alpha().context("cannot build the gRPC reflection service (v1alpha)")?;
         let payments = PaymentServiceServer::new(api).max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let routes = Routes::new(health_server).add_service(reflection).add_service(payments);
+        let routes =
+            Routes::new(health_server).add_service(reflection_v1).add_service(reflection_v1alpha).add_service(payments);
 
         let listener = TcpListener::bind((config.host, config.port))
             .await
