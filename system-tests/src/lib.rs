@@ -215,6 +215,8 @@ impl Stack {
 
         let mut payment_base = local(&kafka_common);
         payment_base.push(("MONGODB_DATABASE", format!("st_payments_{id}")));
+        // Its metrics side port too: stacks run side by side.
+        payment_base.push(("METRICS_PORT", "0".to_owned()));
         let payments = settings(&payment_base, &overrides.payments);
         let app = payment_service::startup::Application::build(
             payment_service::config::Config::from_source(&as_source(&payments)).expect("payment-service config"),
