@@ -49,6 +49,13 @@ def summarize(name: str, results: list[dict], **extra) -> dict:
         "ok": sum(r["ok"] for r in results),
         **extra,
     }
+    # Per percentile, the median over the runs: the distribution the plot draws.
+    distributions = [r["distribution_us"] for r in results if r.get("distribution_us")]
+    if distributions:
+        summary["distribution_ms"] = [
+            [points[0], statistics.median(d[i][1] for d in distributions) / 1000]
+            for i, points in enumerate(distributions[0])
+        ]
     print_summary(summary)
     return summary
 

@@ -8,6 +8,13 @@ done = function(summary, latency, requests)
     '{"requests":%d,"duration_us":%d,"errors":%d,"status_errors":%d,"p50_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d',
     summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout, e.status,
     latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.max)
+  -- The latency distribution, for the percentile plot: [[percentile, microseconds], ...].
+  local points = {}
+  for _, p in ipairs({1, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99}) do
+    points[#points + 1] = string.format("[%g,%d]", p, latency:percentile(p))
+  end
+  points[#points + 1] = string.format("[100,%d]", latency.max)
+  line = line .. ',"distribution_us":[' .. table.concat(points, ",") .. "]"
   if extra_figures then
     for name, value in pairs(extra_figures()) do
       line = line .. string.format(',"%s":%d', name, value)

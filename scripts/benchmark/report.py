@@ -17,6 +17,7 @@ def write(report: dict, out: Path) -> None:
     (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "results.md").write_text(markdown(report))
     (out / "latency.svg").write_text(svg([r for r in report["results"] if r["p999_ms"] is not None]))
+    (out / "latency-distribution.svg").write_text(distribution_svg([r for r in report["results"] if r.get("distribution_ms")]))
 
 
 def markdown(report: dict) -> str:
@@ -77,9 +78,42 @@ def svg(results: list[dict]) -> str:
     return "\n".join(parts) + "\n"
 
 
+def distribution_svg(results: list[dict]) -> str:
+    """Latency by percentile, one curve per wrk scenario: x in "nines" (50, 90, 99, 99.9, 99.99, max),
+    y in ms on a log scale. Where a curve turns up steeply is where its tail begins."""
+    width, height, left, top, right, bottom = 900, 520, 70, 40, 250, 50
+    plot_w, plot_h = width - left - right, height - top - bottom
+    nines = lambda p: min(-math.log10(max(1 - p / 100, 1e-5)), 5.0)  # noqa: E731
+    values = [ms for r in results for _, ms in r["distribution_ms"] if ms > 0] or [1]
+    low, high = math.floor(math.log10(min(values))), math.ceil(math.log10(max(values)))
+    high = max(high, low + 1)
+    x = lambda p: left + nines(p) / 5.0 * plot_w  # noqa: E731
+    y = lambda ms: top + plot_h - (math.log10(max(ms, 10 ** low)) - low) / (high - low) * plot_h  # noqa: E731
+    palette = ["#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac"]
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+             f'<text x="{left}" y="22" font-size="14">Latency distribution per scenario (median of the runs): ms by percentile, log scales</text>',
+             f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>']
+    for label, p in (("0", 0), ("50", 50), ("90", 90), ("99", 99), ("99.9", 99.9), ("99.99", 99.99), ("max", 100)):
+        parts.append(f'<line x1="{x(p):.1f}" y1="{top}" x2="{x(p):.1f}" y2="{top + plot_h}" stroke="#eee"/>')
+        parts.append(f'<text x="{x(p):.1f}" y="{top + plot_h + 18}" text-anchor="middle">{label}</text>')
+    for exponent in range(low, high + 1):
+        ms = 10 ** exponent
+        parts.append(f'<line x1="{left}" y1="{y(ms):.1f}" x2="{left + plot_w}" y2="{y(ms):.1f}" stroke="#eee"/>')
+        parts.append(f'<text x="{left - 6}" y="{y(ms) + 4:.1f}" text-anchor="end">{ms:g}</text>')
+    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 10}" text-anchor="middle">percentile</text>')
+    for i, r in enumerate(results):
+        colour = palette[i % len(palette)]
+        points = " ".join(f"{x(p):.1f},{y(ms):.1f}" for p, ms in r["distribution_ms"])
+        parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        parts.append(f'<rect x="{width - right + 15}" y="{top + i * 20}" width="12" height="12" fill="{colour}"/>')
+        parts.append(f'<text x="{width - right + 32}" y="{top + i * 20 + 11}">{r["scenario"]}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
 def problems(report: dict, out: Path) -> list[str]:
     """What makes a run unusable: a missing output or field, a scenario without one successful request."""
-    found = [f"{out / name} was not written" for name in ("results.json", "results.md", "latency.svg")
+    found = [f"{out / name} was not written" for name in ("results.json", "results.md", "latency.svg", "latency-distribution.svg")
              if not (out / name).is_file() or (out / name).stat().st_size == 0]
     for r in report["results"]:
         found += [f"{r['scenario']}: no {key}" for key in SCENARIO_FIELDS if r.get(key) is None]

@@ -16,7 +16,7 @@ whole journey (journey.py). For each: a warm-up, then several runs; the medians 
 p50/p99/p99.9 latency, and the error count. Also: Kafka events/s during POST /orders and the order
 pipeline (events.py), the order pipeline at a steady rate (pipeline.py), and the peak RSS of every
 service and engine (procs.py). Results go to target/bench/ (a smoke run: target/bench/smoke/):
-results.json, results.md and latency.svg.
+results.json, results.md, latency.svg and latency-distribution.svg.
 """
 from __future__ import annotations
 
@@ -157,7 +157,7 @@ def main() -> int:
                    "machine": {"cpus": os.cpu_count()},
                    "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     output.write(report, out)
-    print(f"bench: results in {out}/results.json, results.md and latency.svg ({time.monotonic() - started:.0f} s)")
+    print(f"bench: results in {out}/results.json, results.md, latency.svg and latency-distribution.svg ({time.monotonic() - started:.0f} s)")
     problems = output.problems(report, out)
     for problem in problems:
         print(f"bench: {problem}", file=sys.stderr)
