@@ -118,3 +118,16 @@ async fn graphql_is_forwarded_with_the_callers_authorization() {
     let added: Value = stack.post("/graphql", Some(&admin), &mutation).await.json().await.unwrap();
     assert!(added["data"]["addProduct"]["id"].is_string(), "{added}");
 }
+
+#[tokio::test]
+async fn graphiql_is_served_through_the_gateway_and_posts_back_to_it() {
+    let stack = Stack::start().await;
+    let page = stack.client.get(stack.url("/graphql")).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("graphiql"), "{html}");
+    // A relative endpoint: the page's queries go to the gateway it was loaded from.
+    assert!(html.contains("\"/graphql\"") || html.contains("'/graphql'"), "{html}");
+    stack.stop().await;
+}
