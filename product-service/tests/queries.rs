@@ -183,3 +183,17 @@ async fn the_schema_matches_the_published_contract() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_remembered_query_text_answers_each_request_with_its_own_variables() {
+    // The second and later requests reuse the parsed document: the answers must still follow the variables.
+    let app = support::spawn(&[("PRODUCT_CACHE_TTL_MS", "0")]).await;
+    let query = "query Product($id: ID!) { product(id: $id) { id name } }";
+    for (id, name) in [("1", "Smartphone"), ("3", "Tablette"), ("1", "Smartphone"), ("2", "Ordinateur portable")] {
+        let body = app.graphql(query, json!({ "id": id })).await;
+        assert_eq!(body["data"]["product"]["id"], id, "{body}");
+        assert_eq!(body["data"]["product"]["name"], name, "{body}");
+    }
+    let body = app.graphql(query, json!({ "id": "999" })).await;
+    assert!(body["data"]["product"].is_null(), "{body}");
+}

@@ -13,9 +13,16 @@
 //! would spend hours on such a document. So the check runs in the `prepare_request` hook, on the document
 //! parsed ahead of time with `Request::parsed_query`, which async-graphql then reuses instead of parsing again.
 //!
+//! Documents that passed are remembered by their text (at most [`REMEMBERED_DOCUMENTS`], each at most
+//! [`REMEMBERED_QUERY_BYTES`]): the gateway sends the same few operations with different variables, and
+//! parsing them again on every request was the product-service's largest cost.
+//!
 //! The cost of what remains is bounded by `GRAPHQL_MAX_COMPLEXITY`, which async-graphql checks during
 //! validation (see `graphql::DATABASE_FIELD_COST`).
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use async_graphql::{
     Name, Positioned, Request, ServerError, ServerResult,
@@ -32,12 +39,18 @@ pub const TOO_DEEP: &str = "Query is nested too deep.";
 pub const TOO_LARGE: &str = "Query is too large.";
 pub const FRAGMENT_CYCLE: &str = "Query contains a fragment cycle.";
 
+/// How many checked documents are kept. Filled once and never evicted: distinct queries beyond it are
+/// simply parsed every time, so a client sending endless variations cannot grow the memory.
+pub const REMEMBERED_DOCUMENTS: usize = 256;
+/// Longer query texts are not remembered.
+pub const REMEMBERED_QUERY_BYTES: usize = 4096;
+
 /// The async-graphql extension that applies the limits; one shared instance serves every request.
 pub struct QueryShapeLimit(Arc<ShapeCheck>);
 
 impl QueryShapeLimit {
     pub fn new(max_depth: usize) -> Self {
-        Self(Arc::new(ShapeCheck { max_depth }))
+        Self(Arc::new(ShapeCheck { max_depth, checked: Mutex::default() }))
     }
 }
 
@@ -49,6 +62,29 @@ impl ExtensionFactory for QueryShapeLimit {
 
 struct ShapeCheck {
     max_depth: usize,
+    /// Query text → its parsed document, for documents that passed the check.
+    checked: Mutex<HashMap<String, ExecutableDocument>>,
+}
+
+impl ShapeCheck {
+    fn remembered(&self, query: &str) -> Option<ExecutableDocument> {
+        self.checked.lock().ok()?.get(query).cloned()
+    }
+
+    /// Whether a document for this query text would be kept (checked first, so that nothing is cloned
+    /// for documents that will not be).
+    fn would_remember(&self, query: &str) -> bool {
+        query.len() <= REMEMBERED_QUERY_BYTES
+            && self.checked.lock().is_ok_and(|checked| checked.len() < REMEMBERED_DOCUMENTS)
+    }
+
+    fn remember(&self, query: String, document: ExecutableDocument) {
+        if let Ok(mut checked) = self.checked.lock()
+            && checked.len() < REMEMBERED_DOCUMENTS
+        {
+            checked.insert(query, document);
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -59,9 +95,18 @@ impl Extension for ShapeCheck {
         mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        // A syntax error is left to async-graphql, which reports it as usual.
-        if let Ok(document) = request.parsed_query() {
-            check_shape(document, self.max_depth).map_err(|message| ServerError::new(message, None))?;
+        if let Some(document) = self.remembered(&request.query) {
+            request.set_parsed_query(document);
+        } else {
+            let keep = self.would_remember(&request.query);
+            // (A syntax error is left to async-graphql, which reports it as usual.)
+            if let Ok(document) = request.parsed_query() {
+                check_shape(document, self.max_depth).map_err(|message| ServerError::new(message, None))?;
+                if keep {
+                    let document = document.clone();
+                    self.remember(request.query.clone(), document);
+                }
+            }
         }
         next.run(ctx, request).await
     }
