@@ -52,12 +52,13 @@ SMOKE = Plan(runs=1, seconds=1, warmup=0, connections=8, smoke=True)
 
 
 def start_stack(smoke: bool, out: Path) -> tuple[subprocess.Popen, dict[str, int]]:
-    """The release stack on the default ports; for a smoke run the debug binaries on free ports."""
-    command = [str(ROOT / "scripts" / "stack")]
+    """The release stack on the default ports; for a smoke run the debug binaries on free ports. Always a
+    fresh database: figures must not depend on what earlier runs or `scripts/stack` left in .local/."""
+    command = [str(ROOT / "scripts" / "stack"), "--temp-data"]
     ports = DEFAULT_PORTS
     if smoke:
         ports = {key: free_port() for key in DEFAULT_PORTS}
-        command += ["--debug", "--temp-data", "--logs", str(out / "stack-logs"),
+        command += ["--debug", "--logs", str(out / "stack-logs"),
                     "--ports", ",".join(f"{key}={port}" for key, port in ports.items())]
     return subprocess.Popen(command, start_new_session=True), ports
 

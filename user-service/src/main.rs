@@ -2,8 +2,8 @@
 //! `--healthcheck` instead probes the running service's `/ready` (exit 0 when ready).
 use user_service::{config::Config, healthcheck, startup::Application, telemetry};
 
-// The system allocator, unlike the other services (mimalloc): this service's cost is argon2, not
-// allocation, and with mimalloc the hashing threads' working memory raised its peak RSS by ~7 MB.
+// The system allocator, unlike the gateway and the product-service (mimalloc): this service's cost is
+// argon2, not allocation, and with mimalloc the hashing threads' working memory raised its peak RSS by ~7 MB.
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
