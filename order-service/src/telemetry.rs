@@ -102,6 +102,11 @@ pub fn record_trace_id(span: &tracing::Span) {
     }
 }
 
+/// True when `span` belongs to a trace (tracing is on): work done only for traces can be skipped otherwise.
+pub fn is_traced(span: &tracing::Span) -> bool {
+    span.context().span().span_context().is_valid()
+}
+
 /// Links `span` to the trace whose context `carrier` holds (a related trace, not its parent).
 pub fn link_to(span: &tracing::Span, carrier: &HashMap<String, String>) {
     let linked = global::get_text_map_propagator(|propagator| propagator.extract(carrier));

@@ -247,9 +247,13 @@ impl LifecycleConsumer {
         if data.status != "SUCCESS" {
             return Ok(Outcome::Done);
         }
-        // The payment has its own trace (the Pay request's); link it to the order's.
-        if let Some(traceparent) = self.store.find(&data.order_id).await?.and_then(|order| order.traceparent) {
-            telemetry::link_to(&tracing::Span::current(), &HashMap::from([("traceparent".to_owned(), traceparent)]));
+        // The payment has its own trace (the Pay request's); link it to the order's. The lookup is
+        // for the trace alone: skipped when tracing is off.
+        let span = tracing::Span::current();
+        if telemetry::is_traced(&span)
+            && let Some(traceparent) = self.store.find(&data.order_id).await?.and_then(|order| order.traceparent)
+        {
+            telemetry::link_to(&span, &HashMap::from([("traceparent".to_owned(), traceparent)]));
         }
         Ok(match self.store.mark_paid(&data.order_id, &data.payment_id).await? {
             Transition::Applied => {
