@@ -51,6 +51,12 @@ def secantusd_bin() -> str:
     return str(path)
 
 
+def secantusd_rs_bin() -> str:
+    """The Rust build of the same server (scripts/install-secantus-rs builds it once, into a cache)."""
+    out = subprocess.run([str(ROOT / "scripts" / "install-secantus-rs")], check=True, stdout=subprocess.PIPE, text=True)
+    return out.stdout.strip()
+
+
 def tansu_bin() -> str:
     python = VENV / "bin" / "python"
     out = subprocess.run(
@@ -83,16 +89,27 @@ class Engine:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def start_mongo(log_dir: Path, port: int | None = None, data_dir: Path | None = None) -> Engine:
+MONGO_BUILDS = ("python", "rust")
+
+
+def start_mongo(log_dir: Path, port: int | None = None, data_dir: Path | None = None, build: str = "python") -> Engine:
+    """SecantusDB: the Python server (`secantusd-py`, from the virtualenv; what the tests use) or, with
+    build="rust", the Rust build (`secantusd-rs`, ~10x faster on writes; for benchmarks)."""
     port = port or free_port()
     owned = data_dir is None
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="secantus-"))
+    if build == "rust":
+        command = [secantusd_rs_bin(), "--cache-size", "256M"]
+    elif build == "python":
+        command = [secantusd_bin()]
+    else:
+        raise ValueError(f"unknown SecantusDB build {build!r}: expected one of {', '.join(MONGO_BUILDS)}")
     log = open(log_dir / f"secantus-{port}.log", "ab")
     proc = subprocess.Popen(
-        [secantusd_bin(), "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(data_dir)],
+        command + ["--host", "127.0.0.1", "--port", str(port), "--storage-path", str(data_dir)],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
     )
-    engine = Engine("secantus (MongoDB protocol)", port, proc, signal.SIGTERM, [data_dir] if owned else [])
+    engine = Engine(f"secantus (MongoDB protocol, {build})", port, proc, signal.SIGTERM, [data_dir] if owned else [])
     try:
         wait_for_port(port, proc, engine.name)
     except Exception:

@@ -21,7 +21,8 @@ def write(report: dict, out: Path) -> None:
 
 
 def markdown(report: dict) -> str:
-    lines = ["| scenario | rate | p50 ms | p99 ms | p99.9 ms | errors |", "|---|---|---|---|---|---|"]
+    lines = [f"{report['build'].capitalize()} build; MongoDB protocol: {report['mongodb_engine']}.", "",
+             "| scenario | rate | p50 ms | p99 ms | p99.9 ms | errors |", "|---|---|---|---|---|---|"]
     for r in report["results"]:
         figures = [f"{r[k]:.2f}" if r[k] is not None else "-" for k in ("p50_ms", "p99_ms", "p999_ms")]
         lines.append(f"| {r['scenario']} | {r['rps']:.1f} {r.get('unit', 'req/s')} | {' | '.join(figures)} | {r['errors']} |")

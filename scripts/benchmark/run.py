@@ -4,6 +4,7 @@
 
     scripts/bench              build in release mode, start the local stack (scripts/stack), measure, stop it
     scripts/bench --attach     measure a stack that is already running on the default ports (gateway :3000)
+    scripts/bench --mongo rust the same on the Rust build of SecantusDB (scripts/install-secantus-rs)
     scripts/bench --smoke      check that the benchmark works: the debug binaries already built, a stack
                                of its own on free ports, 8 connections, 1 s per scenario; fails when an
                                output or a field is missing or a scenario had not one successful request
@@ -41,7 +42,7 @@ import report as output  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
-from engines import free_port  # noqa: E402
+from engines import MONGO_BUILDS, free_port  # noqa: E402
 
 # The ports scripts/stack uses by default (its --ports keys).
 DEFAULT_PORTS = {"gateway": 3000, "users": 3005, "products": 3002, "orders": 3003, "payments": 50051,
@@ -51,10 +52,10 @@ FULL = Plan(runs=3, seconds=8, warmup=3, connections=50, smoke=False)
 SMOKE = Plan(runs=1, seconds=1, warmup=0, connections=8, smoke=True)
 
 
-def start_stack(smoke: bool, out: Path) -> tuple[subprocess.Popen, dict[str, int]]:
+def start_stack(smoke: bool, mongo: str, out: Path) -> tuple[subprocess.Popen, dict[str, int]]:
     """The release stack on the default ports; for a smoke run the debug binaries on free ports. Always a
     fresh database: figures must not depend on what earlier runs or `scripts/stack` left in .local/."""
-    command = [str(ROOT / "scripts" / "stack"), "--temp-data"]
+    command = [str(ROOT / "scripts" / "stack"), "--temp-data", "--mongo", mongo]
     ports = DEFAULT_PORTS
     if smoke:
         ports = {key: free_port() for key in DEFAULT_PORTS}
@@ -135,15 +136,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--attach", action="store_true", help="use a stack already running on the default ports")
     parser.add_argument("--smoke", action="store_true", help="a quick run that only checks the benchmark works")
+    parser.add_argument("--mongo", choices=MONGO_BUILDS, default="python",
+                        help="the SecantusDB build of the stack it starts: python (what the tests use) or rust "
+                             "(~10x faster on writes, so order creation measures the services rather than the engine)")
     args = parser.parse_args()
     if args.attach and args.smoke:
         parser.error("--smoke starts a stack of its own: it does not combine with --attach")
+    if args.attach and args.mongo != "python":
+        parser.error("--mongo chooses the engine of the stack it starts: it does not combine with --attach")
     plan = SMOKE if args.smoke else FULL
     out = ROOT / "target" / "bench" / ("smoke" if args.smoke else "")
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
 
-    stack, ports = (None, DEFAULT_PORTS) if args.attach else start_stack(args.smoke, out)
+    stack, ports = (None, DEFAULT_PORTS) if args.attach else start_stack(args.smoke, args.mongo, out)
     endpoints = Endpoints.from_ports(ports)
     try:
         wait_ready(endpoints.gateway, 1800, alive=lambda: stack is None or stack.poll() is None)
@@ -154,6 +160,7 @@ def main() -> int:
         if stack is not None:
             stop_stack(stack)
     report.update({"smoke": args.smoke, "build": "debug" if args.smoke else "release",
+                   "mongodb_engine": "as running (attached)" if args.attach else f"SecantusDB, {args.mongo} build",
                    "plan": {"runs": plan.runs, "seconds": plan.seconds, "warmup": plan.warmup, "connections": plan.connections},
                    "machine": {"cpus": os.cpu_count()},
                    "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
