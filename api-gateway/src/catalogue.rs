@@ -28,14 +28,14 @@ pub async fn execute(
     let bytes = serde_json::to_vec(&body).map_err(ApiError::internal)?;
     let response = products.send(axum::http::Method::POST, "/graphql", &headers, None, Some(bytes.into())).await?;
     let status = response.status();
-    let payload: Value = response.json().await.map_err(|error| ApiError::from(products.classify(&error)))?;
+    let mut payload: Value = response.json().await.map_err(|error| ApiError::from(products.classify(&error)))?;
     if let Some(error) = payload["errors"].as_array().and_then(|errors| errors.first()) {
         return Err(graphql_error(error));
     }
     if !status.is_success() {
         return Err(ApiError::from(DownstreamError::Unavailable(products.name, format!("status {status}"))));
     }
-    Ok(payload["data"].clone())
+    Ok(payload.get_mut("data").map(Value::take).unwrap_or_default())
 }
 
 /// GraphQL error codes (extensions.code) → the HTTP status a REST client expects.

@@ -10,6 +10,7 @@ use opentelemetry::{global, trace::TraceContextExt as _, trace::TracerProvider a
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use std::io::IsTerminal;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _, fmt, prelude::*};
 
@@ -42,7 +43,8 @@ pub fn init(format: LogFormat, tracing: &TracingConfig) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = match format {
         LogFormat::Json => fmt::layer().json().flatten_event(true).with_current_span(true).boxed(),
-        LogFormat::Text => fmt::layer().boxed(),
+        // Colours only for a terminal: escape codes in a log file or collector are noise, and cost time.
+        LogFormat::Text => fmt::layer().with_ansi(std::io::stdout().is_terminal()).boxed(),
     };
     let provider = tracing.otlp_endpoint.as_ref().and_then(|endpoint| {
         let exporter = opentelemetry_otlp::SpanExporter::builder()

@@ -7,6 +7,7 @@
 //! every call and event, so one order is one trace: request → outbox → `new-order` → consumer →
 //! `order-processed`. Request and message spans carry `trace_id` into the log lines.
 use std::collections::HashMap;
+use std::io::IsTerminal;
 
 use axum::http::HeaderMap;
 use opentelemetry::{Context, global, trace::TraceContextExt as _, trace::TracerProvider as _};
@@ -48,7 +49,8 @@ pub fn init(format: LogFormat, tracing: &TracingConfig) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = match format {
         LogFormat::Json => fmt::layer().json().flatten_event(true).with_current_span(true).boxed(),
-        LogFormat::Text => fmt::layer().boxed(),
+        // Colours only for a terminal: escape codes in a log file or collector are noise, and cost time.
+        LogFormat::Text => fmt::layer().with_ansi(std::io::stdout().is_terminal()).boxed(),
     };
     let provider = tracing.otlp_endpoint.as_ref().and_then(|endpoint| {
         let exporter = opentelemetry_otlp::SpanExporter::builder()

@@ -29,6 +29,9 @@ def markdown(report: dict) -> str:
     payments = next((r for r in report["results"] if "paid" in r), None)
     journey = next((r for r in report["results"] if r.get("unit") == "journeys/s"), None)
     lines += ["", f"Gateway / direct product read throughput: {report['gateway_to_direct_ratio']}"]
+    during = next((r for r in report["results"] if "logins_per_s" in r), None)
+    if during:
+        lines += ["", f"Logins meanwhile (the second wrk's rate, median): {during['logins_per_s']} req/s"]
     if payments:
         lines += ["", f"Payments: {payments['paid']} paid of {payments['orders_handed']} orders handed out, "
                       f"{payments['errors']} errors; wrk threads that ran out of orders: {payments['pool_exhausted_threads']}"]

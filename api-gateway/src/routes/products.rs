@@ -57,8 +57,9 @@ pub async fn list(
     if let Some(first) = first {
         variables["first"] = json!(first);
     }
-    let data = catalogue::execute(&state.products, &operation, variables, &headers).await?;
-    Ok(Json(json!({ "products": data["products"] })))
+    let mut data = catalogue::execute(&state.products, &operation, variables, &headers).await?;
+    let products = data.get_mut("products").map(Value::take).unwrap_or_default();
+    Ok(Json(json!({ "products": products })))
 }
 
 /// One product.
@@ -73,8 +74,8 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let operation = format!("query Product($id: ID!) {{ product(id: $id) {{ {PRODUCT_FIELDS} }} }}");
-    let data = catalogue::execute(&state.products, &operation, json!({ "id": id }), &headers).await?;
-    match &data["product"] {
+    let mut data = catalogue::execute(&state.products, &operation, json!({ "id": id }), &headers).await?;
+    match data.get_mut("product").map(Value::take).unwrap_or_default() {
         Value::Null => Err(ApiError::new(StatusCode::NOT_FOUND, "Product not found")),
         product => Ok(Json(json!({ "product": product }))),
     }
