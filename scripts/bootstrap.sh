@@ -12,17 +12,7 @@ cd "$root"
 apt_packages=(protobuf-compiler zlib1g-dev wrk chromium)
 # Any node >= 18 will do (e.g. NodeSource's); Debian's only when there is none.
 command -v node >/dev/null && command -v npm >/dev/null || apt_packages+=(nodejs npm)
-missing=()
-for package in "${apt_packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-if ((${#missing[@]})); then
-    echo "bootstrap: installing Debian packages: ${missing[*]}"
-    sudo_cmd=()
-    [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
-    "${sudo_cmd[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+scripts/apt-install "${apt_packages[@]}"
 
 venv="$root/.venv"
 stamp="$venv/.requirements.sha256"
