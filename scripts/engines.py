@@ -101,7 +101,10 @@ def start_mongo(log_dir: Path, port: int | None = None, data_dir: Path | None = 
     if build == "rust":
         command = [secantusd_rs_bin(), "--cache-size", "256M"]
     elif build == "python":
-        command = [secantusd_bin()]
+        # Durable mode: the log is fsynced at every commit. Without it a `j: true` write is acknowledged once
+        # it is in the log file, which a power loss (not a killed process) can still lose; with it, the engine
+        # keeps the promise MongoDB makes for `j: true`.
+        command = [secantusd_bin(), "--sync-on-commit"]
     else:
         raise ValueError(f"unknown SecantusDB build {build!r}: expected one of {', '.join(MONGO_BUILDS)}")
     log = open(log_dir / f"secantus-{port}.log", "ab")

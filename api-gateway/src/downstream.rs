@@ -148,7 +148,7 @@ impl Downstream {
         let repeatable = method == Method::GET || incoming.contains_key("idempotency-key");
         let attempt = || async {
             match self.send_once(method.clone(), path_and_query, incoming, client, body.clone()).await {
-                Ok(response) if response.status().is_server_error() => Outcome::FailedWith(response),
+                Ok(response) if is_failure(response.status(), response.headers()) => Outcome::FailedWith(response),
                 Ok(response) => Outcome::Answered(response),
                 Err(error @ DownstreamError::Timeout(_)) => Outcome::TimedOut(error),
                 Err(error) => Outcome::Error(error),
@@ -218,6 +218,15 @@ impl Downstream {
     }
 }
 
+/// Whether an answer counts against the service in the breaker (and is worth a retry): a 5xx,
+/// except a 503 with Retry-After, which is the service shedding load on purpose (its password
+/// hashing queue is full, say). That one is relayed as it is, and opening the breaker for the
+/// whole service because one of its pools is busy would refuse everything else it could answer.
+pub fn is_failure(status: StatusCode, headers: &HeaderMap) -> bool {
+    status.is_server_error()
+        && !(status == StatusCode::SERVICE_UNAVAILABLE && headers.contains_key(header::RETRY_AFTER))
+}
+
 pub async fn relay(downstream: &Downstream, response: reqwest::Response) -> Result<Response, ApiError> {
     let status = response.status();
     let headers = response.headers().clone();
@@ -229,4 +238,20 @@ pub async fn relay(downstream: &Downstream, response: reqwest::Response) -> Resu
         }
     }
     relayed.body(Body::from(body)).map_err(ApiError::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_shedding_with_retry_after_is_an_answer_and_other_5xx_are_failures() {
+        let mut retry_after = HeaderMap::new();
+        retry_after.insert(header::RETRY_AFTER, "1".parse().unwrap());
+        assert!(!is_failure(StatusCode::SERVICE_UNAVAILABLE, &retry_after), "shed load: relayed, breaker untouched");
+        assert!(is_failure(StatusCode::SERVICE_UNAVAILABLE, &HeaderMap::new()));
+        assert!(is_failure(StatusCode::INTERNAL_SERVER_ERROR, &retry_after));
+        assert!(is_failure(StatusCode::BAD_GATEWAY, &HeaderMap::new()));
+        assert!(!is_failure(StatusCode::TOO_MANY_REQUESTS, &retry_after));
+    }
 }

@@ -137,16 +137,41 @@ impl PaymentClient {
     }
 }
 
+/// How long a client should wait before paying an order the payment-service does not know as processed yet: the
+/// projection usually catches up within milliseconds.
+const NOT_READY_RETRY_AFTER_SECS: u64 = 1;
+
+/// The payment-service's machine-readable reason for a refusal (its `x-error-reason` metadata).
+fn reason(status: &Status) -> Option<&str> {
+    status.metadata().get("x-error-reason").and_then(|value| value.to_str().ok())
+}
+
 /// gRPC status → the HTTP status and message a REST client gets.
 pub fn status_to_error(status: &Status) -> ApiError {
     let message = status.message().to_owned();
     match status.code() {
+        Code::InvalidArgument if reason(status) == Some("AMOUNT_MISMATCH") => {
+            let total = status
+                .metadata()
+                .get("x-order-total-cents")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|cents| cents.parse::<i64>().ok());
+            let message = match total {
+                Some(cents) => format!("amount must equal the order total ({}.{:02})", cents / 100, cents % 100),
+                None => "amount must equal the order total".to_owned(),
+            };
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+        }
+        Code::InvalidArgument if matches!(reason(status), Some("CURRENCY_MISMATCH" | "IDEMPOTENCY_KEY_REUSED")) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+        }
         Code::InvalidArgument => ApiError::new(StatusCode::BAD_REQUEST, message),
         Code::Unauthenticated => ApiError::unauthorized(message),
         Code::PermissionDenied => ApiError::new(StatusCode::FORBIDDEN, message),
-        Code::NotFound => ApiError::new(StatusCode::NOT_FOUND, message),
-        Code::AlreadyExists => ApiError::new(StatusCode::CONFLICT, message),
-        Code::FailedPrecondition => ApiError::new(StatusCode::CONFLICT, message),
+        Code::NotFound => ApiError::new(StatusCode::NOT_FOUND, "Order not found"),
+        Code::AlreadyExists => ApiError::new(StatusCode::CONFLICT, "Order is already paid"),
+        Code::FailedPrecondition => ApiError::new(StatusCode::CONFLICT, "Order is not processed yet: retry shortly")
+            .retry_after(NOT_READY_RETRY_AFTER_SECS),
         Code::Unavailable => {
             tracing::warn!(%status, "payment-service unavailable");
             ApiError::unavailable("payment-service is temporarily unavailable")

@@ -26,6 +26,10 @@ pub struct Metrics {
     pub kafka_consumed: IntCounterVec,
     pub kafka_failed: IntCounterVec,
     pub kafka_consumer_lag: IntGaugeVec,
+    /// Partitions assigned to this consumer, per topic (0 until the group assigns some).
+    pub kafka_consumer_assigned: IntGaugeVec,
+    /// `payment-processed` events refused because they do not match their order, by reason.
+    pub payments_rejected: IntCounterVec,
     pub outbox_backlog: IntGauge,
     pub mongodb_commands: HistogramVec,
 }
@@ -64,6 +68,19 @@ impl Metrics {
                 &["topic", "partition"],
             )
             .expect("valid metric"),
+            kafka_consumer_assigned: IntGaugeVec::new(
+                Opts::new(
+                    "kafka_consumer_assigned_partitions",
+                    "Partitions the consumer group assigned to this consumer",
+                ),
+                &["topic"],
+            )
+            .expect("valid metric"),
+            payments_rejected: counter(
+                "payment_events_rejected_total",
+                "payment-processed events dead-lettered because they do not match their order, by reason",
+                &["reason"],
+            ),
             outbox_backlog: IntGauge::new("outbox_backlog", "Orders with events not yet published to Kafka")
                 .expect("valid metric"),
             mongodb_commands: histogram(
@@ -78,7 +95,9 @@ impl Metrics {
             Box::new(metrics.kafka_produced.clone()),
             Box::new(metrics.kafka_consumed.clone()),
             Box::new(metrics.kafka_failed.clone()),
+            Box::new(metrics.payments_rejected.clone()),
             Box::new(metrics.kafka_consumer_lag.clone()),
+            Box::new(metrics.kafka_consumer_assigned.clone()),
             Box::new(metrics.outbox_backlog.clone()),
             Box::new(metrics.mongodb_commands.clone()),
         ] {

@@ -108,9 +108,13 @@ impl Application {
         .context("MONGODB_URI is not a usable MongoDB connection string")?;
         let http = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30)).build()?;
         let producer = kafka::producer(&config.kafka_brokers).context("KAFKA_BROKERS")?;
-        let consumer =
-            kafka::consumer(&config.kafka_brokers, &config.kafka_consumer_group, metrics.kafka_consumer_lag.clone())
-                .context("KAFKA_BROKERS")?;
+        let consumer = kafka::consumer(
+            &config.kafka_brokers,
+            &config.kafka_consumer_group,
+            metrics.kafka_consumer_lag.clone(),
+            metrics.kafka_consumer_assigned.clone(),
+        )
+        .context("KAFKA_BROKERS")?;
         let state = AppState(Arc::new(Inner {
             store: OrderStore::new(client.database(&config.mongodb_database)),
             catalog: ProductCatalog::new(http.clone(), &config.product_service_url, config.product_service_timeout),

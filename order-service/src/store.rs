@@ -8,7 +8,7 @@ use mongodb::{
     bson::{self, Document, doc},
     error::{ErrorKind, WriteFailure},
     event::{EventHandler, command::CommandEvent},
-    options::{ClientOptions, IndexOptions},
+    options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern},
 };
 use serde::{Deserialize, Serialize};
 
@@ -108,7 +108,7 @@ impl OrderDocument {
             created_at: now,
             updated_at: now,
         };
-        let envelope = Envelope::new(envelope::NEW_ORDER, order.view());
+        let envelope = Envelope::new(envelope::NEW_ORDER, order.event_data());
         order.outbox.push(OutboxEvent {
             event_id: envelope.event_id.clone(),
             topic: new_order_topic.to_owned(),
@@ -118,6 +118,15 @@ impl OrderDocument {
             traceparent,
         });
         Ok(order)
+    }
+
+    /// What the order's events carry.
+    pub fn event_data(&self) -> envelope::OrderEventData {
+        envelope::OrderEventData {
+            order: self.view(),
+            total_cents: self.total_cents,
+            currency: crate::domain::CURRENCY.to_owned(),
+        }
     }
 
     pub fn view(&self) -> OrderView {
@@ -182,6 +191,9 @@ pub async fn connect(
 ) -> Result<Client, mongodb::error::Error> {
     let mut options = ClientOptions::parse(uri).await?;
     options.app_name = Some(app_name.to_owned());
+    // Every write that backs a 201 or a committed offset must survive the database process dying right after
+    // it: journaled and majority-acknowledged, once here for the whole client.
+    options.write_concern = Some(WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build());
     options.command_event_handler = Some(EventHandler::callback(move |event| match event {
         CommandEvent::Succeeded(event) => {
             commands.with_label_values(&[event.command_name.as_str(), "success"]).observe(event.duration.as_secs_f64());
@@ -345,13 +357,30 @@ impl OrderStore {
         Ok(if result.modified_count == 1 { Transition::Applied } else { Transition::AlreadyDone })
     }
 
-    /// processed → paid, remembering the payment.
-    pub async fn mark_paid(&self, order_id: &str, payment_id: &str) -> Result<Transition, StoreError> {
+    /// processed → paid, remembering the payment and the event that announced it. The filter repeats the facts the
+    /// caller checked the payment against (owner, total), so the change is conditional on them too.
+    pub async fn mark_paid(
+        &self,
+        order: &OrderDocument,
+        payment_id: &str,
+        event_id: &str,
+    ) -> Result<Transition, StoreError> {
+        let order_id = order.id.as_str();
         let result = self
             .orders
             .update_one(
-                doc! { "_id": order_id, "status": OrderStatus::Processed.as_str() },
-                doc! { "$set": { "status": OrderStatus::Paid.as_str(), "paymentId": payment_id, "updatedAt": bson::DateTime::now() } },
+                doc! {
+                    "_id": order_id,
+                    "status": OrderStatus::Processed.as_str(),
+                    "userId": &order.user_id,
+                    "totalCents": order.total_cents,
+                },
+                doc! { "$set": {
+                    "status": OrderStatus::Paid.as_str(),
+                    "paymentId": payment_id,
+                    "paidByEventId": event_id,
+                    "updatedAt": bson::DateTime::now(),
+                } },
             )
             .await?;
         if result.modified_count == 1 {
@@ -359,7 +388,10 @@ impl OrderStore {
         }
         Ok(match self.find(order_id).await? {
             None => Transition::NotFound,
-            Some(order) if order.status == OrderStatus::Paid => Transition::AlreadyDone,
+            // Paid meanwhile: by this payment (a concurrent redelivery) or, refused, by another.
+            Some(order) if order.status == OrderStatus::Paid && order.payment_id.as_deref() == Some(payment_id) => {
+                Transition::AlreadyDone
+            }
             Some(order) => Transition::TooEarly(order.status),
         })
     }

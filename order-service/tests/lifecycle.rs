@@ -103,3 +103,52 @@ async fn a_payment_for_an_unknown_order_is_dead_lettered() {
     assert_eq!(dead.len(), 1);
     assert!(dead[0].headers["dlq-reason"].contains("unknown order ghost"));
 }
+
+#[tokio::test]
+async fn a_forged_payment_that_does_not_match_its_order_is_dead_lettered_and_the_order_stays_processed() {
+    let app = support::settings().spawn().await;
+    let order = app.insert_pending_order("user-1").await;
+    app.wait_for_status(std::slice::from_ref(&order.id), OrderStatus::Processed, Duration::from_secs(20)).await;
+    // The order is 1,799.98 EUR by user-1: one cent for it, someone else paying it, and the right amount in
+    // another currency, each as a SUCCESS event straight on the topic, as anyone who can write to Kafka could.
+    let forged = [
+        ("pay-cent", "user-1", 1, "EUR", "amount"),
+        ("pay-other", "user-2", 179_998, "EUR", "payer"),
+        ("pay-usd", "user-1", 179_998, "USD", "currency"),
+    ];
+    for (payment_id, user_id, cents, currency, _) in forged {
+        let event = json!({"eventId": format!("e-{payment_id}"), "type": "payment-processed", "version": 1,
+            "occurredAt": "2026-01-01T00:00:00Z",
+            "data": {"paymentId": payment_id, "orderId": order.id, "userId": user_id, "amountCents": cents,
+                     "currency": currency, "status": "SUCCESS"}});
+        support::produce(&app.brokers, &app.topic("payment-processed"), &order.id, event.to_string().as_bytes()).await;
+    }
+    let mut dead = Vec::new();
+    for _ in 0..10 {
+        dead = support::read_topic(&app.brokers, &app.topic("payment-processed.dlq"), Duration::from_secs(2)).await;
+        if dead.len() >= forged.len() {
+            break;
+        }
+    }
+    assert_eq!(dead.len(), forged.len(), "every forged payment is dead-lettered");
+    for (payment_id, _, _, _, reason) in forged {
+        let letter = dead
+            .iter()
+            .find(|letter| String::from_utf8_lossy(&letter.raw).contains(payment_id))
+            .unwrap_or_else(|| panic!("{payment_id} is in the dead-letter topic"));
+        assert!(letter.headers["dlq-reason"].contains(payment_id), "{:?}", letter.headers);
+        let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let series = format!("payment_events_rejected_total{{reason=\"{reason}\"}} 1");
+        assert!(text.lines().any(|line| line == series), "{series} missing from the metrics");
+    }
+    assert_eq!(app.status(&order.id).await, Some(OrderStatus::Processed), "the order did not change");
+    let stored = app.state.store.find(&order.id).await.unwrap().unwrap();
+    assert_eq!(stored.payment_id, None);
+
+    // The real payment still goes through.
+    let event = json!({"eventId": "e-real", "type": "payment-processed", "version": 1, "occurredAt": "t",
+        "data": {"paymentId": "pay-real", "orderId": order.id, "userId": "user-1", "amountCents": 179_998,
+                 "currency": "EUR", "status": "SUCCESS"}});
+    support::produce(&app.brokers, &app.topic("payment-processed"), &order.id, event.to_string().as_bytes()).await;
+    app.wait_for_status(std::slice::from_ref(&order.id), OrderStatus::Paid, Duration::from_secs(20)).await;
+}

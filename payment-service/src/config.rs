@@ -161,6 +161,11 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// The full name of the topic `payment-processed` events go to (prefix included).
     pub payment_processed_topic: String,
+    /// The order-service's topics this service reads to keep its own projection of orders (prefix included).
+    pub new_order_topic: String,
+    pub order_processed_topic: String,
+    /// The consumer group of the projection's consumer.
+    pub consumer_group: String,
     /// Used only when the service creates the topic.
     pub partitions: i32,
     pub replication_factor: i32,
@@ -245,10 +250,15 @@ fn non_empty(source: &dyn Source, name: &'static str, default: &str) -> Result<S
 fn kafka_config(source: &dyn Source) -> Result<KafkaConfig, ConfigError> {
     let brokers = non_empty(source, "KAFKA_BROKERS", DEFAULT_KAFKA_BROKERS)?;
     let prefix = text(source, "KAFKA_TOPIC_PREFIX", "");
-    let topic = non_empty(source, "KAFKA_TOPIC_PAYMENT_PROCESSED", "payment-processed")?;
-    let payment_processed_topic = format!("{prefix}{topic}");
-    check_topic_name(&payment_processed_topic)
-        .map_err(|reason| ConfigError::new("KAFKA_TOPIC_PAYMENT_PROCESSED", reason))?;
+    let topic = |name: &'static str, default: &str| -> Result<String, ConfigError> {
+        let full = format!("{prefix}{}", non_empty(source, name, default)?);
+        check_topic_name(&full).map_err(|reason| ConfigError::new(name, reason))?;
+        Ok(full)
+    };
+    let payment_processed_topic = topic("KAFKA_TOPIC_PAYMENT_PROCESSED", "payment-processed")?;
+    let new_order_topic = topic("KAFKA_TOPIC_NEW_ORDER", "new-order")?;
+    let order_processed_topic = topic("KAFKA_TOPIC_ORDER_PROCESSED", "order-processed")?;
+    let consumer_group = non_empty(source, "KAFKA_CONSUMER_GROUP", "payment-service")?;
     let partitions = parsed(source, "KAFKA_PARTITIONS", 3)?;
     if partitions < 1 {
         return Err(ConfigError::new("KAFKA_PARTITIONS", "must be at least 1"));
@@ -257,7 +267,15 @@ fn kafka_config(source: &dyn Source) -> Result<KafkaConfig, ConfigError> {
     if replication_factor < 1 {
         return Err(ConfigError::new("KAFKA_REPLICATION_FACTOR", "must be at least 1"));
     }
-    Ok(KafkaConfig { brokers, payment_processed_topic, partitions, replication_factor })
+    Ok(KafkaConfig {
+        brokers,
+        payment_processed_topic,
+        new_order_topic,
+        order_processed_topic,
+        consumer_group,
+        partitions,
+        replication_factor,
+    })
 }
 
 /// Kafka's own rule for topic names, checked here so a typo fails at startup rather than at the first publish.

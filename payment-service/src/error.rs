@@ -38,11 +38,53 @@ impl From<StoreError> for Status {
     }
 }
 
+/// The metadata key naming why a call was refused, so that callers (the gateway) can tell refusals that share a
+/// gRPC code apart without parsing messages. Values are the `REASON_*` constants.
+pub const REASON_KEY: &str = "x-error-reason";
+/// With `AMOUNT_MISMATCH`: the order's total in cents.
+pub const ORDER_TOTAL_KEY: &str = "x-order-total-cents";
+pub const REASON_ORDER_NOT_FOUND: &str = "ORDER_NOT_FOUND";
+pub const REASON_ORDER_NOT_READY: &str = "ORDER_NOT_READY";
+pub const REASON_AMOUNT_MISMATCH: &str = "AMOUNT_MISMATCH";
+pub const REASON_CURRENCY_MISMATCH: &str = "CURRENCY_MISMATCH";
+pub const REASON_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
+pub const REASON_ALREADY_PAID: &str = "ORDER_ALREADY_PAID";
+
+fn with_reason(mut status: Status, reason: &'static str) -> Status {
+    status.metadata_mut().insert(REASON_KEY, tonic::metadata::MetadataValue::from_static(reason));
+    status
+}
+
 impl From<PayError> for Status {
     fn from(error: PayError) -> Self {
         match error {
-            PayError::KeyReused => Status::invalid_argument("idempotency key reused with a different request"),
-            PayError::OrderAlreadyPaid => Status::already_exists("the order already has a successful payment"),
+            PayError::KeyReused => with_reason(
+                Status::invalid_argument("idempotency key reused with a different request"),
+                REASON_KEY_REUSED,
+            ),
+            PayError::OrderAlreadyPaid => {
+                with_reason(Status::already_exists("the order already has a successful payment"), REASON_ALREADY_PAID)
+            }
+            PayError::OrderNotFound => with_reason(Status::not_found("order not found"), REASON_ORDER_NOT_FOUND),
+            PayError::OrderNotReady => with_reason(
+                Status::failed_precondition("the order is not processed yet; retry shortly"),
+                REASON_ORDER_NOT_READY,
+            ),
+            PayError::AmountMismatch { total_cents } => {
+                let mut status = with_reason(
+                    Status::invalid_argument(format!("amount_cents must equal the order total ({total_cents} cents)")),
+                    REASON_AMOUNT_MISMATCH,
+                );
+                // The caller's own order, so its total is no secret: the gateway words its 422 with it.
+                if let Ok(total) = total_cents.to_string().parse() {
+                    status.metadata_mut().insert(ORDER_TOTAL_KEY, total);
+                }
+                status
+            }
+            PayError::CurrencyMismatch { currency } => with_reason(
+                Status::invalid_argument(format!("currency must be the order's ({currency})")),
+                REASON_CURRENCY_MISMATCH,
+            ),
             PayError::Store(error) => error.into(),
             PayError::Encoding(detail) => {
                 tracing::error!(%detail, "cannot encode a payment event");
@@ -76,6 +118,11 @@ mod tests {
         assert_eq!(Status::from(StoreError::NotReady).code(), Code::Unavailable);
         assert_eq!(Status::from(PayError::OrderAlreadyPaid).code(), Code::AlreadyExists);
         assert_eq!(Status::from(PayError::KeyReused).code(), Code::InvalidArgument);
+        assert_eq!(Status::from(PayError::OrderNotFound).code(), Code::NotFound);
+        assert_eq!(Status::from(PayError::OrderNotReady).code(), Code::FailedPrecondition);
+        let mismatch = Status::from(PayError::AmountMismatch { total_cents: 1999 });
+        assert_eq!(mismatch.code(), Code::InvalidArgument);
+        assert_eq!(mismatch.metadata().get(REASON_KEY).unwrap(), REASON_AMOUNT_MISMATCH);
         let encoding = Status::from(PayError::Encoding("secret detail".into()));
         assert_eq!((encoding.code(), encoding.message()), (Code::Internal, "internal error"));
     }

@@ -14,6 +14,7 @@ pub mod health;
 pub mod healthcheck;
 pub mod metrics;
 pub mod payments;
+pub mod projection;
 pub mod rpc_telemetry;
 pub mod shutdown;
 pub mod startup;

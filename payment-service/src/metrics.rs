@@ -11,21 +11,24 @@ use axum::{
     response::IntoResponse,
     routing::get,
 };
-use prometheus::{Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use tonic::Code;
 
 /// Latency buckets in seconds, from an indexed lookup (~1 ms) to a call that timed out (10 s).
 const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-/// The `stage` label of a Kafka failure this service can have: it only produces.
+/// The `stage` labels of a Kafka failure: publishing payment events, or applying order events.
 pub const STAGE_PRODUCE: &str = "produce";
+pub const STAGE_CONSUME: &str = "consume";
 
 pub struct Metrics {
     registry: Registry,
     grpc_requests: IntCounterVec,
     grpc_duration: HistogramVec,
     kafka_produced: IntCounterVec,
+    kafka_consumed: IntCounterVec,
     kafka_failed: IntCounterVec,
+    kafka_assigned: IntGaugeVec,
     outbox_backlog: IntGauge,
     mongodb_duration: HistogramVec,
 }
@@ -49,9 +52,22 @@ impl Metrics {
             &["topic"],
         )
         .expect("valid metric");
+        let kafka_consumed = IntCounterVec::new(
+            Opts::new(
+                "kafka_messages_consumed_total",
+                "Kafka messages consumed and applied (or dead-lettered), by topic",
+            ),
+            &["topic"],
+        )
+        .expect("valid metric");
         let kafka_failed = IntCounterVec::new(
             Opts::new("kafka_messages_failed_total", "Kafka messages that failed, by topic and stage"),
             &["topic", "stage"],
+        )
+        .expect("valid metric");
+        let kafka_assigned = IntGaugeVec::new(
+            Opts::new("kafka_consumer_assigned_partitions", "Partitions the consumer group assigned to this consumer"),
+            &["topic"],
         )
         .expect("valid metric");
         let outbox_backlog =
@@ -70,13 +86,25 @@ impl Metrics {
             Box::new(grpc_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(grpc_duration.clone()),
             Box::new(kafka_produced.clone()),
+            Box::new(kafka_consumed.clone()),
             Box::new(kafka_failed.clone()),
+            Box::new(kafka_assigned.clone()),
             Box::new(outbox_backlog.clone()),
             Box::new(mongodb_duration.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
-        Self { registry, grpc_requests, grpc_duration, kafka_produced, kafka_failed, outbox_backlog, mongodb_duration }
+        Self {
+            registry,
+            grpc_requests,
+            grpc_duration,
+            kafka_produced,
+            kafka_consumed,
+            kafka_failed,
+            kafka_assigned,
+            outbox_backlog,
+            mongodb_duration,
+        }
     }
 
     /// One answered call; `method` is the short RPC name ("Pay") or `unknown`.
@@ -91,12 +119,27 @@ impl Metrics {
         self.kafka_failed.with_label_values(&[topic, STAGE_PRODUCE]);
     }
 
+    /// Shows the consumer's series of `topic` at 0 before the first message.
+    pub fn expect_consumed_topic(&self, topic: &str) {
+        self.kafka_assigned.with_label_values(&[topic]);
+        self.kafka_consumed.with_label_values(&[topic]);
+        self.kafka_failed.with_label_values(&[topic, STAGE_CONSUME]);
+    }
+
+    pub fn message_consumed(&self, topic: &str) {
+        self.kafka_consumed.with_label_values(&[topic]).inc();
+    }
+
     pub fn message_produced(&self, topic: &str) {
         self.kafka_produced.with_label_values(&[topic]).inc();
     }
 
     pub fn message_failed(&self, topic: &str, stage: &str) {
         self.kafka_failed.with_label_values(&[topic, stage]).inc();
+    }
+
+    pub fn set_assigned_partitions(&self, topic: &str, partitions: i64) {
+        self.kafka_assigned.with_label_values(&[topic]).set(partitions);
     }
 
     pub fn set_outbox_backlog(&self, events: u64) {

@@ -8,6 +8,7 @@ use crate::{
     auth::Claims,
     domain::{Decision, DecisionRule, PaymentId, PaymentRequest, PaymentStatus},
     events::{Envelope, PaymentProcessed},
+    projection::{KnownOrder, OrderProjection, OrderStage},
     store::{PaymentDocument, PaymentStore, StoreError},
     telemetry::TraceContext,
 };
@@ -34,6 +35,16 @@ pub enum PayError {
     KeyReused,
     #[error("the order already has a successful payment")]
     OrderAlreadyPaid,
+    /// Unknown here, or not the order of the user paying for it (reported alike, so ids cannot be probed).
+    #[error("order not found")]
+    OrderNotFound,
+    /// Known, but not processed yet.
+    #[error("the order is not ready for payment yet")]
+    OrderNotReady,
+    #[error("the amount is not the order's total")]
+    AmountMismatch { total_cents: i64 },
+    #[error("the currency is not the order's")]
+    CurrencyMismatch { currency: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot encode the payment event: {0}")]
@@ -42,19 +53,22 @@ pub enum PayError {
 
 pub struct Payments {
     store: PaymentStore,
+    /// What this service knows of orders, from their events: the checks never trust the caller.
+    orders: OrderProjection,
     rule: DecisionRule,
     /// Wakes the outbox relay as soon as an event is stored.
     outbox_wake: Arc<Notify>,
 }
 
 impl Payments {
-    pub fn new(store: PaymentStore, rule: DecisionRule, outbox_wake: Arc<Notify>) -> Self {
-        Self { store, rule, outbox_wake }
+    pub fn new(store: PaymentStore, orders: OrderProjection, rule: DecisionRule, outbox_wake: Arc<Notify>) -> Self {
+        Self { store, orders, rule, outbox_wake }
     }
 
-    /// Charges the order unless this idempotency key was seen before (then the first result is replayed) or the
-    /// order already has a successful payment. The checks before the insert give the common answers cheaply; the
-    /// unique indexes make them hold under concurrent calls too. `trace` (the call's) is stored with the event, so
+    /// Charges the order unless this idempotency key was seen before (then the first result is replayed, also
+    /// once the order is paid), the order is not one this service knows as the payer's and processed, the amount
+    /// or currency is not the order's, or the order already has a successful payment. The checks before the
+    /// insert give the common answers cheaply; the unique indexes make them hold under concurrent calls too. `trace` (the call's) is stored with the event, so
     /// that its publication joins the call's trace.
     pub async fn pay(
         &self,
@@ -69,6 +83,8 @@ impl Payments {
         if let Some(first) = self.store.find_by_idempotency_scope(&scope).await? {
             return replay(request, &first);
         }
+        let order = self.orders.find(request.order_id.as_str()).await?;
+        check_against(request, order.as_ref())?;
         if let Some(success) = self.store.find_success_for_order(request.order_id.as_str()).await? {
             // A concurrent call with this very key may have stored it since the lookup above.
             return if success.idempotency_scope == scope {
@@ -161,6 +177,21 @@ impl Payments {
             outbox_event,
         })
     }
+}
+
+/// The order must be the payer's, processed, and charged exactly its total in its currency.
+fn check_against(request: &PaymentRequest, order: Option<&KnownOrder>) -> Result<(), PayError> {
+    let order = order.filter(|order| order.user_id == request.user_id.as_str()).ok_or(PayError::OrderNotFound)?;
+    if order.stage < OrderStage::Processed {
+        return Err(PayError::OrderNotReady);
+    }
+    if order.currency != request.amount.currency().code() {
+        return Err(PayError::CurrencyMismatch { currency: order.currency.clone() });
+    }
+    if order.total_cents != request.amount.cents() {
+        return Err(PayError::AmountMismatch { total_cents: order.total_cents });
+    }
+    Ok(())
 }
 
 /// The first result for this key, provided the call repeats the same request; a key reused for another charge

@@ -1,5 +1,5 @@
 //! Application: wiring, gRPC server (payments, health, reflection), listener (port 0 in tests), background
-//! workers (storage health, outbox relay, the metrics side server) and graceful shutdown.
+//! workers (storage health, outbox relay, the order events consumer, the metrics side server) and graceful shutdown.
 use std::{future::Future, sync::Arc};
 
 use anyhow::Context as _;
@@ -13,11 +13,12 @@ use crate::{
     auth::JwksVerifier,
     config::Config,
     domain::DecisionRule,
-    events::OutboxRelay,
+    events::{OrderEventsConsumer, OutboxRelay, producer::EventProducer},
     grpc::PaymentApi,
     health::{self, HealthStatus},
     metrics::{self, Metrics},
     payments::Payments,
+    projection::OrderProjection,
     proto::{self, payment_service_server::PaymentServiceServer},
     rpc_telemetry::RpcTelemetryLayer,
     shutdown::{StopHandle, StopSignal, stop_channel},
@@ -35,6 +36,7 @@ pub struct Application {
     metrics_port: u16,
     storage_monitor: Worker,
     outbox_relay: Worker,
+    order_events: Worker,
     metrics_server: Worker,
 }
 
@@ -51,13 +53,20 @@ impl Application {
         )
         .await
         .context("MONGODB_URI is not a usable MongoDB connection string")?;
-        let store = PaymentStore::new(client.database(&config.mongodb_database));
+        let database = client.database(&config.mongodb_database);
+        let store = PaymentStore::new(database.clone());
+        let projection = OrderProjection::new(&database);
         let outbox_wake = Arc::new(Notify::new());
         let relay = OutboxRelay::new(store.clone(), config.kafka.clone(), outbox_wake.clone(), metrics.clone())
             .context("KAFKA_BROKERS: cannot create the Kafka producer")?;
+        let dead_letters =
+            EventProducer::new(&config.kafka.brokers).context("KAFKA_BROKERS: cannot create the Kafka producer")?;
+        let consumer =
+            OrderEventsConsumer::new(config.kafka.clone(), projection.clone(), dead_letters, metrics.clone())
+                .context("KAFKA_BROKERS: cannot create the Kafka consumer")?;
         let http = reqwest::Client::builder().build().context("cannot create the HTTP client for the JWKS")?;
         let api = PaymentApi::new(
-            Payments::new(store.clone(), DecisionRule::new(config.decline_above_cents), outbox_wake),
+            Payments::new(store.clone(), projection, DecisionRule::new(config.decline_above_cents), outbox_wake),
             JwksVerifier::new(&config.jwt, http),
         );
 
@@ -91,6 +100,7 @@ impl Application {
             move |stop| health::watch_storage(store, health, stop)
         });
         let outbox_relay = Worker::spawn(move |stop| relay.run(stop));
+        let order_events = Worker::spawn(move |stop| consumer.run(stop));
         let metrics_server = Worker::spawn({
             let router = metrics::router(metrics.clone());
             move |stop| serve_metrics(metrics_listener, router, stop)
@@ -103,6 +113,7 @@ impl Application {
             metrics_port: metrics_address.port(),
             storage_monitor,
             outbox_relay,
+            order_events,
             metrics_server,
         })
     }
@@ -128,6 +139,7 @@ impl Application {
             metrics_port: _,
             mut storage_monitor,
             mut outbox_relay,
+            mut order_events,
             mut metrics_server,
         } = self;
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -145,6 +157,7 @@ impl Application {
             .await;
         // After the server: calls that finished last may have stored events the relay should still publish.
         outbox_relay.stop().await;
+        order_events.stop().await;
         metrics_server.stop().await;
         served.context("the gRPC server failed")?;
         tracing::info!("payment-service stopped");

@@ -19,7 +19,7 @@ use mongodb::{
     bson::{self, doc},
     error::{ErrorKind, WriteFailure},
     event::{EventHandler, command::CommandEvent},
-    options::{ClientOptions, IndexOptions},
+    options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern},
 };
 use prometheus::HistogramVec;
 use serde::{Deserialize, Serialize};
@@ -79,6 +79,16 @@ pub struct PendingEvent {
 }
 
 impl PendingEvent {
+    /// The envelope's `eventId`, which consumers deduplicate on and the `event-id` header repeats.
+    pub fn event_id(&self) -> String {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Id {
+            event_id: String,
+        }
+        serde_json::from_str::<Id>(&self.outbox_event).map(|id| id.event_id).unwrap_or_default()
+    }
+
     /// The trace context stored with the event (empty for events stored while tracing was off).
     pub fn trace_context(&self) -> TraceContext {
         TraceContext { traceparent: self.traceparent.clone(), tracestate: self.tracestate.clone() }
@@ -124,7 +134,8 @@ pub fn is_unavailable(error: &mongodb::error::Error) -> bool {
         || error.contains_label("TransientTransactionError")
 }
 
-fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+/// A unique index rejected the write (MongoDB's E11000).
+pub fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
     match &*error.kind {
         ErrorKind::Write(WriteFailure::WriteError(write)) => write.code == 11000,
         ErrorKind::Command(command) => command.code == 11000,
@@ -144,6 +155,9 @@ pub async fn connect(
 ) -> Result<Client, mongodb::error::Error> {
     let mut options = ClientOptions::parse(uri).await?;
     options.app_name = Some(app_name.to_owned());
+    // Every write that backs an answer or a committed offset must survive the database process dying right
+    // after it: journaled and majority-acknowledged, once here for the whole client.
+    options.write_concern = Some(WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build());
     options.server_selection_timeout = Some(timeout);
     options.connect_timeout = Some(timeout);
     options.command_event_handler = Some(EventHandler::callback(move |event: CommandEvent| {

@@ -6,21 +6,22 @@ use std::time::Duration;
 use payment_service::proto::PaymentStatus;
 use tonic::{Code, Request};
 
-fn request() -> payment_service::proto::PayRequest {
-    support::pay_request(&support::unique("order-"), "user-1", 1_000, &support::unique("key-"))
+/// A payment of a processed order of user-1's, which the app knows.
+async fn request(app: &support::TestApp) -> payment_service::proto::PayRequest {
+    support::pay_request(&app.known_order("user-1", 1_000).await, "user-1", 1_000, &support::unique("key-"))
 }
 
 async fn pay_with_token(app: &support::TestApp, token: &str) -> Result<PaymentStatus, tonic::Status> {
-    let response = app.client().await.pay(support::with_token(request(), token)).await?;
+    let response = app.client().await.pay(support::with_token(request(app).await, token)).await?;
     Ok(response.into_inner().status())
 }
 
 #[tokio::test]
 async fn a_call_without_a_token_is_unauthenticated() {
     let app = support::spawn(&[]).await;
-    let status = app.client().await.pay(Request::new(request())).await.unwrap_err();
+    let status = app.client().await.pay(Request::new(request(&app).await)).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
-    let mut basic = Request::new(request());
+    let mut basic = Request::new(request(&app).await);
     basic.metadata_mut().insert("authorization", "Basic dXNlcjpwYXNz".parse().unwrap());
     assert_eq!(app.client().await.pay(basic).await.unwrap_err().code(), Code::Unauthenticated);
 }

@@ -15,12 +15,13 @@ const QUIET: Duration = Duration::from_secs(2);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_successful_payment_publishes_exactly_one_envelope_and_declined_ones_none() {
     let app = support::spawn(&[]).await;
-    let order = support::unique("order-");
+    let order = app.known_order("alice", 89_999).await;
     let paid = app.pay(&order, "alice", 89_999, "key-1").await.expect("paid");
     app.pay(&order, "alice", 89_999, "key-1").await.expect("replayed");
-    let declined = app.pay(&support::unique("order-"), "alice", 600_000, "key-2").await.expect("answered");
+    let declined =
+        app.pay(&app.known_order("alice", 600_000).await, "alice", 600_000, "key-2").await.expect("answered");
     assert_eq!(declined.status(), WireStatus::Declined);
-    let second_order = support::unique("order-");
+    let second_order = app.known_order("bob", 100).await;
     let second = app.pay(&second_order, "bob", 100, "key-1").await.expect("paid");
 
     let reader = EventReader::subscribe(&app.brokers, &app.topic);
@@ -51,7 +52,7 @@ async fn each_successful_payment_publishes_exactly_one_envelope_and_declined_one
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_callers_request_id_travels_as_a_kafka_header() {
     let app = support::spawn(&[]).await;
-    let order = support::unique("order-");
+    let order = app.known_order("alice", 500).await;
     let mut request =
         support::with_token(support::pay_request(&order, "alice", 500, "key-1"), &app.issuer.customer("alice"));
     request.metadata_mut().insert("x-request-id", "req-0042".parse().unwrap());
@@ -72,7 +73,7 @@ async fn a_payment_made_while_kafka_is_down_is_published_once_kafka_is_up() {
     let port = free_port();
     let brokers = format!("127.0.0.1:{port}");
     let app = support::spawn(&[("KAFKA_BROKERS", &brokers)]).await;
-    let order = support::unique("order-");
+    let order = app.known_order("alice", 1_000).await;
     let paid = app.pay(&order, "alice", 1_000, "key-1").await.expect("paid without Kafka");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(app.stored_payments(mongodb::bson::doc! { "outboxPending": true }).await.len(), 1, "kept in the outbox");
@@ -90,7 +91,7 @@ async fn publishing_resumes_after_the_broker_restarts() {
     let brokers = format!("127.0.0.1:{port}");
     let kafka = EngineProcess::kafka(port);
     let app = support::spawn(&[("KAFKA_BROKERS", &brokers)]).await;
-    let before = app.pay(&support::unique("order-"), "alice", 1_000, "key-1").await.expect("paid");
+    let before = app.pay(&app.known_order("alice", 1_000).await, "alice", 1_000, "key-1").await.expect("paid");
     let reader = EventReader::subscribe(&brokers, &app.topic);
     assert_eq!(reader.exactly(1, ARRIVAL, Duration::ZERO).await[0].envelope.data.payment_id, before.payment_id);
     drop(reader);
@@ -98,7 +99,7 @@ async fn publishing_resumes_after_the_broker_restarts() {
     // The broker keeps everything in memory: the restarted one knows no topic and no producer id.
     kafka.stop();
     let _kafka = EngineProcess::kafka(port);
-    let after = app.pay(&support::unique("order-"), "alice", 1_000, "key-2").await.expect("paid");
+    let after = app.pay(&app.known_order("alice", 1_000).await, "alice", 1_000, "key-2").await.expect("paid");
     assert_eq!(
         partition_count(&brokers, &app.topic, ARRIVAL).await,
         Some(3),

@@ -7,7 +7,7 @@ use tonic::{Code, Request};
 #[tokio::test]
 async fn the_owner_reads_their_payment_with_every_field() {
     let app = support::spawn(&[]).await;
-    let order = support::unique("order-");
+    let order = app.known_order("alice", 12_345).await;
     let paid = app.pay(&order, "alice", 12_345, "key-1").await.expect("paid");
     let payment = app.get_payment(&paid.payment_id, &app.issuer.customer("alice")).await.expect("found");
     assert_eq!(payment.payment_id, paid.payment_id);
@@ -21,7 +21,8 @@ async fn the_owner_reads_their_payment_with_every_field() {
 #[tokio::test]
 async fn a_declined_payment_is_readable_with_its_reason() {
     let app = support::spawn(&[]).await;
-    let declined = app.pay(&support::unique("order-"), "alice", 600_000, "key-1").await.expect("answered");
+    let declined =
+        app.pay(&app.known_order("alice", 600_000).await, "alice", 600_000, "key-1").await.expect("answered");
     let payment = app.get_payment(&declined.payment_id, &app.issuer.customer("alice")).await.expect("found");
     assert_eq!(payment.status(), PaymentStatus::Declined);
     assert_eq!(payment.reason, declined.reason);
@@ -30,7 +31,7 @@ async fn a_declined_payment_is_readable_with_its_reason() {
 #[tokio::test]
 async fn another_customers_payment_is_not_found() {
     let app = support::spawn(&[]).await;
-    let paid = app.pay(&support::unique("order-"), "alice", 1_000, "key-1").await.expect("paid");
+    let paid = app.pay(&app.known_order("alice", 1_000).await, "alice", 1_000, "key-1").await.expect("paid");
     let status = app.get_payment(&paid.payment_id, &app.issuer.customer("mallory")).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
 }
@@ -38,7 +39,7 @@ async fn another_customers_payment_is_not_found() {
 #[tokio::test]
 async fn an_admin_reads_any_payment() {
     let app = support::spawn(&[]).await;
-    let paid = app.pay(&support::unique("order-"), "alice", 1_000, "key-1").await.expect("paid");
+    let paid = app.pay(&app.known_order("alice", 1_000).await, "alice", 1_000, "key-1").await.expect("paid");
     let payment = app.get_payment(&paid.payment_id, &app.issuer.admin("admin-1")).await.expect("found");
     assert_eq!(payment.user_id, "alice");
 }
@@ -53,7 +54,7 @@ async fn an_unknown_payment_is_not_found() {
 #[tokio::test]
 async fn reading_a_payment_requires_a_valid_token() {
     let app = support::spawn(&[]).await;
-    let paid = app.pay(&support::unique("order-"), "alice", 1_000, "key-1").await.expect("paid");
+    let paid = app.pay(&app.known_order("alice", 1_000).await, "alice", 1_000, "key-1").await.expect("paid");
     let request = Request::new(payment_service::proto::GetPaymentRequest { payment_id: paid.payment_id.clone() });
     assert_eq!(app.client().await.get_payment(request).await.unwrap_err().code(), Code::Unauthenticated);
     let forged = app.issuer.forged("alice");

@@ -15,8 +15,8 @@ async fn metrics_count_rpcs_by_method_and_code() {
         (app.metric("grpc_server_requests_total", &ok).await, app.metric("grpc_server_requests_total", &invalid).await);
     let timed_before = app.metric("grpc_server_request_duration_seconds_count", &[("method", "Pay")]).await;
 
-    app.pay(&support::unique("order-"), "alice", 1_000, "key-1").await.expect("paid");
-    let error = app.pay(&support::unique("order-"), "alice", 0, "key-2").await.unwrap_err();
+    app.pay(&app.known_order("alice", 1_000).await, "alice", 1_000, "key-1").await.expect("paid");
+    let error = app.pay(&app.known_order("alice", 0).await, "alice", 0, "key-2").await.unwrap_err();
     assert_eq!(error.code(), tonic::Code::InvalidArgument);
 
     let ok_after = app.wait_for_metric("grpc_server_requests_total", &ok, SETTLE, |value| value > ok_before).await;
@@ -33,7 +33,7 @@ async fn metrics_count_published_payment_events() {
     let topic = [("topic", app.topic.as_str())];
     assert_eq!(app.metric("kafka_messages_produced_total", &topic).await, 0.0, "the series starts at 0");
 
-    app.pay(&support::unique("order-"), "alice", 1_000, "key-1").await.expect("paid");
+    app.pay(&app.known_order("alice", 1_000).await, "alice", 1_000, "key-1").await.expect("paid");
 
     app.wait_for_metric("kafka_messages_produced_total", &topic, ARRIVAL, |value| value >= 1.0).await;
     app.wait_for_metric("outbox_backlog", &[], ARRIVAL, |value| value == 0.0).await;
@@ -44,7 +44,7 @@ async fn metrics_count_published_payment_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_show_mongodb_command_latency() {
     let app = support::spawn(&[]).await;
-    app.pay(&support::unique("order-"), "alice", 1_000, "key-1").await.expect("paid");
+    app.pay(&app.known_order("alice", 1_000).await, "alice", 1_000, "key-1").await.expect("paid");
 
     for command in ["insert", "find"] {
         let labels = [("command", command), ("outcome", "success")];
@@ -67,8 +67,8 @@ async fn the_metrics_port_answers_404_in_json_for_anything_but_metrics() {
 async fn the_outbox_backlog_counts_events_waiting_for_kafka() {
     let brokers = format!("127.0.0.1:{}", support::engines::free_port());
     let app = support::spawn(&[("KAFKA_BROKERS", &brokers)]).await;
-    app.pay(&support::unique("order-"), "alice", 1_000, "key-1").await.expect("paid without Kafka");
-    app.pay(&support::unique("order-"), "alice", 1_000, "key-2").await.expect("paid without Kafka");
+    app.pay(&app.known_order("alice", 1_000).await, "alice", 1_000, "key-1").await.expect("paid without Kafka");
+    app.pay(&app.known_order("alice", 1_000).await, "alice", 1_000, "key-2").await.expect("paid without Kafka");
 
     app.wait_for_metric("outbox_backlog", &[], ARRIVAL, |value| value == 2.0).await;
     assert_eq!(app.metric("kafka_messages_produced_total", &[("topic", app.topic.as_str())]).await, 0.0);

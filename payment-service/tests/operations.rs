@@ -44,6 +44,7 @@ async fn while_mongodb_is_unreachable_calls_are_unavailable_and_health_is_not_se
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(app.health("").await, ServingStatus::NotServing, "the process is up and says so");
     assert_eq!(app.health(PAYMENT_SERVICE).await, ServingStatus::NotServing);
+    // Unavailable before any check of the order: the lookup itself cannot reach MongoDB.
     let pay = app.pay(&support::unique("order-"), "alice", 1_000, "key-1").await.unwrap_err();
     assert_eq!(pay.code(), Code::Unavailable);
     assert!(!pay.message().contains("127.0.0.1"), "no internals: {}", pay.message());
@@ -76,18 +77,17 @@ async fn health_and_calls_follow_mongodb_going_away_and_coming_back() {
     let mongodb = engines::EngineProcess::mongodb(port, &data_dir);
     let uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true");
     let app = support::spawn(&[("MONGODB_URI", &uri), ("MONGODB_TIMEOUT_MS", "500")]).await;
-    let order = support::unique("order-");
+    let order = app.known_order("alice", 1_000).await;
+    let (later, latest) = (app.known_order("alice", 1_000).await, app.known_order("alice", 1_000).await);
     let paid = app.pay(&order, "alice", 1_000, "key-1").await.expect("paid");
 
     mongodb.stop();
     app.wait_for_health(ServingStatus::NotServing).await;
-    let down = app.pay(&support::unique("order-"), "alice", 1_000, "key-2").await.unwrap_err();
+    let down = app.pay(&later, "alice", 1_000, "key-2").await.unwrap_err();
     assert_eq!(down.code(), Code::Unavailable);
     // With a deadline shorter than the MongoDB timeout, the deadline wins.
-    let mut request = support::with_token(
-        support::pay_request(&support::unique("order-"), "alice", 1_000, "key-3"),
-        &app.issuer.customer("alice"),
-    );
+    let mut request =
+        support::with_token(support::pay_request(&latest, "alice", 1_000, "key-3"), &app.issuer.customer("alice"));
     request.set_timeout(Duration::from_millis(200));
     assert_eq!(app.client().await.pay(request).await.unwrap_err().code(), Code::DeadlineExceeded);
 
@@ -104,7 +104,7 @@ async fn graceful_shutdown_finishes_the_call_in_flight_and_returns() {
     app.wait_for_health(ServingStatus::Serving).await;
     let mut client = app.client().await;
     let request = support::with_token(
-        support::pay_request(&support::unique("order-"), "alice", 1_000, "key-1"),
+        support::pay_request(&app.known_order("alice", 1_000).await, "alice", 1_000, "key-1"),
         &app.issuer.customer("alice"),
     );
     let in_flight = tokio::spawn(async move { client.pay(request).await });

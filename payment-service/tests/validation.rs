@@ -1,7 +1,10 @@
 //! Every input rule answers INVALID_ARGUMENT with a message naming the field, before anything is stored.
 mod support;
 
-use payment_service::proto::{PayRequest, PaymentStatus};
+use payment_service::{
+    projection::OrderStage,
+    proto::{PayRequest, PaymentStatus},
+};
 use tonic::Code;
 
 async fn pay_as_admin(app: &support::TestApp, request: PayRequest) -> Result<PaymentStatus, tonic::Status> {
@@ -32,6 +35,7 @@ async fn order_id_must_be_1_to_128_characters_without_control_characters() {
     }
     let longest = PayRequest { order_id: format!("{}-{}", support::unique(""), "o".repeat(95)), ..valid() };
     assert_eq!(longest.order_id.chars().count(), 128);
+    app.know_order(&longest.order_id, "user-1", 1_000, OrderStage::Processed).await;
     assert_eq!(pay_as_admin(&app, longest).await.expect("accepted"), PaymentStatus::Success);
 }
 
@@ -41,7 +45,9 @@ async fn user_id_must_be_present_and_at_most_128_characters() {
     for user_id in [String::new(), "u".repeat(129)] {
         assert_rejected(&app, PayRequest { user_id, ..valid() }, "user_id").await;
     }
-    assert!(pay_as_admin(&app, PayRequest { user_id: "u".repeat(128), ..valid() }).await.is_ok());
+    let longest = "u".repeat(128);
+    let order_id = app.known_order(&longest, 1_000).await;
+    assert!(pay_as_admin(&app, PayRequest { user_id: longest, order_id, ..valid() }).await.is_ok());
 }
 
 #[tokio::test]
@@ -50,9 +56,12 @@ async fn amount_cents_must_be_positive_and_at_most_ten_billion() {
     for amount_cents in [0, -1, i64::MIN, 10_000_000_001, i64::MAX] {
         assert_rejected(&app, PayRequest { amount_cents, ..valid() }, "amount_cents").await;
     }
-    let largest = PayRequest { amount_cents: 10_000_000_000, ..valid() };
+    let order_id = app.known_order("user-1", 10_000_000_000).await;
+    let largest = PayRequest { amount_cents: 10_000_000_000, order_id, ..valid() };
     assert_eq!(pay_as_admin(&app, largest).await.expect("accepted"), PaymentStatus::Declined);
-    assert_eq!(pay_as_admin(&app, PayRequest { amount_cents: 1, ..valid() }).await.unwrap(), PaymentStatus::Success);
+    let order_id = app.known_order("user-1", 1).await;
+    let smallest = PayRequest { amount_cents: 1, order_id, ..valid() };
+    assert_eq!(pay_as_admin(&app, smallest).await.unwrap(), PaymentStatus::Success);
 }
 
 #[tokio::test]
@@ -75,7 +84,8 @@ async fn idempotency_key_must_be_1_to_128_printable_ascii_characters() {
     // 128 printable characters, spaces and symbols included, are fine.
     let printable = PayRequest { idempotency_key: format!("{} ~!#{}", support::unique(""), "x".repeat(92)), ..valid() };
     assert_eq!(printable.idempotency_key.len(), 128);
-    assert!(pay_as_admin(&app, printable).await.is_ok());
+    let order_id = app.known_order("user-1", 1_000).await;
+    assert!(pay_as_admin(&app, PayRequest { order_id, ..printable }).await.is_ok());
 }
 
 #[tokio::test]

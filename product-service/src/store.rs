@@ -12,7 +12,7 @@ use mongodb::{
     bson::{self, Document, doc},
     error::ErrorKind,
     event::{EventHandler, command::CommandEvent},
-    options::{ClientOptions, IndexOptions, ReturnDocument},
+    options::{Acknowledgment, ClientOptions, IndexOptions, ReturnDocument, WriteConcern},
 };
 use prometheus::HistogramVec;
 use serde::{Deserialize, Serialize};
@@ -105,6 +105,9 @@ pub async fn connect(
 ) -> Result<Client, mongodb::error::Error> {
     let mut options = ClientOptions::parse(uri).await?;
     options.app_name = Some(app_name.to_owned());
+    // Every write that backs a 2xx must survive the database process dying right after it: journaled and
+    // majority-acknowledged, once here for the whole client.
+    options.write_concern = Some(WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build());
     options.server_selection_timeout = Some(timeout);
     options.connect_timeout = Some(timeout);
     options.command_event_handler = Some(EventHandler::callback(move |event: CommandEvent| {

@@ -45,6 +45,8 @@ pub struct Stack {
     pub products: String,
     pub orders: String,
     pub payments: String,
+    /// The payment-service's metrics side server (its main port speaks gRPC only).
+    pub payments_metrics: String,
     /// Prefix of this stack's Kafka topics.
     pub topic_prefix: String,
     pub client: reqwest::Client,
@@ -215,6 +217,7 @@ impl Stack {
 
         let mut payment_base = local(&kafka_common);
         payment_base.push(("MONGODB_DATABASE", format!("st_payments_{id}")));
+        payment_base.push(("KAFKA_CONSUMER_GROUP", format!("payment-service-{id}")));
         // Its metrics side port too: stacks run side by side.
         payment_base.push(("METRICS_PORT", "0".to_owned()));
         let payments = settings(&payment_base, &overrides.payments);
@@ -224,6 +227,7 @@ impl Stack {
         .await
         .expect("payment-service builds");
         let payments_url = format!("http://127.0.0.1:{}", app.port());
+        let payments_metrics = format!("http://127.0.0.1:{}", app.metrics_port());
         running.push(spawn("payment-service", |stopped| app.run_until(until(stopped))));
 
         let gateway = settings(
@@ -251,6 +255,7 @@ impl Stack {
             products: products_url,
             orders: orders_url,
             payments: payments_url,
+            payments_metrics,
             topic_prefix: format!("st{id}."),
             client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
             running,
@@ -290,17 +295,37 @@ impl Stack {
         self.running.insert(0, spawn("payment-service", |stopped| app.run_until(until(stopped))));
     }
 
+    /// Waits until the gateway reports every service ready and both consumer groups have their partitions:
+    /// an order placed from then on is processed, and known to the payment-service, within moments (joining a
+    /// group takes the broker a few seconds, which tests would otherwise race).
     pub async fn wait_ready(&self) {
         let mut last = String::new();
-        for _ in 0..600 {
-            match self.client.get(self.url("/ready")).send().await {
-                Ok(response) if response.status() == 200 => return,
-                Ok(response) => last = response.text().await.unwrap_or_default(),
-                Err(error) => last = error.to_string(),
+        let ready = async {
+            loop {
+                match self.client.get(self.url("/ready")).send().await {
+                    Ok(response) if response.status() == 200 => break,
+                    Ok(response) => last = response.text().await.unwrap_or_default(),
+                    Err(error) => last = error.to_string(),
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            for metrics in [format!("{}/metrics", self.orders), format!("{}/metrics", self.payments_metrics)] {
+                loop {
+                    let text = match self.client.get(&metrics).send().await {
+                        Ok(response) => response.text().await.unwrap_or_default(),
+                        Err(error) => error.to_string(),
+                    };
+                    if every_topic_assigned(&text) {
+                        break;
+                    }
+                    last = format!("the consumer at {metrics} has no partitions assigned yet");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(60), ready).await.is_err() {
+            panic!("the stack never became ready: {last}");
         }
-        panic!("the stack never became ready: {last}");
     }
 
     /// Stops every service gracefully, gateway first.
@@ -373,6 +398,44 @@ impl Stack {
         (body["user"]["id"].as_str().expect("id").to_owned(), body["token"].as_str().expect("token").to_owned())
     }
 
+    /// Sends the request `make` builds as a client that honours `Retry-After` on a 409: the payment-service has
+    /// not heard yet that the order is processed (its projection follows the order-service's events, moments
+    /// behind), so the same request goes again after the advertised delay, for up to 20 s. Any other answer is
+    /// returned as it is.
+    pub async fn send_honouring_retry_after(&self, make: impl Fn() -> reqwest::RequestBuilder) -> reqwest::Response {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let response = make().send().await.expect("request sent");
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse::<u64>().ok());
+            match retry_after {
+                Some(seconds) if response.status() == 409 && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_secs(seconds.min(1))).await;
+                }
+                _ => return response,
+            }
+        }
+    }
+
+    /// POST /payments for the order, honouring `Retry-After` (see [`Self::send_honouring_retry_after`]).
+    pub async fn pay(&self, token: &str, order_id: &str, amount: &Value, key: Option<&str>) -> reqwest::Response {
+        self.send_honouring_retry_after(|| {
+            let request = self
+                .client
+                .post(self.url("/payments"))
+                .bearer_auth(token)
+                .json(&json!({"orderId": order_id, "amount": amount}));
+            match key {
+                Some(key) => request.header("idempotency-key", key),
+                None => request,
+            }
+        })
+        .await
+    }
+
     /// Places an order and returns its id.
     pub async fn order(&self, token: &str, product_id: &str, quantity: u32) -> String {
         let response = self.post("/orders", Some(token), &json!({"productId": product_id, "quantity": quantity})).await;
@@ -408,6 +471,17 @@ impl Drop for Stack {
     }
 }
 
+/// Whether a Prometheus text exposition shows the consumer with partitions of every topic it reads (the
+/// `kafka_consumer_assigned_partitions` series, one per topic, all above 0).
+fn every_topic_assigned(exposition: &str) -> bool {
+    let assigned: Vec<f64> = exposition
+        .lines()
+        .filter(|line| line.starts_with("kafka_consumer_assigned_partitions{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .collect();
+    !assigned.is_empty() && assigned.iter().all(|partitions| *partitions > 0.0)
+}
+
 /// A private MongoDB-protocol server (SecantusDB) that a test may stop and restart on the same
 /// port and data directory, without disturbing the shared engine other tests use.
 pub struct PrivateMongo {
@@ -431,7 +505,7 @@ impl PrivateMongo {
 
     pub async fn restart(&mut self) {
         let child = std::process::Command::new(env("SECANTUSD_BIN"))
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string(), "--storage-path"])
+            .args(["--sync-on-commit", "--host", "127.0.0.1", "--port", &self.port.to_string(), "--storage-path"])
             .arg(&self.data_dir)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -445,6 +519,14 @@ impl PrivateMongo {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("private MongoDB-protocol server did not start");
+    }
+
+    /// SIGKILL: the process dies at once, with whatever it had not written; its data directory stays.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     pub fn stop(&mut self) {
@@ -526,9 +608,15 @@ impl Drop for PrivateBroker {
     }
 }
 
-/// Every message of `topic` (all partitions, from the beginning) read for `window`, as
-/// (key, headers).
-pub async fn read_headers(brokers: &str, topic: &str, window: Duration) -> Vec<(String, HashMap<String, String>)> {
+/// One Kafka record as a consumer reads it.
+pub struct Record {
+    pub key: String,
+    pub headers: HashMap<String, String>,
+    pub payload: Vec<u8>,
+}
+
+/// Every message of `topic` (all partitions, from the beginning) read for `window`.
+pub async fn read_topic(brokers: &str, topic: &str, window: Duration) -> Vec<Record> {
     use rdkafka::{
         ClientConfig, Message as _, Offset, TopicPartitionList,
         consumer::{Consumer as _, StreamConsumer},
@@ -559,9 +647,34 @@ pub async fn read_headers(brokers: &str, topic: &str, window: Duration) -> Vec<(
                     .collect()
             })
             .unwrap_or_default();
-        messages.push((key, headers));
+        messages.push(Record { key, headers, payload: message.payload().unwrap_or_default().to_vec() });
     }
     messages
+}
+
+/// Every message of `topic` read for `window`, as (key, headers).
+pub async fn read_headers(brokers: &str, topic: &str, window: Duration) -> Vec<(String, HashMap<String, String>)> {
+    read_topic(brokers, topic, window).await.into_iter().map(|record| (record.key, record.headers)).collect()
+}
+
+/// Produces one record to `topic` (acks=all), as a service would, or anyone who can write to the broker.
+pub async fn produce(brokers: &str, topic: &str, key: &str, payload: &[u8], headers: &HashMap<String, String>) {
+    use rdkafka::{
+        ClientConfig,
+        message::{Header, OwnedHeaders},
+        producer::{FutureProducer, FutureRecord},
+    };
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", brokers).set("acks", "all").create().expect("a Kafka producer");
+    let mut owned = OwnedHeaders::new();
+    for (name, value) in headers {
+        owned = owned.insert(Header { key: name, value: Some(value.as_bytes()) });
+    }
+    producer
+        .send(FutureRecord::to(topic).key(key).payload(payload).headers(owned), Duration::from_secs(10))
+        .await
+        .map_err(|(error, _)| error)
+        .expect("the broker takes the record");
 }
 
 /// Counts the messages of every partition of `topic` by key, reading for `window`.

@@ -179,6 +179,66 @@ async fn an_order_service_killed_mid_stream_loses_no_order_and_leaves_none_pendi
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_killed_under_order_load_loses_no_order_answered_201_and_leaves_none_pending() {
+    let mut mongo = PrivateMongo::start().await;
+    let mut overrides = Overrides::default();
+    overrides.orders.push(("MONGODB_URI", mongo.uri()));
+    overrides.orders.push(("MONGODB_TIMEOUT_MS", "1000".to_owned()));
+    // This test is about the database, not the gateway's breaker: keep it closed.
+    overrides.gateway.push(("CIRCUIT_BREAKER_FAILURES", "100000".to_owned()));
+    let stack = std::sync::Arc::new(Stack::start_with(overrides).await);
+    let (_, token) = stack.customer().await;
+
+    // Eight clients order in a loop; every 201 is a promise that the order exists.
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let (stack, token, running) = (stack.clone(), token.clone(), running.clone());
+            tokio::spawn(async move {
+                let mut accepted = Vec::new();
+                while running.load(std::sync::atomic::Ordering::Relaxed) {
+                    let body = json!({"productId": "2", "quantity": 1});
+                    let request = stack.client.post(stack.url("/orders")).bearer_auth(&token).json(&body);
+                    match request.send().await {
+                        Ok(response) if response.status() == 201 => {
+                            let body: Value = response.json().await.expect("a 201 has a body");
+                            accepted.push(body["orderId"].as_str().expect("orderId").to_owned());
+                        }
+                        Ok(response) => assert!(
+                            response.status().is_server_error(),
+                            "refused while the database is away: {}",
+                            response.status()
+                        ),
+                        Err(_) => {}
+                    }
+                }
+                accepted
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    mongo.kill(); // SIGKILL, with writes in flight
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    mongo.restart().await; // same data directory
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut accepted = Vec::new();
+    for client in clients {
+        accepted.extend(client.await.expect("client task"));
+    }
+    println!("{} orders answered 201 around the kill", accepted.len());
+    assert!(!accepted.is_empty(), "orders were accepted under load");
+
+    for order_id in &accepted {
+        let response = stack.get(&format!("/orders/{order_id}"), Some(&token)).await;
+        assert_eq!(response.status(), 200, "order {order_id} was answered 201 and must exist after the restart");
+    }
+    for order_id in &accepted {
+        stack.wait_for_status(&token, order_id, "processed", Duration::from_secs(60)).await;
+    }
+}
+
 #[tokio::test]
 async fn orders_posted_while_the_broker_is_down_are_all_accepted_and_all_processed_once_it_returns() {
     let mut broker = system_tests::PrivateBroker::start().await;

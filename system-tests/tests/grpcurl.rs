@@ -35,12 +35,7 @@ async fn grpcurl_lists_describes_and_calls_the_payment_service_through_reflectio
     let order_id = stack.order(&token, "4", 1).await;
     stack.wait_for_status(&token, &order_id, "processed", std::time::Duration::from_secs(30)).await;
     let order: Value = stack.get(&format!("/orders/{order_id}"), Some(&token)).await.json().await.expect("order");
-    let paid: Value = stack
-        .post("/payments", Some(&token), &json!({"orderId": order_id, "amount": order["order"]["total"]}))
-        .await
-        .json()
-        .await
-        .expect("payment");
+    let paid: Value = stack.pay(&token, &order_id, &order["order"]["total"], None).await.json().await.expect("payment");
     let payment_id = paid["paymentId"].as_str().expect("a payment id");
     let authorization = format!("authorization: Bearer {token}");
     let request = json!({ "paymentId": payment_id }).to_string();

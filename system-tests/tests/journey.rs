@@ -25,7 +25,7 @@ async fn register_login_browse_order_pay_and_the_order_reads_paid() {
     assert_eq!(order["order"]["productName"], "Smartphone");
     stack.wait_for_status(&token, &order_id, "processed", Duration::from_secs(20)).await;
 
-    let paid = stack.post("/payments", Some(&token), &json!({"orderId": order_id, "amount": 1799.98})).await;
+    let paid = stack.pay(&token, &order_id, &json!(1799.98), None).await;
     assert_eq!(paid.status(), 200);
     let paid: Value = paid.json().await.unwrap();
     assert_eq!(paid["success"], true);
@@ -34,7 +34,7 @@ async fn register_login_browse_order_pay_and_the_order_reads_paid() {
     assert!(paid["paymentId"].as_str().is_some_and(|id| !id.is_empty()));
     stack.wait_for_status(&token, &order_id, "paid", Duration::from_secs(20)).await;
 
-    let again = stack.post("/payments", Some(&token), &json!({"orderId": order_id, "amount": 1799.98})).await;
+    let again = stack.pay(&token, &order_id, &json!(1799.98), None).await;
     assert_eq!(again.status(), 409, "a paid order cannot be paid again");
     stack.stop().await;
 }

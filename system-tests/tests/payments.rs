@@ -5,15 +5,7 @@ use serde_json::{Value, json};
 use system_tests::{Overrides, Stack};
 
 async fn pay(stack: &Stack, token: &str, order_id: &str, amount: f64, key: Option<&str>) -> reqwest::Response {
-    let mut request = stack
-        .client
-        .post(stack.url("/payments"))
-        .bearer_auth(token)
-        .json(&json!({"orderId": order_id, "amount": amount}));
-    if let Some(key) = key {
-        request = request.header("Idempotency-Key", key);
-    }
-    request.send().await.unwrap()
+    stack.pay(token, order_id, &json!(amount), key).await
 }
 
 async fn processed_order(stack: &Stack, token: &str, product: &str, quantity: u32) -> String {
@@ -77,27 +69,142 @@ async fn a_declined_payment_is_402_with_the_reason_and_its_key_replays_it() {
     assert_eq!(stack.order_status(&token, &order_id).await, "processed", "a declined order stays payable");
 }
 
-#[tokio::test]
-async fn a_pending_order_cannot_be_paid_yet() {
-    // No broker: orders are accepted (outbox) but never processed.
+/// A stack whose payment-service hears of processed orders only when the test forwards their `order-processed`
+/// events to it (from `order-processed`, where the order-service publishes them, to `held-order-processed`, where
+/// this payment-service listens): its projection lags the order-service for as long as the test wants.
+async fn stack_with_held_order_processed_events() -> Stack {
     let mut overrides = Overrides::default();
-    overrides.orders.push(("KAFKA_BROKERS", format!("127.0.0.1:{}", system_tests::closed_port())));
-    let stack = Stack::start_unready(overrides).await;
-    let (_, token) = stack.customer_when_up().await;
-    let mut created = None;
-    for _ in 0..100 {
-        let response = stack.post("/orders", Some(&token), &json!({"productId": "4", "quantity": 1})).await;
-        if response.status() == 201 {
-            created = Some(response.json::<Value>().await.unwrap()["orderId"].as_str().unwrap().to_owned());
-            break;
+    overrides.payments.push(("KAFKA_TOPIC_ORDER_PROCESSED", "held-order-processed".to_owned()));
+    Stack::start_with(overrides).await
+}
+
+/// Forwards the order's `order-processed` event(s) to the held topic, as the broker would have delivered them.
+async fn release_order_processed(stack: &Stack, order_id: &str) {
+    let brokers = system_tests::env("KAFKA_BROKERS");
+    let records = system_tests::read_topic(&brokers, &stack.topic("order-processed"), Duration::from_secs(2)).await;
+    let mut released = 0;
+    for record in records.iter().filter(|record| record.key == order_id) {
+        let held = stack.topic("held-order-processed");
+        system_tests::produce(&brokers, &held, &record.key, &record.payload, &record.headers).await;
+        released += 1;
+    }
+    assert!(released > 0, "the order-service published order-processed for {order_id}");
+}
+
+/// POST /payments until the payment-service knows the order at all (its `new-order` event arrives moments after
+/// the order is created): the first answer that is not 404.
+async fn pay_once_known(stack: &Stack, token: &str, order_id: &str, amount: f64) -> reqwest::Response {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = stack.post("/payments", Some(token), &json!({"orderId": order_id, "amount": amount})).await;
+        if response.status() != 404 || tokio::time::Instant::now() > deadline {
+            return response;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let order_id = created.expect("orders are accepted without a broker");
-    let response = pay(&stack, &token, &order_id, 149.99, None).await;
-    assert_eq!(response.status(), 409);
-    let body: Value = response.json().await.unwrap();
-    assert!(body["message"].as_str().unwrap().contains("pending"));
+}
+
+#[tokio::test]
+async fn an_order_the_payment_service_does_not_know_as_processed_is_409_with_retry_after_until_it_does() {
+    let stack = stack_with_held_order_processed_events().await;
+    let (_, token) = stack.customer().await;
+    let order_id = processed_order(&stack, &token, "4", 1).await;
+
+    let early = pay_once_known(&stack, &token, &order_id, 149.99).await;
+    assert_eq!(early.status(), 409);
+    assert_eq!(early.headers()["retry-after"], "1");
+    let body: Value = early.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("not processed yet"), "{body}");
+    assert_eq!(stack.order_status(&token, &order_id).await, "processed", "a refused payment changes nothing");
+
+    release_order_processed(&stack, &order_id).await;
+    let paid = pay(&stack, &token, &order_id, 149.99, None).await;
+    assert_eq!(paid.status(), 200, "payable once the payment-service knows it processed");
+    stack.wait_for_status(&token, &order_id, "paid", Duration::from_secs(20)).await;
+}
+
+#[tokio::test]
+async fn direct_grpc_payments_that_break_the_rules_are_refused_and_the_order_stays_unpaid() {
+    use payment_service::proto::{PayRequest, payment_service_client::PaymentServiceClient};
+    use tonic::Code;
+
+    let stack = stack_with_held_order_processed_events().await;
+    let (alice_id, alice) = stack.customer().await;
+    let (_, bob) = stack.customer().await;
+    let order_id = processed_order(&stack, &alice, "4", 1).await; // 149.99 EUR
+    let mut grpc = PaymentServiceClient::connect(stack.payments.clone()).await.expect("the payment-service answers");
+    let pay = |user_id: &str, order_id: &str, amount_cents: i64, key: &str, token: &str| {
+        let mut request = tonic::Request::new(PayRequest {
+            order_id: order_id.to_owned(),
+            user_id: user_id.to_owned(),
+            amount_cents,
+            currency: "EUR".to_owned(),
+            idempotency_key: key.to_owned(),
+        });
+        request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request
+    };
+
+    // Known to the payment-service as pending only (its order-processed event is held back).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let pending = loop {
+        let refused = grpc.pay(pay(&alice_id, &order_id, 14_999, "pending", &alice)).await.unwrap_err();
+        if refused.code() != Code::NotFound || tokio::time::Instant::now() > deadline {
+            break refused;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(pending.code(), Code::FailedPrecondition, "{pending:?}");
+
+    release_order_processed(&stack, &order_id).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let one_cent = loop {
+        let refused = grpc.pay(pay(&alice_id, &order_id, 1, "one-cent", &alice)).await.unwrap_err();
+        if refused.code() != Code::FailedPrecondition || tokio::time::Instant::now() > deadline {
+            break refused;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(one_cent.code(), Code::InvalidArgument, "one cent for 149.99: {one_cent:?}");
+    let bob_id =
+        stack.get("/users/me", Some(&bob)).await.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let not_bobs = grpc.pay(pay(&bob_id, &order_id, 14_999, "bob", &bob)).await.unwrap_err();
+    assert_eq!(not_bobs.code(), Code::NotFound, "someone else's order: {not_bobs:?}");
+    let unknown = grpc.pay(pay(&alice_id, "no-such-order", 14_999, "unknown", &alice)).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
+
+    // Nothing was charged: no payment event for the order, and it stays processed.
+    let brokers = system_tests::env("KAFKA_BROKERS");
+    let events = system_tests::count_by_key(&brokers, &stack.topic("payment-processed"), Duration::from_secs(2)).await;
+    assert_eq!(events.get(&order_id), None, "no payment event for a refused payment");
+    assert_eq!(stack.order_status(&alice, &order_id).await, "processed");
+
+    let paid =
+        grpc.pay(pay(&alice_id, &order_id, 14_999, "right", &alice)).await.expect("the right payment").into_inner();
+    assert!(!paid.payment_id.is_empty());
+    stack.wait_for_status(&alice, &order_id, "paid", Duration::from_secs(20)).await;
+}
+
+#[tokio::test]
+async fn a_retry_with_the_same_key_after_the_order_is_paid_replays_the_first_answer() {
+    let stack = Stack::start().await;
+    let (_, token) = stack.customer().await;
+    let order_id = processed_order(&stack, &token, "4", 1).await;
+    let first = pay(&stack, &token, &order_id, 149.99, Some("lost-answer")).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["idempotent-replayed"], "false");
+    let first: Value = first.json().await.unwrap();
+    stack.wait_for_status(&token, &order_id, "paid", Duration::from_secs(20)).await;
+
+    let replay = pay(&stack, &token, &order_id, 149.99, Some("lost-answer")).await;
+    assert_eq!(replay.status(), 200, "the client whose first answer was lost learns its payment");
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let replay: Value = replay.json().await.unwrap();
+    assert_eq!(replay["paymentId"], first["paymentId"]);
+
+    let another = pay(&stack, &token, &order_id, 149.99, Some("another-key")).await;
+    assert_eq!(another.status(), 409, "a new key for a paid order");
+    assert!(another.headers().get("retry-after").is_none(), "paid is final: nothing to wait for");
 }
 
 #[tokio::test]

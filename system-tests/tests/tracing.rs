@@ -151,14 +151,15 @@ async fn one_order_is_one_trace_across_http_kafka_and_grpc() {
     let order =
         stack.get(&format!("/orders/{order_id}"), Some(&token)).await.json::<serde_json::Value>().await.unwrap();
     let response = stack
-        .client
-        .post(stack.url("/payments"))
-        .bearer_auth(&token)
-        .header("traceparent", &payment_parent)
-        .json(&json!({ "orderId": order_id, "amount": order["order"]["total"] }))
-        .send()
-        .await
-        .expect("request sent");
+        .send_honouring_retry_after(|| {
+            stack
+                .client
+                .post(stack.url("/payments"))
+                .bearer_auth(&token)
+                .header("traceparent", &payment_parent)
+                .json(&json!({ "orderId": order_id, "amount": order["order"]["total"] }))
+        })
+        .await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
     stack.wait_for_status(&token, &order_id, "paid", Duration::from_secs(30)).await;
 

@@ -68,7 +68,7 @@ async fn the_gateway_rejects_missing_and_forged_tokens_with_401() {
 #[tokio::test]
 async fn login_throttling_passes_through_as_429_with_retry_after() {
     let mut overrides = system_tests::Overrides::default();
-    overrides.users.push(("LOGIN_MAX_FAILURES_PER_ACCOUNT", "2".to_owned()));
+    overrides.users.push(("LOGIN_MAX_FAILURES_PER_ACCOUNT_ADDRESS", "2".to_owned()));
     let stack = Stack::start_with(overrides).await;
     let body = json!({"email": "victim@example.com", "password": "guess-guess"});
     for _ in 0..2 {

@@ -2,6 +2,8 @@
 //! A malformed value stops startup with a message naming the variable.
 use std::{fmt, net::IpAddr, path::PathBuf, str::FromStr, time::Duration};
 
+pub use crate::{proxies::TrustedProxies, throttle::LoginLimits};
+
 /// Where configuration values come from: the process environment, or a map in tests.
 pub trait Source {
     fn get(&self, name: &str) -> Option<String>;
@@ -178,13 +180,15 @@ pub struct Config {
     pub jwt_audience: String,
     pub jwt_ttl: Duration,
     pub admin: Option<AdminAccount>,
-    /// Trust the first `X-Forwarded-For` address (set by the gateway) as the client address.
-    pub trust_forwarded_for: bool,
-    pub login_max_failures_per_account: u32,
-    pub login_max_failures_per_address: u32,
-    pub login_failure_window: Duration,
+    /// Proxies (the gateway) whose `X-Forwarded-For` is believed; empty trusts no one.
+    pub trusted_proxies: TrustedProxies,
+    pub login_limits: LoginLimits,
+    pub registration_max_per_address: u32,
+    pub registration_window: Duration,
     /// How many password hashes may run at once (each holds ~7 MiB while it runs).
     pub password_hash_concurrency: usize,
+    /// How many hashes may wait for a thread; more are refused with 503.
+    pub password_hash_queue_limit: usize,
 }
 
 impl Config {
@@ -236,6 +240,14 @@ impl Config {
         if password_hash_concurrency == 0 {
             return Err(ConfigError { variable: "PASSWORD_HASH_CONCURRENCY", reason: "must be at least 1".into() });
         }
+        let password_hash_queue_limit = parsed(source, "PASSWORD_HASH_QUEUE_LIMIT", 64)?;
+        if password_hash_queue_limit == 0 {
+            return Err(ConfigError { variable: "PASSWORD_HASH_QUEUE_LIMIT", reason: "must be at least 1".into() });
+        }
+        let throttle_max_keys = parsed(source, "THROTTLE_MAX_KEYS", crate::throttle::DEFAULT_CAPACITY)?;
+        if throttle_max_keys == 0 {
+            return Err(ConfigError { variable: "THROTTLE_MAX_KEYS", reason: "must be at least 1".into() });
+        }
         Ok(Self {
             app_env,
             host: parsed(source, "HOST", IpAddr::from([0, 0, 0, 0]))?,
@@ -250,11 +262,18 @@ impl Config {
             jwt_audience: text(source, "JWT_AUDIENCE", "ecommerce-api"),
             jwt_ttl: Duration::from_secs(parsed(source, "JWT_TTL_SECONDS", 3_600)?),
             admin,
-            trust_forwarded_for: parsed(source, "TRUST_FORWARDED_FOR", true)?,
-            login_max_failures_per_account: parsed(source, "LOGIN_MAX_FAILURES_PER_ACCOUNT", 10)?,
-            login_max_failures_per_address: parsed(source, "LOGIN_MAX_FAILURES_PER_ADDRESS", 100)?,
-            login_failure_window: Duration::from_secs(parsed(source, "LOGIN_FAILURE_WINDOW_SECONDS", 900)?),
+            trusted_proxies: parsed(source, "TRUSTED_PROXIES", TrustedProxies::default())?,
+            login_limits: LoginLimits {
+                per_account_address: parsed(source, "LOGIN_MAX_FAILURES_PER_ACCOUNT_ADDRESS", 10)?,
+                per_account: parsed(source, "LOGIN_MAX_FAILURES_PER_ACCOUNT", 50)?,
+                per_address: parsed(source, "LOGIN_MAX_FAILURES_PER_ADDRESS", 100)?,
+                window: Duration::from_secs(parsed(source, "LOGIN_FAILURE_WINDOW_SECONDS", 900)?),
+                capacity: throttle_max_keys,
+            },
+            registration_max_per_address: parsed(source, "REGISTRATION_MAX_PER_ADDRESS", 20)?,
+            registration_window: Duration::from_secs(parsed(source, "REGISTRATION_WINDOW_SECONDS", 3_600)?),
             password_hash_concurrency,
+            password_hash_queue_limit,
         })
     }
 }
@@ -307,6 +326,16 @@ mod tests {
     fn malformed_otlp_endpoint_names_the_variable() {
         let error = Config::from_source(&HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "jaeger:4318")])).unwrap_err();
         assert_eq!(error.variable, "OTEL_EXPORTER_OTLP_ENDPOINT");
+    }
+
+    #[test]
+    fn trusted_proxies_default_to_none_and_malformed_networks_name_the_variable() {
+        let config = Config::from_source(&HashMap::new()).unwrap();
+        assert_eq!(config.trusted_proxies, TrustedProxies::default());
+        let config = Config::from_source(&HashMap::from([("TRUSTED_PROXIES", "127.0.0.1/32, 10.0.0.0/8")])).unwrap();
+        assert!(config.trusted_proxies.trusts("10.1.2.3".parse().unwrap()));
+        let error = Config::from_source(&HashMap::from([("TRUSTED_PROXIES", "10.0.0.0/40")])).unwrap_err();
+        assert_eq!(error.variable, "TRUSTED_PROXIES");
     }
 
     #[test]

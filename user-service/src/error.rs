@@ -58,6 +58,23 @@ impl ApiError {
         }
     }
 
+    /// Too many registrations from this client address.
+    pub fn too_many_registrations(retry_after_secs: u64) -> Self {
+        Self {
+            retry_after_secs: Some(retry_after_secs.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "Too many registrations from this address; try again later")
+        }
+    }
+
+    /// Load shedding: the password hashing queue is full. Retry-After marks it as a deliberate,
+    /// short-lived refusal (the gateway's breaker does not count it as the service failing).
+    pub fn busy() -> Self {
+        Self {
+            retry_after_secs: Some(1),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "Too many logins and registrations at once; retry shortly")
+        }
+    }
+
     /// Logs the cause and answers a bare 500.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
@@ -77,6 +94,18 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+impl From<crate::password::HashError> for ApiError {
+    fn from(error: crate::password::HashError) -> Self {
+        match error {
+            crate::password::HashError::Busy => {
+                tracing::warn!("password hashing queue full: shedding the request");
+                Self::busy()
+            }
+            other => Self::internal(other),
+        }
     }
 }
 

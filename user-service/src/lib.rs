@@ -9,6 +9,7 @@ pub mod extract;
 pub mod healthcheck;
 pub mod metrics;
 pub mod password;
+pub mod proxies;
 pub mod routes;
 pub mod shutdown;
 pub mod startup;

@@ -1,5 +1,5 @@
-//! Prometheus metrics, served at `GET /metrics`: requests by route and status, and the latency of
-//! every MongoDB command.
+//! Prometheus metrics, served at `GET /metrics`: requests by route and status, the latency of
+//! every MongoDB command, and the password hashes shed or skipped.
 //! One registry per application (not a global one), so several apps in one test process keep their
 //! own counts.
 use std::{
@@ -23,6 +23,7 @@ pub struct Metrics {
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     mongodb_duration: HistogramVec,
+    password_hash_dropped: IntCounterVec,
 }
 
 impl Metrics {
@@ -48,14 +49,32 @@ impl Metrics {
             &["command", "outcome"],
         )
         .expect("valid metric");
+        let password_hash_dropped = IntCounterVec::new(
+            Opts::new(
+                "password_hash_jobs_dropped_total",
+                "Password hashes not computed: refused with the queue full, or skipped with their caller gone",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
             Box::new(mongodb_duration.clone()),
+            Box::new(password_hash_dropped.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
-        Self { registry, http_requests, http_duration, mongodb_duration }
+        // Both reasons are exposed from the start, at 0, so that alerts and dashboards find them.
+        for reason in ["queue_full", "caller_gone"] {
+            password_hash_dropped.with_label_values(&[reason]);
+        }
+        Self { registry, http_requests, http_duration, mongodb_duration, password_hash_dropped }
+    }
+
+    /// The counter `PasswordHasher` feeds (label: reason = queue_full | caller_gone).
+    pub fn password_hash_dropped(&self) -> IntCounterVec {
+        self.password_hash_dropped.clone()
     }
 
     /// The histogram `store::connect` feeds from the driver's command monitoring (labels: command, outcome).

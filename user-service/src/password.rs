@@ -1,4 +1,5 @@
-//! Password hashing with argon2id, off the async executor and with bounded concurrency.
+//! Password hashing with argon2id, off the async executor, with bounded concurrency and a bounded
+//! queue.
 //!
 //! Parameters are one of OWASP's recommended argon2id settings (m = 7 MiB, t = 5, p = 1): the same
 //! CPU cost as the 19 MiB setting, with less memory per hash so that the service stays small while
@@ -6,6 +7,11 @@
 //! concurrent hash), not on tokio's blocking pool: a login burst queues here. Each thread allocates
 //! argon2's 7 MiB working memory once and reuses it for every hash: allocating and freeing 7 MiB per
 //! login fragments the heap, which measured 85–300 MB resident under a login load.
+//!
+//! The queue in front of the threads holds at most `queue_limit` jobs: past that a hash is refused
+//! at once (`HashError::Busy`, answered 503 with Retry-After) rather than making every caller wait
+//! longer. A job whose caller has gone (the request was dropped or timed out) is skipped before it
+//! hashes. Both are counted in `password_hash_jobs_dropped_total{reason}`.
 use std::{
     sync::{Arc, Mutex, mpsc},
     thread,
@@ -28,16 +34,22 @@ pub enum HashError {
     Hash(String),
     #[error("the password hashing threads are gone")]
     WorkersGone,
+    /// The queue is full: the service sheds this hash instead of queueing it.
+    #[error("the password hashing queue is full")]
+    Busy,
 }
 
-/// Work for a hashing thread, given that thread's reusable argon2 memory.
-type Job = Box<dyn FnOnce(&mut [Block]) + Send>;
+/// Work for a hashing thread, given that thread's reusable argon2 memory; false when it did not
+/// run because its caller had gone.
+type Job = Box<dyn FnOnce(&mut [Block]) -> bool + Send>;
 
 const OUTPUT_LEN: usize = 32;
 
 #[derive(Clone)]
 pub struct PasswordHasher {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::SyncSender<Job>,
+    /// `password_hash_jobs_dropped_total`, by reason (`queue_full`, `caller_gone`).
+    dropped: prometheus::IntCounterVec,
     /// Verified against when the account does not exist, so that unknown emails and wrong
     /// passwords take the same time (no user enumeration by timing).
     dummy_hash: Arc<str>,
@@ -92,13 +104,15 @@ fn verify_in(password: &[u8], phc: &str, memory: &mut [Block]) -> Result<bool, H
 }
 
 impl PasswordHasher {
-    pub fn new(concurrency: usize) -> Result<Self, HashError> {
+    /// `dropped` counts the jobs refused or skipped (see `Metrics::password_hash_dropped`).
+    pub fn new(concurrency: usize, queue_limit: usize, dropped: prometheus::IntCounterVec) -> Result<Self, HashError> {
         let dummy_hash =
             hash_in(b"dummy password for timing equalisation", &mut vec![Block::default(); params().block_count()])?;
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let (jobs, queue) = mpsc::sync_channel::<Job>(queue_limit.max(1));
         let queue = Arc::new(Mutex::new(queue));
         for index in 0..concurrency.max(1) {
             let queue = queue.clone();
+            let caller_gone = dropped.with_label_values(&["caller_gone"]);
             thread::Builder::new()
                 .name(format!("argon2-{index}"))
                 .spawn(move || {
@@ -107,14 +121,18 @@ impl PasswordHasher {
                         // The lock is held only while taking a job, never while hashing.
                         let job = queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).recv();
                         match job {
-                            Ok(job) => job(&mut memory),
+                            Ok(job) => {
+                                if !job(&mut memory) {
+                                    caller_gone.inc();
+                                }
+                            }
                             Err(_) => return,
                         }
                     }
                 })
                 .map_err(|error| HashError::Hash(error.to_string()))?;
         }
-        Ok(Self { jobs, dummy_hash: dummy_hash.into() })
+        Ok(Self { jobs, dropped, dummy_hash: dummy_hash.into() })
     }
 
     /// Runs `work` on a hashing thread and waits for its result without blocking the executor.
@@ -124,9 +142,22 @@ impl PasswordHasher {
     ) -> Result<T, HashError> {
         let (done, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |memory| {
+            // `result` is dropped with the caller's future: a request that went away (client gone,
+            // timed out) takes its hash with it.
+            if done.is_closed() {
+                return false;
+            }
             let _ = done.send(work(memory));
+            true
         });
-        self.jobs.send(job).map_err(|_| HashError::WorkersGone)?;
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(_)) => {
+                self.dropped.with_label_values(&["queue_full"]).inc();
+                return Err(HashError::Busy);
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => return Err(HashError::WorkersGone),
+        }
         result.await.map_err(|_| HashError::WorkersGone)
     }
 
@@ -149,6 +180,48 @@ impl PasswordHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::FutureExt as _;
+
+    fn dropped_counter() -> prometheus::IntCounterVec {
+        prometheus::IntCounterVec::new(prometheus::Opts::new("dropped", "test"), &["reason"]).unwrap()
+    }
+
+    // Multi-threaded: the test blocks its own thread while the busy job runs on a worker.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_refuses_at_once_and_abandoned_jobs_never_run() {
+        let dropped = dropped_counter();
+        let hasher = PasswordHasher::new(1, 2, dropped.clone()).unwrap();
+        let (started, has_started) = std::sync::mpsc::channel::<()>();
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let busy = tokio::spawn({
+            let hasher = hasher.clone();
+            async move {
+                hasher
+                    .run(move |_| {
+                        let _ = started.send(());
+                        let _ = wait.recv();
+                    })
+                    .await
+            }
+        });
+        has_started.recv().expect("the only thread is busy");
+        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let abandoned = hasher.run({
+            let ran = ran.clone();
+            move |_| ran.store(true, std::sync::atomic::Ordering::SeqCst)
+        });
+        assert!(abandoned.now_or_never().is_none(), "queued, then its caller goes");
+        let mut waiting = Box::pin(hasher.run(|_| 7));
+        assert!((&mut waiting).now_or_never().is_none(), "queued behind it: the queue is full");
+        let refused = hasher.run(|_| 0).await;
+        assert!(matches!(refused, Err(HashError::Busy)), "refused at once, not queued");
+        assert_eq!(dropped.with_label_values(&["queue_full"]).get(), 1);
+        release.send(()).unwrap();
+        busy.await.unwrap().unwrap();
+        assert_eq!(waiting.await.unwrap(), 7, "the job still wanted runs");
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst), "the abandoned job never ran");
+        assert_eq!(dropped.with_label_values(&["caller_gone"]).get(), 1);
+    }
 
     #[test]
     fn hashes_from_the_standard_argon2_api_verify_and_ours_verify_there() {
@@ -164,7 +237,7 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_are_salted_argon2id_phc_strings_that_verify() {
-        let hasher = PasswordHasher::new(1).unwrap();
+        let hasher = PasswordHasher::new(1, 8, dropped_counter()).unwrap();
         let password = Password::parse("correct horse battery").unwrap();
         let first = hasher.hash(&password).await.unwrap();
         let second = hasher.hash(&password).await.unwrap();

@@ -29,9 +29,10 @@ use crate::{
     error::ApiError,
     metrics::Metrics,
     password::PasswordHasher,
+    proxies::TrustedProxies,
     routes,
     store::{self, UserStore},
-    throttle::LoginThrottle,
+    throttle::{LoginThrottle, RegistrationThrottle},
     tokens::TokenIssuer,
 };
 
@@ -46,7 +47,8 @@ pub struct Inner {
     pub hasher: PasswordHasher,
     pub tokens: TokenIssuer,
     pub throttle: LoginThrottle,
-    pub trust_forwarded_for: bool,
+    pub registrations: RegistrationThrottle,
+    pub trusted_proxies: TrustedProxies,
     pub metrics: Arc<Metrics>,
     bootstrapped: AtomicBool,
 }
@@ -93,14 +95,19 @@ impl Application {
             .context("JWT_PRIVATE_KEY / JWT_PRIVATE_KEY_FILE")?;
         let state = AppState(Arc::new(Inner {
             store: UserStore::new(client.database(&config.mongodb_database)),
-            hasher: PasswordHasher::new(config.password_hash_concurrency)?,
+            hasher: PasswordHasher::new(
+                config.password_hash_concurrency,
+                config.password_hash_queue_limit,
+                metrics.password_hash_dropped(),
+            )?,
             tokens,
-            throttle: LoginThrottle::new(
-                config.login_max_failures_per_account,
-                config.login_max_failures_per_address,
-                config.login_failure_window,
+            throttle: LoginThrottle::new(config.login_limits),
+            registrations: RegistrationThrottle::new(
+                config.registration_max_per_address,
+                config.registration_window,
+                config.login_limits.capacity,
             ),
-            trust_forwarded_for: config.trust_forwarded_for,
+            trusted_proxies: config.trusted_proxies.clone(),
             metrics,
             bootstrapped: AtomicBool::new(false),
         }));

@@ -2,6 +2,28 @@ mod support;
 
 use serde_json::Value;
 
+/// The gateway's address in these tests: the user-service believes its X-Forwarded-For.
+const GATEWAY: (&str, &str) = ("TRUSTED_PROXIES", "127.0.0.1/32");
+
+/// Statuses of a concurrent burst, each 429 checked for its Retry-After.
+async fn statuses(responses: Vec<reqwest::Response>) -> (usize, usize, Vec<u16>) {
+    let mut unauthorized = 0;
+    let mut throttled = 0;
+    let mut others = Vec::new();
+    for response in responses {
+        match response.status().as_u16() {
+            401 => unauthorized += 1,
+            429 => {
+                let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+                assert!(retry_after > 0);
+                throttled += 1;
+            }
+            other => others.push(other),
+        }
+    }
+    (unauthorized, throttled, others)
+}
+
 #[tokio::test]
 async fn login_returns_a_token_and_the_user_without_any_password_hash() {
     let app = support::spawn(&[]).await;
@@ -42,7 +64,7 @@ async fn login_requires_both_fields_with_400() {
 
 #[tokio::test]
 async fn repeated_failures_lock_the_account_with_429_and_retry_after_but_not_other_accounts() {
-    let app = support::spawn(&[("LOGIN_MAX_FAILURES_PER_ACCOUNT", "3")]).await;
+    let app = support::spawn(&[("LOGIN_MAX_FAILURES_PER_ACCOUNT_ADDRESS", "3")]).await;
     assert_eq!(app.register("ivan", "ivan@example.com", "long enough password").await.status(), 201);
     assert_eq!(app.register("judy", "judy@example.com", "long enough password").await.status(), 201);
     for _ in 0..3 {
@@ -61,20 +83,55 @@ async fn repeated_failures_lock_the_account_with_429_and_retry_after_but_not_oth
 
 #[tokio::test]
 async fn an_address_with_too_many_failures_is_throttled_loosely() {
-    let app = support::spawn(&[("LOGIN_MAX_FAILURES_PER_ADDRESS", "5")]).await;
+    let app = support::spawn(&[("LOGIN_MAX_FAILURES_PER_ADDRESS", "5"), GATEWAY]).await;
     for i in 0..5 {
         assert_eq!(app.login(&format!("ghost{i}@example.com"), "guess guess").await.status(), 401);
     }
     assert_eq!(app.login("ghost9@example.com", "guess guess").await.status(), 429);
-    let other_address = app
-        .client
-        .post(app.url("/users/login"))
-        .header("x-forwarded-for", "203.0.113.9")
-        .json(&serde_json::json!({ "email": "ghost9@example.com", "password": "guess guess" }))
-        .send()
-        .await
-        .unwrap();
+    let other_address = app.login_from("203.0.113.9", "ghost9@example.com", "guess guess").await;
     assert_eq!(other_address.status(), 401, "another client address is not affected");
+}
+
+#[tokio::test]
+async fn login_burst_of_100_wrong_passwords_verifies_at_most_10_and_answers_the_rest_429() {
+    let app = support::spawn(&[]).await;
+    assert_eq!(app.register("mallory", "mallory@example.com", "long enough password").await.status(), 201);
+    let burst = (0..100).map(|i| app.login_from("198.51.100.7", "mallory@example.com", format!("guess number {i}")));
+    let (unauthorized, throttled, others) = statuses(futures::future::join_all(burst).await).await;
+    assert_eq!(others, Vec::<u16>::new());
+    assert_eq!(unauthorized, 10, "only the per-account limit of guesses was verified");
+    assert_eq!(throttled, 90);
+}
+
+#[tokio::test]
+async fn a_guessing_address_does_not_lock_the_owner_out_from_another_address() {
+    let app = support::spawn(&[GATEWAY]).await;
+    assert_eq!(app.register("oscar", "oscar@example.com", "long enough password").await.status(), 201);
+    let burst = (0..100).map(|i| app.login_from("198.51.100.7", "oscar@example.com", format!("guess number {i}")));
+    let (unauthorized, throttled, others) = statuses(futures::future::join_all(burst).await).await;
+    assert_eq!((unauthorized, throttled, others), (10, 90, vec![]));
+    let attacker = app.login_from("198.51.100.7", "oscar@example.com", "long enough password").await;
+    assert_eq!(attacker.status(), 429, "the guessing address waits, even with the right password");
+    let owner = app.login_from("203.0.113.9", "OSCAR@example.com ", "long enough password").await;
+    assert_eq!(owner.status(), 200, "the owner elsewhere logs in");
+}
+
+#[tokio::test]
+async fn the_account_ceiling_stops_guesses_spread_over_many_addresses() {
+    let app = support::spawn(&[GATEWAY, ("LOGIN_MAX_FAILURES_PER_ACCOUNT", "20")]).await;
+    assert_eq!(app.register("peggy", "peggy@example.com", "long enough password").await.status(), 201);
+    let burst = (0..100).map(|i| app.login_from(format!("192.0.2.{i}"), "peggy@example.com", "guess guess"));
+    let (unauthorized, throttled, others) = statuses(futures::future::join_all(burst).await).await;
+    assert_eq!((unauthorized, throttled, others), (20, 80, vec![]));
+}
+
+#[tokio::test]
+async fn x_forwarded_for_from_an_untrusted_peer_is_ignored() {
+    // No TRUSTED_PROXIES: every request counts against its TCP peer, whatever it claims.
+    let app = support::spawn(&[("LOGIN_MAX_FAILURES_PER_ADDRESS", "5")]).await;
+    let burst = (0..20).map(|i| app.login_from(format!("192.0.2.{i}"), format!("ghost{i}@example.com"), "guess"));
+    let (unauthorized, throttled, others) = statuses(futures::future::join_all(burst).await).await;
+    assert_eq!((unauthorized, throttled, others), (5, 15, vec![]));
 }
 
 #[tokio::test]

@@ -124,6 +124,16 @@ impl RegisterOwned for support::TestApp {
     }
 }
 
+trait RegisterResponse {
+    async fn register_response(&self, username: String, email: String) -> reqwest::Response;
+}
+
+impl RegisterResponse for support::TestApp {
+    async fn register_response(&self, username: String, email: String) -> reqwest::Response {
+        self.register(&username, &email, "long enough password").await
+    }
+}
+
 #[tokio::test]
 async fn registered_users_survive_a_restart() {
     let first = support::spawn(&[]).await;
@@ -133,4 +143,53 @@ async fn registered_users_survive_a_restart() {
     let second = support::spawn(&[("MONGODB_DATABASE", &database)]).await;
     assert_eq!(second.login("frank@example.com", "long enough password").await.status(), 200);
     assert_eq!(second.register("frank", "other@example.com", "long enough password").await.status(), 409);
+}
+
+#[tokio::test]
+async fn a_registration_burst_from_one_address_is_throttled_with_429_and_retry_after() {
+    let app = support::spawn(&[("REGISTRATION_MAX_PER_ADDRESS", "5")]).await;
+    let burst = (0..20).map(|i| app.register_response(format!("burst{i}"), format!("burst{i}@example.com")));
+    let responses = futures::future::join_all(burst).await;
+    let created = responses.iter().filter(|r| r.status() == 201).count();
+    let throttled: Vec<_> = responses.iter().filter(|r| r.status() == 429).collect();
+    assert_eq!((created, throttled.len()), (5, 15));
+    assert!(throttled.iter().all(|r| r.headers().contains_key("retry-after")));
+}
+
+#[tokio::test]
+async fn duplicate_registrations_are_refused_before_hashing() {
+    // One hashing thread and a queue of one: a burst that hashed would be shed with 503s.
+    let app = support::spawn(&[
+        ("PASSWORD_HASH_CONCURRENCY", "1"),
+        ("PASSWORD_HASH_QUEUE_LIMIT", "1"),
+        ("REGISTRATION_MAX_PER_ADDRESS", "1000"),
+    ])
+    .await;
+    assert_eq!(app.register("trent", "trent@example.com", "long enough password").await.status(), 201);
+    let burst = (0..50).map(|i| app.register_owned(format!("trent{i}"), "TRENT@example.com".into()));
+    let statuses: Vec<u16> = futures::future::join_all(burst).await;
+    assert!(statuses.iter().all(|status| *status == 409), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn a_full_hash_queue_answers_503_with_retry_after_and_counts_it() {
+    let app = support::spawn(&[
+        ("PASSWORD_HASH_CONCURRENCY", "1"),
+        ("PASSWORD_HASH_QUEUE_LIMIT", "1"),
+        ("REGISTRATION_MAX_PER_ADDRESS", "1000"),
+    ])
+    .await;
+    let burst = (0..40).map(|i| app.register_response(format!("flood{i}"), format!("flood{i}@example.com")));
+    let responses = futures::future::join_all(burst).await;
+    let shed: Vec<_> = responses.iter().filter(|r| r.status() == 503).collect();
+    let created = responses.iter().filter(|r| r.status() == 201).count();
+    assert_eq!(created + shed.len(), 40, "every registration is created or shed");
+    assert!(created >= 1 && !shed.is_empty(), "one thread and one queued hash cannot take 40 at once");
+    assert!(shed.iter().all(|r| r.headers()["retry-after"] == "1"));
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let counted = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("password_hash_jobs_dropped_total{reason=\"queue_full\"} "))
+        .expect("the shed hashes are counted");
+    assert_eq!(counted.parse::<usize>().unwrap(), shed.len());
 }

@@ -1,9 +1,11 @@
-//! POST /payments: the gateway checks the order (the caller's, `processed`, amount = total to the
-//! cent) with the order-service, then charges it over gRPC with the payment-service.
+//! POST /payments: the gateway parses the body and charges the order over gRPC with the payment-service, which
+//! checks the order itself (the caller's, `processed`, amount = total to the cent) against its own record of it.
+//! No status pre-check here: a retry with the same Idempotency-Key must replay the first answer, also once the
+//! order is paid.
 use axum::{
     Json,
     extract::State,
-    http::{HeaderMap, Method, StatusCode},
+    http::{HeaderMap, HeaderName, StatusCode},
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
@@ -65,14 +67,14 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
 #[utoipa::path(post, path = "/payments", operation_id = "payOrder", tag = "payments", security(("bearer" = [])), request_body = PaymentRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key replay the first result")),
     responses(
-        (status = 200, description = "Paid", body = crate::openapi::PaymentSucceeded),
+        (status = 200, description = "Paid (`Idempotent-Replayed: true` when this replays an earlier call with the same key)", body = crate::openapi::PaymentSucceeded),
         (status = 400, description = "Invalid `orderId` or `amount`, or a bad Idempotency-Key", body = crate::openapi::ErrorBody),
         (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ErrorBody),
         (status = 402, description = "Declined (the amount is above the payment limit)", body = crate::openapi::PaymentDeclined),
         (status = 404, description = "No such order, or not the caller's", body = crate::openapi::ErrorBody),
-        (status = 409, description = "The order is still pending, or already paid", body = crate::openapi::ErrorBody),
-        (status = 422, description = "`amount` is not the order's total", body = crate::openapi::ErrorBody),
-        (status = 503, description = "order-service or payment-service unavailable", body = crate::openapi::ErrorBody),
+        (status = 409, description = "The order is not processed yet (with `Retry-After`), or already paid by another payment", body = crate::openapi::ErrorBody),
+        (status = 422, description = "`amount` is not the order's total, or the Idempotency-Key was used for another payment", body = crate::openapi::ErrorBody),
+        (status = 503, description = "payment-service unavailable", body = crate::openapi::ErrorBody),
 ))]
 pub async fn pay(
     State(state): State<AppState>,
@@ -97,29 +99,6 @@ pub async fn pay(
     };
     let key = idempotency_key(&headers)?;
 
-    // The order-service applies ownership: someone else's order is a 404, as if absent.
-    let response = state.orders.send(Method::GET, &format!("/orders/{order_id}"), &headers, None, None).await?;
-    if response.status() != StatusCode::OK {
-        return crate::downstream::relay(&state.orders, response).await;
-    }
-    let order: Value = response.json().await.map_err(|error| ApiError::from(state.orders.classify(&error)))?;
-    let order = &order["order"];
-    match order["status"].as_str() {
-        Some("processed") => {}
-        Some("pending") => {
-            return Err(ApiError::new(StatusCode::CONFLICT, "Order is pending: not ready for payment yet"));
-        }
-        Some("paid") => return Err(ApiError::new(StatusCode::CONFLICT, "Order is already paid")),
-        other => return Err(ApiError::internal(format!("order has an unexpected status {other:?}"))),
-    }
-    let total_cents = order["total"].as_f64().map(|total| (total * 100.0).round() as i64);
-    if total_cents != Some(amount_cents) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("amount must equal the order total ({})", order["total"]),
-        ));
-    }
-
     let pay = PayRequest {
         order_id: order_id.clone(),
         user_id: claims.sub.clone(),
@@ -128,15 +107,19 @@ pub async fn pay(
         idempotency_key: key,
     };
     let paid = state.payments.pay(pay, &headers).await?;
+    let replayed = [(HeaderName::from_static("idempotent-replayed"), if paid.replayed { "true" } else { "false" })];
     if paid.status == PaymentStatus::Success as i32 {
-        tracing::info!(order_id = %order_id, payment_id = %paid.payment_id, "payment succeeded");
-        Ok(Json(json!({
-            "success": true,
-            "message": "Paiement traité avec succès",
-            "status": "SUCCESS",
-            "paymentId": paid.payment_id,
-        }))
-        .into_response())
+        tracing::info!(order_id = %order_id, payment_id = %paid.payment_id, replayed = paid.replayed, "payment succeeded");
+        Ok((
+            replayed,
+            Json(json!({
+                "success": true,
+                "message": "Paiement traité avec succès",
+                "status": "SUCCESS",
+                "paymentId": paid.payment_id,
+            })),
+        )
+            .into_response())
     } else {
         let body = json!({
             "success": false,
@@ -145,6 +128,6 @@ pub async fn pay(
             "reason": paid.reason,
             "paymentId": paid.payment_id,
         });
-        Ok((StatusCode::PAYMENT_REQUIRED, Json(body)).into_response())
+        Ok((StatusCode::PAYMENT_REQUIRED, replayed, Json(body)).into_response())
     }
 }

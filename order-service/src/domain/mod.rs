@@ -4,7 +4,7 @@ mod order_view;
 mod quantity;
 mod status;
 
-pub use money::Money;
+pub use money::{CURRENCY, Money};
 pub use order_view::OrderView;
 pub use quantity::Quantity;
 pub use status::OrderStatus;

@@ -1,5 +1,8 @@
 use serde::{Deserialize, Serialize};
 
+/// The currency every order is priced and paid in (the catalogue's prices are euros).
+pub const CURRENCY: &str = "EUR";
+
 /// An amount in euro cents. Money is integer cents inside the system; clients see a JSON number
 /// with two decimals (899.99).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -19,7 +19,7 @@ use tracing::Instrument as _;
 use crate::{
     backoff::Backoff,
     config::Topics,
-    domain::OrderView,
+    domain::{OrderStatus, OrderView},
     events::{
         envelope::{self, Envelope, Poison},
         kafka::{self, LifecycleStream},
@@ -30,13 +30,72 @@ use crate::{
 };
 use std::sync::Arc;
 
-/// The `data` of a `payment-processed` event, as the payment-service publishes it.
+/// The `data` of a `payment-processed` event, as the payment-service publishes it. Every field is required: a
+/// payment that does not say who paid how much for what cannot be checked against its order.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentData {
     pub payment_id: String,
     pub order_id: String,
+    pub user_id: String,
+    pub amount_cents: i64,
+    pub currency: String,
     pub status: String,
+}
+
+/// Why a `payment-processed` event does not match its order (the `reason` label of
+/// `payment_events_rejected_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mismatch {
+    Payer,
+    Amount,
+    Currency,
+    OtherPayment,
+}
+
+impl Mismatch {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Payer => "payer",
+            Self::Amount => "amount",
+            Self::Currency => "currency",
+            Self::OtherPayment => "already_paid",
+        }
+    }
+}
+
+/// Checks a successful payment against the order it names: the payer is the owner, the amount is the total to
+/// the cent, in the order's currency, and the order is not already paid by another payment.
+pub fn check_payment(order: &crate::store::OrderDocument, payment: &PaymentData) -> Result<(), (Mismatch, String)> {
+    if payment.user_id != order.user_id {
+        return Err((Mismatch::Payer, format!("payment {} is by another user than the order's", payment.payment_id)));
+    }
+    if payment.currency != crate::domain::CURRENCY {
+        return Err((
+            Mismatch::Currency,
+            format!(
+                "payment {} is in {} but the order is in {}",
+                payment.payment_id,
+                payment.currency,
+                crate::domain::CURRENCY
+            ),
+        ));
+    }
+    if payment.amount_cents != order.total_cents {
+        return Err((
+            Mismatch::Amount,
+            format!(
+                "payment {} is {} cents but the order total is {} cents",
+                payment.payment_id, payment.amount_cents, order.total_cents
+            ),
+        ));
+    }
+    if let Some(paid_by) = &order.payment_id
+        && paid_by != &payment.payment_id
+    {
+        return Err((Mismatch::OtherPayment, format!("order is already paid by payment {paid_by}")));
+    }
+    Ok(())
 }
 
 pub struct LifecycleConsumer {
@@ -217,7 +276,7 @@ impl LifecycleConsumer {
         let transition = self
             .store
             .mark_processed(order_id, |order| {
-                let envelope = Envelope::new(envelope::ORDER_PROCESSED, order.view());
+                let envelope = Envelope::new(envelope::ORDER_PROCESSED, order.event_data());
                 OutboxEvent {
                     event_id: envelope.event_id.clone(),
                     topic,
@@ -247,15 +306,27 @@ impl LifecycleConsumer {
         if data.status != "SUCCESS" {
             return Ok(Outcome::Done);
         }
-        // The payment has its own trace (the Pay request's); link it to the order's. The lookup is
-        // for the trace alone: skipped when tracing is off.
+        let Some(order) = self.store.find(&data.order_id).await? else {
+            return Ok(Outcome::DeadLetter(Poison(format!("unknown order {}", data.order_id))));
+        };
+        // The payment has its own trace (the Pay request's); link it to the order's.
         let span = tracing::Span::current();
         if telemetry::is_traced(&span)
-            && let Some(traceparent) = self.store.find(&data.order_id).await?.and_then(|order| order.traceparent)
+            && let Some(traceparent) = order.traceparent.clone()
         {
             telemetry::link_to(&span, &HashMap::from([("traceparent".to_owned(), traceparent)]));
         }
-        Ok(match self.store.mark_paid(&data.order_id, &data.payment_id).await? {
+        // This service checks the payment against its own order; it trusts no producer of the topic for that.
+        if let Err((mismatch, reason)) = check_payment(&order, data) {
+            self.metrics.payments_rejected.with_label_values(&[mismatch.label()]).inc();
+            tracing::warn!(order_id = %data.order_id, payment_id = %data.payment_id, %reason, "payment does not match its order");
+            return Ok(Outcome::DeadLetter(Poison(reason)));
+        }
+        if order.status == OrderStatus::Paid {
+            // The same payment again (a redelivery, or its event republished after a crash).
+            return Ok(Outcome::Done);
+        }
+        Ok(match self.store.mark_paid(&order, &data.payment_id, &event.event_id).await? {
             Transition::Applied => {
                 tracing::info!(order_id = %data.order_id, payment_id = %data.payment_id, "order paid");
                 Outcome::Done

@@ -34,6 +34,17 @@ impl<T: Serialize> Envelope<T> {
     }
 }
 
+/// The `data` of `new-order` and `order-processed`: the order as `GET /orders/{id}` shows it, plus the total in
+/// integer cents and its currency, which the payment-service charges against (never a float).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderEventData {
+    #[serde(flatten)]
+    pub order: crate::domain::OrderView,
+    pub total_cents: i64,
+    pub currency: String,
+}
+
 /// Why a message cannot be processed, ever: it goes to the dead-letter topic with this reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Poison(pub String);

@@ -1,11 +1,11 @@
 //! Kafka clients with the settings the lifecycle relies on.
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use rdkafka::{
     ClientConfig, ClientContext, Statistics,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
-    consumer::{ConsumerContext, StreamConsumer},
+    consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer},
     error::{KafkaError, RDKafkaErrorCode},
     producer::{FutureProducer, Producer as _},
 };
@@ -26,9 +26,11 @@ pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
 }
 
 /// The consumer's client context: librdkafka's statistics (every few seconds) feed the
-/// `kafka_consumer_lag` gauge, per assigned partition.
+/// `kafka_consumer_lag` gauge, per assigned partition, and every rebalance the
+/// `kafka_consumer_assigned_partitions` gauge, per topic.
 pub struct LagContext {
     pub lag: prometheus::IntGaugeVec,
+    pub assigned: prometheus::IntGaugeVec,
 }
 
 impl ClientContext for LagContext {
@@ -44,12 +46,37 @@ impl ClientContext for LagContext {
     }
 }
 
-impl ConsumerContext for LagContext {}
+impl ConsumerContext for LagContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(partitions) => {
+                let mut per_topic: HashMap<String, i64> = HashMap::new();
+                for element in partitions.elements() {
+                    *per_topic.entry(element.topic().to_owned()).or_default() += 1;
+                }
+                for (topic, count) in per_topic {
+                    self.assigned.with_label_values(&[topic.as_str()]).set(count);
+                }
+            }
+            Rebalance::Revoke(partitions) => {
+                for element in partitions.elements() {
+                    self.assigned.with_label_values(&[element.topic()]).set(0);
+                }
+            }
+            Rebalance::Error(error) => tracing::warn!(%error, "consumer group rebalance failed"),
+        }
+    }
+}
 
 pub type LifecycleStream = StreamConsumer<LagContext>;
 
 /// A group consumer that commits only offsets stored after their message's work is durable.
-pub fn consumer(brokers: &str, group: &str, lag: prometheus::IntGaugeVec) -> Result<LifecycleStream, KafkaError> {
+pub fn consumer(
+    brokers: &str,
+    group: &str,
+    lag: prometheus::IntGaugeVec,
+    assigned: prometheus::IntGaugeVec,
+) -> Result<LifecycleStream, KafkaError> {
     ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
@@ -61,7 +88,10 @@ pub fn consumer(brokers: &str, group: &str, lag: prometheus::IntGaugeVec) -> Res
         .set("max.poll.interval.ms", "10000")
         .set("topic.metadata.refresh.interval.ms", "5000")
         .set("statistics.interval.ms", "5000")
-        .create_with_context(LagContext { lag })
+        // An event waits at most this long for a fetch to fill (librdkafka's default is 500 ms): it is most of
+        // the time an order takes from `pending` to `processed` when the system is idle.
+        .set("fetch.wait.max.ms", "100")
+        .create_with_context(LagContext { lag, assigned })
 }
 
 /// Creates the topics that are missing; existing ones are left as they are.

@@ -1,7 +1,8 @@
 //! The JSON envelope every event travels in, and the `payment-processed` event.
 //!
 //! `payment-processed`, version 1, published once per SUCCESS payment with the order id as the Kafka key and the
-//! headers `event-type: payment-processed` and (when the call had one) `x-request-id`:
+//! headers `event-id` (the envelope's `eventId`), `event-type: payment-processed` and (when the call had one)
+//! `x-request-id`:
 //!
 //! ```json
 //! {

@@ -204,7 +204,8 @@ impl OutboxRelay {
         );
         telemetry::continue_stored_trace(&span, &event.trace_context());
         let trace = TraceContext::of(&span);
-        let mut headers = vec![("event-type", PAYMENT_PROCESSED)];
+        let event_id = event.event_id();
+        let mut headers = vec![("event-id", event_id.as_str()), ("event-type", PAYMENT_PROCESSED)];
         if let Some(request_id) = &event.request_id {
             headers.push(("x-request-id", request_id));
         }

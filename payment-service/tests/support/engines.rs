@@ -45,7 +45,7 @@ impl EngineProcess {
     /// A MongoDB-protocol server (SecantusDB) keeping its data in `data_dir` across restarts.
     pub fn mongodb(port: u16, data_dir: &DataDir) -> Self {
         let child = Command::new(binary("SECANTUSD_BIN"))
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--storage-path"])
+            .args(["--sync-on-commit", "--host", "127.0.0.1", "--port", &port.to_string(), "--storage-path"])
             .arg(&data_dir.0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

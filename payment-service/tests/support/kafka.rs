@@ -23,6 +23,20 @@ impl ReceivedEvent {
     }
 }
 
+/// One record as it is on the topic.
+#[derive(Debug, Clone)]
+pub struct RawMessage {
+    pub key: String,
+    pub headers: Vec<(String, String)>,
+    pub payload: Vec<u8>,
+}
+
+impl RawMessage {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+}
+
 /// A consumer in a group of its own, reading `topic` from the beginning.
 pub struct EventReader {
     consumer: Option<StreamConsumer>,
@@ -45,6 +59,13 @@ impl EventReader {
 
     /// The next event, or `None` when none arrives within `wait`.
     pub async fn next(&self, wait: Duration) -> Option<ReceivedEvent> {
+        let RawMessage { key, headers, payload } = self.next_raw(wait).await?;
+        let envelope = serde_json::from_slice(&payload).expect("an envelope");
+        Some(ReceivedEvent { key, headers, envelope })
+    }
+
+    /// The next message as it is, or `None` when none arrives within `wait`.
+    pub async fn next_raw(&self, wait: Duration) -> Option<RawMessage> {
         let consumer = self.consumer.as_ref()?;
         let message = tokio::time::timeout(wait, async {
             loop {
@@ -71,8 +92,7 @@ impl EventReader {
                     .collect()
             })
             .unwrap_or_default();
-        let envelope = serde_json::from_slice(message.payload().expect("a payload")).expect("an envelope");
-        Some(ReceivedEvent { key, headers, envelope })
+        Some(RawMessage { key, headers, payload: message.payload().unwrap_or_default().to_vec() })
     }
 
     /// Exactly `count` events (failing after `wait` without them), then proof that no further event follows
@@ -124,4 +144,34 @@ pub async fn partition_count(brokers: &str, topic: &str, wait: Duration) -> Opti
     })
     .await
     .expect("the metadata task")
+}
+
+/// Produces one message to `topic` (acks=all), as another service (or a forger) would.
+pub async fn produce(brokers: &str, topic: &str, key: &str, payload: &str) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("message.timeout.ms", "10000")
+        .create()
+        .expect("a Kafka producer");
+    producer
+        .send(FutureRecord::to(topic).key(key).payload(payload), Duration::from_secs(10))
+        .await
+        .map_err(|(error, _)| error)
+        .expect("the broker takes the message");
+}
+
+/// An order-service event envelope (`new-order` or `order-processed`) for `order_id`.
+pub fn order_event(event_type: &str, order_id: &str, user_id: &str, total_cents: i64) -> String {
+    let status = if event_type == "new-order" { "pending" } else { "processed" };
+    serde_json::json!({
+        "eventId": uuid::Uuid::new_v4().to_string(), "type": event_type, "version": 1,
+        "occurredAt": "2026-01-01T00:00:00.000Z",
+        "data": {"id": order_id, "userId": user_id, "productId": "1", "productName": "Smartphone", "quantity": 1,
+                 "unitPrice": total_cents as f64 / 100.0, "total": total_cents as f64 / 100.0,
+                 "totalCents": total_cents, "currency": "EUR", "status": status,
+                 "createdAt": "2026-01-01T00:00:00.000Z", "updatedAt": "2026-01-01T00:00:00.000Z"}
+    })
+    .to_string()
 }

@@ -12,6 +12,7 @@ use std::{collections::HashMap, time::Duration};
 use mongodb::bson::{Document, doc};
 use payment_service::{
     config::{Config, LogFormat, TracingConfig},
+    projection::{KnownOrder, OrderProjection, OrderStage},
     proto::{GetPaymentRequest, PayRequest, PayResponse, Payment, payment_service_client::PaymentServiceClient},
     startup::Application,
 };
@@ -53,6 +54,9 @@ pub struct TestApp {
     pub brokers: String,
     /// The full name of the `payment-processed` topic (with this app's prefix).
     pub topic: String,
+    /// The full names of the order topics the app's projection consumer reads.
+    pub new_order_topic: String,
+    pub order_processed_topic: String,
     pub issuer: Issuer,
     jwks: JwksServer,
     shutdown: Option<oneshot::Sender<()>>,
@@ -82,6 +86,8 @@ pub async fn spawn_with_jwks_delay(settings: &[(&str, &str)], jwks_delay: Durati
     let jwks = JwksServer::start(&issuer, jwks_delay).await;
     let (uri, brokers) = (mongodb_uri(), kafka_brokers());
     let (database, prefix) = (unique("payments_test_"), unique("t") + ".");
+    // A group of its own: apps that share one would rebalance each other's partitions away.
+    let group = unique("payment-service-");
     let mut source: HashMap<&str, &str> = HashMap::from([
         ("HOST", "127.0.0.1"),
         ("PORT", "0"),
@@ -90,11 +96,14 @@ pub async fn spawn_with_jwks_delay(settings: &[(&str, &str)], jwks_delay: Durati
         ("MONGODB_DATABASE", database.as_str()),
         ("KAFKA_BROKERS", brokers.as_str()),
         ("KAFKA_TOPIC_PREFIX", prefix.as_str()),
+        ("KAFKA_CONSUMER_GROUP", group.as_str()),
         ("JWKS_URL", jwks.url.as_str()),
     ]);
     source.extend(settings.iter().copied());
     let config = Config::from_source(&source).expect("test configuration is valid");
     let topic = config.kafka.payment_processed_topic.clone();
+    let (new_order_topic, order_processed_topic) =
+        (config.kafka.new_order_topic.clone(), config.kafka.order_processed_topic.clone());
     let (mongodb_uri, brokers) = (config.mongodb_uri.0.clone(), config.kafka.brokers.clone());
     let database = config.mongodb_database.clone();
     let app = Application::build(config).await.expect("the app builds");
@@ -111,6 +120,8 @@ pub async fn spawn_with_jwks_delay(settings: &[(&str, &str)], jwks_delay: Durati
         mongodb_uri,
         brokers,
         topic,
+        new_order_topic,
+        order_processed_topic,
         issuer,
         jwks,
         shutdown: Some(shutdown),
@@ -213,6 +224,53 @@ impl TestApp {
             assert!(tokio::time::Instant::now() < deadline, "{name}{labels:?} is still {value} after {wait:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The app's own record of orders (its projection), as the consumer would have built it from the order events:
+    /// written straight into its database, for tests about `Pay` rather than about the consumer (those produce real
+    /// events; see `tests/projection.rs`).
+    pub async fn projection(&self) -> OrderProjection {
+        let client = mongodb::Client::with_uri_str(&self.mongodb_uri).await.expect("a MongoDB client");
+        OrderProjection::new(&client.database(&self.database))
+    }
+
+    /// A new order of `user_id`'s, processed (payable) for `total_cents` EUR, known to the app; its id.
+    pub async fn known_order(&self, user_id: &str, total_cents: i64) -> String {
+        self.known_order_at(user_id, total_cents, OrderStage::Processed).await
+    }
+
+    /// A new order known to the app at `stage`; its id.
+    pub async fn known_order_at(&self, user_id: &str, total_cents: i64, stage: OrderStage) -> String {
+        let order_id = uuid::Uuid::now_v7().to_string();
+        self.know_order(&order_id, user_id, total_cents, stage).await;
+        order_id
+    }
+
+    /// Records the order `order_id` in the app's projection.
+    pub async fn know_order(&self, order_id: &str, user_id: &str, total_cents: i64, stage: OrderStage) {
+        let order = KnownOrder::new(
+            order_id.to_owned(),
+            user_id.to_owned(),
+            total_cents,
+            "EUR".to_owned(),
+            stage,
+            unique("event-"),
+        );
+        self.projection().await.apply(&order).await.expect("the order is recorded");
+    }
+
+    /// Waits (up to 30 s) until the app's projection knows `order_id` at `stage` or later; what it knows then.
+    pub async fn wait_for_known_order(&self, order_id: &str, stage: OrderStage) -> KnownOrder {
+        let projection = self.projection().await;
+        for _ in 0..300 {
+            if let Some(order) = projection.find(order_id).await.expect("the projection answers")
+                && order.stage >= stage
+            {
+                return order;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("order {order_id} never reached {stage:?} in the payment-service's projection");
     }
 
     /// The raw stored documents of the `payments` collection matching `filter`.

@@ -53,6 +53,8 @@ fn parse_field<T>(
 
 pub async fn register(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     JsonBody(request): JsonBody<RegisterRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let mut errors = Vec::new();
@@ -66,11 +68,18 @@ pub async fn register(
         return Err(ApiError::validation(errors));
     };
     state.require_bootstrapped()?;
+    let address = state.trusted_proxies.client_address(peer.ip(), &headers);
+    state.registrations.admit(address).map_err(|wait| ApiError::too_many_registrations(wait.as_secs() + 1))?;
 
-    let password_hash = state.hasher.hash(&password).await.map_err(ApiError::internal)?;
+    // A taken email is refused before the hash: the 409 says so anyway, and a flood of duplicates
+    // must not cost a hash each. The unique index still decides between concurrent registrations.
+    if state.store.find_by_email(&email).await?.is_some() {
+        return Err(email_taken());
+    }
+    let password_hash = state.hasher.hash(&password).await?;
     let user = NewUser { username: &username, email: &email, password_hash, role: Role::Customer };
     let user_id = state.store.insert(user).await.map_err(|error| match error {
-        StoreError::Duplicate(TakenField::Email) => ApiError::new(StatusCode::CONFLICT, "Email already registered"),
+        StoreError::Duplicate(TakenField::Email) => email_taken(),
         StoreError::Duplicate(TakenField::Username) => ApiError::new(StatusCode::CONFLICT, "Username already taken"),
         other => other.into(),
     })?;
@@ -81,20 +90,15 @@ pub async fn register(
     ))
 }
 
+fn email_taken() -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "Email already registered")
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     email: Option<String>,
     password: Option<String>,
-}
-
-/// The client address for per-address throttling: the gateway's `X-Forwarded-For` when trusted.
-fn client_address(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> String {
-    let forwarded = trust_forwarded_for
-        .then(|| headers.get("x-forwarded-for")?.to_str().ok()?.split(',').next().map(|ip| ip.trim().to_owned()))
-        .flatten()
-        .filter(|ip| !ip.is_empty());
-    forwarded.unwrap_or_else(|| peer.ip().to_string())
 }
 
 pub async fn login(
@@ -109,30 +113,29 @@ pub async fn login(
     let (Some(email), Some(password)) = (email, password) else {
         return Err(ApiError::validation(errors));
     };
-    let account = email.trim().to_lowercase();
-    let address = client_address(&headers, peer, state.trust_forwarded_for);
-    if let Some(wait) = state.throttle.check(&account, &address) {
-        return Err(ApiError::too_many_attempts(wait.as_secs() + 1));
-    }
-
-    // An address that cannot be an email cannot be an account: it still costs one hash (timing).
-    let user = match Email::parse(&account) {
-        Ok(email) => state.store.find_by_email(&email).await?,
-        Err(_) => None,
+    // An address that cannot be an email cannot be an account: it still costs one hash (timing),
+    // and counts against the client's address.
+    let account = Email::parse(email).ok();
+    let address = state.trusted_proxies.client_address(peer.ip(), &headers);
+    // Reserved before the hash: concurrent guesses cannot all pass the check before any failure
+    // is recorded. Returned early (database down, queue full), the attempt is released.
+    let attempt = state
+        .throttle
+        .reserve(account.as_ref(), address)
+        .map_err(|wait| ApiError::too_many_attempts(wait.as_secs() + 1))?;
+    let user = match &account {
+        Some(email) => state.store.find_by_email(email).await?,
+        None => None,
     };
-    let verified = state
-        .hasher
-        .verify(password, user.as_ref().map(|user| user.password_hash.as_str()))
-        .await
-        .map_err(ApiError::internal)?;
+    let verified = state.hasher.verify(password, user.as_ref().map(|user| user.password_hash.as_str())).await?;
     let user = match user {
         Some(user) if verified => user,
         _ => {
-            state.throttle.record_failure(&account, &address);
+            attempt.failed();
             return Err(ApiError::unauthorized(INVALID_CREDENTIALS));
         }
     };
-    state.throttle.record_success(&account);
+    attempt.succeeded();
     let token = state.tokens.issue(&user.id, &user.username, &user.email, user.role).map_err(ApiError::internal)?;
     Ok(Json(json!({
         "success": true,

@@ -106,6 +106,23 @@ impl TestApp {
         self.post_json("/users/login", &serde_json::json!({ "email": email, "password": password })).await
     }
 
+    /// A login as relayed by a proxy for the client at `address` (believed only with TRUSTED_PROXIES).
+    /// Owns its arguments, so that a burst can be built from formatted strings.
+    pub async fn login_from(
+        &self,
+        address: impl Into<String>,
+        email: impl Into<String>,
+        password: impl Into<String>,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url("/users/login"))
+            .header("x-forwarded-for", address.into())
+            .json(&serde_json::json!({ "email": email.into(), "password": password.into() }))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
     /// Registers a fresh user and returns (email, password, token).
     pub async fn registered_token(&self) -> (String, String, String) {
         let name = format!("u{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
