@@ -73,6 +73,7 @@ class Engine:
     proc: subprocess.Popen
     stop_signal: int
     cleanup: list[Path] = field(default_factory=list)
+    uri: str = ""
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc.poll() is None:
@@ -112,7 +113,13 @@ def start_mongo(log_dir: Path, port: int | None = None, data_dir: Path | None = 
         command + ["--host", "127.0.0.1", "--port", str(port), "--storage-path", str(data_dir)],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
     )
-    engine = Engine(f"secantus (MongoDB protocol, {build})", port, proc, signal.SIGTERM, [data_dir] if owned else [])
+    uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+    if build == "python":
+        # SecantusDB 0.7.0b3 (Python) scans and sorts its whole retryable-write table on every retryable write;
+        # after a few thousand writes that caps it near 100 writes/s until restarted. Real MongoDB keeps
+        # retryable writes on (the driver's default).
+        uri += "&retryWrites=false"
+    engine = Engine(f"secantus (MongoDB protocol, {build})", port, proc, signal.SIGTERM, [data_dir] if owned else [], uri)
     try:
         wait_for_port(port, proc, engine.name)
     except Exception:
@@ -150,7 +157,7 @@ def noida_bin() -> str:
 
 def engine_env(mongo: Engine, kafka: Engine) -> dict[str, str]:
     return {
-        "MONGODB_URI": f"mongodb://127.0.0.1:{mongo.port}/?directConnection=true",
+        "MONGODB_URI": mongo.uri,
         "KAFKA_BROKERS": f"127.0.0.1:{kafka.port}",
         "SECANTUSD_BIN": secantusd_bin(),
         "TANSU_BIN": tansu_bin(),
