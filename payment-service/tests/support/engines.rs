@@ -1,5 +1,5 @@
 //! Private engine processes for tests that stop and restart a dependency (the shared ones must stay up).
-//! The binaries come from `scripts/engines.py`, which exports SECANTUSD_BIN and TANSU_BIN.
+//! The binaries come from `scripts/engines.py`, which exports SECANTUSD_BIN, TANSU_BIN and NOIDA_BIN.
 use std::{
     net::TcpStream,
     path::PathBuf,
@@ -67,6 +67,22 @@ impl EngineProcess {
             .spawn()
             .expect("Tansu starts");
         // Tansu ignores SIGTERM.
+        Self::ready(child, port, "INT")
+    }
+
+    /// A durable Kafka-protocol broker (noida-db) keeping topics, producer ids and offsets in `data_dir`
+    /// across restarts, as real Kafka does. Restarting the in-memory Tansu instead makes it answer fetches for
+    /// a vanished topic id with a zero id and a leader hint, which crashes librdkafka 2.12 (a null topic name in
+    /// `rd_kafka_metadata_update_op`); a real broker never forgets its topics.
+    pub fn durable_kafka(port: u16, data_dir: &DataDir) -> Self {
+        let child = Command::new(binary("NOIDA_BIN"))
+            .args(["start", "--only", "kafka", "--kafka-port", &port.to_string(), "--data-dir"])
+            .arg(&data_dir.0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("noida-db starts");
         Self::ready(child, port, "INT")
     }
 
