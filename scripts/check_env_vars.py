@@ -4,7 +4,8 @@
 A misspelt or stale variable in docker-compose.yml or a manifest is silently ignored by the service, which then
 runs on its default: this check turns that into a failure naming the file, the service and the variable.
 
-What each service reads comes from its Rust sources (<service>/src/**/*.rs, test modules excluded):
+What each service reads comes from its Rust sources and the platform crate's, which every service uses for the
+settings they share (<service>/src/**/*.rs and platform/src/**/*.rs, test modules excluded):
   - a string literal shaped like an environment variable name (HOST, PORT, MONGODB_URI…) passed as the first
     argument of a call, or as the second after a single identifier: `parsed(source, "PORT", 3000)`,
     `millis(source, "X_MS", 10)`, `text(source, "X", "")`, `source.get("X")`, `std::env::var("X")`,
@@ -109,7 +110,9 @@ class Checker:
 
     def variables_read(self, service: str) -> set[str]:
         names: set[str] = set()
-        sources = sorted((self.root / service / "src").rglob("*.rs"))
+        sources = sorted((self.root / service / "src").rglob("*.rs")) + sorted(
+            (self.root / "platform" / "src").rglob("*.rs")
+        )
         for path in sources:
             text = path.read_text(encoding="utf-8")
             test_module = TEST_MODULE_RE.search(text)

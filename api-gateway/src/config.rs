@@ -1,144 +1,16 @@
 //! Every environment variable the api-gateway reads: name, default, validation.
 //! A malformed value stops startup with a message naming the variable.
-use std::{fmt, net::IpAddr, str::FromStr, time::Duration};
+use std::time::Duration;
 
-/// Where configuration values come from: the process environment, or a map in tests.
-pub trait Source {
-    fn get(&self, name: &str) -> Option<String>;
-}
-
-/// The process environment.
-pub struct ProcessEnv;
-
-impl Source for ProcessEnv {
-    fn get(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok().filter(|value| !value.is_empty())
-    }
-}
-
-impl Source for std::collections::HashMap<&str, &str> {
-    fn get(&self, name: &str) -> Option<String> {
-        self.get(name).map(|value| (*value).to_owned())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub reason: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "environment variable {}: {}", self.variable, self.reason)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// Reads `name`, parsing it with `FromStr`, or returns `default` when unset.
-pub fn parsed<T: FromStr>(source: &dyn Source, name: &'static str, default: T) -> Result<T, ConfigError>
-where
-    T::Err: fmt::Display,
-{
-    match source.get(name) {
-        None => Ok(default),
-        Some(raw) => raw
-            .trim()
-            .parse()
-            .map_err(|error| ConfigError { variable: name, reason: format!("cannot parse {raw:?}: {error}") }),
-    }
-}
-
-/// A duration given in milliseconds.
-pub fn millis(source: &dyn Source, name: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
-    parsed(source, name, default_ms).map(Duration::from_millis)
-}
-
-pub fn text(source: &dyn Source, name: &str, default: &str) -> String {
-    source.get(name).unwrap_or_else(|| default.to_owned())
-}
-
-/// `development` runs with generated secrets for convenience; `production` refuses to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppEnv {
-    Development,
-    Production,
-}
-
-impl FromStr for AppEnv {
-    type Err = String;
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value.to_ascii_lowercase().as_str() {
-            "development" | "dev" => Ok(Self::Development),
-            "production" | "prod" => Ok(Self::Production),
-            other => Err(format!("expected `development` or `production`, got {other:?}")),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-impl FromStr for LogFormat {
-    type Err = String;
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value.to_ascii_lowercase().as_str() {
-            "text" | "pretty" => Ok(Self::Text),
-            "json" => Ok(Self::Json),
-            other => Err(format!("expected `text` or `json`, got {other:?}")),
-        }
-    }
-}
-
-/// An absolute http(s) URL, without a trailing slash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BaseUrl(pub String);
-
-impl FromStr for BaseUrl {
-    type Err = String;
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        let rest = value.strip_prefix("http://").or_else(|| value.strip_prefix("https://"));
-        match rest {
-            Some(host) if !host.is_empty() && !host.starts_with('/') => {
-                Ok(Self(value.trim_end_matches('/').to_owned()))
-            }
-            _ => Err("expected an absolute http:// or https:// URL".to_owned()),
-        }
-    }
-}
-
-/// Where traces go: OTLP over HTTP when an endpoint is set, nowhere otherwise.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TracingConfig {
-    /// OTEL_EXPORTER_OTLP_ENDPOINT, e.g. `http://jaeger:4318` (spans go to `<endpoint>/v1/traces`).
-    pub otlp_endpoint: Option<BaseUrl>,
-    /// OTEL_SERVICE_NAME: the service's name in traces.
-    pub service_name: String,
-}
-
-impl TracingConfig {
-    pub fn from_source(source: &dyn Source, default_name: &str) -> Result<Self, ConfigError> {
-        let otlp_endpoint = match source.get("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|value| !value.trim().is_empty()) {
-            None => None,
-            Some(raw) => Some(
-                raw.trim().parse().map_err(|reason| ConfigError { variable: "OTEL_EXPORTER_OTLP_ENDPOINT", reason })?,
-            ),
-        };
-        Ok(Self { otlp_endpoint, service_name: text(source, "OTEL_SERVICE_NAME", default_name) })
-    }
-}
+pub use platform::config::{
+    AppEnv, BaseUrl, Common, ConfigError, LogFormat, MongoUri, ProcessEnv, ServiceDefaults, Source, TracingConfig,
+    at_least_one, check_topic_name, millis, non_empty, parsed, text,
+};
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub app_env: AppEnv,
-    pub host: IpAddr,
-    pub port: u16,
-    pub log_format: LogFormat,
-    pub tracing: TracingConfig,
+    /// APP_ENV, HOST, PORT, LOG_FORMAT and tracing, read the same way in every service.
+    pub common: Common,
     pub user_service_url: BaseUrl,
     pub product_service_url: BaseUrl,
     pub order_service_url: BaseUrl,
@@ -154,12 +26,20 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
 }
 
+/// What production requires of this service; see `platform::config`.
+const SERVICE: ServiceDefaults = ServiceDefaults {
+    name: "api-gateway",
+    port: 3000,
+    required_in_production: &["USER_SERVICE_URL", "PRODUCT_SERVICE_URL", "ORDER_SERVICE_URL", "PAYMENT_SERVICE_URL"],
+};
+
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_source(&ProcessEnv)
     }
 
     pub fn from_source(source: &dyn Source) -> Result<Self, ConfigError> {
+        let common = Common::from_source(source, &SERVICE)?;
         let open_for = millis(source, "CIRCUIT_BREAKER_OPEN_MS", 5_000)?;
         if open_for < crate::resilience::MIN_OPEN {
             return Err(ConfigError { variable: "CIRCUIT_BREAKER_OPEN_MS", reason: "must be at least 1000".into() });
@@ -167,11 +47,7 @@ impl Config {
         let user_service_url: BaseUrl = parsed(source, "USER_SERVICE_URL", BaseUrl("http://127.0.0.1:3005".into()))?;
         let default_jwks = BaseUrl(format!("{}/.well-known/jwks.json", user_service_url.0));
         Ok(Self {
-            app_env: parsed(source, "APP_ENV", AppEnv::Development)?,
-            host: parsed(source, "HOST", IpAddr::from([0, 0, 0, 0]))?,
-            port: parsed(source, "PORT", 3000)?,
-            log_format: parsed(source, "LOG_FORMAT", LogFormat::Text)?,
-            tracing: TracingConfig::from_source(source, "api-gateway")?,
+            common,
             product_service_url: parsed(source, "PRODUCT_SERVICE_URL", BaseUrl("http://127.0.0.1:3002".into()))?,
             order_service_url: parsed(source, "ORDER_SERVICE_URL", BaseUrl("http://127.0.0.1:3003".into()))?,
             payment_service_url: parsed(source, "PAYMENT_SERVICE_URL", BaseUrl("http://127.0.0.1:50051".into()))?,
@@ -205,7 +81,7 @@ mod tests {
     #[test]
     fn defaults_point_at_the_default_service_ports() {
         let config = Config::from_source(&HashMap::new()).expect("defaults are valid");
-        assert_eq!(config.port, 3000);
+        assert_eq!(config.common.port, 3000);
         assert_eq!(config.user_service_url.0, "http://127.0.0.1:3005");
         assert_eq!(config.jwks_url.0, "http://127.0.0.1:3005/.well-known/jwks.json");
         assert_eq!(config.payment_service_url.0, "http://127.0.0.1:50051");
@@ -229,16 +105,30 @@ mod tests {
     #[test]
     fn tracing_is_off_unless_an_endpoint_is_set() {
         let config = Config::from_source(&HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "")])).unwrap();
-        assert_eq!(config.tracing.otlp_endpoint, None);
-        assert_eq!(config.tracing.service_name, "api-gateway");
+        assert_eq!(config.common.tracing.otlp_endpoint, None);
+        assert_eq!(config.common.tracing.service_name, "api-gateway");
         let config =
             Config::from_source(&HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318/")])).unwrap();
-        assert_eq!(config.tracing.otlp_endpoint, Some(BaseUrl("http://jaeger:4318".into())));
+        assert_eq!(config.common.tracing.otlp_endpoint, Some(BaseUrl("http://jaeger:4318".into())));
     }
 
     #[test]
     fn the_jwks_url_follows_the_user_service_url() {
         let config = Config::from_source(&HashMap::from([("USER_SERVICE_URL", "http://users:3005/")])).unwrap();
         assert_eq!(config.jwks_url.0, "http://users:3005/.well-known/jwks.json");
+    }
+
+    #[test]
+    fn production_requires_the_addresses_of_other_systems() {
+        let error = Config::from_source(&HashMap::from([("APP_ENV", "production")])).unwrap_err();
+        assert_eq!(error.variable, "USER_SERVICE_URL");
+        let complete = HashMap::from([
+            ("APP_ENV", "production"),
+            ("USER_SERVICE_URL", "http://users:3005"),
+            ("PRODUCT_SERVICE_URL", "http://products:3002"),
+            ("ORDER_SERVICE_URL", "http://orders:3003"),
+            ("PAYMENT_SERVICE_URL", "http://payments:50051"),
+        ]);
+        assert_eq!(Config::from_source(&complete).expect("complete").common.app_env, AppEnv::Production);
     }
 }

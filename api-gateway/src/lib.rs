@@ -3,18 +3,16 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
-pub mod backoff;
 pub mod catalogue;
 pub mod config;
 pub mod downstream;
 pub mod error;
 pub mod extract;
-pub mod healthcheck;
 pub mod metrics;
 pub mod openapi;
 pub mod payments;
 pub mod resilience;
 pub mod routes;
-pub mod shutdown;
 pub mod startup;
-pub mod telemetry;
+// Shared with every service, kept once in the platform crate.
+pub use platform::{backoff, healthcheck, shutdown, telemetry};

@@ -66,9 +66,9 @@ impl Application {
             metrics,
         }));
         let router = with_middleware(routes::router(state), &config)?;
-        let listener = TcpListener::bind((config.host, config.port))
+        let listener = TcpListener::bind((config.common.host, config.common.port))
             .await
-            .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.host, config.port))?;
+            .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.common.host, config.common.port))?;
         tracing::info!(address = %listener.local_addr()?, "api-gateway listening");
         Ok(Self { listener, router })
     }

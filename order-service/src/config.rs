@@ -1,113 +1,11 @@
 //! Every environment variable the order-service reads: name, default, validation.
 //! A malformed value stops startup with a message naming the variable.
-use std::{fmt, net::IpAddr, str::FromStr, time::Duration};
+use std::time::Duration;
 
-/// Where configuration values come from: the process environment, or a map in tests.
-pub trait Source {
-    fn get(&self, name: &str) -> Option<String>;
-}
-
-/// The process environment.
-pub struct ProcessEnv;
-
-impl Source for ProcessEnv {
-    fn get(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok().filter(|value| !value.is_empty())
-    }
-}
-
-impl Source for std::collections::HashMap<&str, &str> {
-    fn get(&self, name: &str) -> Option<String> {
-        self.get(name).map(|value| (*value).to_owned())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub reason: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "environment variable {}: {}", self.variable, self.reason)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// Reads `name`, parsing it with `FromStr`, or returns `default` when unset.
-pub fn parsed<T: FromStr>(source: &dyn Source, name: &'static str, default: T) -> Result<T, ConfigError>
-where
-    T::Err: fmt::Display,
-{
-    match source.get(name) {
-        None => Ok(default),
-        Some(raw) => raw
-            .trim()
-            .parse()
-            .map_err(|error| ConfigError { variable: name, reason: format!("cannot parse {raw:?}: {error}") }),
-    }
-}
-
-/// A duration given in milliseconds.
-pub fn millis(source: &dyn Source, name: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
-    parsed(source, name, default_ms).map(Duration::from_millis)
-}
-
-pub fn text(source: &dyn Source, name: &str, default: &str) -> String {
-    source.get(name).unwrap_or_else(|| default.to_owned())
-}
-
-/// `development` runs with generated secrets for convenience; `production` refuses to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppEnv {
-    Development,
-    Production,
-}
-
-impl FromStr for AppEnv {
-    type Err = String;
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value.to_ascii_lowercase().as_str() {
-            "development" | "dev" => Ok(Self::Development),
-            "production" | "prod" => Ok(Self::Production),
-            other => Err(format!("expected `development` or `production`, got {other:?}")),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-impl FromStr for LogFormat {
-    type Err = String;
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value.to_ascii_lowercase().as_str() {
-            "text" | "pretty" => Ok(Self::Text),
-            "json" => Ok(Self::Json),
-            other => Err(format!("expected `text` or `json`, got {other:?}")),
-        }
-    }
-}
-
-/// A MongoDB connection string, checked for its scheme so that typos fail at startup.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MongoUri(pub String);
-
-impl FromStr for MongoUri {
-    type Err = String;
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        if value.starts_with("mongodb://") || value.starts_with("mongodb+srv://") {
-            Ok(Self(value.to_owned()))
-        } else {
-            Err("expected a mongodb:// or mongodb+srv:// connection string".to_owned())
-        }
-    }
-}
+pub use platform::config::{
+    AppEnv, BaseUrl, Common, ConfigError, LogFormat, MongoUri, ProcessEnv, ServiceDefaults, Source, TracingConfig,
+    at_least_one, check_topic_name, millis, non_empty, parsed, text,
+};
 
 /// Kafka topic names; all share an optional prefix so that tests can run side by side.
 #[derive(Debug, Clone)]
@@ -124,45 +22,13 @@ impl Topics {
     }
 }
 
-/// Where traces go: OTLP over HTTP when an endpoint is set, nowhere otherwise.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TracingConfig {
-    /// OTEL_EXPORTER_OTLP_ENDPOINT without a trailing slash, e.g. `http://jaeger:4318` (spans go to
-    /// `<endpoint>/v1/traces`).
-    pub otlp_endpoint: Option<String>,
-    /// OTEL_SERVICE_NAME: the service's name in traces.
-    pub service_name: String,
-}
-
-impl TracingConfig {
-    pub fn from_source(source: &dyn Source, default_name: &str) -> Result<Self, ConfigError> {
-        let otlp_endpoint = match source.get("OTEL_EXPORTER_OTLP_ENDPOINT").map(|value| value.trim().to_owned()) {
-            None => None,
-            Some(value) if value.is_empty() => None,
-            Some(value) if value.starts_with("http://") || value.starts_with("https://") => {
-                Some(value.trim_end_matches('/').to_owned())
-            }
-            Some(_) => {
-                return Err(ConfigError {
-                    variable: "OTEL_EXPORTER_OTLP_ENDPOINT",
-                    reason: "expected an http(s):// URL".into(),
-                });
-            }
-        };
-        Ok(Self { otlp_endpoint, service_name: text(source, "OTEL_SERVICE_NAME", default_name) })
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub app_env: AppEnv,
-    pub host: IpAddr,
-    pub port: u16,
+    /// APP_ENV, HOST, PORT, LOG_FORMAT and tracing, read the same way in every service.
+    pub common: Common,
     pub mongodb_uri: MongoUri,
     pub mongodb_database: String,
     pub mongodb_timeout: Duration,
-    pub log_format: LogFormat,
-    pub tracing: TracingConfig,
     pub kafka_brokers: String,
     pub topics: Topics,
     pub kafka_partitions: i32,
@@ -179,18 +45,27 @@ pub struct Config {
     pub idempotency_ttl: Duration,
 }
 
+/// What production requires of this service; see `platform::config`.
+const SERVICE: ServiceDefaults = ServiceDefaults {
+    name: "order-service",
+    port: 3003,
+    required_in_production: &["MONGODB_URI", "KAFKA_BROKERS", "PRODUCT_SERVICE_URL", "JWKS_URL"],
+};
+
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_source(&ProcessEnv)
     }
 
     pub fn from_source(source: &dyn Source) -> Result<Self, ConfigError> {
+        let common = Common::from_source(source, &SERVICE)?;
         let prefix = text(source, "KAFKA_TOPIC_PREFIX", "");
-        let topic = |name: &str, default: &str| format!("{prefix}{}", text(source, name, default));
-        let kafka_partitions: i32 = parsed(source, "KAFKA_PARTITIONS", 3)?;
-        if kafka_partitions < 1 {
-            return Err(ConfigError { variable: "KAFKA_PARTITIONS", reason: "must be at least 1".into() });
-        }
+        let topic = |name: &'static str, default: &str| -> Result<String, ConfigError> {
+            let full = format!("{prefix}{}", non_empty(source, name, default)?);
+            check_topic_name(&full).map_err(|reason| ConfigError::new(name, reason))?;
+            Ok(full)
+        };
+        let kafka_partitions: i32 = at_least_one(source, "KAFKA_PARTITIONS", 3)?;
         let product_service_url = text(source, "PRODUCT_SERVICE_URL", "http://127.0.0.1:3002");
         if !product_service_url.starts_with("http://") && !product_service_url.starts_with("https://") {
             return Err(ConfigError { variable: "PRODUCT_SERVICE_URL", reason: "expected an http(s):// URL".into() });
@@ -200,22 +75,18 @@ impl Config {
             return Err(ConfigError { variable: "JWKS_URL", reason: "expected an http(s):// URL".into() });
         }
         Ok(Self {
-            app_env: parsed(source, "APP_ENV", AppEnv::Development)?,
-            host: parsed(source, "HOST", IpAddr::from([0, 0, 0, 0]))?,
-            port: parsed(source, "PORT", 3003)?,
+            common,
             mongodb_uri: parsed(source, "MONGODB_URI", MongoUri("mongodb://127.0.0.1:27017".into()))?,
             mongodb_database: text(source, "MONGODB_DATABASE", "orders"),
             mongodb_timeout: millis(source, "MONGODB_TIMEOUT_MS", 2_000)?,
-            log_format: parsed(source, "LOG_FORMAT", LogFormat::Text)?,
-            tracing: TracingConfig::from_source(source, "order-service")?,
             kafka_brokers: text(source, "KAFKA_BROKERS", "127.0.0.1:9092"),
             topics: Topics {
-                new_order: topic("KAFKA_TOPIC_NEW_ORDER", "new-order"),
-                order_processed: topic("KAFKA_TOPIC_ORDER_PROCESSED", "order-processed"),
-                payment_processed: topic("KAFKA_TOPIC_PAYMENT_PROCESSED", "payment-processed"),
+                new_order: topic("KAFKA_TOPIC_NEW_ORDER", "new-order")?,
+                order_processed: topic("KAFKA_TOPIC_ORDER_PROCESSED", "order-processed")?,
+                payment_processed: topic("KAFKA_TOPIC_PAYMENT_PROCESSED", "payment-processed")?,
             },
             kafka_partitions,
-            kafka_replication_factor: parsed(source, "KAFKA_REPLICATION_FACTOR", 1)?,
+            kafka_replication_factor: at_least_one(source, "KAFKA_REPLICATION_FACTOR", 1)?,
             kafka_consumer_group: text(source, "KAFKA_CONSUMER_GROUP", "order-service"),
             product_service_url: product_service_url.trim_end_matches('/').to_owned(),
             product_service_timeout: millis(source, "PRODUCT_SERVICE_TIMEOUT_MS", 2_000)?,
@@ -236,7 +107,7 @@ mod tests {
     #[test]
     fn defaults_apply_when_nothing_is_set() {
         let config = Config::from_source(&HashMap::new()).expect("defaults are valid");
-        assert_eq!(config.port, 3003);
+        assert_eq!(config.common.port, 3003);
         assert_eq!(config.topics.new_order, "new-order");
         assert_eq!(config.kafka_consumer_group, "order-service");
     }
@@ -244,11 +115,11 @@ mod tests {
     #[test]
     fn tracing_is_off_unless_an_endpoint_is_set() {
         let config = Config::from_source(&HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "")])).unwrap();
-        assert_eq!(config.tracing.otlp_endpoint, None);
-        assert_eq!(config.tracing.service_name, "order-service");
+        assert_eq!(config.common.tracing.otlp_endpoint, None);
+        assert_eq!(config.common.tracing.service_name, "order-service");
         let config =
             Config::from_source(&HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318/")])).unwrap();
-        assert_eq!(config.tracing.otlp_endpoint.as_deref(), Some("http://jaeger:4318"));
+        assert_eq!(config.common.tracing.otlp_endpoint.as_ref().map(|url| url.0.as_str()), Some("http://jaeger:4318"));
     }
 
     #[test]
@@ -271,5 +142,19 @@ mod tests {
             let error = Config::from_source(&HashMap::from([(name, value)])).unwrap_err();
             assert_eq!(error.variable, name);
         }
+    }
+
+    #[test]
+    fn production_requires_the_addresses_of_other_systems() {
+        let error = Config::from_source(&HashMap::from([("APP_ENV", "production")])).unwrap_err();
+        assert_eq!(error.variable, "MONGODB_URI");
+        let complete = HashMap::from([
+            ("APP_ENV", "production"),
+            ("MONGODB_URI", "mongodb://db:27017"),
+            ("KAFKA_BROKERS", "kafka:9092"),
+            ("PRODUCT_SERVICE_URL", "http://products:3002"),
+            ("JWKS_URL", "http://users:3005/.well-known/jwks.json"),
+        ]);
+        assert_eq!(Config::from_source(&complete).expect("complete").common.app_env, AppEnv::Production);
     }
 }

@@ -3,17 +3,15 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
-pub mod backoff;
 pub mod catalog;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod events;
 pub mod extract;
-pub mod healthcheck;
 pub mod metrics;
 pub mod routes;
-pub mod shutdown;
 pub mod startup;
 pub mod store;
-pub mod telemetry;
+// Shared with every service, kept once in the platform crate.
+pub use platform::{backoff, healthcheck, shutdown, telemetry};

@@ -1,6 +1,7 @@
 //! Thin entry point: configuration → telemetry → application → run until SIGTERM/Ctrl-C.
 //! `--healthcheck` instead probes the running service's `/ready` (exit 0 when ready).
-use order_service::{config::Config, healthcheck, startup::Application, telemetry};
+use order_service::{config::Config, healthcheck, startup::Application};
+use platform::{config::Common, service_main};
 
 // The system allocator: this service's throughput is bound by its database writes, not by allocation
 // (mimalloc, which doubled the read paths' throughput in the gateway and the product-service, only
@@ -8,30 +9,12 @@ use order_service::{config::Config, healthcheck, startup::Application, telemetry
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("order-service: configuration error: {error}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    if std::env::args().any(|arg| arg == "--healthcheck") {
-        let ready = healthcheck::probe(config.host, config.port, "/ready");
-        return if ready { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE };
-    }
-    let telemetry = telemetry::init(config.log_format, &config.tracing);
-    let result = async {
-        let app = Application::build(config).await?;
-        app.run_until(order_service::shutdown::signal()).await
-    }
-    .await;
-    // The last spans leave before exit (the flush blocks: off the executor).
-    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(error = %format!("{error:#}"), "order-service stopped with an error");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    service_main::run(
+        "order-service",
+        Config::from_env(),
+        |config| &config.common,
+        async |common: &Common| healthcheck::probe(common.host, common.port, "/ready"),
+        async |config, stop| Application::build(config).await?.run_until(stop).await,
+    )
+    .await
 }

@@ -158,9 +158,9 @@ impl Application {
             tokio::spawn(bootstrap_kafka_then_consume(state.clone(), topic_setup, lifecycle, stopped)),
         ];
 
-        let listener = TcpListener::bind((config.host, config.port))
+        let listener = TcpListener::bind((config.common.host, config.common.port))
             .await
-            .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.host, config.port))?;
+            .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.common.host, config.common.port))?;
         tracing::info!(address = %listener.local_addr()?, "order-service listening");
         let router = with_middleware(routes::router(state.clone()));
         Ok(Self { listener, router, state, workers: Workers { stop, handles } })

@@ -1,159 +1,11 @@
 //! Every environment variable the payment-service reads: name, default, validation.
 //! A malformed value stops startup with a message naming the variable.
-use std::{fmt, net::IpAddr, str::FromStr, time::Duration};
+use std::time::Duration;
 
-/// Where configuration values come from: the process environment, or a map in tests.
-pub trait Source {
-    fn get(&self, name: &str) -> Option<String>;
-}
-
-/// The process environment.
-pub struct ProcessEnv;
-
-impl Source for ProcessEnv {
-    fn get(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok().filter(|value| !value.is_empty())
-    }
-}
-
-impl Source for std::collections::HashMap<&str, &str> {
-    fn get(&self, name: &str) -> Option<String> {
-        self.get(name).map(|value| (*value).to_owned())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub reason: String,
-}
-
-impl ConfigError {
-    fn new(variable: &'static str, reason: impl Into<String>) -> Self {
-        Self { variable, reason: reason.into() }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "environment variable {}: {}", self.variable, self.reason)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// Reads `name`, parsing it with `FromStr`, or returns `default` when unset.
-pub fn parsed<T: FromStr>(source: &dyn Source, name: &'static str, default: T) -> Result<T, ConfigError>
-where
-    T::Err: fmt::Display,
-{
-    match source.get(name) {
-        None => Ok(default),
-        Some(raw) => {
-            raw.trim().parse().map_err(|error| ConfigError::new(name, format!("cannot parse {raw:?}: {error}")))
-        }
-    }
-}
-
-/// A duration given in milliseconds; zero is rejected because it would make every operation fail.
-pub fn millis(source: &dyn Source, name: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
-    match parsed(source, name, default_ms)? {
-        0 => Err(ConfigError::new(name, "must be at least 1 millisecond")),
-        ms => Ok(Duration::from_millis(ms)),
-    }
-}
-
-pub fn text(source: &dyn Source, name: &str, default: &str) -> String {
-    source.get(name).unwrap_or_else(|| default.to_owned())
-}
-
-/// `production` refuses to fall back on the development defaults for the addresses of other systems.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppEnv {
-    Development,
-    Production,
-}
-
-impl FromStr for AppEnv {
-    type Err = String;
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value.to_ascii_lowercase().as_str() {
-            "development" | "dev" => Ok(Self::Development),
-            "production" | "prod" => Ok(Self::Production),
-            other => Err(format!("expected `development` or `production`, got {other:?}")),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-impl FromStr for LogFormat {
-    type Err = String;
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value.to_ascii_lowercase().as_str() {
-            "text" | "pretty" => Ok(Self::Text),
-            "json" => Ok(Self::Json),
-            other => Err(format!("expected `text` or `json`, got {other:?}")),
-        }
-    }
-}
-
-/// A MongoDB connection string, checked for its scheme so that typos fail at startup.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MongoUri(pub String);
-
-impl FromStr for MongoUri {
-    type Err = String;
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        if value.starts_with("mongodb://") || value.starts_with("mongodb+srv://") {
-            Ok(Self(value.to_owned()))
-        } else {
-            Err("expected a mongodb:// or mongodb+srv:// connection string".to_owned())
-        }
-    }
-}
-
-/// An absolute http(s) URL, without a trailing slash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BaseUrl(pub String);
-
-impl FromStr for BaseUrl {
-    type Err = String;
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        let rest = value.strip_prefix("http://").or_else(|| value.strip_prefix("https://"));
-        match rest {
-            Some(host) if !host.is_empty() && !host.starts_with('/') => {
-                Ok(Self(value.trim_end_matches('/').to_owned()))
-            }
-            _ => Err("expected an absolute http:// or https:// URL".to_owned()),
-        }
-    }
-}
-
-/// Where traces go: OTLP over HTTP when an endpoint is set, nowhere otherwise.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TracingConfig {
-    /// OTEL_EXPORTER_OTLP_ENDPOINT, e.g. `http://jaeger:4318` (spans go to `<endpoint>/v1/traces`).
-    pub otlp_endpoint: Option<BaseUrl>,
-    /// OTEL_SERVICE_NAME: the service's name in traces.
-    pub service_name: String,
-}
-
-impl TracingConfig {
-    pub fn from_source(source: &dyn Source, default_name: &str) -> Result<Self, ConfigError> {
-        let otlp_endpoint = match source.get("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|value| !value.trim().is_empty()) {
-            None => None,
-            Some(raw) => {
-                Some(raw.trim().parse().map_err(|reason| ConfigError::new("OTEL_EXPORTER_OTLP_ENDPOINT", reason))?)
-            }
-        };
-        Ok(Self { otlp_endpoint, service_name: non_empty(source, "OTEL_SERVICE_NAME", default_name)? })
-    }
-}
+pub use platform::config::{
+    AppEnv, BaseUrl, Common, ConfigError, LogFormat, MongoUri, ProcessEnv, ServiceDefaults, Source, TracingConfig,
+    at_least_one, check_topic_name, millis, non_empty, parsed, text,
+};
 
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
@@ -181,9 +33,8 @@ pub struct JwtConfig {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub app_env: AppEnv,
-    pub host: IpAddr,
-    pub port: u16,
+    /// APP_ENV, HOST, PORT, LOG_FORMAT and tracing, read the same way in every service.
+    pub common: Common,
     /// The HTTP side port serving `GET /metrics` (the main port speaks gRPC only); 0 picks a free one.
     pub metrics_port: u16,
     pub mongodb_uri: MongoUri,
@@ -194,13 +45,18 @@ pub struct Config {
     /// The simulated card network declines amounts strictly above this many cents.
     pub decline_above_cents: i64,
     pub jwt: JwtConfig,
-    pub log_format: LogFormat,
-    pub tracing: TracingConfig,
 }
 
 const DEFAULT_MONGODB_URI: &str = "mongodb://127.0.0.1:27017";
 const DEFAULT_KAFKA_BROKERS: &str = "127.0.0.1:9092";
 const DEFAULT_JWKS_URL: &str = "http://127.0.0.1:3005/.well-known/jwks.json";
+
+/// What production requires of this service; see `platform::config`.
+const SERVICE: ServiceDefaults = ServiceDefaults {
+    name: "payment-service",
+    port: 50051,
+    required_in_production: &["MONGODB_URI", "KAFKA_BROKERS", "JWKS_URL"],
+};
 
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -208,23 +64,13 @@ impl Config {
     }
 
     pub fn from_source(source: &dyn Source) -> Result<Self, ConfigError> {
-        let app_env = parsed(source, "APP_ENV", AppEnv::Development)?;
-        if app_env == AppEnv::Production {
-            for variable in ["MONGODB_URI", "KAFKA_BROKERS", "JWKS_URL"] {
-                if source.get(variable).is_none() {
-                    return Err(ConfigError::new(variable, "must be set explicitly when APP_ENV=production"));
-                }
-            }
-        }
-        let port = parsed(source, "PORT", 50051)?;
+        let common = Common::from_source(source, &SERVICE)?;
         let metrics_port = parsed(source, "METRICS_PORT", 9464)?;
-        if metrics_port != 0 && metrics_port == port {
+        if metrics_port != 0 && metrics_port == common.port {
             return Err(ConfigError::new("METRICS_PORT", "must differ from PORT (the gRPC port)"));
         }
         Ok(Self {
-            app_env,
-            host: parsed(source, "HOST", IpAddr::from([0, 0, 0, 0]))?,
-            port,
+            common,
             metrics_port,
             mongodb_uri: parsed(source, "MONGODB_URI", MongoUri(DEFAULT_MONGODB_URI.into()))?,
             mongodb_database: non_empty(source, "MONGODB_DATABASE", "payments")?,
@@ -236,15 +82,8 @@ impl Config {
                 issuer: non_empty(source, "JWT_ISSUER", "user-service")?,
                 audience: non_empty(source, "JWT_AUDIENCE", "ecommerce-api")?,
             },
-            log_format: parsed(source, "LOG_FORMAT", LogFormat::Text)?,
-            tracing: TracingConfig::from_source(source, "payment-service")?,
         })
     }
-}
-
-fn non_empty(source: &dyn Source, name: &'static str, default: &str) -> Result<String, ConfigError> {
-    let value = text(source, name, default);
-    if value.trim().is_empty() { Err(ConfigError::new(name, "must not be blank")) } else { Ok(value) }
 }
 
 fn kafka_config(source: &dyn Source) -> Result<KafkaConfig, ConfigError> {
@@ -259,14 +98,8 @@ fn kafka_config(source: &dyn Source) -> Result<KafkaConfig, ConfigError> {
     let new_order_topic = topic("KAFKA_TOPIC_NEW_ORDER", "new-order")?;
     let order_processed_topic = topic("KAFKA_TOPIC_ORDER_PROCESSED", "order-processed")?;
     let consumer_group = non_empty(source, "KAFKA_CONSUMER_GROUP", "payment-service")?;
-    let partitions = parsed(source, "KAFKA_PARTITIONS", 3)?;
-    if partitions < 1 {
-        return Err(ConfigError::new("KAFKA_PARTITIONS", "must be at least 1"));
-    }
-    let replication_factor = parsed(source, "KAFKA_REPLICATION_FACTOR", 1)?;
-    if replication_factor < 1 {
-        return Err(ConfigError::new("KAFKA_REPLICATION_FACTOR", "must be at least 1"));
-    }
+    let partitions = at_least_one(source, "KAFKA_PARTITIONS", 3)?;
+    let replication_factor = at_least_one(source, "KAFKA_REPLICATION_FACTOR", 1)?;
     Ok(KafkaConfig {
         brokers,
         payment_processed_topic,
@@ -276,18 +109,6 @@ fn kafka_config(source: &dyn Source) -> Result<KafkaConfig, ConfigError> {
         partitions,
         replication_factor,
     })
-}
-
-/// Kafka's own rule for topic names, checked here so a typo fails at startup rather than at the first publish.
-fn check_topic_name(name: &str) -> Result<(), String> {
-    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if name.len() > 249 {
-        Err(format!("topic name {name:?} (prefix included) is longer than 249 characters"))
-    } else if name == "." || name == ".." || !name.chars().all(legal) {
-        Err(format!("topic name {name:?} (prefix included) may only use ASCII letters, digits, '.', '_' and '-'"))
-    } else {
-        Ok(())
-    }
 }
 
 fn decline_limit(source: &dyn Source) -> Result<i64, ConfigError> {
@@ -315,7 +136,7 @@ mod tests {
     #[test]
     fn defaults_apply_when_nothing_is_set() {
         let config = Config::from_source(&HashMap::new()).expect("defaults are valid");
-        assert_eq!(config.port, 50051);
+        assert_eq!(config.common.port, 50051);
         assert_eq!(config.metrics_port, 9464);
         assert_eq!(config.mongodb_database, "payments");
         assert_eq!(config.mongodb_timeout, Duration::from_secs(2));
@@ -361,19 +182,19 @@ mod tests {
     #[test]
     fn tracing_is_off_unless_an_endpoint_is_set() {
         let config = Config::from_source(&HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "")])).unwrap();
-        assert_eq!(config.tracing.otlp_endpoint, None);
-        assert_eq!(config.tracing.service_name, "payment-service");
+        assert_eq!(config.common.tracing.otlp_endpoint, None);
+        assert_eq!(config.common.tracing.service_name, "payment-service");
         let source =
             HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318/"), ("OTEL_SERVICE_NAME", "pay")]);
         let config = Config::from_source(&source).unwrap();
-        assert_eq!(config.tracing.otlp_endpoint, Some(BaseUrl("http://jaeger:4318".into())));
-        assert_eq!(config.tracing.service_name, "pay");
+        assert_eq!(config.common.tracing.otlp_endpoint, Some(BaseUrl("http://jaeger:4318".into())));
+        assert_eq!(config.common.tracing.service_name, "pay");
     }
 
     #[test]
     fn the_metrics_port_may_be_picked_by_the_system() {
         let config = Config::from_source(&HashMap::from([("PORT", "0"), ("METRICS_PORT", "0")])).unwrap();
-        assert_eq!((config.port, config.metrics_port), (0, 0));
+        assert_eq!((config.common.port, config.metrics_port), (0, 0));
         let config = Config::from_source(&HashMap::from([("METRICS_PORT", "9100")])).unwrap();
         assert_eq!(config.metrics_port, 9100);
     }
@@ -388,6 +209,6 @@ mod tests {
             ("KAFKA_BROKERS", "kafka:9092"),
             ("JWKS_URL", "http://user-service:3005/.well-known/jwks.json"),
         ]);
-        assert_eq!(Config::from_source(&complete).expect("complete").app_env, AppEnv::Production);
+        assert_eq!(Config::from_source(&complete).expect("complete").common.app_env, AppEnv::Production);
     }
 }

@@ -3,7 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
-pub mod backoff;
 pub mod config;
 pub mod deadline;
 pub mod domain;
@@ -16,10 +15,10 @@ pub mod metrics;
 pub mod payments;
 pub mod projection;
 pub mod rpc_telemetry;
-pub mod shutdown;
 pub mod startup;
 pub mod store;
-pub mod telemetry;
+// Shared with every service, kept once in the platform crate.
+pub use platform::{backoff, shutdown, telemetry};
 
 /// The generated `payment.v1` messages, server and client (`proto::payment_service_client::PaymentServiceClient`).
 pub mod proto {

@@ -86,13 +86,14 @@ impl Application {
         let routes =
             Routes::new(health_server).add_service(reflection_v1).add_service(reflection_v1alpha).add_service(payments);
 
-        let listener = TcpListener::bind((config.host, config.port))
+        let listener = TcpListener::bind((config.common.host, config.common.port))
             .await
-            .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.host, config.port))?;
+            .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.common.host, config.common.port))?;
         tracing::info!(address = %listener.local_addr()?, "payment-service listening");
-        let metrics_listener = TcpListener::bind((config.host, config.metrics_port))
-            .await
-            .with_context(|| format!("cannot listen on {}:{} (HOST/METRICS_PORT)", config.host, config.metrics_port))?;
+        let metrics_listener =
+            TcpListener::bind((config.common.host, config.metrics_port)).await.with_context(|| {
+                format!("cannot listen on {}:{} (HOST/METRICS_PORT)", config.common.host, config.metrics_port)
+            })?;
         let metrics_address = metrics_listener.local_addr()?;
         tracing::info!(address = %metrics_address, "metrics at GET /metrics");
         let storage_monitor = Worker::spawn({

@@ -2,18 +2,16 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
-pub mod backoff;
 pub mod cache;
 pub mod catalogue;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod graphql;
-pub mod healthcheck;
 pub mod metrics;
 pub mod routes;
 pub mod seed;
-pub mod shutdown;
 pub mod startup;
 pub mod store;
-pub mod telemetry;
+// Shared with every service, kept once in the platform crate.
+pub use platform::{backoff, healthcheck, shutdown, telemetry};

@@ -97,9 +97,9 @@ impl Application {
             max_body_bytes: config.graphql.max_body_bytes,
         };
         let bootstrap = tokio::spawn(bootstrap(state.clone()));
-        let listener = TcpListener::bind((config.host, config.port))
+        let listener = TcpListener::bind((config.common.host, config.common.port))
             .await
-            .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.host, config.port))?;
+            .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.common.host, config.common.port))?;
         tracing::info!(address = %listener.local_addr()?, "product-service listening");
         let router = with_middleware(routes::router(state, endpoint, metrics), config.graphql.max_body_bytes);
         Ok(Self { listener, router, bootstrap })

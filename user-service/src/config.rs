@@ -1,153 +1,13 @@
 //! Every environment variable the user-service reads: name, default, validation.
 //! A malformed value stops startup with a message naming the variable.
-use std::{fmt, net::IpAddr, path::PathBuf, str::FromStr, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 pub use crate::{proxies::TrustedProxies, throttle::LoginLimits};
 
-/// Where configuration values come from: the process environment, or a map in tests.
-pub trait Source {
-    fn get(&self, name: &str) -> Option<String>;
-}
-
-/// The process environment.
-pub struct ProcessEnv;
-
-impl Source for ProcessEnv {
-    fn get(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok().filter(|value| !value.is_empty())
-    }
-}
-
-impl Source for std::collections::HashMap<&str, &str> {
-    fn get(&self, name: &str) -> Option<String> {
-        self.get(name).map(|value| (*value).to_owned())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub reason: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "environment variable {}: {}", self.variable, self.reason)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// Reads `name`, parsing it with `FromStr`, or returns `default` when unset.
-pub fn parsed<T: FromStr>(source: &dyn Source, name: &'static str, default: T) -> Result<T, ConfigError>
-where
-    T::Err: fmt::Display,
-{
-    match source.get(name) {
-        None => Ok(default),
-        Some(raw) => raw
-            .trim()
-            .parse()
-            .map_err(|error| ConfigError { variable: name, reason: format!("cannot parse {raw:?}: {error}") }),
-    }
-}
-
-/// A duration given in milliseconds.
-pub fn millis(source: &dyn Source, name: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
-    parsed(source, name, default_ms).map(Duration::from_millis)
-}
-
-pub fn text(source: &dyn Source, name: &str, default: &str) -> String {
-    source.get(name).unwrap_or_else(|| default.to_owned())
-}
-
-/// `development` runs with generated secrets for convenience; `production` refuses to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppEnv {
-    Development,
-    Production,
-}
-
-impl FromStr for AppEnv {
-    type Err = String;
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value.to_ascii_lowercase().as_str() {
-            "development" | "dev" => Ok(Self::Development),
-            "production" | "prod" => Ok(Self::Production),
-            other => Err(format!("expected `development` or `production`, got {other:?}")),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-impl FromStr for LogFormat {
-    type Err = String;
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value.to_ascii_lowercase().as_str() {
-            "text" | "pretty" => Ok(Self::Text),
-            "json" => Ok(Self::Json),
-            other => Err(format!("expected `text` or `json`, got {other:?}")),
-        }
-    }
-}
-
-/// A MongoDB connection string, checked for its scheme so that typos fail at startup.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MongoUri(pub String);
-
-impl FromStr for MongoUri {
-    type Err = String;
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        if value.starts_with("mongodb://") || value.starts_with("mongodb+srv://") {
-            Ok(Self(value.to_owned()))
-        } else {
-            Err("expected a mongodb:// or mongodb+srv:// connection string".to_owned())
-        }
-    }
-}
-
-/// An absolute http(s) URL, without a trailing slash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BaseUrl(pub String);
-
-impl FromStr for BaseUrl {
-    type Err = String;
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        let rest = value.strip_prefix("http://").or_else(|| value.strip_prefix("https://"));
-        match rest {
-            Some(host) if !host.is_empty() && !host.starts_with('/') => {
-                Ok(Self(value.trim_end_matches('/').to_owned()))
-            }
-            _ => Err("expected an absolute http:// or https:// URL".to_owned()),
-        }
-    }
-}
-
-/// Where traces go: OTLP over HTTP when an endpoint is set, nowhere otherwise.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TracingConfig {
-    /// OTEL_EXPORTER_OTLP_ENDPOINT, e.g. `http://jaeger:4318` (spans go to `<endpoint>/v1/traces`).
-    pub otlp_endpoint: Option<BaseUrl>,
-    /// OTEL_SERVICE_NAME: the service's name in traces.
-    pub service_name: String,
-}
-
-impl TracingConfig {
-    pub fn from_source(source: &dyn Source, default_name: &str) -> Result<Self, ConfigError> {
-        let otlp_endpoint = match source.get("OTEL_EXPORTER_OTLP_ENDPOINT").filter(|value| !value.trim().is_empty()) {
-            None => None,
-            Some(raw) => Some(
-                raw.trim().parse().map_err(|reason| ConfigError { variable: "OTEL_EXPORTER_OTLP_ENDPOINT", reason })?,
-            ),
-        };
-        Ok(Self { otlp_endpoint, service_name: text(source, "OTEL_SERVICE_NAME", default_name) })
-    }
-}
+pub use platform::config::{
+    AppEnv, BaseUrl, Common, ConfigError, LogFormat, MongoUri, ProcessEnv, ServiceDefaults, Source, TracingConfig,
+    at_least_one, check_topic_name, millis, non_empty, parsed, text,
+};
 
 #[derive(Debug, Clone)]
 pub struct AdminAccount {
@@ -166,15 +26,12 @@ pub enum SigningKeySource {
 
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub app_env: AppEnv,
-    pub host: IpAddr,
-    pub port: u16,
+    /// APP_ENV, HOST, PORT, LOG_FORMAT and tracing, read the same way in every service.
+    pub common: Common,
     pub mongodb_uri: MongoUri,
     pub mongodb_database: String,
     /// How long a MongoDB operation may wait for a server before the route answers 503.
     pub mongodb_timeout: Duration,
-    pub log_format: LogFormat,
-    pub tracing: TracingConfig,
     pub signing_key: SigningKeySource,
     pub jwt_issuer: String,
     pub jwt_audience: String,
@@ -191,13 +48,20 @@ pub struct Config {
     pub password_hash_queue_limit: usize,
 }
 
+/// What production requires of this service; see `platform::config`.
+const SERVICE: ServiceDefaults = ServiceDefaults {
+    name: "user-service",
+    port: 3005,
+    required_in_production: &["MONGODB_URI", "JWT_PRIVATE_KEY_FILE|JWT_PRIVATE_KEY"],
+};
+
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_source(&ProcessEnv)
     }
 
     pub fn from_source(source: &dyn Source) -> Result<Self, ConfigError> {
-        let app_env = parsed(source, "APP_ENV", AppEnv::Development)?;
+        let common = Common::from_source(source, &SERVICE)?;
         let signing_key = match (source.get("JWT_PRIVATE_KEY"), source.get("JWT_PRIVATE_KEY_FILE")) {
             (Some(pem), _) => SigningKeySource::Pem(pem.replace("\\n", "\n")),
             (None, Some(path)) => {
@@ -208,15 +72,8 @@ impl Config {
                 })?;
                 SigningKeySource::Pem(pem)
             }
-            (None, None) if app_env == AppEnv::Development => SigningKeySource::Generate,
-            (None, None) => {
-                return Err(ConfigError {
-                    variable: "JWT_PRIVATE_KEY_FILE",
-                    reason:
-                        "a signing key (JWT_PRIVATE_KEY_FILE or JWT_PRIVATE_KEY) is required when APP_ENV=production"
-                            .into(),
-                });
-            }
+            // Production requires one of the two (`SERVICE`), so only development gets here.
+            (None, None) => SigningKeySource::Generate,
         };
         let admin = match (source.get("ADMIN_EMAIL"), source.get("ADMIN_PASSWORD")) {
             (Some(email), Some(password)) => {
@@ -249,14 +106,10 @@ impl Config {
             return Err(ConfigError { variable: "THROTTLE_MAX_KEYS", reason: "must be at least 1".into() });
         }
         Ok(Self {
-            app_env,
-            host: parsed(source, "HOST", IpAddr::from([0, 0, 0, 0]))?,
-            port: parsed(source, "PORT", 3005)?,
+            common,
             mongodb_uri: parsed(source, "MONGODB_URI", MongoUri("mongodb://127.0.0.1:27017".into()))?,
             mongodb_database: text(source, "MONGODB_DATABASE", "users"),
             mongodb_timeout: millis(source, "MONGODB_TIMEOUT_MS", 2_000)?,
-            log_format: parsed(source, "LOG_FORMAT", LogFormat::Text)?,
-            tracing: TracingConfig::from_source(source, "user-service")?,
             signing_key,
             jwt_issuer: text(source, "JWT_ISSUER", "user-service"),
             jwt_audience: text(source, "JWT_AUDIENCE", "ecommerce-api"),
@@ -290,7 +143,7 @@ mod tests {
     #[test]
     fn defaults_apply_when_nothing_is_set() {
         let config = Config::from_source(&HashMap::new()).expect("defaults are valid");
-        assert_eq!(config.port, 3005);
+        assert_eq!(config.common.port, 3005);
         assert_eq!(config.mongodb_database, "users");
         assert!(matches!(config.signing_key, SigningKeySource::Generate));
     }
@@ -311,15 +164,15 @@ mod tests {
     #[test]
     fn tracing_is_off_unless_an_endpoint_is_set() {
         let config = Config::from_source(&HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "")])).unwrap();
-        assert_eq!(config.tracing.otlp_endpoint, None);
-        assert_eq!(config.tracing.service_name, "user-service");
+        assert_eq!(config.common.tracing.otlp_endpoint, None);
+        assert_eq!(config.common.tracing.service_name, "user-service");
         let config = Config::from_source(&HashMap::from([
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318/"),
             ("OTEL_SERVICE_NAME", "users"),
         ]))
         .unwrap();
-        assert_eq!(config.tracing.otlp_endpoint, Some(BaseUrl("http://jaeger:4318".into())));
-        assert_eq!(config.tracing.service_name, "users");
+        assert_eq!(config.common.tracing.otlp_endpoint, Some(BaseUrl("http://jaeger:4318".into())));
+        assert_eq!(config.common.tracing.service_name, "users");
     }
 
     #[test]
@@ -340,7 +193,13 @@ mod tests {
 
     #[test]
     fn production_refuses_to_generate_a_signing_key() {
-        let error = Config::from_source(&HashMap::from([("APP_ENV", "production")])).unwrap_err();
+        let database = ("MONGODB_URI", "mongodb://db:27017");
+        let error = Config::from_source(&HashMap::from([("APP_ENV", "production"), database])).unwrap_err();
         assert_eq!(error.variable, "JWT_PRIVATE_KEY_FILE");
+        let pem = "-----BEGIN PRIVATE KEY-----\\n-----END PRIVATE KEY-----";
+        let config =
+            Config::from_source(&HashMap::from([("APP_ENV", "production"), database, ("JWT_PRIVATE_KEY", pem)]))
+                .expect("a key given inline is enough");
+        assert!(matches!(config.signing_key, SigningKeySource::Pem(_)));
     }
 }

@@ -1,36 +1,19 @@
 //! Thin entry point: configuration → telemetry → application → run until SIGTERM/Ctrl-C.
 //! `--healthcheck` instead probes the running service's `/ready` (exit 0 when ready).
-use user_service::{config::Config, healthcheck, startup::Application, telemetry};
+use platform::{config::Common, service_main};
+use user_service::{config::Config, healthcheck, startup::Application};
 
 // The system allocator, unlike the gateway and the product-service (mimalloc): this service's cost is
 // argon2, not allocation, and with mimalloc the hashing threads' working memory raised its peak RSS by ~7 MB.
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("user-service: configuration error: {error}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    if std::env::args().any(|arg| arg == "--healthcheck") {
-        let ready = healthcheck::probe(config.host, config.port, "/ready");
-        return if ready { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE };
-    }
-    let telemetry = telemetry::init(config.log_format, &config.tracing);
-    let result = async {
-        let app = Application::build(config).await?;
-        app.run_until(user_service::shutdown::signal()).await
-    }
-    .await;
-    // The last spans leave before exit (the flush blocks: off the executor).
-    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(error = %format!("{error:#}"), "user-service stopped with an error");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    service_main::run(
+        "user-service",
+        Config::from_env(),
+        |config| &config.common,
+        async |common: &Common| healthcheck::probe(common.host, common.port, "/ready"),
+        async |config, stop| Application::build(config).await?.run_until(stop).await,
+    )
+    .await
 }

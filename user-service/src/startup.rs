@@ -116,9 +116,9 @@ impl Application {
             None => None,
         };
         let bootstrap = tokio::spawn(bootstrap(state.clone(), admin));
-        let listener = TcpListener::bind((config.host, config.port))
+        let listener = TcpListener::bind((config.common.host, config.common.port))
             .await
-            .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.host, config.port))?;
+            .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.common.host, config.common.port))?;
         tracing::info!(address = %listener.local_addr()?, "user-service listening");
         let router = with_middleware(routes::router(state.clone()));
         Ok(Self { listener, router, bootstrap, state })

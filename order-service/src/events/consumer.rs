@@ -2,7 +2,7 @@
 //! and queues `order-processed`; `payment-processed` moves it processed → paid. Transitions are
 //! conditional, so a redelivered event changes nothing. An offset is stored only after its work
 //! is durable (or the message is safely in the dead-letter topic), and committed from there.
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use futures::future::join_all;
 use rdkafka::{
@@ -26,7 +26,7 @@ use crate::{
     },
     metrics::Metrics,
     store::{OrderStore, OutboxEvent, StoreError, Transition},
-    telemetry,
+    telemetry::{self, TraceContext},
 };
 use std::sync::Arc;
 
@@ -210,7 +210,7 @@ impl LifecycleConsumer {
             messaging.kafka.offset = message.offset(),
             trace_id = tracing::field::Empty,
         );
-        telemetry::continue_trace_from(&span, &trace_context(message));
+        telemetry::continue_stored_trace(&span, &trace_context(message));
         self.handle_in_span(message, shutdown).instrument(span).await
     }
 
@@ -272,7 +272,7 @@ impl LifecycleConsumer {
         let order_id = &event.data.id;
         let topic = self.topics.order_processed.clone();
         // `order-processed` continues this message's trace (the order's).
-        let traceparent = telemetry::trace_context().remove("traceparent");
+        let traceparent = TraceContext::current().traceparent;
         let transition = self
             .store
             .mark_processed(order_id, |order| {
@@ -314,7 +314,7 @@ impl LifecycleConsumer {
         if telemetry::is_traced(&span)
             && let Some(traceparent) = order.traceparent.clone()
         {
-            telemetry::link_to(&span, &HashMap::from([("traceparent".to_owned(), traceparent)]));
+            telemetry::link_to(&span, &TraceContext { traceparent: Some(traceparent), tracestate: None });
         }
         // This service checks the payment against its own order; it trusts no producer of the topic for that.
         if let Err((mismatch, reason)) = check_payment(&order, data) {
@@ -364,11 +364,11 @@ impl LifecycleConsumer {
 }
 
 /// The W3C trace context headers of a message.
-fn trace_context(message: &BorrowedMessage<'_>) -> HashMap<String, String> {
-    telemetry::TRACE_HEADERS
-        .iter()
-        .filter_map(|name| header(message, name).map(|value| ((*name).to_owned(), value)))
-        .collect()
+fn trace_context(message: &BorrowedMessage<'_>) -> TraceContext {
+    let Some(headers) = message.headers() else { return TraceContext::default() };
+    TraceContext::from_headers(
+        headers.iter().filter_map(|header| Some((header.key, std::str::from_utf8(header.value?).ok()?))),
+    )
 }
 
 fn header(message: &BorrowedMessage<'_>, name: &str) -> Option<String> {

@@ -1,7 +1,7 @@
 //! The outbox relay: publishes every event that an order document says is unpublished, then
 //! removes it from the outbox. A crash between the two publishes the event again (at-least-once);
 //! consumers are idempotent, so that is harmless. While Kafka is down, events wait in MongoDB.
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use futures::future::join_all;
 use rdkafka::{
@@ -16,7 +16,7 @@ use crate::{
     events::{consumer::TopicSetup, kafka},
     metrics::Metrics,
     store::{OrderStore, OutboxEvent},
-    telemetry,
+    telemetry::{self, TraceContext},
 };
 
 const BATCH: i64 = 200;
@@ -104,20 +104,17 @@ impl OutboxRelay {
             order_id = %event.key,
             trace_id = tracing::field::Empty,
         );
-        let origin: HashMap<String, String> =
-            event.traceparent.iter().map(|traceparent| ("traceparent".to_owned(), traceparent.clone())).collect();
-        telemetry::continue_trace_from(&span, &origin);
+        let origin = TraceContext { traceparent: event.traceparent.clone(), tracestate: None };
+        telemetry::continue_stored_trace(&span, &origin);
         async {
-            let trace_context = telemetry::trace_context();
+            let trace_context = TraceContext::current();
             let mut headers =
                 OwnedHeaders::new().insert(Header { key: "event-id", value: Some(event.event_id.as_str()) });
             if let Some(request_id) = &event.request_id {
                 headers = headers.insert(Header { key: "x-request-id", value: Some(request_id.as_str()) });
             }
-            for name in telemetry::TRACE_HEADERS {
-                if let Some(value) = trace_context.get(name) {
-                    headers = headers.insert(Header { key: name, value: Some(value.as_str()) });
-                }
+            for (name, value) in trace_context.headers() {
+                headers = headers.insert(Header { key: name, value: Some(value) });
             }
             let record = FutureRecord::to(&event.topic).key(&event.key).payload(&event.payload).headers(headers);
             let sent = self.producer.send(record, SEND_TIMEOUT).await;

@@ -124,7 +124,7 @@ pub async fn create(
         .ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Order total is too large"))?;
     let keyed = scope.clone().map(|scope| (scope, fingerprint.clone()));
     // The request's trace travels with the order's events, through the outbox to Kafka.
-    let origin = EventOrigin { request_id, traceparent: crate::telemetry::trace_context().remove("traceparent") };
+    let origin = EventOrigin { request_id, traceparent: crate::telemetry::TraceContext::current().traceparent };
     let order =
         OrderDocument::new_pending(&claims.sub, &product, quantity, total, keyed, &state.topics.new_order, origin)
             .map_err(ApiError::internal)?;

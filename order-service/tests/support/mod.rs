@@ -81,7 +81,7 @@ impl Settings {
         let source: HashMap<&str, &str> = self.values.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let config = Config::from_source(&source).expect("test configuration is valid");
         if std::env::var_os("TEST_LOG").is_some() {
-            let _ = order_service::telemetry::init(config.log_format, &config.tracing);
+            let _ = order_service::telemetry::init(config.common.log_format, &config.common.tracing);
         }
         let app = Application::build(config).await.expect("the app builds");
         let state = app.state();

@@ -1,4 +1,4 @@
-//! `<binary> --healthcheck`: asks the running service's own `/ready` and exits 0 when it answers
+//! `<binary> --healthcheck`: asks the running HTTP service's own `/ready` and exits 0 when it answers
 //! 200. Container runtimes use it as a probe that needs no curl in the image.
 use std::{
     io::{Read, Write},

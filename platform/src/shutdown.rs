@@ -1,6 +1,9 @@
 //! Stopping: the future that resolves when the process is asked to stop (Ctrl-C or SIGTERM), and the signal that
 //! tells background tasks to finish their work.
 
+/// The future that tells a service to stop, as `service_main` hands it over.
+pub type Signal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// Resolves on the first Ctrl-C (SIGINT) or SIGTERM.
 pub async fn signal() {
     let ctrl_c = async {

@@ -1,0 +1,12 @@
+//! What the five services share and none of them owns: configuration plumbing, telemetry, shutdown, backoff
+//! and the container health probe. Domain types and storage never come here: each service keeps its own.
+//!
+//! A service that moves to its own repository pins a version of this crate; it never copies it.
+pub mod backoff;
+pub mod config;
+pub mod healthcheck;
+#[cfg(feature = "telemetry")]
+pub mod service_main;
+pub mod shutdown;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
