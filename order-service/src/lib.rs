@@ -1,8 +1,6 @@
 //! order-service: orders over HTTP, their lifecycle over Kafka (`new-order` → `order-processed`,
 //! `payment-processed` → paid), stored in MongoDB with a transactional outbox.
-#![forbid(unsafe_code)]
 
-pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod domain;
@@ -14,4 +12,4 @@ pub mod routes;
 pub mod startup;
 pub mod store;
 // Shared with every service, kept once in the platform crate.
-pub use platform::{backoff, healthcheck, shutdown, telemetry};
+pub use platform::{auth, backoff, healthcheck, shutdown, telemetry};

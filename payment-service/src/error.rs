@@ -10,18 +10,17 @@ impl From<FieldError> for Status {
     }
 }
 
-impl From<AuthError> for Status {
-    fn from(error: AuthError) -> Self {
-        match error {
-            AuthError::Missing => Status::unauthenticated("missing bearer token"),
-            AuthError::Invalid(detail) => {
-                tracing::debug!(%detail, "token rejected");
-                Status::unauthenticated("invalid or expired token")
-            }
-            AuthError::KeysUnavailable(detail) => {
-                tracing::warn!(%detail, "cannot verify tokens");
-                Status::unavailable("cannot verify tokens right now; retry later")
-            }
+/// The status for a token that cannot be verified (the orphan rule keeps this a function, not a `From`).
+pub fn unauthenticated(error: AuthError) -> Status {
+    match error {
+        AuthError::Missing => Status::unauthenticated("missing bearer token"),
+        AuthError::Invalid(detail) => {
+            tracing::debug!(%detail, "token rejected");
+            Status::unauthenticated("invalid or expired token")
+        }
+        AuthError::KeysUnavailable(detail) => {
+            tracing::warn!(%detail, "cannot verify tokens");
+            Status::unavailable("cannot verify tokens right now; retry later")
         }
     }
 }
@@ -109,10 +108,10 @@ mod tests {
 
     #[test]
     fn each_failure_maps_to_its_code_without_leaking_details() {
-        let invalid = Status::from(AuthError::Invalid("ExpiredSignature at 12:00".into()));
+        let invalid = unauthenticated(AuthError::Invalid("ExpiredSignature at 12:00".into()));
         assert_eq!(invalid.code(), Code::Unauthenticated);
         assert!(!invalid.message().contains("Expired"));
-        let keys = Status::from(AuthError::KeysUnavailable("connection refused 10.0.0.7".into()));
+        let keys = unauthenticated(AuthError::KeysUnavailable("connection refused 10.0.0.7".into()));
         assert_eq!(keys.code(), Code::Unavailable);
         assert!(!keys.message().contains("10.0.0.7"));
         assert_eq!(Status::from(StoreError::NotReady).code(), Code::Unavailable);

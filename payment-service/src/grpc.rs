@@ -5,7 +5,7 @@
 use tonic::{Request, Response, Status, metadata::MetadataMap};
 
 use crate::{
-    auth::JwksVerifier,
+    auth::{AuthError, Claims, JwksVerifier, bearer_token},
     deadline,
     domain::{PaymentId, PaymentRequest, PaymentStatus},
     error,
@@ -25,6 +25,12 @@ impl PaymentApi {
         Self { payments, verifier }
     }
 
+    /// The caller's verified claims, from `authorization: Bearer <jwt>` metadata.
+    async fn authenticate(&self, metadata: &MetadataMap) -> Result<Claims, AuthError> {
+        let authorization = metadata.get("authorization").and_then(|value| value.to_str().ok());
+        self.verifier.verify(authorization.and_then(bearer_token).ok_or(AuthError::Missing)?).await
+    }
+
     async fn pay_now(&self, request: Request<PayRequest>) -> Result<Response<PayResponse>, Status> {
         let (metadata, _, body) = request.into_parts();
         let payment = PaymentRequest::parse(
@@ -34,7 +40,7 @@ impl PaymentApi {
             &body.currency,
             &body.idempotency_key,
         )?;
-        let caller = self.verifier.verify_metadata(&metadata).await?;
+        let caller = self.authenticate(&metadata).await.map_err(error::unauthenticated)?;
         if !caller.may_act_for(payment.user_id.as_str()) {
             return Err(error::permission_denied_for_other_user());
         }
@@ -52,7 +58,7 @@ impl PaymentApi {
     async fn get_payment_now(&self, request: Request<GetPaymentRequest>) -> Result<Response<proto::Payment>, Status> {
         let (metadata, _, body) = request.into_parts();
         let payment_id = PaymentId::parse(&body.payment_id)?;
-        let caller = self.verifier.verify_metadata(&metadata).await?;
+        let caller = self.authenticate(&metadata).await.map_err(error::unauthenticated)?;
         let payment = self.payments.get(&payment_id, &caller).await?.ok_or_else(error::payment_not_found)?;
         Ok(Response::new(to_proto(payment)?))
     }

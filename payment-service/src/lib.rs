@@ -1,8 +1,6 @@
 //! payment-service: charges orders over gRPC (`payment.v1.PaymentService`), stores payments in MongoDB and
 //! announces each successful payment on Kafka through a transactional outbox.
-#![forbid(unsafe_code)]
 
-pub mod auth;
 pub mod config;
 pub mod deadline;
 pub mod domain;
@@ -18,7 +16,7 @@ pub mod rpc_telemetry;
 pub mod startup;
 pub mod store;
 // Shared with every service, kept once in the platform crate.
-pub use platform::{backoff, shutdown, telemetry};
+pub use platform::{auth, backoff, shutdown, telemetry};
 
 /// The generated `payment.v1` messages, server and client (`proto::payment_service_client::PaymentServiceClient`).
 pub mod proto {

@@ -67,7 +67,7 @@ impl Application {
         let http = reqwest::Client::builder().build().context("cannot create the HTTP client for the JWKS")?;
         let api = PaymentApi::new(
             Payments::new(store.clone(), projection, DecisionRule::new(config.decline_above_cents), outbox_wake),
-            JwksVerifier::new(&config.jwt, http),
+            JwksVerifier::new(&config.jwt.jwks_url, &config.jwt.issuer, &config.jwt.audience, http),
         );
 
         let (reporter, health_server) = tonic_health::server::health_reporter();

@@ -2,9 +2,12 @@
 //! and the container health probe. Domain types and storage never come here: each service keeps its own.
 //!
 //! A service that moves to its own repository pins a version of this crate; it never copies it.
+#[cfg(feature = "auth")]
+pub mod auth;
 pub mod backoff;
 pub mod config;
 pub mod healthcheck;
+pub mod idempotency;
 #[cfg(feature = "telemetry")]
 pub mod service_main;
 pub mod shutdown;

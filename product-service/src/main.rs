@@ -1,6 +1,5 @@
 //! Thin entry point: configuration → telemetry → application → run until SIGTERM/Ctrl-C.
 //! `--healthcheck` instead probes the running service's `/ready` (exit 0 when ready).
-#![forbid(unsafe_code)]
 use platform::{config::Common, service_main};
 use product_service::{config::Config, healthcheck, startup::Application};
 

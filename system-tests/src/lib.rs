@@ -1,7 +1,6 @@
 //! Starts the whole system in-process (the five services are libraries) on port 0, against the
 //! engines that `scripts/engines.py` started (MONGODB_URI, KAFKA_BROKERS). Every stack gets its
 //! own databases, topic prefix and consumer group, so tests run in parallel.
-#![forbid(unsafe_code)]
 
 use std::{collections::HashMap, future::Future, time::Duration};
 

@@ -1,5 +1,4 @@
 //! user-service: registration, login and JWT issuance over REST, users stored in MongoDB.
-#![forbid(unsafe_code)]
 
 pub mod config;
 pub mod domain;

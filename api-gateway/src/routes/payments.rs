@@ -52,14 +52,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
     match headers.get("idempotency-key") {
         // Without a key every call is a new attempt; with one, retries replay the first result.
         None => Ok(uuid::Uuid::new_v4().to_string()),
-        Some(value) => value
-            .to_str()
-            .ok()
-            .filter(|key| (1..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()))
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                ApiError::new(StatusCode::BAD_REQUEST, "Idempotency-Key must be 1 to 128 printable ASCII characters")
-            }),
+        Some(value) => {
+            value.to_str().ok().filter(|key| platform::idempotency::is_valid(key)).map(str::to_owned).ok_or_else(|| {
+                ApiError::new(StatusCode::BAD_REQUEST, format!("Idempotency-Key {}", platform::idempotency::RULE))
+            })
+        }
     }
 }
 

@@ -19,7 +19,6 @@ use crate::{
 
 const CREATED_MESSAGE: &str = "Commande créée et envoyée pour traitement";
 const MAX_ID_LEN: usize = 64;
-const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -47,12 +46,9 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let key = value
-        .to_str()
-        .ok()
-        .filter(|key| (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()));
+    let key = value.to_str().ok().filter(|key| platform::idempotency::is_valid(key));
     key.map(|key| Some(key.to_owned())).ok_or_else(|| {
-        ApiError::new(StatusCode::BAD_REQUEST, "Idempotency-Key must be 1 to 128 printable ASCII characters")
+        ApiError::new(StatusCode::BAD_REQUEST, format!("Idempotency-Key {}", platform::idempotency::RULE))
     })
 }
 

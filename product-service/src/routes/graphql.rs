@@ -11,7 +11,7 @@ use axum::{
 };
 
 use crate::{
-    auth::{JwksVerifier, bearer_token},
+    auth::{JwksVerifier, bearer_token_of},
     error::HttpError,
     graphql::{Caller, ProductSchema},
 };
@@ -60,7 +60,7 @@ pub async fn execute(
         // span keeps its name (`POST /graphql`): the operation is an attribute, searchable in Jaeger.
         tracing::Span::current().record("graphql.operation.name", name);
     }
-    let caller = Caller::new(bearer_token(&headers).map(str::to_owned), endpoint.verifier.clone());
+    let caller = Caller::new(bearer_token_of(&headers).map(str::to_owned), endpoint.verifier.clone());
     GraphQLResponse::from(endpoint.schema.execute(request.data(caller)).await).into_response()
 }
 

@@ -1,10 +1,10 @@
-//! Bearer-token verification against the user-service's public keys (JWKS), from gRPC metadata
-//! `authorization: Bearer <jwt>`.
+//! Bearer-token verification against the user-service's public keys (JWKS), the same in every service that
+//! checks tokens (each checks them itself rather than trusting whoever forwards the request).
 //!
-//! Keys are fetched once and cached; a token signed with an unknown `kid` triggers one refresh
-//! (at most one per second, single-flight), so key rotation works without restarts while a flood of
-//! forged `kid`s cannot turn into a flood of JWKS requests. Only EdDSA is accepted, which rules
-//! out `alg: none` and HS256-with-the-public-key confusion; `exp`, `iss` and `aud` are checked.
+//! Keys are fetched once and cached; a token signed with an unknown `kid` triggers one refresh (at most one
+//! per second, single-flight), so key rotation works without restarts while a flood of forged `kid`s cannot
+//! turn into a flood of JWKS requests. Only EdDSA is accepted, which rules out `alg: none` and
+//! HS256-with-the-public-key confusion; `exp`, `iss`, `aud` and `sub` are required and checked.
 use std::{
     collections::HashMap,
     sync::RwLock,
@@ -13,26 +13,31 @@ use std::{
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use serde::{Deserialize, Serialize};
-use tonic::metadata::MetadataMap;
-
-use crate::config::JwtConfig;
 
 const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The claims the user-service puts in every token that this service relies on.
+/// What the bearer may do, as the user-service grants it. A token naming another role is invalid.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Customer,
+    Admin,
+}
+
+/// The claims the user-service puts in every token that the other services rely on.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
     pub sub: String,
     pub username: String,
     pub email: String,
-    pub role: String,
+    pub role: Role,
     pub exp: u64,
 }
 
 impl Claims {
     pub fn is_admin(&self) -> bool {
-        self.role == "admin"
+        self.role == Role::Admin
     }
 
     /// Whether the bearer may act on behalf of `user_id`: themselves, or anyone when admin.
@@ -47,13 +52,26 @@ pub enum AuthError {
     Missing,
     #[error("invalid token: {0}")]
     Invalid(String),
-    /// The key is unknown and the JWKS cannot be fetched: not the caller's fault (→ UNAVAILABLE).
+    /// The key is unknown and the JWKS cannot be fetched: not the caller's fault (→ 503 / UNAVAILABLE).
     #[error("signing keys unavailable: {0}")]
     KeysUnavailable(String),
 }
 
-/// When the keys were last fetched and whether that worked, so that a failing JWKS endpoint keeps
-/// answering "unavailable" (not "unknown key") during the refresh interval.
+/// The token of an `Authorization: Bearer <token>` value (HTTP header or gRPC metadata), if there is one.
+/// The scheme is case-insensitive (RFC 9110); surrounding spaces are ignored.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The bearer token of a request's `Authorization` header, if there is one.
+pub fn bearer_token_of(headers: &http::HeaderMap) -> Option<&str> {
+    bearer_token(headers.get(http::header::AUTHORIZATION)?.to_str().ok()?)
+}
+
+/// When the keys were last fetched and whether that worked, so that a failing JWKS endpoint keeps answering
+/// "unavailable" (not "unknown key") during the refresh interval.
 #[derive(Clone, Copy)]
 struct LastRefresh {
     at: Instant,
@@ -69,23 +87,15 @@ pub struct JwksVerifier {
     refresh: tokio::sync::Mutex<Option<LastRefresh>>,
 }
 
-/// The token of an `authorization: Bearer <token>` metadata entry, if there is one.
-pub fn bearer_token(metadata: &MetadataMap) -> Option<&str> {
-    let value = metadata.get("authorization")?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
 impl JwksVerifier {
-    pub fn new(config: &JwtConfig, http: reqwest::Client) -> Self {
+    pub fn new(jwks_url: impl Into<String>, issuer: &str, audience: &str, http: reqwest::Client) -> Self {
         let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_issuer(&[&config.issuer]);
-        validation.set_audience(&[&config.audience]);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 5;
         Self {
-            jwks_url: config.jwks_url.clone(),
+            jwks_url: jwks_url.into(),
             http,
             validation,
             keys: RwLock::new(HashMap::new()),
@@ -93,8 +103,9 @@ impl JwksVerifier {
         }
     }
 
-    pub async fn verify_metadata(&self, metadata: &MetadataMap) -> Result<Claims, AuthError> {
-        self.verify(bearer_token(metadata).ok_or(AuthError::Missing)?).await
+    /// Verifies the bearer token of an HTTP request.
+    pub async fn verify_headers(&self, headers: &http::HeaderMap) -> Result<Claims, AuthError> {
+        self.verify(bearer_token_of(headers).ok_or(AuthError::Missing)?).await
     }
 
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
@@ -124,6 +135,8 @@ impl JwksVerifier {
         if let Some(previous) = *last
             && previous.at.elapsed() < MIN_REFRESH_INTERVAL
         {
+            // Within the cool-down the previous outcome stands: after a failed fetch the keys are still
+            // unavailable (not "the token is invalid").
             return if previous.succeeded {
                 Ok(())
             } else {
@@ -147,7 +160,9 @@ impl JwksVerifier {
     }
 
     async fn fetch(&self) -> Result<JwkSet, reqwest::Error> {
-        self.http.get(&self.jwks_url).timeout(JWKS_FETCH_TIMEOUT).send().await?.error_for_status()?.json().await
+        // Made inside a request: its trace context puts the user-service's JWKS span in the same trace.
+        let request = self.http.get(&self.jwks_url).headers(crate::telemetry::trace_headers());
+        request.timeout(JWKS_FETCH_TIMEOUT).send().await?.error_for_status()?.json().await
     }
 }
 
@@ -155,32 +170,39 @@ impl JwksVerifier {
 mod tests {
     use super::*;
 
-    fn metadata_with(value: &str) -> MetadataMap {
-        let mut metadata = MetadataMap::new();
-        metadata.insert("authorization", value.parse().unwrap());
-        metadata
-    }
-
     #[test]
-    fn the_bearer_token_is_read_case_insensitively_from_the_scheme() {
-        assert_eq!(bearer_token(&metadata_with("Bearer abc")), Some("abc"));
-        assert_eq!(bearer_token(&metadata_with("bearer  abc ")), Some("abc"));
-        assert_eq!(bearer_token(&metadata_with("Basic abc")), None);
-        assert_eq!(bearer_token(&metadata_with("Bearer ")), None);
-        assert_eq!(bearer_token(&MetadataMap::new()), None);
+    fn the_bearer_scheme_is_case_insensitive_and_the_token_trimmed() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("BEARER abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token(""), None);
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(bearer_token_of(&headers), None);
+        headers.insert(http::header::AUTHORIZATION, "Bearer t0k".parse().expect("a header value"));
+        assert_eq!(bearer_token_of(&headers), Some("t0k"));
     }
 
     #[test]
     fn only_the_subject_or_an_admin_may_act_for_a_user() {
-        let claims = |role: &str| Claims {
+        let claims = |role| Claims {
             sub: "u1".into(),
             username: "alice".into(),
             email: "alice@example.com".into(),
-            role: role.into(),
+            role,
             exp: 0,
         };
-        assert!(claims("customer").may_act_for("u1"));
-        assert!(!claims("customer").may_act_for("u2"));
-        assert!(claims("admin").may_act_for("u2"));
+        assert!(claims(Role::Customer).may_act_for("u1"));
+        assert!(!claims(Role::Customer).may_act_for("u2"));
+        assert!(claims(Role::Admin).may_act_for("u2"));
+    }
+
+    #[test]
+    fn roles_are_the_user_services_words_and_no_others() {
+        assert_eq!(serde_json::from_str::<Role>("\"admin\"").expect("a role"), Role::Admin);
+        assert_eq!(serde_json::from_str::<Role>("\"customer\"").expect("a role"), Role::Customer);
+        assert!(serde_json::from_str::<Role>("\"root\"").is_err());
     }
 }
