@@ -80,7 +80,8 @@ impl Config {
             jwks_url: parsed(source, "JWKS_URL", HttpUrl(DEFAULT_JWKS_URL.into()))?,
             jwt_issuer: text(source, "JWT_ISSUER", "user-service"),
             jwt_audience: text(source, "JWT_AUDIENCE", "ecommerce-api"),
-            product_cache_ttl: millis(source, "PRODUCT_CACHE_TTL_MS", 1_000)?,
+            // Not `millis`: here 0 is meaningful (no cache), not a timeout that fails everything.
+            product_cache_ttl: Duration::from_millis(parsed(source, "PRODUCT_CACHE_TTL_MS", 1_000)?),
             graphql: GraphqlLimits {
                 max_depth: at_least(source, "GRAPHQL_MAX_DEPTH", 10, 1)?,
                 max_complexity: at_least(source, "GRAPHQL_MAX_COMPLEXITY", 500, 1)?,
@@ -184,5 +185,11 @@ mod tests {
         ]))
         .expect("both set explicitly");
         assert_eq!(config.common.app_env, AppEnv::Production);
+    }
+
+    #[test]
+    fn a_cache_lifetime_of_zero_turns_the_cache_off() {
+        let config = Config::from_source(&HashMap::from([("PRODUCT_CACHE_TTL_MS", "0")])).expect("0 is allowed");
+        assert_eq!(config.product_cache_ttl, Duration::ZERO);
     }
 }
