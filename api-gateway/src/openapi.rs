@@ -23,7 +23,7 @@ use crate::{routes, startup::AppState};
         description = "The REST/JSON entry point of the system: users, the product catalogue, orders and payments. \
             Errors share one body, `{\"success\": false, \"message\", \"errors\"?}`; 503 answers carry `Retry-After`. \
             Routes marked with a lock need `Authorization: Bearer <token>` from `POST /users/login`.",
-        license(name = "MIT OR Apache-2.0")
+        license(name = "MIT", identifier = "MIT")
     ),
     servers((url = "/", description = "This gateway")),
     paths(
