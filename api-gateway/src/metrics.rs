@@ -10,7 +10,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use prometheus::{Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::startup::AppState;
 
@@ -64,7 +64,7 @@ impl CallOutcome {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
+        let registry = platform::metrics::registry();
         let http_requests = IntCounterVec::new(
             Opts::new("http_server_requests_total", "HTTP requests answered, by route and status"),
             &["method", "route", "status"],
@@ -138,11 +138,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
-        let mut buffer = Vec::new();
-        if let Err(error) = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
-            tracing::error!(%error, "cannot encode the metrics");
-        }
-        buffer
+        platform::metrics::render(&self.registry)
     }
 }
 

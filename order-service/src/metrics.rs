@@ -10,7 +10,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use prometheus::{Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::startup::AppState;
 
@@ -45,7 +45,7 @@ fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
 impl Metrics {
     pub fn new() -> Self {
         let metrics = Self {
-            registry: Registry::new(),
+            registry: platform::metrics::registry(),
             http_requests: counter(
                 "http_server_requests_total",
                 "HTTP requests answered, by route and status",
@@ -125,11 +125,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
-        let mut buffer = Vec::new();
-        if let Err(error) = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
-            tracing::error!(%error, "cannot encode the metrics");
-        }
-        buffer
+        platform::metrics::render(&self.registry)
     }
 }
 

@@ -11,7 +11,7 @@ use axum::{
     response::IntoResponse,
     routing::get,
 };
-use prometheus::{Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use tonic::Code;
 
 /// Latency buckets in seconds, from an indexed lookup (~1 ms) to a call that timed out (10 s).
@@ -35,7 +35,7 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
+        let registry = platform::metrics::registry();
         let grpc_requests = IntCounterVec::new(
             Opts::new("grpc_server_requests_total", "gRPC calls answered, by method and status code"),
             &["method", "code"],
@@ -153,11 +153,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
-        let mut buffer = Vec::new();
-        if let Err(error) = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
-            tracing::error!(%error, "cannot encode the metrics");
-        }
-        buffer
+        platform::metrics::render(&self.registry)
     }
 }
 

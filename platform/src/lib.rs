@@ -8,6 +8,8 @@ pub mod backoff;
 pub mod config;
 pub mod healthcheck;
 pub mod idempotency;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "telemetry")]
 pub mod service_main;
 pub mod shutdown;

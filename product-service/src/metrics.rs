@@ -13,7 +13,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use prometheus::{Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 /// Latency buckets in seconds, from a cached read (~1 ms) to a request waiting out the MongoDB timeout.
 const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -27,7 +27,7 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
+        let registry = platform::metrics::registry();
         let http_requests = IntCounterVec::new(
             Opts::new("http_server_requests_total", "HTTP requests answered, by route and status"),
             &["method", "route", "status"],
@@ -82,11 +82,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
-        let mut buffer = Vec::new();
-        if let Err(error) = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut buffer) {
-            tracing::error!(%error, "cannot encode the metrics");
-        }
-        buffer
+        platform::metrics::render(&self.registry)
     }
 }
 

@@ -1,0 +1,42 @@
+//! Prometheus plumbing every service shares: a registry that already carries the process's own metrics
+//! (`process_resident_memory_bytes`, `process_cpu_seconds_total`, open file descriptors, start time), and the
+//! text rendering `GET /metrics` answers with. Each service declares its own metrics on that registry.
+use prometheus::{Encoder as _, Registry};
+
+/// A registry with the process metrics registered.
+pub fn registry() -> Registry {
+    let registry = Registry::new();
+    // Linux only (read from /proc): the services' container images and this project's machines are Linux.
+    #[cfg(target_os = "linux")]
+    if let Err(error) = registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())) {
+        tracing::warn!(%error, "process metrics unavailable");
+    }
+    registry
+}
+
+/// The Prometheus text exposition of every metric in `registry`.
+pub fn render(registry: &Registry) -> Vec<u8> {
+    let mut buffer = Vec::new();
+    if let Err(error) = prometheus::TextEncoder::new().encode(&registry.gather(), &mut buffer) {
+        tracing::error!(%error, "cannot encode the metrics");
+    }
+    buffer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_registry_reports_the_process_memory_and_cpu() {
+        let text = String::from_utf8(render(&registry())).expect("UTF-8");
+        for name in ["process_resident_memory_bytes", "process_cpu_seconds_total", "process_start_time_seconds"] {
+            let line = text
+                .lines()
+                .find(|line| line.starts_with(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("{name} in {text}"));
+            let value: f64 = line.split(' ').nth(1).expect("a value").parse().expect("a number");
+            assert!(value > 0.0, "{line}");
+        }
+    }
+}
