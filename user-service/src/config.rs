@@ -2,7 +2,8 @@
 //! A malformed value stops startup with a message naming the variable.
 use std::{fmt, net::IpAddr, path::PathBuf, str::FromStr, time::Duration};
 
-pub use crate::{proxies::TrustedProxies, throttle::LoginLimits};
+pub use crate::throttle::LoginLimits;
+pub use platform::http::{proxies::TrustedProxies, server::ServerLimits};
 
 /// Where configuration values come from: the process environment, or a map in tests.
 pub trait Source {
@@ -175,6 +176,8 @@ pub struct Config {
     pub mongodb_timeout: Duration,
     pub log_format: LogFormat,
     pub tracing: TracingConfig,
+    /// HEADER_READ_TIMEOUT_MS, REQUEST_TIMEOUT_MS, SHUTDOWN_DRAIN_MS (platform::http::server).
+    pub server: ServerLimits,
     pub signing_key: SigningKeySource,
     pub jwt_issuer: String,
     pub jwt_audience: String,
@@ -257,6 +260,7 @@ impl Config {
             mongodb_timeout: millis(source, "MONGODB_TIMEOUT_MS", 2_000)?,
             log_format: parsed(source, "LOG_FORMAT", LogFormat::Text)?,
             tracing: TracingConfig::from_source(source, "user-service")?,
+            server: server_limits(source)?,
             signing_key,
             jwt_issuer: text(source, "JWT_ISSUER", "user-service"),
             jwt_audience: text(source, "JWT_AUDIENCE", "ecommerce-api"),
@@ -276,6 +280,12 @@ impl Config {
             password_hash_queue_limit,
         })
     }
+}
+
+/// The shared server limits, read through this service's source.
+pub fn server_limits(source: &dyn Source) -> Result<ServerLimits, ConfigError> {
+    ServerLimits::from_lookup(|name| source.get(name))
+        .map_err(|error| ConfigError { variable: error.variable, reason: error.reason })
 }
 
 fn default_hash_concurrency() -> usize {

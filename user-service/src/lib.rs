@@ -9,7 +9,6 @@ pub mod extract;
 pub mod healthcheck;
 pub mod metrics;
 pub mod password;
-pub mod proxies;
 pub mod routes;
 pub mod shutdown;
 pub mod startup;

@@ -1,7 +1,6 @@
 //! Application: state, router, listener (port 0 in tests), background bootstrap, graceful shutdown.
 use std::{
     future::Future,
-    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -14,6 +13,7 @@ use axum::{
     Router,
     http::{Request, Response},
 };
+use platform::http::{proxies::TrustedProxies, server::ServerLimits};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tower::ServiceBuilder;
 use tower_http::{
@@ -29,7 +29,6 @@ use crate::{
     error::ApiError,
     metrics::Metrics,
     password::PasswordHasher,
-    proxies::TrustedProxies,
     routes,
     store::{self, UserStore},
     throttle::{LoginThrottle, RegistrationThrottle},
@@ -74,6 +73,7 @@ impl AppState {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    limits: ServerLimits,
     bootstrap: JoinHandle<()>,
     state: AppState,
 }
@@ -121,7 +121,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.host, config.port))?;
         tracing::info!(address = %listener.local_addr()?, "user-service listening");
         let router = with_middleware(routes::router(state.clone()));
-        Ok(Self { listener, router, bootstrap, state })
+        Ok(Self { listener, router, limits: config.server, bootstrap, state })
     }
 
     pub fn port(&self) -> u16 {
@@ -132,10 +132,10 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
+    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish
+    /// (for at most SHUTDOWN_DRAIN_MS).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await?;
+        platform::http::server::serve(self.listener, self.router, self.limits, shutdown).await?;
         self.bootstrap.abort();
         tracing::info!("user-service stopped");
         Ok(())
