@@ -2,6 +2,8 @@
 //! A malformed value stops startup with a message naming the variable.
 use std::{fmt, net::IpAddr, str::FromStr, time::Duration};
 
+pub use platform::http::server::ServerLimits;
+
 /// Where configuration values come from: the process environment, or a map in tests.
 pub trait Source {
     fn get(&self, name: &str) -> Option<String>;
@@ -163,6 +165,8 @@ pub struct Config {
     pub mongodb_timeout: Duration,
     pub log_format: LogFormat,
     pub tracing: TracingConfig,
+    /// HEADER_READ_TIMEOUT_MS, REQUEST_TIMEOUT_MS, SHUTDOWN_DRAIN_MS (platform::http::server).
+    pub server: ServerLimits,
     pub kafka_brokers: String,
     pub topics: Topics,
     pub kafka_partitions: i32,
@@ -208,6 +212,7 @@ impl Config {
             mongodb_timeout: millis(source, "MONGODB_TIMEOUT_MS", 2_000)?,
             log_format: parsed(source, "LOG_FORMAT", LogFormat::Text)?,
             tracing: TracingConfig::from_source(source, "order-service")?,
+            server: server_limits(source)?,
             kafka_brokers: text(source, "KAFKA_BROKERS", "127.0.0.1:9092"),
             topics: Topics {
                 new_order: topic("KAFKA_TOPIC_NEW_ORDER", "new-order"),
@@ -226,6 +231,12 @@ impl Config {
             idempotency_ttl: Duration::from_secs(parsed(source, "IDEMPOTENCY_TTL_SECONDS", 86_400)?),
         })
     }
+}
+
+/// The shared server limits, read through this service's source.
+pub fn server_limits(source: &dyn Source) -> Result<ServerLimits, ConfigError> {
+    ServerLimits::from_lookup(|name| source.get(name))
+        .map_err(|error| ConfigError { variable: error.variable, reason: error.reason })
 }
 
 #[cfg(test)]

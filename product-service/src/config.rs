@@ -2,6 +2,8 @@
 //! A malformed value stops startup with a message naming the variable.
 use std::{fmt, net::IpAddr, str::FromStr, time::Duration};
 
+pub use platform::http::server::ServerLimits;
+
 /// Where configuration values come from: the process environment, or a map in tests.
 pub trait Source {
     fn get(&self, name: &str) -> Option<String>;
@@ -195,6 +197,8 @@ pub struct Config {
     pub mongodb_timeout: Duration,
     pub log_format: LogFormat,
     pub tracing: TracingConfig,
+    /// HEADER_READ_TIMEOUT_MS, REQUEST_TIMEOUT_MS, SHUTDOWN_DRAIN_MS (platform::http::server).
+    pub server: ServerLimits,
     /// Where the user-service publishes the public keys that sign access tokens.
     pub jwks_url: HttpUrl,
     pub jwt_issuer: String,
@@ -225,6 +229,7 @@ impl Config {
             mongodb_timeout: millis(source, "MONGODB_TIMEOUT_MS", 2_000)?,
             log_format: parsed(source, "LOG_FORMAT", LogFormat::Text)?,
             tracing: TracingConfig::from_source(source, "product-service")?,
+            server: server_limits(source)?,
             jwks_url: parsed(source, "JWKS_URL", HttpUrl(DEFAULT_JWKS_URL.into()))?,
             jwt_issuer: text(source, "JWT_ISSUER", "user-service"),
             jwt_audience: text(source, "JWT_AUDIENCE", "ecommerce-api"),
@@ -237,6 +242,12 @@ impl Config {
             },
         })
     }
+}
+
+/// The shared server limits, read through this service's source.
+pub fn server_limits(source: &dyn Source) -> Result<ServerLimits, ConfigError> {
+    ServerLimits::from_lookup(|name| source.get(name))
+        .map_err(|error| ConfigError { variable: error.variable, reason: error.reason })
 }
 
 #[cfg(test)]
