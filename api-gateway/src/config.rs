@@ -161,8 +161,8 @@ impl Config {
 
     pub fn from_source(source: &dyn Source) -> Result<Self, ConfigError> {
         let open_for = millis(source, "CIRCUIT_BREAKER_OPEN_MS", 5_000)?;
-        if open_for < crate::resilience::MIN_OPEN {
-            return Err(ConfigError { variable: "CIRCUIT_BREAKER_OPEN_MS", reason: "must be at least 1000".into() });
+        if open_for.is_zero() {
+            return Err(ConfigError { variable: "CIRCUIT_BREAKER_OPEN_MS", reason: "must be at least 1".into() });
         }
         let user_service_url: BaseUrl = parsed(source, "USER_SERVICE_URL", BaseUrl("http://127.0.0.1:3005".into()))?;
         let default_jwks = BaseUrl(format!("{}/.well-known/jwks.json", user_service_url.0));

@@ -17,7 +17,7 @@ use tracing::Instrument as _;
 use crate::{
     error::ApiError,
     metrics::{CallOutcome, Metrics},
-    resilience::{Guard, Outcome, Refusal, Settings},
+    resilience::{Guard, Outcome, Refusal, Settings, retry_after_secs},
 };
 
 /// Request headers passed on unchanged to the services.
@@ -48,7 +48,7 @@ impl DownstreamError {
     /// Maps a refusal of the resilience guard onto this error.
     pub fn from_refusal(guard: &Guard, refusal: Refusal<DownstreamError>) -> Self {
         match refusal {
-            Refusal::Open => Self::CircuitOpen(guard.name(), guard.retry_after_secs()),
+            Refusal::Open { retry_after } => Self::CircuitOpen(guard.name(), retry_after_secs(retry_after)),
             Refusal::Overloaded => Self::Overloaded(guard.name()),
             Refusal::Failed(error) => error,
         }
