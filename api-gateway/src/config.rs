@@ -2,6 +2,8 @@
 //! A malformed value stops startup with a message naming the variable.
 use std::{fmt, net::IpAddr, str::FromStr, time::Duration};
 
+pub use platform::http::server::ServerLimits;
+
 /// Where configuration values come from: the process environment, or a map in tests.
 pub trait Source {
     fn get(&self, name: &str) -> Option<String>;
@@ -148,6 +150,8 @@ pub struct Config {
     pub jwt_audience: String,
     /// Longest a client waits on any downstream call before a 504.
     pub downstream_timeout: Duration,
+    /// HEADER_READ_TIMEOUT_MS, REQUEST_TIMEOUT_MS (above the downstream timeout), SHUTDOWN_DRAIN_MS.
+    pub server: ServerLimits,
     pub max_body_bytes: usize,
     pub resilience: crate::resilience::Settings,
     /// Origins allowed by CORS; empty means CORS is off, `*` allows any origin.
@@ -164,6 +168,21 @@ impl Config {
         if open_for.is_zero() {
             return Err(ConfigError { variable: "CIRCUIT_BREAKER_OPEN_MS", reason: "must be at least 1".into() });
         }
+        let downstream_timeout = millis(source, "DOWNSTREAM_TIMEOUT_MS", 3_000)?;
+        let server = ServerLimits::from_lookup(|name| source.get(name))
+            .map_err(|error| ConfigError { variable: error.variable, reason: error.reason })?;
+        // Otherwise a slow service would be cut off by the client-facing 408 instead of answered
+        // with the gateway's own 504 (and its breaker would never hear of the timeout).
+        if server.request_timeout <= downstream_timeout {
+            return Err(ConfigError {
+                variable: "REQUEST_TIMEOUT_MS",
+                reason: format!(
+                    "must exceed DOWNSTREAM_TIMEOUT_MS: {} ms is not more than {} ms",
+                    server.request_timeout.as_millis(),
+                    downstream_timeout.as_millis()
+                ),
+            });
+        }
         let user_service_url: BaseUrl = parsed(source, "USER_SERVICE_URL", BaseUrl("http://127.0.0.1:3005".into()))?;
         let default_jwks = BaseUrl(format!("{}/.well-known/jwks.json", user_service_url.0));
         Ok(Self {
@@ -179,7 +198,8 @@ impl Config {
             user_service_url,
             jwt_issuer: text(source, "JWT_ISSUER", "user-service"),
             jwt_audience: text(source, "JWT_AUDIENCE", "ecommerce-api"),
-            downstream_timeout: millis(source, "DOWNSTREAM_TIMEOUT_MS", 3_000)?,
+            downstream_timeout,
+            server,
             max_body_bytes: parsed(source, "MAX_BODY_BYTES", 64 * 1024)?,
             resilience: crate::resilience::Settings {
                 failures_to_open: parsed(source, "CIRCUIT_BREAKER_FAILURES", 5)?,
@@ -234,6 +254,26 @@ mod tests {
         let config =
             Config::from_source(&HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318/")])).unwrap();
         assert_eq!(config.tracing.otlp_endpoint, Some(BaseUrl("http://jaeger:4318".into())));
+    }
+
+    #[test]
+    fn the_request_timeout_must_exceed_the_downstream_timeout() {
+        let config = Config::from_source(&HashMap::new()).unwrap();
+        assert_eq!(config.server.request_timeout, Duration::from_secs(30));
+        assert_eq!(config.downstream_timeout, Duration::from_secs(3));
+        for (request, downstream) in [("3000", "3000"), ("2000", "3000"), ("30000", "45000")] {
+            let error = Config::from_source(&HashMap::from([
+                ("REQUEST_TIMEOUT_MS", request),
+                ("DOWNSTREAM_TIMEOUT_MS", downstream),
+            ]))
+            .unwrap_err();
+            assert_eq!(error.variable, "REQUEST_TIMEOUT_MS");
+            assert!(error.to_string().contains("must exceed DOWNSTREAM_TIMEOUT_MS"), "{error}");
+        }
+        let config =
+            Config::from_source(&HashMap::from([("REQUEST_TIMEOUT_MS", "3001"), ("DOWNSTREAM_TIMEOUT_MS", "3000")]))
+                .unwrap();
+        assert_eq!(config.server.request_timeout, Duration::from_millis(3001));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod backoff;
+pub mod body_limit;
 pub mod catalogue;
 pub mod config;
 pub mod downstream;
