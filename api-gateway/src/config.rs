@@ -2,7 +2,7 @@
 //! A malformed value stops startup with a message naming the variable.
 use std::{fmt, net::IpAddr, str::FromStr, time::Duration};
 
-pub use platform::http::server::ServerLimits;
+pub use platform::http::{proxies::TrustedProxies, server::ServerLimits};
 
 /// Where configuration values come from: the process environment, or a map in tests.
 pub trait Source {
@@ -152,6 +152,8 @@ pub struct Config {
     pub downstream_timeout: Duration,
     /// HEADER_READ_TIMEOUT_MS, REQUEST_TIMEOUT_MS (above the downstream timeout), SHUTDOWN_DRAIN_MS.
     pub server: ServerLimits,
+    /// Proxies in front of the gateway whose `X-Forwarded-For` is believed; empty trusts no one.
+    pub trusted_proxies: TrustedProxies,
     pub max_body_bytes: usize,
     pub resilience: crate::resilience::Settings,
     /// Origins allowed by CORS; empty means CORS is off, `*` allows any origin.
@@ -200,6 +202,7 @@ impl Config {
             jwt_audience: text(source, "JWT_AUDIENCE", "ecommerce-api"),
             downstream_timeout,
             server,
+            trusted_proxies: parsed(source, "TRUSTED_PROXIES", TrustedProxies::default())?,
             max_body_bytes: parsed(source, "MAX_BODY_BYTES", 64 * 1024)?,
             resilience: crate::resilience::Settings {
                 failures_to_open: parsed(source, "CIRCUIT_BREAKER_FAILURES", 5)?,
@@ -274,6 +277,17 @@ mod tests {
             Config::from_source(&HashMap::from([("REQUEST_TIMEOUT_MS", "3001"), ("DOWNSTREAM_TIMEOUT_MS", "3000")]))
                 .unwrap();
         assert_eq!(config.server.request_timeout, Duration::from_millis(3001));
+    }
+
+    #[test]
+    fn trusted_proxies_default_to_none_and_malformed_ones_name_the_variable() {
+        let config = Config::from_source(&HashMap::new()).unwrap();
+        assert_eq!(config.trusted_proxies, TrustedProxies::default());
+        let config = Config::from_source(&HashMap::from([("TRUSTED_PROXIES", "10.0.0.0/8")])).unwrap();
+        assert!(config.trusted_proxies.trusts("10.2.3.4".parse().unwrap()));
+        for (name, value) in [("TRUSTED_PROXIES", "10.0.0.0/8,nonsense"), ("HEADER_READ_TIMEOUT_MS", "0")] {
+            assert_eq!(Config::from_source(&HashMap::from([(name, value)])).unwrap_err().variable, name);
+        }
     }
 
     #[test]

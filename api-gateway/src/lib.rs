@@ -6,6 +6,7 @@ pub mod auth;
 pub mod backoff;
 pub mod body_limit;
 pub mod catalogue;
+pub mod client_address;
 pub mod config;
 pub mod downstream;
 pub mod error;

@@ -19,6 +19,7 @@ use tower_http::{
 use crate::{
     auth::JwksVerifier,
     body_limit::{self, BodyLimit},
+    client_address,
     config::Config,
     downstream::Downstream,
     error::ApiError,
@@ -181,6 +182,10 @@ fn with_middleware(router: Router, config: &Config) -> anyhow::Result<Router> {
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(record_status))
             .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::new(config.trusted_proxies.clone()),
+                client_address::derive,
+            ))
             .layer(axum::middleware::from_fn_with_state(BodyLimit(config.max_body_bytes), body_limit::limit_body)),
     );
     let router = router.layer(axum::middleware::map_response(json_error_bodies));
