@@ -4,8 +4,8 @@
 A misspelt or stale variable in docker-compose.yml or a manifest is silently ignored by the service, which then
 runs on its default: this check turns that into a failure naming the file, the service and the variable.
 
-What each service reads comes from its Rust sources and the platform crate's, which every service uses for the
-settings they share (<service>/src/**/*.rs and platform/src/**/*.rs, test modules excluded):
+What each service reads comes from its Rust sources (<service>/src/**/*.rs, and the src/ of the workspace crates
+it depends on by path, such as platform/; test modules excluded):
   - a string literal shaped like an environment variable name (HOST, PORT, MONGODB_URI…) passed as the first
     argument of a call, or as the second after a single identifier: `parsed(source, "PORT", 3000)`,
     `millis(source, "X_MS", 10)`, `text(source, "X", "")`, `source.get("X")`, `std::env::var("X")`,
@@ -38,6 +38,7 @@ import argparse
 import difflib
 import re
 import sys
+import tomllib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,11 +109,23 @@ class Checker:
             sys.exit(f"check_env_vars: no service (*/src/main.rs) under {self.root}")
         return services
 
+    def source_dirs(self, service: str) -> list[Path]:
+        """The service's src/ and that of every crate of the workspace it depends on by path (platform/):
+        a variable a shared crate reads is read by each service that uses it."""
+        dirs = [self.root / service / "src"]
+        workspace = tomllib.loads((self.root / "Cargo.toml").read_text(encoding="utf-8"))
+        shared = (workspace.get("workspace") or {}).get("dependencies") or {}
+        manifest = tomllib.loads((self.root / service / "Cargo.toml").read_text(encoding="utf-8"))
+        for name, spec in (manifest.get("dependencies") or {}).items():
+            if isinstance(spec, dict) and spec.get("workspace"):
+                spec = shared.get(name)
+            if isinstance(spec, dict) and "path" in spec:
+                dirs.append(self.root / spec["path"] / "src")
+        return dirs
+
     def variables_read(self, service: str) -> set[str]:
         names: set[str] = set()
-        sources = sorted((self.root / service / "src").rglob("*.rs")) + sorted(
-            (self.root / "platform" / "src").rglob("*.rs")
-        )
+        sources = sorted(path for directory in self.source_dirs(service) for path in directory.rglob("*.rs"))
         for path in sources:
             text = path.read_text(encoding="utf-8")
             test_module = TEST_MODULE_RE.search(text)

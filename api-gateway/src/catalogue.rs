@@ -19,14 +19,15 @@ pub async fn execute(
 ) -> Result<Value, ApiError> {
     let body = json!({ "query": query, "variables": variables });
     let mut headers = HeaderMap::new();
-    for name in ["authorization", "x-request-id"] {
+    // x-forwarded-for: the client address the gateway derived (crate::client_address).
+    for name in ["authorization", "x-request-id", "x-forwarded-for"] {
         if let Some(value) = incoming.get(name) {
             headers.insert(name, value.clone());
         }
     }
     headers.insert("content-type", "application/json".parse().map_err(ApiError::internal)?);
     let bytes = serde_json::to_vec(&body).map_err(ApiError::internal)?;
-    let response = products.send(axum::http::Method::POST, "/graphql", &headers, None, Some(bytes.into())).await?;
+    let response = products.send(axum::http::Method::POST, "/graphql", &headers, Some(bytes.into())).await?;
     let status = response.status();
     let mut payload: Value = response.json().await.map_err(|error| ApiError::from(products.classify(&error)))?;
     if let Some(error) = payload["errors"].as_array().and_then(|errors| errors.first()) {

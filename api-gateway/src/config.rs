@@ -6,6 +6,7 @@ pub use platform::config::{
     AppEnv, BaseUrl, Common, ConfigError, LogFormat, MongoUri, ProcessEnv, ServiceDefaults, Source, TracingConfig,
     at_least_one, check_topic_name, millis, non_empty, parsed, text,
 };
+pub use platform::http::{proxies::TrustedProxies, server::ServerLimits};
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -20,6 +21,10 @@ pub struct Config {
     pub jwt_audience: String,
     /// Longest a client waits on any downstream call before a 504.
     pub downstream_timeout: Duration,
+    /// HEADER_READ_TIMEOUT_MS, REQUEST_TIMEOUT_MS (above the downstream timeout), SHUTDOWN_DRAIN_MS.
+    pub server: ServerLimits,
+    /// Proxies in front of the gateway whose `X-Forwarded-For` is believed; empty trusts no one.
+    pub trusted_proxies: TrustedProxies,
     pub max_body_bytes: usize,
     pub resilience: crate::resilience::Settings,
     /// Origins allowed by CORS; empty means CORS is off, `*` allows any origin.
@@ -41,8 +46,23 @@ impl Config {
     pub fn from_source(source: &dyn Source) -> Result<Self, ConfigError> {
         let common = Common::from_source(source, &SERVICE)?;
         let open_for = millis(source, "CIRCUIT_BREAKER_OPEN_MS", 5_000)?;
-        if open_for < crate::resilience::MIN_OPEN {
-            return Err(ConfigError { variable: "CIRCUIT_BREAKER_OPEN_MS", reason: "must be at least 1000".into() });
+        if open_for.is_zero() {
+            return Err(ConfigError { variable: "CIRCUIT_BREAKER_OPEN_MS", reason: "must be at least 1".into() });
+        }
+        let downstream_timeout = millis(source, "DOWNSTREAM_TIMEOUT_MS", 3_000)?;
+        let server = ServerLimits::from_lookup(|name| source.get(name))
+            .map_err(|error| ConfigError { variable: error.variable, reason: error.reason })?;
+        // Otherwise a slow service would be cut off by the client-facing 408 instead of answered
+        // with the gateway's own 504 (and its breaker would never hear of the timeout).
+        if server.request_timeout <= downstream_timeout {
+            return Err(ConfigError {
+                variable: "REQUEST_TIMEOUT_MS",
+                reason: format!(
+                    "must exceed DOWNSTREAM_TIMEOUT_MS: {} ms is not more than {} ms",
+                    server.request_timeout.as_millis(),
+                    downstream_timeout.as_millis()
+                ),
+            });
         }
         let user_service_url: BaseUrl = parsed(source, "USER_SERVICE_URL", BaseUrl("http://127.0.0.1:3005".into()))?;
         let default_jwks = BaseUrl(format!("{}/.well-known/jwks.json", user_service_url.0));
@@ -55,7 +75,9 @@ impl Config {
             user_service_url,
             jwt_issuer: text(source, "JWT_ISSUER", "user-service"),
             jwt_audience: text(source, "JWT_AUDIENCE", "ecommerce-api"),
-            downstream_timeout: millis(source, "DOWNSTREAM_TIMEOUT_MS", 3_000)?,
+            downstream_timeout,
+            server,
+            trusted_proxies: parsed(source, "TRUSTED_PROXIES", TrustedProxies::default())?,
             max_body_bytes: parsed(source, "MAX_BODY_BYTES", 64 * 1024)?,
             resilience: crate::resilience::Settings {
                 failures_to_open: parsed(source, "CIRCUIT_BREAKER_FAILURES", 5)?,
@@ -110,6 +132,37 @@ mod tests {
         let config =
             Config::from_source(&HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318/")])).unwrap();
         assert_eq!(config.common.tracing.otlp_endpoint, Some(BaseUrl("http://jaeger:4318".into())));
+    }
+
+    #[test]
+    fn the_request_timeout_must_exceed_the_downstream_timeout() {
+        let config = Config::from_source(&HashMap::new()).unwrap();
+        assert_eq!(config.server.request_timeout, Duration::from_secs(30));
+        assert_eq!(config.downstream_timeout, Duration::from_secs(3));
+        for (request, downstream) in [("3000", "3000"), ("2000", "3000"), ("30000", "45000")] {
+            let error = Config::from_source(&HashMap::from([
+                ("REQUEST_TIMEOUT_MS", request),
+                ("DOWNSTREAM_TIMEOUT_MS", downstream),
+            ]))
+            .unwrap_err();
+            assert_eq!(error.variable, "REQUEST_TIMEOUT_MS");
+            assert!(error.to_string().contains("must exceed DOWNSTREAM_TIMEOUT_MS"), "{error}");
+        }
+        let config =
+            Config::from_source(&HashMap::from([("REQUEST_TIMEOUT_MS", "3001"), ("DOWNSTREAM_TIMEOUT_MS", "3000")]))
+                .unwrap();
+        assert_eq!(config.server.request_timeout, Duration::from_millis(3001));
+    }
+
+    #[test]
+    fn trusted_proxies_default_to_none_and_malformed_ones_name_the_variable() {
+        let config = Config::from_source(&HashMap::new()).unwrap();
+        assert_eq!(config.trusted_proxies, TrustedProxies::default());
+        let config = Config::from_source(&HashMap::from([("TRUSTED_PROXIES", "10.0.0.0/8")])).unwrap();
+        assert!(config.trusted_proxies.trusts("10.2.3.4".parse().unwrap()));
+        for (name, value) in [("TRUSTED_PROXIES", "10.0.0.0/8,nonsense"), ("HEADER_READ_TIMEOUT_MS", "0")] {
+            assert_eq!(Config::from_source(&HashMap::from([(name, value)])).unwrap_err().variable, name);
+        }
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Calls to the HTTP services behind the gateway: forwarding the headers that matter, bounding
 //! every call with a timeout, and turning transport failures into 503/504 instead of hangs.
 use std::{
-    net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -17,15 +16,17 @@ use tracing::Instrument as _;
 use crate::{
     error::ApiError,
     metrics::{CallOutcome, Metrics},
-    resilience::{Guard, Outcome, Refusal, Settings},
+    resilience::{Guard, Outcome, Refusal, Settings, retry_after_secs},
 };
 
-/// Request headers passed on unchanged to the services.
-const FORWARDED: [HeaderName; 4] = [
+/// Request headers passed on unchanged to the services. `X-Forwarded-For` is by then the one client
+/// address the gateway derived (`crate::client_address`), never what the client wrote.
+const FORWARDED: [HeaderName; 5] = [
     header::AUTHORIZATION,
     header::CONTENT_TYPE,
     HeaderName::from_static("idempotency-key"),
     HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("x-forwarded-for"),
 ];
 
 /// Response headers relayed back to the client.
@@ -48,7 +49,7 @@ impl DownstreamError {
     /// Maps a refusal of the resilience guard onto this error.
     pub fn from_refusal(guard: &Guard, refusal: Refusal<DownstreamError>) -> Self {
         match refusal {
-            Refusal::Open => Self::CircuitOpen(guard.name(), guard.retry_after_secs()),
+            Refusal::Open { retry_after } => Self::CircuitOpen(guard.name(), retry_after_secs(retry_after)),
             Refusal::Overloaded => Self::Overloaded(guard.name()),
             Refusal::Failed(error) => error,
         }
@@ -101,15 +102,14 @@ impl Downstream {
         format!("{}{path}", self.base_url)
     }
 
-    /// Sends a request carrying the client's relevant headers (`client` is the caller's address),
-    /// through the guard: reads and keyed writes are retried after failures, other writes never.
+    /// Sends a request carrying the client's relevant headers (its address among them), through the
+    /// guard: reads and keyed writes are retried after failures, other writes never.
     /// The call is a client span of the current trace, and its outcome is counted.
     pub async fn send(
         &self,
         method: Method,
         path_and_query: &str,
         incoming: &HeaderMap,
-        client: Option<SocketAddr>,
         body: Option<Bytes>,
     ) -> Result<reqwest::Response, DownstreamError> {
         let path = path_and_query.split('?').next().unwrap_or(path_and_query);
@@ -122,7 +122,7 @@ impl Downstream {
             http.response.status_code = tracing::field::Empty,
         );
         let started = Instant::now();
-        let result = self.send_guarded(method, path_and_query, incoming, client, body).instrument(span.clone()).await;
+        let result = self.send_guarded(method, path_and_query, incoming, body).instrument(span.clone()).await;
         let outcome = match &result {
             Ok(response) => {
                 span.record("http.response.status_code", response.status().as_u16());
@@ -142,12 +142,11 @@ impl Downstream {
         method: Method,
         path_and_query: &str,
         incoming: &HeaderMap,
-        client: Option<SocketAddr>,
         body: Option<Bytes>,
     ) -> Result<reqwest::Response, DownstreamError> {
         let repeatable = method == Method::GET || incoming.contains_key("idempotency-key");
         let attempt = || async {
-            match self.send_once(method.clone(), path_and_query, incoming, client, body.clone()).await {
+            match self.send_once(method.clone(), path_and_query, incoming, body.clone()).await {
                 Ok(response) if is_failure(response.status(), response.headers()) => Outcome::FailedWith(response),
                 Ok(response) => Outcome::Answered(response),
                 Err(error @ DownstreamError::Timeout(_)) => Outcome::TimedOut(error),
@@ -165,7 +164,6 @@ impl Downstream {
         method: Method,
         path_and_query: &str,
         incoming: &HeaderMap,
-        client: Option<SocketAddr>,
         body: Option<Bytes>,
     ) -> Result<reqwest::Response, DownstreamError> {
         // The trace context of this call, never the client's own `traceparent` (that one is the
@@ -179,10 +177,6 @@ impl Downstream {
             if let Some(value) = incoming.get(name) {
                 request = request.header(name, value);
             }
-        }
-        if let Some(client) = client {
-            // Overwritten, never appended: a client cannot spoof its address through the gateway.
-            request = request.header("x-forwarded-for", client.ip().to_string());
         }
         if let Some(body) = body {
             request = request.body(body);
@@ -204,10 +198,9 @@ impl Downstream {
         method: Method,
         path_and_query: &str,
         incoming: &HeaderMap,
-        client: Option<SocketAddr>,
         body: Option<Bytes>,
     ) -> Result<Response, ApiError> {
-        let response = self.send(method, path_and_query, incoming, client, body).await?;
+        let response = self.send(method, path_and_query, incoming, body).await?;
         relay(self, response).await
     }
 

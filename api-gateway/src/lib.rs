@@ -1,7 +1,9 @@
 //! api-gateway: the single REST/JSON entry point. Owns no data: it routes, checks tokens,
 //! and shields clients from slow or failing services.
 
+pub mod body_limit;
 pub mod catalogue;
+pub mod client_address;
 pub mod config;
 pub mod downstream;
 pub mod error;

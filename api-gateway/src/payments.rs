@@ -15,7 +15,7 @@ use tracing::Instrument as _;
 use crate::{
     error::ApiError,
     metrics::{CallOutcome, Metrics},
-    resilience::{Guard, Outcome, Refusal, Settings},
+    resilience::{Guard, Outcome, Refusal, Settings, retry_after_secs},
 };
 
 const SERVICE: &str = "payment-service";
@@ -70,7 +70,7 @@ impl PaymentClient {
                 CallOutcome::Timeout
             }
             Err(Refusal::Failed(_)) => CallOutcome::Unavailable,
-            Err(Refusal::Open) => CallOutcome::CircuitOpen,
+            Err(Refusal::Open { .. }) => CallOutcome::CircuitOpen,
             Err(Refusal::Overloaded) => CallOutcome::Overloaded,
         };
         if let Ok(Err(status)) | Err(Refusal::Failed(status)) = &result {
@@ -80,8 +80,10 @@ impl PaymentClient {
         match result {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(status)) | Err(Refusal::Failed(status)) => Err(status_to_error(&status)),
-            Err(Refusal::Open) => Err(ApiError::unavailable("payment-service is temporarily unavailable")
-                .retry_after(self.guard.retry_after_secs())),
+            Err(Refusal::Open { retry_after }) => {
+                Err(ApiError::unavailable("payment-service is temporarily unavailable")
+                    .retry_after(retry_after_secs(retry_after)))
+            }
             Err(Refusal::Overloaded) => Err(ApiError::unavailable("payment-service is overloaded; retry shortly")),
         }
     }

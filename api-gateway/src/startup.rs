@@ -1,5 +1,5 @@
 //! Application: downstream clients, router, middleware, listener (port 0 in tests), graceful shutdown.
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use axum::{
@@ -7,18 +7,25 @@ use axum::{
     http::{HeaderName, HeaderValue, Method, Request, header},
     response::{IntoResponse, Response},
 };
+use platform::http::server::ServerLimits;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::{
     cors::{AllowOrigin, CorsLayer},
-    limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::TraceLayer,
 };
 
 use crate::{
-    auth::JwksVerifier, config::Config, downstream::Downstream, error::ApiError, metrics::Metrics,
-    payments::PaymentClient, routes,
+    auth::JwksVerifier,
+    body_limit::{self, BodyLimit},
+    client_address,
+    config::Config,
+    downstream::Downstream,
+    error::ApiError,
+    metrics::Metrics,
+    payments::PaymentClient,
+    routes,
 };
 
 #[derive(Clone)]
@@ -43,13 +50,16 @@ impl std::ops::Deref for AppState {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    limits: ServerLimits,
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(1))
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the services' HEADER_READ_TIMEOUT_MS (10 s by default), which also closes idle
+            // connections: a pooled connection is never reused just as the service closes it.
+            .pool_idle_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(256)
             .build()?;
         let timeout = config.downstream_timeout;
@@ -70,23 +80,23 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.common.host, config.common.port))?;
         tracing::info!(address = %listener.local_addr()?, "api-gateway listening");
-        Ok(Self { listener, router })
+        Ok(Self { listener, router, limits: config.server })
     }
 
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|address| address.port()).unwrap_or(0)
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
+    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish
+    /// (for at most SHUTDOWN_DRAIN_MS).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await?;
+        platform::http::server::serve(self.listener, self.router, self.limits, shutdown).await?;
         tracing::info!("api-gateway stopped");
         Ok(())
     }
 }
 
-/// Errors that did not come from a handler (the body limit's 413, axum's rejections of a path
+/// Errors that did not come from a handler (axum's rejections of a body over the limit or of a path
 /// that is not valid UTF-8, …) get the same JSON error body as everything else.
 async fn json_error_bodies(response: Response) -> Response {
     let is_json = response
@@ -172,7 +182,11 @@ fn with_middleware(router: Router, config: &Config) -> anyhow::Result<Router> {
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
             .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(record_status))
             .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(RequestBodyLimitLayer::new(config.max_body_bytes)),
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::new(config.trusted_proxies.clone()),
+                client_address::derive,
+            ))
+            .layer(axum::middleware::from_fn_with_state(BodyLimit(config.max_body_bytes), body_limit::limit_body)),
     );
     let router = router.layer(axum::middleware::map_response(json_error_bodies));
     Ok(match cors(&config.cors_allowed_origins)? {

@@ -6,6 +6,7 @@ pub use platform::config::{
     AppEnv, BaseUrl, Common, ConfigError, LogFormat, MongoUri, ProcessEnv, ServiceDefaults, Source, TracingConfig,
     at_least_one, check_topic_name, millis, non_empty, parsed, text,
 };
+pub use platform::http::server::ServerLimits;
 
 /// Kafka topic names; all share an optional prefix so that tests can run side by side.
 #[derive(Debug, Clone)]
@@ -29,6 +30,8 @@ pub struct Config {
     pub mongodb_uri: MongoUri,
     pub mongodb_database: String,
     pub mongodb_timeout: Duration,
+    /// HEADER_READ_TIMEOUT_MS, REQUEST_TIMEOUT_MS, SHUTDOWN_DRAIN_MS (platform::http::server).
+    pub server: ServerLimits,
     pub kafka_brokers: String,
     pub topics: Topics,
     pub kafka_partitions: i32,
@@ -79,6 +82,7 @@ impl Config {
             mongodb_uri: parsed(source, "MONGODB_URI", MongoUri("mongodb://127.0.0.1:27017".into()))?,
             mongodb_database: text(source, "MONGODB_DATABASE", "orders"),
             mongodb_timeout: millis(source, "MONGODB_TIMEOUT_MS", 2_000)?,
+            server: server_limits(source)?,
             kafka_brokers: text(source, "KAFKA_BROKERS", "127.0.0.1:9092"),
             topics: Topics {
                 new_order: topic("KAFKA_TOPIC_NEW_ORDER", "new-order")?,
@@ -97,6 +101,12 @@ impl Config {
             idempotency_ttl: Duration::from_secs(parsed(source, "IDEMPOTENCY_TTL_SECONDS", 86_400)?),
         })
     }
+}
+
+/// The shared server limits, read through this service's source.
+pub fn server_limits(source: &dyn Source) -> Result<ServerLimits, ConfigError> {
+    ServerLimits::from_lookup(|name| source.get(name))
+        .map_err(|error| ConfigError { variable: error.variable, reason: error.reason })
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use crate::{
     auth::JwksVerifier,
     backoff::Backoff,
     catalog::ProductCatalog,
-    config::{Config, Topics},
+    config::{Config, ServerLimits, Topics},
     error::ApiError,
     events::{
         consumer::{LifecycleConsumer, TopicSetup},
@@ -84,6 +84,7 @@ impl AppState {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    limits: ServerLimits,
     state: AppState,
     workers: Workers,
 }
@@ -106,7 +107,9 @@ impl Application {
         )
         .await
         .context("MONGODB_URI is not a usable MongoDB connection string")?;
-        let http = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(30)).build()?;
+        // Idle connections are dropped before the product-service's HEADER_READ_TIMEOUT_MS (10 s by
+        // default), which closes them too: never reuse one just as the service closes it.
+        let http = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(5)).build()?;
         let producer = kafka::producer(&config.kafka_brokers).context("KAFKA_BROKERS")?;
         let consumer = kafka::consumer(
             &config.kafka_brokers,
@@ -163,7 +166,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.common.host, config.common.port))?;
         tracing::info!(address = %listener.local_addr()?, "order-service listening");
         let router = with_middleware(routes::router(state.clone()));
-        Ok(Self { listener, router, state, workers: Workers { stop, handles } })
+        Ok(Self { listener, router, limits: config.server, state, workers: Workers { stop, handles } })
     }
 
     pub fn port(&self) -> u16 {
@@ -174,10 +177,11 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until `shutdown` resolves: stops accepting, finishes in-flight requests, then stops
-    /// the workers (the consumer commits its offsets, the relay flushes the producer).
+    /// Serves until `shutdown` resolves: stops accepting, finishes in-flight requests (for at most
+    /// SHUTDOWN_DRAIN_MS), then stops the workers (the consumer commits its offsets, the relay
+    /// flushes the producer).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let served = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await;
+        let served = platform::http::server::serve(self.listener, self.router, self.limits, shutdown).await;
         let _ = self.workers.stop.send(true);
         for handle in self.workers.handles {
             if tokio::time::timeout(Duration::from_secs(15), handle).await.is_err() {

@@ -1,5 +1,6 @@
-//! What the five services share and none of them owns: configuration plumbing, telemetry, shutdown, backoff
-//! and the container health probe. Domain types and storage never come here: each service keeps its own.
+//! What the five services share and none of them owns: configuration plumbing, telemetry, shutdown, backoff,
+//! the HTTP server with its limits, trusted-proxy client addresses, token verification and metrics plumbing.
+//! Domain types and storage never come here: each service keeps its own.
 //!
 //! A service that moves to its own repository pins a version of this crate; it never copies it.
 #[cfg(feature = "auth")]
@@ -7,6 +8,7 @@ pub mod auth;
 pub mod backoff;
 pub mod config;
 pub mod healthcheck;
+pub mod http;
 pub mod idempotency;
 #[cfg(feature = "metrics")]
 pub mod metrics;

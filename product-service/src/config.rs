@@ -6,6 +6,7 @@ pub use platform::config::{
     AppEnv, BaseUrl, Common, ConfigError, LogFormat, MongoUri, ProcessEnv, ServiceDefaults, Source, TracingConfig,
     at_least_one, check_topic_name, millis, non_empty, parsed, text,
 };
+pub use platform::http::server::ServerLimits;
 
 /// A count that must be at least `min`.
 pub fn at_least(source: &dyn Source, name: &'static str, default: usize, min: usize) -> Result<usize, ConfigError> {
@@ -52,6 +53,8 @@ pub struct Config {
     pub mongodb_database: String,
     /// How long a MongoDB operation may wait for a server before the request fails with SERVICE_UNAVAILABLE.
     pub mongodb_timeout: Duration,
+    /// HEADER_READ_TIMEOUT_MS, REQUEST_TIMEOUT_MS, SHUTDOWN_DRAIN_MS (platform::http::server).
+    pub server: ServerLimits,
     /// Where the user-service publishes the public keys that sign access tokens.
     pub jwks_url: HttpUrl,
     pub jwt_issuer: String,
@@ -77,6 +80,7 @@ impl Config {
             mongodb_uri: parsed(source, "MONGODB_URI", MongoUri("mongodb://127.0.0.1:27017".into()))?,
             mongodb_database: text(source, "MONGODB_DATABASE", "products"),
             mongodb_timeout: millis(source, "MONGODB_TIMEOUT_MS", 2_000)?,
+            server: server_limits(source)?,
             jwks_url: parsed(source, "JWKS_URL", HttpUrl(DEFAULT_JWKS_URL.into()))?,
             jwt_issuer: text(source, "JWT_ISSUER", "user-service"),
             jwt_audience: text(source, "JWT_AUDIENCE", "ecommerce-api"),
@@ -90,6 +94,12 @@ impl Config {
             },
         })
     }
+}
+
+/// The shared server limits, read through this service's source.
+pub fn server_limits(source: &dyn Source) -> Result<ServerLimits, ConfigError> {
+    ServerLimits::from_lookup(|name| source.get(name))
+        .map_err(|error| ConfigError { variable: error.variable, reason: error.reason })
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use crate::{
     auth::JwksVerifier,
     backoff::Backoff,
     catalogue::Catalogue,
-    config::Config,
+    config::{Config, ServerLimits},
     error::ServiceError,
     graphql,
     metrics::Metrics,
@@ -64,6 +64,7 @@ impl AppState {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    limits: ServerLimits,
     bootstrap: JoinHandle<()>,
 }
 
@@ -102,16 +103,17 @@ impl Application {
             .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.common.host, config.common.port))?;
         tracing::info!(address = %listener.local_addr()?, "product-service listening");
         let router = with_middleware(routes::router(state, endpoint, metrics), config.graphql.max_body_bytes);
-        Ok(Self { listener, router, bootstrap })
+        Ok(Self { listener, router, limits: config.server, bootstrap })
     }
 
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|address| address.port()).unwrap_or(0)
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
+    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish
+    /// (for at most SHUTDOWN_DRAIN_MS).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await?;
+        platform::http::server::serve(self.listener, self.router, self.limits, shutdown).await?;
         self.bootstrap.abort();
         tracing::info!("product-service stopped");
         Ok(())

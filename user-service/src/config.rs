@@ -2,7 +2,8 @@
 //! A malformed value stops startup with a message naming the variable.
 use std::{path::PathBuf, time::Duration};
 
-pub use crate::{proxies::TrustedProxies, throttle::LoginLimits};
+pub use crate::throttle::LoginLimits;
+pub use platform::http::{proxies::TrustedProxies, server::ServerLimits};
 
 pub use platform::config::{
     AppEnv, BaseUrl, Common, ConfigError, LogFormat, MongoUri, ProcessEnv, ServiceDefaults, Source, TracingConfig,
@@ -32,6 +33,8 @@ pub struct Config {
     pub mongodb_database: String,
     /// How long a MongoDB operation may wait for a server before the route answers 503.
     pub mongodb_timeout: Duration,
+    /// HEADER_READ_TIMEOUT_MS, REQUEST_TIMEOUT_MS, SHUTDOWN_DRAIN_MS (platform::http::server).
+    pub server: ServerLimits,
     pub signing_key: SigningKeySource,
     pub jwt_issuer: String,
     pub jwt_audience: String,
@@ -110,6 +113,7 @@ impl Config {
             mongodb_uri: parsed(source, "MONGODB_URI", MongoUri("mongodb://127.0.0.1:27017".into()))?,
             mongodb_database: text(source, "MONGODB_DATABASE", "users"),
             mongodb_timeout: millis(source, "MONGODB_TIMEOUT_MS", 2_000)?,
+            server: server_limits(source)?,
             signing_key,
             jwt_issuer: text(source, "JWT_ISSUER", "user-service"),
             jwt_audience: text(source, "JWT_AUDIENCE", "ecommerce-api"),
@@ -129,6 +133,12 @@ impl Config {
             password_hash_queue_limit,
         })
     }
+}
+
+/// The shared server limits, read through this service's source.
+pub fn server_limits(source: &dyn Source) -> Result<ServerLimits, ConfigError> {
+    ServerLimits::from_lookup(|name| source.get(name))
+        .map_err(|error| ConfigError { variable: error.variable, reason: error.reason })
 }
 
 fn default_hash_concurrency() -> usize {

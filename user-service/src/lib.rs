@@ -6,7 +6,6 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod password;
-pub mod proxies;
 pub mod routes;
 pub mod startup;
 pub mod store;

@@ -1,9 +1,8 @@
 //! Application: state, router, listener (port 0 in tests), background bootstrap, graceful shutdown.
 use std::{
     future::Future,
-    net::SocketAddr,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
@@ -14,6 +13,7 @@ use axum::{
     Router,
     http::{Request, Response},
 };
+use platform::http::{proxies::TrustedProxies, server::ServerLimits};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tower::ServiceBuilder;
 use tower_http::{
@@ -29,9 +29,8 @@ use crate::{
     error::ApiError,
     metrics::Metrics,
     password::PasswordHasher,
-    proxies::TrustedProxies,
     routes,
-    store::{self, UserStore},
+    store::{self, StoreError, TakenField, UserStore},
     throttle::{LoginThrottle, RegistrationThrottle},
     tokens::TokenIssuer,
 };
@@ -51,6 +50,31 @@ pub struct Inner {
     pub trusted_proxies: TrustedProxies,
     pub metrics: Arc<Metrics>,
     bootstrapped: AtomicBool,
+    admin_seed: Mutex<AdminSeedStatus>,
+}
+
+/// Where the admin account of ADMIN_EMAIL / ADMIN_USERNAME stands, as `/ready` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminSeedStatus {
+    /// No admin account is configured.
+    NotConfigured,
+    /// Not created or updated yet (MongoDB not reached yet).
+    Pending,
+    Done,
+    /// The configuration contradicts the database: retrying cannot help, an operator must act.
+    Conflict(String),
+}
+
+impl AdminSeedStatus {
+    /// The value of `checks.adminSeed` in `/ready`; none when no admin is configured.
+    pub fn check(&self) -> Option<&'static str> {
+        match self {
+            Self::NotConfigured => None,
+            Self::Pending => Some("pending"),
+            Self::Done => Some("done"),
+            Self::Conflict(_) => Some("conflict"),
+        }
+    }
 }
 
 impl std::ops::Deref for AppState {
@@ -69,11 +93,20 @@ impl AppState {
     pub fn require_bootstrapped(&self) -> Result<(), ApiError> {
         if self.is_bootstrapped() { Ok(()) } else { Err(ApiError::unavailable()) }
     }
+
+    pub fn admin_seed(&self) -> AdminSeedStatus {
+        self.admin_seed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn set_admin_seed(&self, status: AdminSeedStatus) {
+        *self.admin_seed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = status;
+    }
 }
 
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    limits: ServerLimits,
     bootstrap: JoinHandle<()>,
     state: AppState,
 }
@@ -110,6 +143,10 @@ impl Application {
             trusted_proxies: config.trusted_proxies.clone(),
             metrics,
             bootstrapped: AtomicBool::new(false),
+            admin_seed: Mutex::new(match config.admin {
+                Some(_) => AdminSeedStatus::Pending,
+                None => AdminSeedStatus::NotConfigured,
+            }),
         }));
         let admin = match &config.admin {
             Some(admin) => Some(AdminSeed::parse(admin)?),
@@ -121,7 +158,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.common.host, config.common.port))?;
         tracing::info!(address = %listener.local_addr()?, "user-service listening");
         let router = with_middleware(routes::router(state.clone()));
-        Ok(Self { listener, router, bootstrap, state })
+        Ok(Self { listener, router, limits: config.server, bootstrap, state })
     }
 
     pub fn port(&self) -> u16 {
@@ -132,10 +169,10 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
+    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish
+    /// (for at most SHUTDOWN_DRAIN_MS).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, service).with_graceful_shutdown(shutdown).await?;
+        platform::http::server::serve(self.listener, self.router, self.limits, shutdown).await?;
         self.bootstrap.abort();
         tracing::info!("user-service stopped");
         Ok(())
@@ -198,17 +235,40 @@ impl AdminSeed {
     }
 }
 
-/// Creates the indexes (and the admin account), retrying with backoff until MongoDB answers.
+enum BootstrapError {
+    /// Worth another attempt: MongoDB unreachable, or busy.
+    Transient(anyhow::Error),
+    /// ADMIN_USERNAME belongs to another account than ADMIN_EMAIL's: no retry can fix that.
+    AdminConflict(String),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for BootstrapError {
+    fn from(error: E) -> Self {
+        Self::Transient(error.into())
+    }
+}
+
+/// Creates the indexes (and the admin account), retrying with backoff until MongoDB answers. A
+/// conflicting admin seed is reported once (log and `/ready`) and not retried.
 async fn bootstrap(state: AppState, admin: Option<AdminSeed>) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         match bootstrap_once(&state, admin.as_ref()).await {
             Ok(()) => {
                 state.bootstrapped.store(true, Ordering::Release);
+                if admin.is_some() {
+                    state.set_admin_seed(AdminSeedStatus::Done);
+                }
                 tracing::info!("connected to MongoDB; indexes ready");
                 return;
             }
-            Err(error) => {
+            Err(BootstrapError::AdminConflict(message)) => {
+                // The indexes exist, so the service works; `/ready` keeps it out of rotation until fixed.
+                state.bootstrapped.store(true, Ordering::Release);
+                state.set_admin_seed(AdminSeedStatus::Conflict(message));
+                return;
+            }
+            Err(BootstrapError::Transient(error)) => {
                 let delay = backoff.next_delay();
                 tracing::warn!(error = %format!("{error:#}"), retry_in_ms = delay.as_millis() as u64, "MongoDB not ready");
                 tokio::time::sleep(delay).await;
@@ -217,12 +277,30 @@ async fn bootstrap(state: AppState, admin: Option<AdminSeed>) {
     }
 }
 
-async fn bootstrap_once(state: &AppState, admin: Option<&AdminSeed>) -> anyhow::Result<()> {
+async fn bootstrap_once(state: &AppState, admin: Option<&AdminSeed>) -> Result<(), BootstrapError> {
     state.store.ensure_indexes().await?;
     if let Some(admin) = admin {
         let hash = state.hasher.hash(&admin.password).await?;
-        state.store.upsert_admin(&admin.email, &admin.username, hash).await?;
-        tracing::info!(email = admin.email.as_str(), "admin account ensured");
+        match state.store.upsert_admin(&admin.email, &admin.username, hash).await {
+            Ok(()) => tracing::info!(email = admin.email.as_str(), "admin account ensured"),
+            Err(StoreError::Duplicate(TakenField::Username)) => {
+                let holder = state.store.find_by_username(&admin.username).await?;
+                let message = format!(
+                    "ADMIN_USERNAME {:?} belongs to another account than ADMIN_EMAIL's; the admin account was neither \
+                     created nor updated: set ADMIN_USERNAME to a free name, or ADMIN_EMAIL to that account's email",
+                    admin.username.as_str()
+                );
+                tracing::error!(
+                    admin_email = admin.email.as_str(),
+                    admin_username = admin.username.as_str(),
+                    holder_id = holder.as_ref().map(|user| user.id.as_str()),
+                    holder_email = holder.as_ref().map(|user| user.email.as_str()),
+                    "admin seed conflict: {message} (not retried)"
+                );
+                return Err(BootstrapError::AdminConflict(message));
+            }
+            Err(error) => return Err(error.into()),
+        }
     }
     Ok(())
 }

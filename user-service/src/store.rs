@@ -166,8 +166,14 @@ impl UserStore {
         Ok(self.users.find_one(doc! { "_id": id }).await?)
     }
 
+    /// The account holding `username` (case-insensitively, as the unique index compares).
+    pub async fn find_by_username(&self, username: &Username) -> Result<Option<UserDocument>, StoreError> {
+        Ok(self.users.find_one(doc! { "usernameKey": username.key() }).await?)
+    }
+
     /// Creates the admin account, or brings an existing account with that email to role admin
-    /// with the configured password.
+    /// with the configured password. `Duplicate(Username)` when no account has that email and
+    /// another account holds the username.
     pub async fn upsert_admin(
         &self,
         email: &Email,
@@ -189,7 +195,13 @@ impl UserStore {
                 },
             )
             .upsert(true)
-            .await?;
+            .await
+            .map_err(|error| match duplicate_key_message(&error) {
+                // Only an insert can collide, and the filter is the email: so the username is taken.
+                // (A replica inserting the same email at the same moment collides on the email: retry.)
+                Some(message) if !message.contains("email") => StoreError::Duplicate(TakenField::Username),
+                _ => error.into(),
+            })?;
         Ok(())
     }
 }

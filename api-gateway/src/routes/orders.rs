@@ -25,7 +25,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    state.orders.forward(Method::POST, "/orders", &headers, None, Some(body)).await
+    state.orders.forward(Method::POST, "/orders", &headers, Some(body)).await
 }
 
 /// The caller's orders (every order for an admin), newest first.
@@ -47,7 +47,7 @@ pub async fn list(
     OriginalUri(uri): OriginalUri,
 ) -> Result<Response, ApiError> {
     let path = uri.path_and_query().map_or("/orders", |path| path.as_str());
-    state.orders.forward(Method::GET, path, &headers, None, None).await
+    state.orders.forward(Method::GET, path, &headers, None).await
 }
 
 /// One of the caller's orders.
@@ -68,7 +68,7 @@ pub async fn get(
     if !is_order_id(&id) {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "Order not found"));
     }
-    state.orders.forward(Method::GET, &format!("/orders/{id}"), &headers, None, None).await
+    state.orders.forward(Method::GET, &format!("/orders/{id}"), &headers, None).await
 }
 
 /// The shape of an order id (UUIDs today): anything else cannot name an order and never reaches

@@ -189,7 +189,7 @@ pub async fn delete(
     (status = 503, description = "product-service unavailable", body = crate::openapi::ErrorBody),
 ))]
 pub async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    state.products.forward(Method::POST, "/graphql", &headers, None, Some(body)).await
+    state.products.forward(Method::POST, "/graphql", &headers, Some(body)).await
 }
 
 /// GET /graphql: the product-service's GraphiQL page (it posts back to /graphql, i.e. here).
@@ -200,5 +200,5 @@ pub async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: By
 pub async fn graphiql(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let mut headers = headers;
     headers.remove(header::AUTHORIZATION);
-    state.products.forward(Method::GET, "/graphql", &headers, None, None).await
+    state.products.forward(Method::GET, "/graphql", &headers, None).await
 }

@@ -1,8 +1,6 @@
 //! /users/*: forwarded to the user-service, statuses and bodies unchanged.
-use std::net::SocketAddr;
-
 use axum::{
-    extract::{ConnectInfo, State},
+    extract::State,
     http::{HeaderMap, Method},
     response::Response,
 };
@@ -19,18 +17,14 @@ use crate::{error::ApiError, routes::Authenticated, startup::AppState};
     (status = 415, description = "Not a JSON content type", body = crate::openapi::ErrorBody),
     (status = 503, description = "user-service unavailable; retry after `Retry-After` seconds", body = crate::openapi::ErrorBody),
 ))]
-pub async fn register(
-    State(state): State<AppState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    state.users.forward(Method::POST, "/users/register", &headers, Some(client), Some(body)).await
+pub async fn register(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    state.users.forward(Method::POST, "/users/register", &headers, Some(body)).await
 }
 
 /// Exchanges email and password for a bearer token.
 ///
-/// The client's address travels as `X-Forwarded-For` so that login throttling sees the real client.
+/// The client's address travels as `X-Forwarded-For` (see `crate::client_address`) so that login
+/// throttling sees the real client.
 #[utoipa::path(post, path = "/users/login", operation_id = "login", tag = "users", request_body = crate::openapi::LoginRequest, responses(
     (status = 200, description = "Logged in: use `token` as `Authorization: Bearer <token>`", body = crate::openapi::LoggedIn),
     (status = 400, description = "Missing or malformed fields", body = crate::openapi::ErrorBody),
@@ -38,13 +32,8 @@ pub async fn register(
     (status = 429, description = "Too many failures for this account or address; retry after `Retry-After` seconds", body = crate::openapi::ErrorBody),
     (status = 503, description = "user-service unavailable", body = crate::openapi::ErrorBody),
 ))]
-pub async fn login(
-    State(state): State<AppState>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    state.users.forward(Method::POST, "/users/login", &headers, Some(client), Some(body)).await
+pub async fn login(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    state.users.forward(Method::POST, "/users/login", &headers, Some(body)).await
 }
 
 /// The caller's profile.
@@ -58,5 +47,5 @@ pub async fn me(
     _caller: Authenticated,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    state.users.forward(Method::GET, "/users/me", &headers, None, None).await
+    state.users.forward(Method::GET, "/users/me", &headers, None).await
 }

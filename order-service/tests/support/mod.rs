@@ -120,6 +120,11 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
+    /// The listening socket, for raw-socket probes.
+    pub fn socket_address(&self) -> std::net::SocketAddr {
+        self.address.trim_start_matches("http://").parse().expect("an ip:port address")
+    }
+
     pub fn topic(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
     }

@@ -104,6 +104,11 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
+    /// The listening socket, for raw-socket probes.
+    pub fn socket_address(&self) -> std::net::SocketAddr {
+        self.address.trim_start_matches("http://").parse().expect("an ip:port address")
+    }
+
     /// POSTs `{"query", "variables"}` to /graphql, optionally with a bearer token; returns status and body.
     pub async fn post_graphql(&self, query: &str, variables: Value, token: Option<&str>) -> (u16, Value) {
         let mut request =

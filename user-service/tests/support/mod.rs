@@ -90,6 +90,11 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
+    /// The listening socket, for raw-socket probes.
+    pub fn socket_address(&self) -> std::net::SocketAddr {
+        self.address.trim_start_matches("http://").parse().expect("an ip:port address")
+    }
+
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
         self.client.post(self.url(path)).json(body).send().await.expect("request sent")
     }

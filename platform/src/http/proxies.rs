@@ -1,13 +1,14 @@
 //! The client's address, believed from `X-Forwarded-For` only when the TCP peer is a trusted proxy.
 //!
-//! `TRUSTED_PROXIES` lists the networks of the proxies in front of this service (for the
-//! user-service: the gateway). When the peer is not in one, the header is ignored: anyone could
-//! have written it. When it is, the client is the rightmost address of the header that is not
-//! itself a trusted proxy (every proxy appends the address it saw; entries further left were
-//! written by whoever connected to the first proxy, and may be forged).
+//! `TRUSTED_PROXIES` lists the networks of the proxies in front of a service (for the gateway: a
+//! load balancer or ingress, if any; for the user-service: the gateway). When the peer is not in
+//! one, the header is ignored: anyone could have written it. When it is, the client is the
+//! rightmost address of the header that is not itself a trusted proxy (every proxy appends the
+//! address it saw; entries further left were written by whoever connected to the first proxy, and
+//! may be forged).
 use std::{fmt, net::IpAddr, str::FromStr};
 
-use axum::http::HeaderMap;
+use ::http::HeaderMap;
 
 /// An IP network in CIDR notation (`10.0.0.0/8`, `fd00::/8`); a bare address is a /32 or /128.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,8 @@
+//! HTTP plumbing shared by the services.
+
+#[cfg(feature = "proxies")]
+pub mod proxies;
+#[cfg(feature = "server")]
+pub mod server;
+#[cfg(feature = "testing")]
+pub mod testing;
