@@ -14,11 +14,27 @@ async fn processed_order(stack: &Stack, token: &str, product: &str, quantity: u3
     order_id
 }
 
+/// A processed order the payment-service has heard of as processed: it learns of orders from their events,
+/// moments after `GET /orders/{id}` says processed. Until then a payment reads 404 (no event yet) or 409
+/// (only `new-order` yet); once it knows, a wrong amount is refused with 422 and nothing is stored.
+async fn payable_order(stack: &Stack, token: &str, product: &str, quantity: u32) -> String {
+    let order_id = processed_order(stack, token, product, quantity).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = pay(stack, token, &order_id, 0.01, None).await.status();
+        if status == 422 {
+            return order_id;
+        }
+        assert!(std::time::Instant::now() < deadline, "the payment-service never learnt of {order_id}: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn the_amount_must_equal_the_order_total_to_the_cent() {
     let stack = Stack::start().await;
     let (_, token) = stack.customer().await;
-    let order_id = processed_order(&stack, &token, "4", 1).await;
+    let order_id = payable_order(&stack, &token, "4", 1).await;
     assert_eq!(pay(&stack, &token, &order_id, 149.98, None).await.status(), 422);
     assert_eq!(pay(&stack, &token, &order_id, 150.0, None).await.status(), 422);
     assert_eq!(pay(&stack, &token, &order_id, 149.99, None).await.status(), 200);
@@ -29,7 +45,7 @@ async fn someone_elses_or_an_unknown_order_is_404() {
     let stack = Stack::start().await;
     let (_, alice) = stack.customer().await;
     let (_, bob) = stack.customer().await;
-    let order_id = processed_order(&stack, &alice, "4", 1).await;
+    let order_id = payable_order(&stack, &alice, "4", 1).await;
     assert_eq!(pay(&stack, &bob, &order_id, 149.99, None).await.status(), 404);
     assert_eq!(pay(&stack, &bob, "no-such-order", 149.99, None).await.status(), 404);
 }
@@ -58,7 +74,7 @@ async fn a_declined_payment_is_402_with_the_reason_and_its_key_replays_it() {
     overrides.payments.push(("PAYMENT_DECLINE_ABOVE_CENTS", "100000".to_owned()));
     let stack = Stack::start_with(overrides).await;
     let (_, token) = stack.customer().await;
-    let order_id = processed_order(&stack, &token, "1", 2).await;
+    let order_id = payable_order(&stack, &token, "1", 2).await;
     let first = pay(&stack, &token, &order_id, 1799.98, Some("pay-key-1")).await;
     assert_eq!(first.status(), 402);
     let first: Value = first.json().await.unwrap();
@@ -189,7 +205,7 @@ async fn direct_grpc_payments_that_break_the_rules_are_refused_and_the_order_sta
 async fn a_retry_with_the_same_key_after_the_order_is_paid_replays_the_first_answer() {
     let stack = Stack::start().await;
     let (_, token) = stack.customer().await;
-    let order_id = processed_order(&stack, &token, "4", 1).await;
+    let order_id = payable_order(&stack, &token, "4", 1).await;
     let first = pay(&stack, &token, &order_id, 149.99, Some("lost-answer")).await;
     assert_eq!(first.status(), 200);
     assert_eq!(first.headers()["idempotent-replayed"], "false");
