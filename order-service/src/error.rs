@@ -1,79 +1,13 @@
-//! One error type for every route: a status code and the shared JSON error body
-//! `{"success": false, "message": "...", "errors": [{"field", "message"}]}`.
-//! Internal causes are logged here and never sent to the client.
-use axum::{
-    Json,
-    http::{HeaderValue, StatusCode, header},
-    response::{IntoResponse, Response},
-};
-use serde::Serialize;
+//! One error type for every route: `platform::http::error`'s status code and shared JSON error body; here,
+//! what this service's own failures become.
+pub use platform::http::error::{ApiError, FieldError};
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: &'static str,
-    pub message: String,
-}
+use crate::store::StoreError;
 
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-    errors: Vec<FieldError>,
-    retry_after_secs: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    success: bool,
-    message: &'a str,
-    #[serde(skip_serializing_if = "<[FieldError]>::is_empty")]
-    errors: &'a [FieldError],
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into(), errors: Vec::new(), retry_after_secs: None }
-    }
-
-    pub fn validation(errors: Vec<FieldError>) -> Self {
-        Self { errors, ..Self::new(StatusCode::BAD_REQUEST, "Validation failed") }
-    }
-
-    pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, message)
-    }
-
-    /// A dependency could not be reached in time: the client may retry.
-    pub fn unavailable(message: impl Into<String>) -> Self {
-        Self { retry_after_secs: Some(1), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message) }
-    }
-
-    /// Logs the cause and answers a bare 500.
-    pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
-    }
-
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody { success: false, message: &self.message, errors: &self.errors };
-        let mut response = (self.status, Json(body)).into_response();
-        if let Some(secs) = self.retry_after_secs {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        response
-    }
-}
-
-impl From<crate::store::StoreError> for ApiError {
-    fn from(error: crate::store::StoreError) -> Self {
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
         match error {
-            crate::store::StoreError::Unavailable(cause) => {
+            StoreError::Unavailable(cause) => {
                 tracing::warn!(error = %cause, "database unavailable");
                 Self::unavailable("Order storage temporarily unavailable")
             }

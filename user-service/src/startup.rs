@@ -91,7 +91,7 @@ impl AppState {
     }
 
     pub fn require_bootstrapped(&self) -> Result<(), ApiError> {
-        if self.is_bootstrapped() { Ok(()) } else { Err(ApiError::unavailable()) }
+        if self.is_bootstrapped() { Ok(()) } else { Err(crate::error::unavailable()) }
     }
 
     pub fn admin_seed(&self) -> AdminSeedStatus {

@@ -1,5 +1,7 @@
 //! HTTP plumbing shared by the services.
 
+#[cfg(feature = "errors")]
+pub mod error;
 #[cfg(feature = "proxies")]
 pub mod proxies;
 #[cfg(feature = "server")]

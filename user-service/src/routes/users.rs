@@ -69,7 +69,7 @@ pub async fn register(
     };
     state.require_bootstrapped()?;
     let address = state.trusted_proxies.client_address(peer.ip(), &headers);
-    state.registrations.admit(address).map_err(|wait| ApiError::too_many_registrations(wait.as_secs() + 1))?;
+    state.registrations.admit(address).map_err(|wait| crate::error::too_many_registrations(wait.as_secs() + 1))?;
 
     // A taken email is refused before the hash: the 409 says so anyway, and a flood of duplicates
     // must not cost a hash each. The unique index still decides between concurrent registrations.
@@ -122,7 +122,7 @@ pub async fn login(
     let attempt = state
         .throttle
         .reserve(account.as_ref(), address)
-        .map_err(|wait| ApiError::too_many_attempts(wait.as_secs() + 1))?;
+        .map_err(|wait| crate::error::too_many_attempts(wait.as_secs() + 1))?;
     let user = match &account {
         Some(email) => state.store.find_by_email(email).await?,
         None => None,
