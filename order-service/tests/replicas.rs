@@ -54,7 +54,7 @@ impl Process {
             .envs(settings.values.iter().map(|(name, value)| (*name, value.as_str())))
             .env("PORT", port.to_string())
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .stdout(if std::env::var_os("TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
             .stderr(if std::env::var_os("TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
             .spawn()
             .expect("the order-service binary starts");
@@ -87,24 +87,32 @@ async fn wait_ready(port: u16) {
     panic!("the order-service process never became ready");
 }
 
+/// Prints how long processing takes to resume (the figure DOCUMENTATION.md quotes); passes on the
+/// resumption itself, never on the time.
 #[tokio::test]
 async fn a_replica_killed_and_restarted_under_its_name_resumes_processing() {
     let settings = support::settings().with("REPLICA_ID", "replica-crash");
     // The test reads and writes the replica's database directly; no worker of its own competes.
     let store = support::raw_store(&settings.values["MONGODB_DATABASE"]).await;
     let port = support::closed_port();
+    let started = Instant::now();
     let mut process = Process::start(&settings, port);
     wait_ready(port).await;
     let order = support::new_pending_order("user-1", &format!("{}new-order", settings.values["KAFKA_TOPIC_PREFIX"]));
     assert!(store.insert_batch(std::slice::from_ref(&order)).await[0].is_ok());
     support::wait_for_status(&store, &order.id, OrderStatus::Processed, Duration::from_secs(30)).await;
+    println!("first start: an order created once ready was processed {:?} after the start", started.elapsed());
     process.kill();
 
     let restarted = Instant::now();
     let _process = Process::start(&settings, port);
     wait_ready(port).await;
+    let ready = restarted.elapsed();
     let order = support::new_pending_order("user-1", &format!("{}new-order", settings.values["KAFKA_TOPIC_PREFIX"]));
     assert!(store.insert_batch(std::slice::from_ref(&order)).await[0].is_ok());
     support::wait_for_status(&store, &order.id, OrderStatus::Processed, Duration::from_secs(60)).await;
-    println!("an order created after a SIGKILL and restart was processed {:?} after the restart", restarted.elapsed());
+    println!(
+        "after a SIGKILL and restart: ready in {ready:?}, an order created then processed {:?} after the restart",
+        restarted.elapsed()
+    );
 }
