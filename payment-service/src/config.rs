@@ -196,6 +196,38 @@ pub struct Config {
     pub jwt: JwtConfig,
     pub log_format: LogFormat,
     pub tracing: TracingConfig,
+    /// Payments that may wait for the group-commit writer; more are refused at once with UNAVAILABLE.
+    pub write_queue: usize,
+    /// Most payments written in one `insert_many`.
+    pub write_batch: usize,
+    /// This replica's name: the owner of its outbox leases.
+    pub replica_id: String,
+    /// How long a relay's claim on outbox events lasts before another replica may take them.
+    pub outbox_lease: Duration,
+}
+
+/// The default replica name: the host's name (a pod's or container's own), else the process id.
+fn default_replica_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| format!("pid-{}", std::process::id()))
+}
+
+/// A count that must be within `range` (queue and batch sizes).
+fn bounded(
+    source: &dyn Source,
+    name: &'static str,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize, ConfigError> {
+    let value = parsed(source, name, default)?;
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::new(name, format!("must be from {} to {}", range.start(), range.end())))
+    }
 }
 
 const DEFAULT_MONGODB_URI: &str = "mongodb://127.0.0.1:27017";
@@ -238,6 +270,10 @@ impl Config {
             },
             log_format: parsed(source, "LOG_FORMAT", LogFormat::Text)?,
             tracing: TracingConfig::from_source(source, "payment-service")?,
+            write_queue: bounded(source, "PAYMENT_WRITE_QUEUE", 1024, 1..=1_000_000)?,
+            write_batch: bounded(source, "PAYMENT_WRITE_BATCH", 256, 1..=10_000)?,
+            replica_id: source.get("REPLICA_ID").unwrap_or_else(default_replica_id),
+            outbox_lease: millis(source, "OUTBOX_LEASE_MS", 30_000)?,
         })
     }
 }
