@@ -6,7 +6,7 @@ kafka_messages_produced_total{topic} (acknowledged by the broker),
 kafka_messages_consumed_total{topic} (consumed and handled) and
 mongodb_commands_total{operation} (every command the service's driver sent). What they created in the
 stretch comes from their request counters: POST /orders answered 201 (order-service), Pay answered OK
-(payment-service). Commands divided by what was created is the engine's cost of one order or payment,
+(payment-service, code "Ok"). Commands divided by what was created is the engine's cost of one order or payment,
 everything that service did meanwhile included (its relay, its consumer).
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ COUNTERS = {"kafka_messages_produced_total": "produced", "kafka_messages_consume
             "mongodb_commands_total": "commands"}
 # Requests that created something, by the counter and the labels that say so.
 CREATED = {"http_server_requests_total": {"method": "POST", "route": "/orders", "status": "201"},
-           "grpc_server_requests_total": {"method": "Pay", "code": "OK"}}
+           "grpc_server_requests_total": {"method": "Pay", "code": "Ok"}}
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
