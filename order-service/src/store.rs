@@ -71,6 +71,11 @@ pub struct OrderDocument {
     pub outbox: Vec<OutboxEvent>,
     #[serde(default)]
     pub outbox_pending: bool,
+    /// Until when a relay's claim on this order's events holds; the epoch when none does. Always
+    /// present, so that a claim selects on it next to `outboxPending` (the engine's index) rather
+    /// than with an `$or`, which SecantusDB answers by scanning the whole collection.
+    #[serde(default = "unleased")]
+    pub lease_until: bson::DateTime,
     pub created_at: bson::DateTime,
     pub updated_at: bson::DateTime,
 }
@@ -105,6 +110,7 @@ impl OrderDocument {
             traceparent: traceparent.clone(),
             outbox: Vec::new(),
             outbox_pending: true,
+            lease_until: unleased(),
             created_at: now,
             updated_at: now,
         };
@@ -143,6 +149,11 @@ impl OrderDocument {
             updated_at: rfc3339(self.updated_at),
         }
     }
+}
+
+/// The `leaseUntil` of an entry no relay holds.
+pub fn unleased() -> bson::DateTime {
+    bson::DateTime::from_millis(0)
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -227,6 +238,13 @@ pub struct OrderStore {
     orders: Collection<OrderDocument>,
 }
 
+/// `lease` after `now`, as a BSON date.
+fn lease_end(now: bson::DateTime, lease: Duration) -> bson::DateTime {
+    bson::DateTime::from_millis(
+        now.timestamp_millis().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)),
+    )
+}
+
 /// Reads the per-document outcome of an `insert_many` (ordered: false) of `count` documents: a
 /// duplicate key is that document's own answer; any other failure is every unconfirmed document's.
 fn insert_outcomes(count: usize, result: Result<(), mongodb::error::Error>) -> Vec<Result<(), StoreError>> {
@@ -285,10 +303,9 @@ impl OrderStore {
         Ok(orders.into_iter().map(|order| (order.id.clone(), order)).collect())
     }
 
-    /// Claims for `owner`, until `lease` from now, every order with unpublished events that no other
-    /// relay holds (no lease, an expired one, or `owner`'s own: a restarted replica takes its own
-    /// back at once, and a relay's claim renews its lease), then returns at most `limit` of its
-    /// claimed orders, oldest first. Two commands, whatever the backlog.
+    /// Claims for `owner`, until `lease` from now, every order with unpublished events whose lease
+    /// has expired (or that none holds), then returns at most `limit` of `owner`'s claimed orders,
+    /// oldest first. Two commands, whatever the backlog; both select on `outboxPending` first.
     pub async fn claim_outbox(
         &self,
         owner: &str,
@@ -296,20 +313,10 @@ impl OrderStore {
         limit: i64,
     ) -> Result<Vec<OrderDocument>, StoreError> {
         let now = bson::DateTime::now();
-        let until = bson::DateTime::from_millis(
-            now.timestamp_millis().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)),
-        );
         self.orders
             .update_many(
-                doc! {
-                    "outboxPending": true,
-                    "$or": [
-                        { "leaseUntil": { "$exists": false } },
-                        { "leaseUntil": { "$lte": now } },
-                        { "leaseOwner": owner },
-                    ],
-                },
-                doc! { "$set": { "leaseOwner": owner, "leaseUntil": until } },
+                doc! { "outboxPending": true, "leaseUntil": { "$lte": now } },
+                doc! { "$set": { "leaseOwner": owner, "leaseUntil": lease_end(now, lease) } },
             )
             .await?;
         let cursor = self
@@ -321,10 +328,30 @@ impl OrderStore {
         Ok(cursor.try_collect().await?)
     }
 
-    /// Gives up `owner`'s leases (at shutdown), so that another replica need not wait for them.
+    /// Extends `owner`'s claims by `lease` from now: a relay draining a long backlog keeps it.
+    pub async fn renew_leases(&self, owner: &str, lease: Duration) -> Result<(), StoreError> {
+        let until = lease_end(bson::DateTime::now(), lease);
+        self.orders
+            .update_many(doc! { "outboxPending": true, "leaseOwner": owner }, doc! { "$set": { "leaseUntil": until } })
+            .await?;
+        Ok(())
+    }
+
+    /// Frees `owner`'s claims (at start, what a previous run under this name left; at shutdown, what
+    /// it did not publish), so that no replica waits for them to expire; also gives entries written
+    /// before leases existed the field the claim selects on.
     pub async fn release_leases(&self, owner: &str) -> Result<(), StoreError> {
         self.orders
-            .update_many(doc! { "leaseOwner": owner }, doc! { "$unset": { "leaseOwner": "", "leaseUntil": "" } })
+            .update_many(
+                doc! { "outboxPending": true, "leaseUntil": { "$exists": false } },
+                doc! { "$set": { "leaseUntil": unleased() } },
+            )
+            .await?;
+        self.orders
+            .update_many(
+                doc! { "outboxPending": true, "leaseOwner": owner },
+                doc! { "$set": { "leaseUntil": unleased() }, "$unset": { "leaseOwner": "" } },
+            )
             .await?;
         Ok(())
     }
@@ -469,8 +496,11 @@ impl OrderStore {
                 doc! { "_id": { "$in": &order_ids } },
                 vec![
                     doc! { "$set": { "outbox": remaining } },
-                    doc! { "$set": { "outboxPending": { "$gt": [{ "$size": "$outbox" }, 0] } } },
-                    doc! { "$unset": ["leaseOwner", "leaseUntil"] },
+                    doc! { "$set": {
+                        "outboxPending": { "$gt": [{ "$size": "$outbox" }, 0] },
+                        "leaseUntil": unleased(),
+                    } },
+                    doc! { "$unset": ["leaseOwner"] },
                 ],
             )
             .await?;

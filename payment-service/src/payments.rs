@@ -212,6 +212,7 @@ impl Payments {
             tracestate: outbox_event.as_ref().and(trace.tracestate.clone()),
             outbox_pending: outbox_event.is_some(),
             outbox_event,
+            lease_until: crate::store::unleased(),
         })
     }
 }

@@ -60,6 +60,23 @@ pub struct PaymentDocument {
     /// True until the event has been acknowledged by Kafka.
     #[serde(default)]
     pub outbox_pending: bool,
+    /// Until when a relay's claim on the event holds; the epoch when none does. Always present, so that a claim
+    /// selects on it next to `outboxPending` (indexed) rather than with an `$or`, which SecantusDB answers by
+    /// scanning the whole collection.
+    #[serde(default = "unleased")]
+    pub lease_until: bson::DateTime,
+}
+
+/// The `leaseUntil` of an event no relay holds.
+pub fn unleased() -> bson::DateTime {
+    bson::DateTime::from_millis(0)
+}
+
+/// `lease` after `now`, as a BSON date.
+fn lease_end(now: bson::DateTime, lease: Duration) -> bson::DateTime {
+    bson::DateTime::from_millis(
+        now.timestamp_millis().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)),
+    )
 }
 
 /// An event waiting in the outbox.
@@ -265,9 +282,9 @@ impl PaymentStore {
         Ok(self.payments.find_one(doc! { "successOrderId": order_id }).await?)
     }
 
-    /// Claims for `owner`, until `lease` from now, every unpublished event no other relay holds (no lease, an
-    /// expired one, or `owner`'s own: a restarted replica takes its own back at once), then returns the oldest
-    /// `limit` of its claimed events. Two commands, whatever the backlog.
+    /// Claims for `owner`, until `lease` from now, every unpublished event whose lease has expired (or that none
+    /// holds), then returns the oldest `limit` of its claimed events. Two commands, whatever the backlog; both
+    /// select on `outboxPending` first.
     pub async fn claim_pending_events(
         &self,
         owner: &str,
@@ -275,20 +292,10 @@ impl PaymentStore {
         limit: usize,
     ) -> Result<Vec<PendingEvent>, StoreError> {
         let now = bson::DateTime::now();
-        let until = bson::DateTime::from_millis(
-            now.timestamp_millis().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)),
-        );
         self.payments
             .update_many(
-                doc! {
-                    "outboxPending": true,
-                    "$or": [
-                        { "leaseUntil": { "$exists": false } },
-                        { "leaseUntil": { "$lte": now } },
-                        { "leaseOwner": owner },
-                    ],
-                },
-                doc! { "$set": { "leaseOwner": owner, "leaseUntil": until } },
+                doc! { "outboxPending": true, "leaseUntil": { "$lte": now } },
+                doc! { "$set": { "leaseOwner": owner, "leaseUntil": lease_end(now, lease) } },
             )
             .await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -303,10 +310,20 @@ impl PaymentStore {
         Ok(cursor.try_collect().await?)
     }
 
-    /// Gives up `owner`'s leases (at shutdown), so that another replica need not wait for them.
+    /// Frees `owner`'s claims (at start, what a previous run under this name left; at shutdown, what it did not
+    /// publish); also gives events stored before leases existed the field the claim selects on.
     pub async fn release_leases(&self, owner: &str) -> Result<(), StoreError> {
         self.payments
-            .update_many(doc! { "leaseOwner": owner }, doc! { "$unset": { "leaseOwner": "", "leaseUntil": "" } })
+            .update_many(
+                doc! { "outboxPending": true, "leaseUntil": { "$exists": false } },
+                doc! { "$set": { "leaseUntil": unleased() } },
+            )
+            .await?;
+        self.payments
+            .update_many(
+                doc! { "outboxPending": true, "leaseOwner": owner },
+                doc! { "$set": { "leaseUntil": unleased() }, "$unset": { "leaseOwner": "" } },
+            )
             .await?;
         Ok(())
     }
@@ -326,8 +343,8 @@ impl PaymentStore {
             .update_many(
                 doc! { "_id": { "$in": payment_ids }, "outboxPending": true },
                 doc! {
-                    "$set": { "outboxPending": false, "publishedAt": bson::DateTime::now() },
-                    "$unset": { "leaseOwner": "", "leaseUntil": "" },
+                    "$set": { "outboxPending": false, "publishedAt": bson::DateTime::now(), "leaseUntil": unleased() },
+                    "$unset": { "leaseOwner": "" },
                 },
             )
             .await?;

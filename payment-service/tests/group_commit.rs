@@ -75,6 +75,7 @@ fn payment(order_id: &str) -> PaymentDocument {
         tracestate: None,
         outbox_event: Some(format!(r#"{{"eventId":"{}"}}"#, uuid::Uuid::new_v4())),
         outbox_pending: true,
+        lease_until: store::unleased(),
     }
 }
 

@@ -47,6 +47,10 @@ impl OutboxRelay {
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut failures = 0;
+        // What a previous run under this name claimed is this run's to publish at once.
+        if let Err(error) = self.store.release_leases(&self.owner).await {
+            tracing::debug!(%error, "earlier outbox leases left to expire");
+        }
         loop {
             match self.drain().await {
                 Ok(()) => {
@@ -83,7 +87,13 @@ impl OutboxRelay {
 
     /// Publishes batches until the outbox is empty.
     async fn drain(&mut self) -> Result<(), String> {
+        let mut renewed = tokio::time::Instant::now();
         loop {
+            // A long drain keeps its claims: renewed at half the lease.
+            if renewed.elapsed() > self.lease / 2 {
+                self.store.renew_leases(&self.owner, self.lease).await.map_err(|error| error.to_string())?;
+                renewed = tokio::time::Instant::now();
+            }
             let orders =
                 self.store.claim_outbox(&self.owner, self.lease, BATCH).await.map_err(|error| error.to_string())?;
             if orders.is_empty() {

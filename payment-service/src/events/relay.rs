@@ -85,6 +85,10 @@ impl OutboxRelay {
     }
 
     pub async fn run(mut self, mut stop: StopSignal) {
+        // What a previous run under this name claimed is this run's to publish at once.
+        if let Err(error) = self.store.release_leases(&self.lease.owner).await {
+            tracing::debug!(%error, "earlier outbox leases left to expire");
+        }
         if self.publish_until_stopped(&mut stop).await {
             self.drain().await;
         }
