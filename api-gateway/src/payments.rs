@@ -97,6 +97,9 @@ impl PaymentClient {
             match self.pay_once(pay.clone(), incoming).await {
                 Ok(response) => Outcome::Answered(Ok(response)),
                 Err(status) => match status.code() {
+                    // Shedding load on purpose (its write queue is full): an answer, relayed with its retry
+                    // hint, neither retried nor counted against the breaker (as a 503 with Retry-After).
+                    Code::Unavailable if reason(&status) == Some("OVERLOADED") => Outcome::Answered(Err(status)),
                     Code::Unavailable | Code::Unknown | Code::Internal => Outcome::Error(status),
                     Code::DeadlineExceeded | Code::Cancelled => Outcome::TimedOut(status),
                     // The service answered: a refusal of this request, not a failure of the service.
@@ -174,6 +177,9 @@ pub fn status_to_error(status: &Status) -> ApiError {
         Code::AlreadyExists => ApiError::new(StatusCode::CONFLICT, "Order is already paid"),
         Code::FailedPrecondition => ApiError::new(StatusCode::CONFLICT, "Order is not processed yet: retry shortly")
             .retry_after(NOT_READY_RETRY_AFTER_SECS),
+        Code::Unavailable if reason(status) == Some("OVERLOADED") => {
+            ApiError::unavailable("Too many payments in progress; retry shortly")
+        }
         Code::Unavailable => {
             tracing::warn!(%status, "payment-service unavailable");
             ApiError::unavailable("payment-service is temporarily unavailable")
@@ -185,5 +191,19 @@ pub fn status_to_error(status: &Status) -> ApiError {
             tracing::warn!(%status, "payment-service failed");
             ApiError::new(StatusCode::BAD_GATEWAY, "payment-service failed to answer")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_overloaded_payment_service_is_a_503_with_retry_after() {
+        let mut status = Status::unavailable("too many payments in progress; retry shortly");
+        status.metadata_mut().insert("x-error-reason", tonic::metadata::MetadataValue::from_static("OVERLOADED"));
+        let response = axum::response::IntoResponse::into_response(status_to_error(&status));
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["retry-after"], "1");
     }
 }

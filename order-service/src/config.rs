@@ -4,7 +4,7 @@ use std::time::Duration;
 
 pub use platform::config::{
     AppEnv, BaseUrl, Common, ConfigError, LogFormat, MongoUri, ProcessEnv, ServiceDefaults, Source, TracingConfig,
-    at_least_one, check_topic_name, millis, non_empty, parsed, text,
+    at_least_one, bounded, check_topic_name, default_replica_id, millis, non_empty, parsed, text,
 };
 pub use platform::http::server::ServerLimits;
 
@@ -46,6 +46,14 @@ pub struct Config {
     pub outbox_poll_interval: Duration,
     /// How long an `Idempotency-Key` replays the first response.
     pub idempotency_ttl: Duration,
+    /// Orders that may wait for the group-commit writer; more are answered 503 at once.
+    pub write_queue: usize,
+    /// Most orders written in one `insert_many`.
+    pub write_batch: usize,
+    /// This replica's name: owner of its outbox leases, and its static consumer-group membership.
+    pub replica_id: String,
+    /// How long a relay's claim on outbox entries lasts before another replica may take them.
+    pub outbox_lease: Duration,
 }
 
 /// What production requires of this service; see `platform::config`.
@@ -99,6 +107,10 @@ impl Config {
             jwt_audience: text(source, "JWT_AUDIENCE", "ecommerce-api"),
             outbox_poll_interval: millis(source, "OUTBOX_POLL_INTERVAL_MS", 500)?,
             idempotency_ttl: Duration::from_secs(parsed(source, "IDEMPOTENCY_TTL_SECONDS", 86_400)?),
+            write_queue: bounded(source, "ORDER_WRITE_QUEUE", 1024, 1..=1_000_000)?,
+            write_batch: bounded(source, "ORDER_WRITE_BATCH", 256, 1..=10_000)?,
+            replica_id: source.get("REPLICA_ID").unwrap_or_else(default_replica_id),
+            outbox_lease: millis(source, "OUTBOX_LEASE_MS", 30_000)?,
         })
     }
 }
@@ -148,6 +160,9 @@ mod tests {
             ("MONGODB_TIMEOUT_MS", "-1"),
             ("LOG_FORMAT", "xml"),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "jaeger:4318"),
+            ("ORDER_WRITE_QUEUE", "0"),
+            ("ORDER_WRITE_BATCH", "x"),
+            ("OUTBOX_LEASE_MS", "soon"),
         ] {
             let error = Config::from_source(&HashMap::from([(name, value)])).unwrap_err();
             assert_eq!(error.variable, name);

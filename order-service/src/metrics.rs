@@ -32,6 +32,15 @@ pub struct Metrics {
     pub payments_rejected: IntCounterVec,
     pub outbox_backlog: IntGauge,
     pub mongodb_commands: HistogramVec,
+    /// Commands sent to MongoDB, by operation (`insert`, `find`, `update`, `bulkWrite`…): divided by
+    /// the orders created, the engine's cost of an order.
+    pub mongodb_commands_issued: IntCounterVec,
+    /// Requests refused because a group-commit queue was full (answered 503), by queue.
+    pub write_queue_rejected: IntCounterVec,
+    /// Jobs dropped because their caller had gone before the writer took them, by queue.
+    pub write_queue_skipped: IntCounterVec,
+    /// Jobs per group-commit batch, by queue.
+    pub write_batch_size: HistogramVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -88,6 +97,27 @@ impl Metrics {
                 "MongoDB command round trips, by command and outcome",
                 &["command", "outcome"],
             ),
+            mongodb_commands_issued: counter(
+                "mongodb_commands_total",
+                "Commands sent to MongoDB, by operation",
+                &["operation"],
+            ),
+            write_queue_rejected: counter(
+                "write_queue_rejected_total",
+                "Requests refused with 503 because the group-commit queue was full, by queue",
+                &["queue"],
+            ),
+            write_queue_skipped: counter(
+                "write_queue_skipped_total",
+                "Queued writes dropped because their caller had gone, by queue",
+                &["queue"],
+            ),
+            write_batch_size: HistogramVec::new(
+                HistogramOpts::new("write_batch_size", "Writes gathered into one group-commit batch, by queue")
+                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
+                &["queue"],
+            )
+            .expect("valid metric"),
         };
         for collector in [
             Box::new(metrics.http_requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -100,6 +130,10 @@ impl Metrics {
             Box::new(metrics.kafka_consumer_assigned.clone()),
             Box::new(metrics.outbox_backlog.clone()),
             Box::new(metrics.mongodb_commands.clone()),
+            Box::new(metrics.mongodb_commands_issued.clone()),
+            Box::new(metrics.write_queue_rejected.clone()),
+            Box::new(metrics.write_queue_skipped.clone()),
+            Box::new(metrics.write_batch_size.clone()),
         ] {
             metrics.registry.register(collector).expect("metric names are unique");
         }
@@ -126,6 +160,21 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
         platform::metrics::render(&self.registry)
+    }
+}
+
+impl Metrics {
+    /// What a group-commit writer reports after every batch.
+    pub fn batch_observer(&self, queue: &'static str) -> impl Fn(platform::group_commit::BatchReport) + Send + 'static {
+        let (sizes, skipped) = (self.write_batch_size.clone(), self.write_queue_skipped.clone());
+        move |report| {
+            if report.written > 0 {
+                sizes.with_label_values(&[queue]).observe(report.written as f64);
+            }
+            if report.skipped > 0 {
+                skipped.with_label_values(&[queue]).inc_by(report.skipped as u64);
+            }
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use std::{
 
 use anyhow::Context as _;
 use axum::{Router, http::Request};
+use platform::group_commit::{GroupCommit, Limits};
 use rdkafka::producer::FutureProducer;
 use tokio::{
     net::TcpListener,
@@ -38,8 +39,13 @@ use crate::{
     },
     metrics::Metrics,
     routes,
-    store::{self, OrderStore},
+    store::{self, OrderDocument, OrderStore, StoreError},
 };
+
+/// New orders, written by one group-commit writer (`insert_many` per batch).
+pub type OrderWrites = GroupCommit<OrderDocument, Result<(), StoreError>>;
+/// Idempotency-key lookups, answered by one group-commit reader (one `find` per batch).
+pub type ScopeLookups = GroupCommit<String, Result<Option<OrderDocument>, StoreError>>;
 
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
@@ -48,6 +54,8 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub store: OrderStore,
+    pub order_writes: OrderWrites,
+    pub scope_lookups: ScopeLookups,
     pub catalog: ProductCatalog,
     pub verifier: JwksVerifier,
     pub producer: FutureProducer,
@@ -104,6 +112,7 @@ impl Application {
             "order-service",
             config.mongodb_timeout,
             metrics.mongodb_commands.clone(),
+            metrics.mongodb_commands_issued.clone(),
         )
         .await
         .context("MONGODB_URI is not a usable MongoDB connection string")?;
@@ -114,12 +123,41 @@ impl Application {
         let consumer = kafka::consumer(
             &config.kafka_brokers,
             &config.kafka_consumer_group,
+            &config.replica_id,
             metrics.kafka_consumer_lag.clone(),
             metrics.kafka_consumer_assigned.clone(),
         )
         .context("KAFKA_BROKERS")?;
+        let store = OrderStore::new(client.database(&config.mongodb_database));
+        let limits = Limits { queue: config.write_queue, max_batch: config.write_batch };
+        let writer = store.clone();
+        let order_writes = GroupCommit::spawn(
+            limits,
+            move |orders: Vec<OrderDocument>| {
+                let store = writer.clone();
+                async move { store.insert_batch(&orders).await }
+            },
+            metrics.batch_observer("orders"),
+        );
+        let reader = store.clone();
+        let scope_lookups = GroupCommit::spawn(
+            limits,
+            move |scopes: Vec<String>| {
+                let store = reader.clone();
+                async move {
+                    match store.find_by_idempotency_scopes(&scopes).await {
+                        // Several callers may ask for one scope (retries of one key): each gets it.
+                        Ok(found) => scopes.iter().map(|scope| Ok(found.get(scope).cloned())).collect(),
+                        Err(error) => vec![Err(error); scopes.len()],
+                    }
+                }
+            },
+            metrics.batch_observer("idempotency_lookups"),
+        );
         let state = AppState(Arc::new(Inner {
-            store: OrderStore::new(client.database(&config.mongodb_database)),
+            store,
+            order_writes,
+            scope_lookups,
             catalog: ProductCatalog::new(http.clone(), &config.product_service_url, config.product_service_timeout),
             verifier: JwksVerifier::new(&config.jwks_url, &config.jwt_issuer, &config.jwt_audience, http),
             producer: producer.clone(),
@@ -145,6 +183,8 @@ impl Application {
             wake: state.relay_wake.clone(),
             poll_interval: config.outbox_poll_interval,
             metrics: metrics.clone(),
+            owner: config.replica_id.clone(),
+            lease: config.outbox_lease,
         };
         let lifecycle = LifecycleConsumer {
             consumer,

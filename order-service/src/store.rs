@@ -1,14 +1,14 @@
 //! The `orders` collection. Each order document carries its own outbox: the events still to be
 //! published, written in the same single-document write as the state change they announce.
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use futures::TryStreamExt as _;
 use mongodb::{
-    Client, Collection, Database, IndexModel,
+    Client, Collection, Database, IndexModel, Namespace,
     bson::{self, Document, doc},
     error::{ErrorKind, WriteFailure},
     event::{EventHandler, command::CommandEvent},
-    options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern},
+    options::{Acknowledgment, ClientOptions, IndexOptions, UpdateOneModel, WriteConcern, WriteModel},
 };
 use serde::{Deserialize, Serialize};
 
@@ -71,6 +71,11 @@ pub struct OrderDocument {
     pub outbox: Vec<OutboxEvent>,
     #[serde(default)]
     pub outbox_pending: bool,
+    /// Until when a relay's claim on this order's events holds; the epoch when none does. Always
+    /// present, so that a claim selects on it next to `outboxPending` (the engine's index) rather
+    /// than with an `$or`, which SecantusDB answers by scanning the whole collection.
+    #[serde(default = "unleased")]
+    pub lease_until: bson::DateTime,
     pub created_at: bson::DateTime,
     pub updated_at: bson::DateTime,
 }
@@ -105,6 +110,7 @@ impl OrderDocument {
             traceparent: traceparent.clone(),
             outbox: Vec::new(),
             outbox_pending: true,
+            lease_until: unleased(),
             created_at: now,
             updated_at: now,
         };
@@ -145,7 +151,12 @@ impl OrderDocument {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+/// The `leaseUntil` of an entry no relay holds.
+pub fn unleased() -> bson::DateTime {
+    bson::DateTime::from_millis(0)
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("database unavailable: {0}")]
     Unavailable(mongodb::error::Error),
@@ -182,12 +193,14 @@ fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
 }
 
 /// A client whose operations give up after `timeout` instead of the driver's 30 s default, and
-/// whose every command round trip is timed into `commands` (labels: command, outcome).
+/// whose every command is counted into `issued` (label: operation) when sent and its round trip
+/// timed into `commands` (labels: command, outcome).
 pub async fn connect(
     uri: &str,
     app_name: &str,
     timeout: Duration,
     commands: prometheus::HistogramVec,
+    issued: prometheus::IntCounterVec,
 ) -> Result<Client, mongodb::error::Error> {
     let mut options = ClientOptions::parse(uri).await?;
     options.app_name = Some(app_name.to_owned());
@@ -195,6 +208,8 @@ pub async fn connect(
     // it: journaled and majority-acknowledged, once here for the whole client.
     options.write_concern = Some(WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build());
     options.command_event_handler = Some(EventHandler::callback(move |event| match event {
+        // Counted where the driver sends them, so every path (batches, relay, consumer, health) is in.
+        CommandEvent::Started(event) => issued.with_label_values(&[event.command_name.as_str()]).inc(),
         CommandEvent::Succeeded(event) => {
             commands.with_label_values(&[event.command_name.as_str(), "success"]).observe(event.duration.as_secs_f64());
         }
@@ -208,15 +223,13 @@ pub async fn connect(
     Client::with_options(options)
 }
 
-/// What a conditional status change found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transition {
-    Applied,
-    /// The order was already past that state: a redelivered event, harmless.
-    AlreadyDone,
-    NotFound,
-    /// The order is not yet in the state the event expects.
-    TooEarly(OrderStatus),
+/// One conditional status change of a batch the consumer applies in one command.
+#[derive(Debug, Clone)]
+pub enum TransitionWrite {
+    /// pending → processed, queuing the `order-processed` event in the same write.
+    Processed { order_id: String, event: OutboxEvent },
+    /// processed → paid, conditional on the owner and total the payment was checked against.
+    Paid { order_id: String, user_id: String, total_cents: i64, payment_id: String, event_id: String },
 }
 
 #[derive(Clone)]
@@ -225,10 +238,172 @@ pub struct OrderStore {
     orders: Collection<OrderDocument>,
 }
 
+/// `lease` after `now`, as a BSON date.
+fn lease_end(now: bson::DateTime, lease: Duration) -> bson::DateTime {
+    bson::DateTime::from_millis(
+        now.timestamp_millis().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)),
+    )
+}
+
+/// Reads the per-document outcome of an `insert_many` (ordered: false) of `count` documents: a
+/// duplicate key is that document's own answer; any other failure is every unconfirmed document's.
+fn insert_outcomes(count: usize, result: Result<(), mongodb::error::Error>) -> Vec<Result<(), StoreError>> {
+    let error = match result {
+        Ok(()) => return vec![Ok(()); count],
+        Err(error) => error,
+    };
+    let ErrorKind::InsertMany(failure) = &*error.kind else {
+        // Nothing is known to be written (network, timeout): every caller gets the error.
+        return vec![Err(StoreError::from(error)); count];
+    };
+    if failure.write_concern_error.is_some() {
+        // Written, maybe, but not known durable: no caller may answer 2xx on it.
+        return vec![Err(StoreError::from(error.clone())); count];
+    }
+    let mut outcomes = vec![Ok(()); count];
+    for write_error in failure.write_errors.iter().flatten() {
+        if let Some(outcome) = outcomes.get_mut(write_error.index) {
+            *outcome = Err(if write_error.code == 11000 {
+                StoreError::DuplicateIdempotencyKey
+            } else {
+                StoreError::Other(error.clone())
+            });
+        }
+    }
+    outcomes
+}
+
 impl OrderStore {
     pub fn new(database: Database) -> Self {
         let orders = database.collection("orders");
         Self { database, orders }
+    }
+
+    /// Inserts a batch of new orders in one command (unordered, so one duplicate does not stop the
+    /// others), with the client's durable write concern; one outcome per order, in order.
+    pub async fn insert_batch(&self, orders: &[OrderDocument]) -> Vec<Result<(), StoreError>> {
+        let result = self.orders.insert_many(orders).ordered(false).await.map(|_| ());
+        insert_outcomes(orders.len(), result)
+    }
+
+    /// The orders holding these idempotency scopes, by scope, in one query.
+    pub async fn find_by_idempotency_scopes(
+        &self,
+        scopes: &[String],
+    ) -> Result<HashMap<String, OrderDocument>, StoreError> {
+        let cursor = self.orders.find(doc! { "idempotencyScope": { "$in": scopes } }).await?;
+        let orders: Vec<OrderDocument> = cursor.try_collect().await?;
+        Ok(orders.into_iter().filter_map(|order| Some((order.idempotency_scope.clone()?, order))).collect())
+    }
+
+    /// These orders, by id, in one query.
+    pub async fn find_many(&self, ids: &[String]) -> Result<HashMap<String, OrderDocument>, StoreError> {
+        let cursor = self.orders.find(doc! { "_id": { "$in": ids } }).await?;
+        let orders: Vec<OrderDocument> = cursor.try_collect().await?;
+        Ok(orders.into_iter().map(|order| (order.id.clone(), order)).collect())
+    }
+
+    /// Claims for `owner`, until `lease` from now, every order with unpublished events whose lease
+    /// has expired (or that none holds), then returns at most `limit` of `owner`'s claimed orders,
+    /// oldest first. Two commands, whatever the backlog; both select on `outboxPending` first.
+    pub async fn claim_outbox(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: i64,
+    ) -> Result<Vec<OrderDocument>, StoreError> {
+        let now = bson::DateTime::now();
+        self.orders
+            .update_many(
+                doc! { "outboxPending": true, "leaseUntil": { "$lte": now } },
+                doc! { "$set": { "leaseOwner": owner, "leaseUntil": lease_end(now, lease) } },
+            )
+            .await?;
+        let cursor = self
+            .orders
+            .find(doc! { "outboxPending": true, "leaseOwner": owner })
+            .sort(doc! { "_id": 1 })
+            .limit(limit)
+            .await?;
+        Ok(cursor.try_collect().await?)
+    }
+
+    /// Extends `owner`'s claims by `lease` from now: a relay draining a long backlog keeps it.
+    pub async fn renew_leases(&self, owner: &str, lease: Duration) -> Result<(), StoreError> {
+        let until = lease_end(bson::DateTime::now(), lease);
+        self.orders
+            .update_many(doc! { "outboxPending": true, "leaseOwner": owner }, doc! { "$set": { "leaseUntil": until } })
+            .await?;
+        Ok(())
+    }
+
+    /// Frees `owner`'s claims (at start, what a previous run under this name left; at shutdown, what
+    /// it did not publish), so that no replica waits for them to expire; also gives entries written
+    /// before leases existed the field the claim selects on.
+    pub async fn release_leases(&self, owner: &str) -> Result<(), StoreError> {
+        self.orders
+            .update_many(
+                doc! { "outboxPending": true, "leaseUntil": { "$exists": false } },
+                doc! { "$set": { "leaseUntil": unleased() } },
+            )
+            .await?;
+        self.orders
+            .update_many(
+                doc! { "outboxPending": true, "leaseOwner": owner },
+                doc! { "$set": { "leaseUntil": unleased() }, "$unset": { "leaseOwner": "" } },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Applies a batch of conditional transitions in one `bulkWrite` command; for each, whether it
+    /// changed its order (false: the order was not in the state the transition expects).
+    pub async fn apply_transitions(&self, writes: &[TransitionWrite]) -> Result<Vec<bool>, StoreError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let namespace = Namespace::new(self.database.name(), self.orders.name());
+        let now = bson::DateTime::now();
+        let mut models = Vec::with_capacity(writes.len());
+        for write in writes {
+            let (filter, update) = match write {
+                TransitionWrite::Processed { order_id, event } => {
+                    let event = bson::to_bson(event).map_err(|error| StoreError::Other(error.into()))?;
+                    (
+                        doc! { "_id": order_id, "status": OrderStatus::Pending.as_str() },
+                        doc! {
+                            "$set": { "status": OrderStatus::Processed.as_str(), "updatedAt": now, "outboxPending": true },
+                            "$push": { "outbox": event },
+                        },
+                    )
+                }
+                TransitionWrite::Paid { order_id, user_id, total_cents, payment_id, event_id } => (
+                    doc! {
+                        "_id": order_id,
+                        "status": OrderStatus::Processed.as_str(),
+                        "userId": user_id,
+                        "totalCents": total_cents,
+                    },
+                    doc! { "$set": {
+                        "status": OrderStatus::Paid.as_str(),
+                        "paymentId": payment_id,
+                        "paidByEventId": event_id,
+                        "updatedAt": now,
+                    } },
+                ),
+            };
+            models.push(WriteModel::UpdateOne(
+                UpdateOneModel::builder().namespace(namespace.clone()).filter(filter).update(update).build(),
+            ));
+        }
+        // Ordered: a transition that fails stops the later ones, and the whole batch is retried
+        // (every transition is conditional, so what already applied is not applied twice).
+        let durable = WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build();
+        let result =
+            self.database.client().bulk_write(models).ordered(true).write_concern(durable).verbose_results().await?;
+        Ok((0..writes.len())
+            .map(|index| result.update_results.get(&index).is_some_and(|update| update.modified_count == 1))
+            .collect())
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -304,95 +479,31 @@ impl OrderStore {
         Ok(cursor.try_collect().await?)
     }
 
-    /// Removes published events from their orders' outboxes; an order whose outbox became empty
-    /// leaves the relay's index. An event pushed meanwhile keeps `outboxPending` true.
+    /// Removes published events from their orders' outboxes, sets `outboxPending` to whether any
+    /// event is left (one pushed meanwhile), and frees the orders' leases: one command per batch.
     pub async fn acknowledge_published(&self, published: &[(String, String)]) -> Result<(), StoreError> {
         if published.is_empty() {
             return Ok(());
         }
         let order_ids: Vec<&str> = published.iter().map(|(order_id, _)| order_id.as_str()).collect();
         let event_ids: Vec<&str> = published.iter().map(|(_, event_id)| event_id.as_str()).collect();
+        let remaining = doc! { "$filter": {
+            "input": "$outbox",
+            "cond": { "$not": [{ "$in": ["$$this.eventId", &event_ids] }] },
+        } };
         self.orders
             .update_many(
                 doc! { "_id": { "$in": &order_ids } },
-                doc! { "$pull": { "outbox": { "eventId": { "$in": &event_ids } } } },
-            )
-            .await?;
-        self.orders
-            .update_many(
-                doc! { "_id": { "$in": &order_ids }, "outbox": { "$size": 0 } },
-                doc! { "$set": { "outboxPending": false } },
+                vec![
+                    doc! { "$set": { "outbox": remaining } },
+                    doc! { "$set": {
+                        "outboxPending": { "$gt": [{ "$size": "$outbox" }, 0] },
+                        "leaseUntil": unleased(),
+                    } },
+                    doc! { "$unset": ["leaseOwner"] },
+                ],
             )
             .await?;
         Ok(())
-    }
-
-    /// pending → processed, with the `order-processed` event in the same write.
-    pub async fn mark_processed(
-        &self,
-        order_id: &str,
-        event: impl FnOnce(&OrderDocument) -> OutboxEvent,
-    ) -> Result<Transition, StoreError> {
-        let Some(order) = self.find(order_id).await? else {
-            return Ok(Transition::NotFound);
-        };
-        if order.status != OrderStatus::Pending {
-            return Ok(Transition::AlreadyDone);
-        }
-        let now = bson::DateTime::now();
-        let mut processed = order.clone();
-        processed.status = OrderStatus::Processed;
-        processed.updated_at = now;
-        let event = bson::to_bson(&event(&processed)).map_err(|error| StoreError::Other(error.into()))?;
-        let result = self
-            .orders
-            .update_one(
-                doc! { "_id": order_id, "status": OrderStatus::Pending.as_str() },
-                doc! {
-                    "$set": { "status": OrderStatus::Processed.as_str(), "updatedAt": now, "outboxPending": true },
-                    "$push": { "outbox": event },
-                },
-            )
-            .await?;
-        Ok(if result.modified_count == 1 { Transition::Applied } else { Transition::AlreadyDone })
-    }
-
-    /// processed → paid, remembering the payment and the event that announced it. The filter repeats the facts the
-    /// caller checked the payment against (owner, total), so the change is conditional on them too.
-    pub async fn mark_paid(
-        &self,
-        order: &OrderDocument,
-        payment_id: &str,
-        event_id: &str,
-    ) -> Result<Transition, StoreError> {
-        let order_id = order.id.as_str();
-        let result = self
-            .orders
-            .update_one(
-                doc! {
-                    "_id": order_id,
-                    "status": OrderStatus::Processed.as_str(),
-                    "userId": &order.user_id,
-                    "totalCents": order.total_cents,
-                },
-                doc! { "$set": {
-                    "status": OrderStatus::Paid.as_str(),
-                    "paymentId": payment_id,
-                    "paidByEventId": event_id,
-                    "updatedAt": bson::DateTime::now(),
-                } },
-            )
-            .await?;
-        if result.modified_count == 1 {
-            return Ok(Transition::Applied);
-        }
-        Ok(match self.find(order_id).await? {
-            None => Transition::NotFound,
-            // Paid meanwhile: by this payment (a concurrent redelivery) or, refused, by another.
-            Some(order) if order.status == OrderStatus::Paid && order.payment_id.as_deref() == Some(payment_id) => {
-                Transition::AlreadyDone
-            }
-            Some(order) => Transition::TooEarly(order.status),
-        })
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 pub use platform::config::{
     AppEnv, BaseUrl, Common, ConfigError, LogFormat, MongoUri, ProcessEnv, ServiceDefaults, Source, TracingConfig,
-    at_least_one, check_topic_name, millis, non_empty, parsed, text,
+    at_least_one, bounded, check_topic_name, default_replica_id, millis, non_empty, parsed, text,
 };
 
 #[derive(Debug, Clone)]
@@ -45,6 +45,14 @@ pub struct Config {
     /// The simulated card network declines amounts strictly above this many cents.
     pub decline_above_cents: i64,
     pub jwt: JwtConfig,
+    /// Payments that may wait for the group-commit writer; more are refused at once with UNAVAILABLE.
+    pub write_queue: usize,
+    /// Most payments written in one `insert_many`.
+    pub write_batch: usize,
+    /// This replica's name: the owner of its outbox leases.
+    pub replica_id: String,
+    /// How long a relay's claim on outbox events lasts before another replica may take them.
+    pub outbox_lease: Duration,
 }
 
 const DEFAULT_MONGODB_URI: &str = "mongodb://127.0.0.1:27017";
@@ -82,6 +90,10 @@ impl Config {
                 issuer: non_empty(source, "JWT_ISSUER", "user-service")?,
                 audience: non_empty(source, "JWT_AUDIENCE", "ecommerce-api")?,
             },
+            write_queue: bounded(source, "PAYMENT_WRITE_QUEUE", 1024, 1..=1_000_000)?,
+            write_batch: bounded(source, "PAYMENT_WRITE_BATCH", 256, 1..=10_000)?,
+            replica_id: source.get("REPLICA_ID").unwrap_or_else(default_replica_id),
+            outbox_lease: millis(source, "OUTBOX_LEASE_MS", 30_000)?,
         })
     }
 }

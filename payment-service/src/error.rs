@@ -48,6 +48,10 @@ pub const REASON_AMOUNT_MISMATCH: &str = "AMOUNT_MISMATCH";
 pub const REASON_CURRENCY_MISMATCH: &str = "CURRENCY_MISMATCH";
 pub const REASON_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
 pub const REASON_ALREADY_PAID: &str = "ORDER_ALREADY_PAID";
+/// With UNAVAILABLE: the service is shedding load (its write queue is full), not broken.
+pub const REASON_OVERLOADED: &str = "OVERLOADED";
+/// With `OVERLOADED`: seconds after which a retry is welcome.
+pub const RETRY_AFTER_KEY: &str = "retry-after";
 
 fn with_reason(mut status: Status, reason: &'static str) -> Status {
     status.metadata_mut().insert(REASON_KEY, tonic::metadata::MetadataValue::from_static(reason));
@@ -89,6 +93,13 @@ impl From<PayError> for Status {
                 tracing::error!(%detail, "cannot encode a payment event");
                 Status::internal("internal error")
             }
+            PayError::Overloaded => {
+                let mut status =
+                    with_reason(Status::unavailable("too many payments in progress; retry shortly"), REASON_OVERLOADED);
+                // The retry hint, in seconds, as HTTP's Retry-After.
+                status.metadata_mut().insert(RETRY_AFTER_KEY, tonic::metadata::MetadataValue::from_static("1"));
+                status
+            }
         }
     }
 }
@@ -122,6 +133,10 @@ mod tests {
         let mismatch = Status::from(PayError::AmountMismatch { total_cents: 1999 });
         assert_eq!(mismatch.code(), Code::InvalidArgument);
         assert_eq!(mismatch.metadata().get(REASON_KEY).unwrap(), REASON_AMOUNT_MISMATCH);
+        let overloaded = Status::from(PayError::Overloaded);
+        assert_eq!(overloaded.code(), Code::Unavailable);
+        assert_eq!(overloaded.metadata().get(REASON_KEY).unwrap(), REASON_OVERLOADED);
+        assert_eq!(overloaded.metadata().get(RETRY_AFTER_KEY).unwrap(), "1");
         let encoding = Status::from(PayError::Encoding("secret detail".into()));
         assert_eq!((encoding.code(), encoding.message()), (Code::Internal, "internal error"));
     }

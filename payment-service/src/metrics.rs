@@ -31,6 +31,10 @@ pub struct Metrics {
     kafka_assigned: IntGaugeVec,
     outbox_backlog: IntGauge,
     mongodb_duration: HistogramVec,
+    mongodb_commands: IntCounterVec,
+    write_rejected: IntCounterVec,
+    write_skipped: IntCounterVec,
+    write_batch_size: HistogramVec,
 }
 
 impl Metrics {
@@ -82,6 +86,30 @@ impl Metrics {
             &["command", "outcome"],
         )
         .expect("valid metric");
+        let mongodb_commands = IntCounterVec::new(
+            Opts::new("mongodb_commands_total", "Commands sent to MongoDB, by operation"),
+            &["operation"],
+        )
+        .expect("valid metric");
+        let write_rejected = IntCounterVec::new(
+            Opts::new(
+                "write_queue_rejected_total",
+                "Calls refused with UNAVAILABLE because the group-commit queue was full, by queue",
+            ),
+            &["queue"],
+        )
+        .expect("valid metric");
+        let write_skipped = IntCounterVec::new(
+            Opts::new("write_queue_skipped_total", "Queued writes dropped because their caller had gone, by queue"),
+            &["queue"],
+        )
+        .expect("valid metric");
+        let write_batch_size = HistogramVec::new(
+            HistogramOpts::new("write_batch_size", "Writes gathered into one group-commit batch, by queue")
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
+            &["queue"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(grpc_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(grpc_duration.clone()),
@@ -91,6 +119,10 @@ impl Metrics {
             Box::new(kafka_assigned.clone()),
             Box::new(outbox_backlog.clone()),
             Box::new(mongodb_duration.clone()),
+            Box::new(mongodb_commands.clone()),
+            Box::new(write_rejected.clone()),
+            Box::new(write_skipped.clone()),
+            Box::new(write_batch_size.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -104,6 +136,33 @@ impl Metrics {
             kafka_assigned,
             outbox_backlog,
             mongodb_duration,
+            mongodb_commands,
+            write_rejected,
+            write_skipped,
+            write_batch_size,
+        }
+    }
+
+    /// The counter the MongoDB driver's command monitoring increments per command sent (see `store::connect`).
+    pub fn mongodb_commands(&self) -> IntCounterVec {
+        self.mongodb_commands.clone()
+    }
+
+    /// A call refused because the `queue` was full.
+    pub fn write_rejected(&self, queue: &str) {
+        self.write_rejected.with_label_values(&[queue]).inc();
+    }
+
+    /// What a group-commit writer reports after every batch.
+    pub fn batch_observer(&self, queue: &'static str) -> impl Fn(platform::group_commit::BatchReport) + Send + 'static {
+        let (sizes, skipped) = (self.write_batch_size.clone(), self.write_skipped.clone());
+        move |report| {
+            if report.written > 0 {
+                sizes.with_label_values(&[queue]).observe(report.written as f64);
+            }
+            if report.skipped > 0 {
+                skipped.with_label_values(&[queue]).inc_by(report.skipped as u64);
+            }
         }
     }
 

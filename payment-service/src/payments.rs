@@ -2,12 +2,14 @@
 use std::sync::Arc;
 
 use mongodb::bson;
+use platform::group_commit::{GroupCommit, SubmitError};
 use tokio::sync::Notify;
 
 use crate::{
     auth::Claims,
     domain::{Decision, DecisionRule, PaymentId, PaymentRequest, PaymentStatus},
     events::{Envelope, PaymentProcessed},
+    metrics::Metrics,
     projection::{KnownOrder, OrderProjection, OrderStage},
     store::{PaymentDocument, PaymentStore, StoreError},
     telemetry::TraceContext,
@@ -49,6 +51,24 @@ pub enum PayError {
     Store(#[from] StoreError),
     #[error("cannot encode the payment event: {0}")]
     Encoding(String),
+    /// The write queue is full: the caller should retry shortly.
+    #[error("too many payments in progress")]
+    Overloaded,
+}
+
+/// New payments, written by one group-commit writer (`insert_many` per batch).
+pub type PaymentWrites = GroupCommit<PaymentDocument, Result<(), StoreError>>;
+
+/// Starts the group-commit writer of `store`'s payments.
+pub fn payment_writer(store: PaymentStore, limits: platform::group_commit::Limits, metrics: &Metrics) -> PaymentWrites {
+    GroupCommit::spawn(
+        limits,
+        move |payments: Vec<PaymentDocument>| {
+            let store = store.clone();
+            async move { store.insert_batch(&payments).await }
+        },
+        metrics.batch_observer("payments"),
+    )
 }
 
 pub struct Payments {
@@ -58,11 +78,20 @@ pub struct Payments {
     rule: DecisionRule,
     /// Wakes the outbox relay as soon as an event is stored.
     outbox_wake: Arc<Notify>,
+    writes: PaymentWrites,
+    metrics: Arc<Metrics>,
 }
 
 impl Payments {
-    pub fn new(store: PaymentStore, orders: OrderProjection, rule: DecisionRule, outbox_wake: Arc<Notify>) -> Self {
-        Self { store, orders, rule, outbox_wake }
+    pub fn new(
+        store: PaymentStore,
+        orders: OrderProjection,
+        rule: DecisionRule,
+        outbox_wake: Arc<Notify>,
+        writes: PaymentWrites,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self { store, orders, rule, outbox_wake, writes, metrics }
     }
 
     /// Charges the order unless this idempotency key was seen before (then the first result is replayed, also
@@ -94,7 +123,15 @@ impl Payments {
             };
         }
         let payment = self.new_payment(request, scope.clone(), request_id, trace)?;
-        match self.store.insert(&payment).await {
+        // Gathered with concurrent calls' payments into one durable insert; the outcome is this payment's own.
+        let written = self.writes.submit(payment.clone()).await.map_err(|error| match error {
+            SubmitError::QueueFull => {
+                self.metrics.write_rejected("payments");
+                PayError::Overloaded
+            }
+            SubmitError::Stopped => PayError::Store(StoreError::NotReady),
+        })?;
+        match written {
             Ok(()) => {
                 if payment.outbox_pending {
                     self.outbox_wake.notify_one();
@@ -175,6 +212,7 @@ impl Payments {
             tracestate: outbox_event.as_ref().and(trace.tracestate.clone()),
             outbox_pending: outbox_event.is_some(),
             outbox_event,
+            lease_until: crate::store::unleased(),
         })
     }
 }

@@ -3,6 +3,7 @@
 use std::{future::Future, sync::Arc};
 
 use anyhow::Context as _;
+use platform::group_commit::Limits;
 use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
 use tonic::{
     service::Routes,
@@ -13,11 +14,11 @@ use crate::{
     auth::JwksVerifier,
     config::Config,
     domain::DecisionRule,
-    events::{OrderEventsConsumer, OutboxRelay, producer::EventProducer},
+    events::{OrderEventsConsumer, OutboxRelay, producer::EventProducer, relay::Lease},
     grpc::PaymentApi,
     health::{self, HealthStatus},
     metrics::{self, Metrics},
-    payments::Payments,
+    payments::{self, Payments},
     projection::OrderProjection,
     proto::{self, payment_service_server::PaymentServiceServer},
     rpc_telemetry::RpcTelemetryLayer,
@@ -50,6 +51,7 @@ impl Application {
             "payment-service",
             config.mongodb_timeout,
             metrics.mongodb_command_duration(),
+            metrics.mongodb_commands(),
         )
         .await
         .context("MONGODB_URI is not a usable MongoDB connection string")?;
@@ -57,7 +59,8 @@ impl Application {
         let store = PaymentStore::new(database.clone());
         let projection = OrderProjection::new(&database);
         let outbox_wake = Arc::new(Notify::new());
-        let relay = OutboxRelay::new(store.clone(), config.kafka.clone(), outbox_wake.clone(), metrics.clone())
+        let lease = Lease { owner: config.replica_id.clone(), duration: config.outbox_lease };
+        let relay = OutboxRelay::new(store.clone(), config.kafka.clone(), outbox_wake.clone(), metrics.clone(), lease)
             .context("KAFKA_BROKERS: cannot create the Kafka producer")?;
         let dead_letters =
             EventProducer::new(&config.kafka.brokers).context("KAFKA_BROKERS: cannot create the Kafka producer")?;
@@ -66,7 +69,18 @@ impl Application {
                 .context("KAFKA_BROKERS: cannot create the Kafka consumer")?;
         let http = reqwest::Client::builder().build().context("cannot create the HTTP client for the JWKS")?;
         let api = PaymentApi::new(
-            Payments::new(store.clone(), projection, DecisionRule::new(config.decline_above_cents), outbox_wake),
+            Payments::new(
+                store.clone(),
+                projection,
+                DecisionRule::new(config.decline_above_cents),
+                outbox_wake,
+                payments::payment_writer(
+                    store.clone(),
+                    Limits { queue: config.write_queue, max_batch: config.write_batch },
+                    &metrics,
+                ),
+                metrics.clone(),
+            ),
             JwksVerifier::new(&config.jwt.jwks_url, &config.jwt.issuer, &config.jwt.audience, http),
         );
 

@@ -21,7 +21,7 @@ use mongodb::{
     event::{EventHandler, command::CommandEvent},
     options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern},
 };
-use prometheus::HistogramVec;
+use prometheus::{HistogramVec, IntCounterVec};
 use serde::{Deserialize, Serialize};
 
 use crate::{domain::PaymentStatus, telemetry::TraceContext};
@@ -60,6 +60,23 @@ pub struct PaymentDocument {
     /// True until the event has been acknowledged by Kafka.
     #[serde(default)]
     pub outbox_pending: bool,
+    /// Until when a relay's claim on the event holds; the epoch when none does. Always present, so that a claim
+    /// selects on it next to `outboxPending` (indexed) rather than with an `$or`, which SecantusDB answers by
+    /// scanning the whole collection.
+    #[serde(default = "unleased")]
+    pub lease_until: bson::DateTime,
+}
+
+/// The `leaseUntil` of an event no relay holds.
+pub fn unleased() -> bson::DateTime {
+    bson::DateTime::from_millis(0)
+}
+
+/// `lease` after `now`, as a BSON date.
+fn lease_end(now: bson::DateTime, lease: Duration) -> bson::DateTime {
+    bson::DateTime::from_millis(
+        now.timestamp_millis().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)),
+    )
 }
 
 /// An event waiting in the outbox.
@@ -95,7 +112,7 @@ impl PendingEvent {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The indexes do not exist yet, so uniqueness is not guaranteed: writes must wait.
     #[error("indexes not created yet")]
@@ -147,11 +164,13 @@ pub fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
 /// calls answer UNAVAILABLE promptly while the database is down. Creating it does no I/O.
 /// Every command's duration goes into `command_duration` (labels `command`, `outcome`), from the driver's
 /// command monitoring; command names are the driver's own (`find`, `insert`…), a bounded set.
+/// Every command sent is also counted into `issued` (label `operation`): per payment, the engine's cost.
 pub async fn connect(
     uri: &str,
     app_name: &str,
     timeout: Duration,
     command_duration: HistogramVec,
+    issued: IntCounterVec,
 ) -> Result<Client, mongodb::error::Error> {
     let mut options = ClientOptions::parse(uri).await?;
     options.app_name = Some(app_name.to_owned());
@@ -162,6 +181,10 @@ pub async fn connect(
     options.connect_timeout = Some(timeout);
     options.command_event_handler = Some(EventHandler::callback(move |event: CommandEvent| {
         let (command, outcome, duration) = match &event {
+            CommandEvent::Started(started) => {
+                issued.with_label_values(&[started.command_name.as_str()]).inc();
+                return;
+            }
             CommandEvent::Succeeded(succeeded) => (&succeeded.command_name, "success", succeeded.duration),
             CommandEvent::Failed(failed) => (&failed.command_name, "failure", failed.duration),
             _ => return,
@@ -203,6 +226,38 @@ impl PaymentStore {
         Ok(())
     }
 
+    /// Inserts a batch of payments in one command (unordered: a duplicate stops no other payment), with the
+    /// client's durable write concern; one outcome per payment, in order. A unique index makes a concurrent
+    /// duplicate fail with [`StoreError::Duplicate`], for that payment only.
+    pub async fn insert_batch(&self, payments: &[PaymentDocument]) -> Vec<Result<(), StoreError>> {
+        if !self.indexes_ready() {
+            return vec![Err(StoreError::NotReady); payments.len()];
+        }
+        let error = match self.payments.insert_many(payments).ordered(false).await {
+            Ok(_) => return vec![Ok(()); payments.len()],
+            Err(error) => error,
+        };
+        let ErrorKind::InsertMany(failure) = &*error.kind else {
+            // Nothing known to be written (network, timeout): every caller gets the error.
+            return vec![Err(StoreError::from(error)); payments.len()];
+        };
+        if failure.write_concern_error.is_some() {
+            // Maybe written, but not known durable: no caller may be told it succeeded.
+            return vec![Err(StoreError::from(error.clone())); payments.len()];
+        }
+        let mut outcomes = vec![Ok(()); payments.len()];
+        for write_error in failure.write_errors.iter().flatten() {
+            if let Some(outcome) = outcomes.get_mut(write_error.index) {
+                *outcome = Err(if write_error.code == 11000 {
+                    StoreError::Duplicate
+                } else {
+                    StoreError::Other(error.clone())
+                });
+            }
+        }
+        outcomes
+    }
+
     /// Inserts a payment; a unique index makes a concurrent duplicate fail with [`StoreError::Duplicate`].
     pub async fn insert(&self, payment: &PaymentDocument) -> Result<(), StoreError> {
         if !self.indexes_ready() {
@@ -227,13 +282,27 @@ impl PaymentStore {
         Ok(self.payments.find_one(doc! { "successOrderId": order_id }).await?)
     }
 
-    /// The oldest events not yet acknowledged by Kafka, at most `limit` of them.
-    pub async fn pending_events(&self, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
+    /// Claims for `owner`, until `lease` from now, every unpublished event whose lease has expired (or that none
+    /// holds), then returns the oldest `limit` of its claimed events. Two commands, whatever the backlog; both
+    /// select on `outboxPending` first.
+    pub async fn claim_pending_events(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<PendingEvent>, StoreError> {
+        let now = bson::DateTime::now();
+        self.payments
+            .update_many(
+                doc! { "outboxPending": true, "leaseUntil": { "$lte": now } },
+                doc! { "$set": { "leaseOwner": owner, "leaseUntil": lease_end(now, lease) } },
+            )
+            .await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let cursor = self
             .payments
             .clone_with_type::<PendingEvent>()
-            .find(doc! { "outboxPending": true })
+            .find(doc! { "outboxPending": true, "leaseOwner": owner })
             .projection(doc! { "orderId": 1, "outboxEvent": 1, "requestId": 1, "traceparent": 1, "tracestate": 1 })
             .sort(doc! { "_id": 1 })
             .limit(limit)
@@ -241,17 +310,42 @@ impl PaymentStore {
         Ok(cursor.try_collect().await?)
     }
 
+    /// Frees `owner`'s claims (at start, what a previous run under this name left; at shutdown, what it did not
+    /// publish); also gives events stored before leases existed the field the claim selects on.
+    pub async fn release_leases(&self, owner: &str) -> Result<(), StoreError> {
+        self.payments
+            .update_many(
+                doc! { "outboxPending": true, "leaseUntil": { "$exists": false } },
+                doc! { "$set": { "leaseUntil": unleased() } },
+            )
+            .await?;
+        self.payments
+            .update_many(
+                doc! { "outboxPending": true, "leaseOwner": owner },
+                doc! { "$set": { "leaseUntil": unleased() }, "$unset": { "leaseOwner": "" } },
+            )
+            .await?;
+        Ok(())
+    }
+
     /// How many events wait in the outbox.
     pub async fn count_pending(&self) -> Result<u64, StoreError> {
         Ok(self.payments.count_documents(doc! { "outboxPending": true }).await?)
     }
 
-    /// Records that Kafka acknowledged the event; conditional, so a concurrent relay's update is harmless.
-    pub async fn mark_published(&self, payment_id: &str) -> Result<(), StoreError> {
+    /// Records that Kafka acknowledged these events, in one command; conditional, so a concurrent relay's update
+    /// is harmless.
+    pub async fn mark_published(&self, payment_ids: &[&str]) -> Result<(), StoreError> {
+        if payment_ids.is_empty() {
+            return Ok(());
+        }
         self.payments
-            .update_one(
-                doc! { "_id": payment_id, "outboxPending": true },
-                doc! { "$set": { "outboxPending": false, "publishedAt": bson::DateTime::now() } },
+            .update_many(
+                doc! { "_id": { "$in": payment_ids }, "outboxPending": true },
+                doc! {
+                    "$set": { "outboxPending": false, "publishedAt": bson::DateTime::now(), "leaseUntil": unleased() },
+                    "$unset": { "leaseOwner": "" },
+                },
             )
             .await?;
         Ok(())

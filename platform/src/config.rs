@@ -87,6 +87,31 @@ where
     if value < T::from(1) { Err(ConfigError::new(name, "must be at least 1")) } else { Ok(value) }
 }
 
+/// A count that must be within `range` (queue and batch sizes), or `default` when unset.
+pub fn bounded(
+    source: &dyn Source,
+    name: &'static str,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<usize, ConfigError> {
+    let value = parsed(source, name, default)?;
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::new(name, format!("must be from {} to {}", range.start(), range.end())))
+    }
+}
+
+/// The default name of this replica (the owner of its leases, its static group membership): the host's name,
+/// which is a pod's or container's own, else the process id.
+pub fn default_replica_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| format!("pid-{}", std::process::id()))
+}
+
 /// `development` (the default) may fall back on local addresses and generated secrets; `production` may not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppEnv {

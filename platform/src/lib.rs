@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod backoff;
 pub mod config;
+pub mod group_commit;
 pub mod healthcheck;
 pub mod http;
 pub mod idempotency;

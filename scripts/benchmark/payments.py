@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 from client import Client, Endpoints, call, new_user
+from events import combine_commands, describe_commands
 from load import Plan, summarize, wrk
 
 MARGIN = 1.5
@@ -90,8 +91,9 @@ class OrderPool:
         return path
 
 
-def payment_scenario(endpoints: Endpoints, plan: Plan, order_rate: float, workdir: Path) -> dict:
-    """`order_rate`: the POST /orders rate just measured, the first guess of how fast payments go."""
+def payment_scenario(endpoints: Endpoints, plan: Plan, order_rate: float, workdir: Path, meter=None) -> dict:
+    """`order_rate`: the POST /orders rate just measured, the first guess of how fast payments go. `meter` (an
+    EventMeter) counts the engine commands of the measured runs only, not of making the pool."""
     _, _, token = new_user(endpoints.gateway, "bench-pay")
     pool = OrderPool(endpoints, token)
     time_limit = 30.0 if plan.smoke else 120.0
@@ -99,15 +101,20 @@ def payment_scenario(endpoints: Endpoints, plan: Plan, order_rate: float, workdi
     rates: list[float] = []
     runs, exhausted = [], 0
     setup_seconds = 0.0
-    stretches = ([(plan.warmup, False)] if plan.warmup else []) + [(plan.seconds, True)] * plan.runs
-    for seconds, measured in stretches:
+    stretches: list[dict] = []
+    plan_stretches = ([(plan.warmup, False)] if plan.warmup else []) + [(plan.seconds, True)] * plan.runs
+    for seconds, measured in plan_stretches:
         wanted = plan.connections + math.ceil(estimate * max(1, round(seconds)) * MARGIN)
         started = time.monotonic()
         pool.top_up(wanted, time_limit)
         setup_seconds += time.monotonic() - started
         ids = pool.hand_out(wanted, workdir)
+        if measured and meter is not None:
+            meter.start()
         result = wrk(f"{endpoints.gateway}/payments", "payments.lua", seconds,
                      {"BENCH_TOKEN": token, "BENCH_PAY_IDS": str(ids)}, plan.connections)
+        if measured and meter is not None:
+            stretches.append(meter.stop())
         ids.unlink()
         # Then the best rate measured; a run that ran out of orders could have paid faster: double it.
         rates.append(result["rps"] * (2 if result["exhausted_threads"] else 1))
@@ -119,9 +126,10 @@ def payment_scenario(endpoints: Endpoints, plan: Plan, order_rate: float, workdi
         "POST /payments (gateway)", runs,
         paid=sum(r["paid"] for r in runs), orders_handed=sum(r["orders_handed"] for r in runs),
         pool_exhausted_threads=exhausted, pool_orders_created=pool.created,
-        pool_setup_s=round(setup_seconds, 1))
+        pool_setup_s=round(setup_seconds, 1), engine_commands=combine_commands(stretches))
     print(f"    paid {summary['paid']} of {summary['orders_handed']} orders handed out, errors {summary['errors']}; "
           f"pool: {pool.created} orders created in {summary['pool_setup_s']} s", flush=True)
+    print(f"    {describe_commands(summary['engine_commands'], 'payment-service', 'payment')}", flush=True)
     if exhausted:
         print(f"    WARNING: {exhausted} wrk thread(s) ran out of orders and stopped early: req/s understates "
               "the payment rate", flush=True)

@@ -35,6 +35,17 @@ def markdown(report: dict) -> str:
     if payments:
         lines += ["", f"Payments: {payments['paid']} paid of {payments['orders_handed']} orders handed out, "
                       f"{payments['errors']} errors; wrk threads that ran out of orders: {payments['pool_exhausted_threads']}"]
+    lines += ["", "| engine commands during | service | per order or payment created | commands | created | by operation |",
+              "|---|---|---|---|---|---|"]
+    for r in report["results"]:
+        for service, c in (r.get("engine_commands") or {}).items():
+            ops = ", ".join(f"{op} {n}" for op, n in sorted(c["by_operation"].items()))
+            lines.append(f"| {r['scenario']} | {service} | {c['per_created']} | {c['total']} | {c['created']} | {ops} |")
+    fresh = next((r for r in report["results"] if r["scenario"] == "POST /orders (gateway)"), None)
+    later = next((r for r in report["results"] if r["scenario"] == "POST /orders (gateway, after sustained load)"), None)
+    if fresh and later:
+        lines += ["", f"POST /orders on a fresh database {fresh['rps']:.1f} req/s (p99 {fresh['p99_ms']:.1f} ms), after "
+                      f"the whole run's load {later['rps']:.1f} req/s (p99 {later['p99_ms']:.1f} ms)"]
     if journey:
         lines += ["", f"Whole journey: {journey['virtual_users']} virtual users, {journey['ok']} journeys, errors by step "
                       f"{journey['errors_by_step'] or 'none'}; median step times (ms): {journey['step_p50_ms']}"]

@@ -2,7 +2,7 @@
 //! and queues `order-processed`; `payment-processed` moves it processed → paid. Transitions are
 //! conditional, so a redelivered event changes nothing. An offset is stored only after its work
 //! is durable (or the message is safely in the dead-letter topic), and committed from there.
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use futures::future::join_all;
 use rdkafka::{
@@ -25,7 +25,7 @@ use crate::{
         kafka::{self, LifecycleStream},
     },
     metrics::Metrics,
-    store::{OrderStore, OutboxEvent, StoreError, Transition},
+    store::{OrderDocument, OrderStore, OutboxEvent, StoreError, TransitionWrite},
     telemetry::{self, TraceContext},
 };
 use std::sync::Arc;
@@ -66,7 +66,7 @@ impl Mismatch {
 
 /// Checks a successful payment against the order it names: the payer is the owner, the amount is the total to
 /// the cent, in the order's currency, and the order is not already paid by another payment.
-pub fn check_payment(order: &crate::store::OrderDocument, payment: &PaymentData) -> Result<(), (Mismatch, String)> {
+pub fn check_payment(order: &OrderDocument, payment: &PaymentData) -> Result<(), (Mismatch, String)> {
     if payment.user_id != order.user_id {
         return Err((Mismatch::Payer, format!("payment {} is by another user than the order's", payment.payment_id)));
     }
@@ -136,6 +136,13 @@ enum Outcome {
     DeadLetter(Poison),
 }
 
+/// A message of a batch, parsed.
+enum Parsed {
+    NewOrder(Envelope<OrderView>),
+    Payment(Envelope<PaymentData>),
+    Poison(Poison),
+}
+
 impl LifecycleConsumer {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         if let Err(error) = self.subscribe() {
@@ -158,10 +165,7 @@ impl LifecycleConsumer {
                             _ => break,
                         }
                     }
-                    // Messages of a batch are worked on concurrently: they concern different
-                    // orders, or are redeliveries that conditional transitions make harmless.
-                    let done = join_all(batch.iter().map(|message| self.handle(message, shutdown.clone()))).await;
-                    if done.contains(&false) {
+                    if !self.handle_batch(&batch, shutdown.clone()).await {
                         break;
                     }
                     // Offsets are stored only once the whole batch is durable, in order: a crash
@@ -198,44 +202,244 @@ impl LifecycleConsumer {
         self.consumer.subscribe(&[&self.topics.new_order, &self.topics.payment_processed])
     }
 
-    /// Processes one message until it is done or dead-lettered; false when shutting down first.
-    /// The work is a consumer span in the trace the message's `traceparent` names.
-    async fn handle(&self, message: &BorrowedMessage<'_>, shutdown: watch::Receiver<bool>) -> bool {
-        let span = tracing::info_span!(
-            "consume",
-            otel.name = %format!("consume {}", message.topic()),
-            otel.kind = "consumer",
-            messaging.system = "kafka",
-            messaging.destination.name = %message.topic(),
-            messaging.kafka.offset = message.offset(),
-            trace_id = tracing::field::Empty,
-        );
-        telemetry::continue_stored_trace(&span, &trace_context(message));
-        self.handle_in_span(message, shutdown).instrument(span).await
+    /// Works a batch until every message is done or dead-lettered; false when shutting down first.
+    /// Each message's work is a consumer span in the trace its `traceparent` names.
+    async fn handle_batch(&self, batch: &[BorrowedMessage<'_>], mut shutdown: watch::Receiver<bool>) -> bool {
+        let spans: Vec<tracing::Span> = batch.iter().map(consume_span).collect();
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let outcomes = loop {
+            match self.process_batch(batch, &spans).await {
+                Ok(outcomes) => break outcomes,
+                Err(error) => {
+                    // Not the messages' fault (database down): retry the batch, whose transitions
+                    // are conditional, so what already applied does not apply twice.
+                    for message in batch {
+                        self.metrics.kafka_failed.with_label_values(&[message.topic(), "consume"]).inc();
+                    }
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%error, messages = batch.len(), "retrying a batch of lifecycle events");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        _ = shutdown.changed() => return false,
+                    }
+                }
+            }
+        };
+        let finished = join_all(batch.iter().zip(outcomes).zip(&spans).map(|((message, outcome), span)| {
+            let shutdown = shutdown.clone();
+            async move {
+                if let Outcome::DeadLetter(reason) = outcome {
+                    self.metrics.kafka_failed.with_label_values(&[message.topic(), "consume"]).inc();
+                    if !self.dead_letter_until_sent(message, &reason, shutdown).instrument(span.clone()).await {
+                        return false;
+                    }
+                }
+                self.metrics.kafka_consumed.with_label_values(&[message.topic()]).inc();
+                true
+            }
+        }))
+        .await;
+        !finished.contains(&false)
     }
 
-    async fn handle_in_span(&self, message: &BorrowedMessage<'_>, mut shutdown: watch::Receiver<bool>) -> bool {
+    /// Decides every message of the batch on one read of the orders it names, applies the
+    /// transitions in one command, and reads again only the orders whose payment did not apply.
+    async fn process_batch(
+        &self,
+        batch: &[BorrowedMessage<'_>],
+        spans: &[tracing::Span],
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let parsed: Vec<Parsed> = batch.iter().map(|message| self.parse(message)).collect();
+        let mut ids: Vec<String> = parsed
+            .iter()
+            .filter_map(|parsed| match parsed {
+                Parsed::NewOrder(event) => Some(event.data.id.clone()),
+                Parsed::Payment(event) if event.data.status == "SUCCESS" => Some(event.data.order_id.clone()),
+                _ => None,
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let orders = if ids.is_empty() { HashMap::new() } else { self.store.find_many(&ids).await? };
+
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
+        let mut writes = Vec::new();
+        // The message each write is for.
+        let mut write_of = Vec::new();
+        let mut processing = std::collections::HashSet::new();
+        for (index, parsed) in parsed.into_iter().enumerate() {
+            let span = &spans[index];
+            let outcome = match parsed {
+                Parsed::Poison(poison) => Outcome::DeadLetter(poison),
+                Parsed::NewOrder(event) => match orders.get(&event.data.id) {
+                    None => Outcome::DeadLetter(Poison(format!("unknown order {}", event.data.id))),
+                    // Redelivered, or twice in this batch: the transition is done or on its way.
+                    Some(order) if order.status != OrderStatus::Pending || !processing.insert(order.id.clone()) => {
+                        span.in_scope(|| tracing::debug!(order_id = %order.id, "new-order redelivered; nothing to do"));
+                        Outcome::Done
+                    }
+                    Some(order) => {
+                        let request_id = header(&batch[index], "x-request-id");
+                        writes.push(self.processed_write(order, request_id, span));
+                        write_of.push(index);
+                        Outcome::Done
+                    }
+                },
+                Parsed::Payment(event) => match self.payment_write(&event, orders.get(&event.data.order_id), span) {
+                    Ok(Some(write)) => {
+                        writes.push(write);
+                        write_of.push(index);
+                        Outcome::Done
+                    }
+                    Ok(None) => Outcome::Done,
+                    Err(poison) => Outcome::DeadLetter(poison),
+                },
+            };
+            outcomes.push(outcome);
+        }
+
+        let applied = self.store.apply_transitions(&writes).await?;
+        let mut recheck = Vec::new();
+        for ((write, index), applied) in writes.iter().zip(write_of).zip(applied) {
+            let span = &spans[index];
+            match (write, applied) {
+                (TransitionWrite::Processed { order_id, .. }, true) => {
+                    span.in_scope(|| tracing::info!(order_id = %order_id, "order processed"));
+                    self.relay_wake.notify_one();
+                }
+                // Another consumer (a rebalance) got there first: done all the same.
+                (TransitionWrite::Processed { .. }, false) => {}
+                (TransitionWrite::Paid { order_id, payment_id, .. }, true) => {
+                    span.in_scope(|| tracing::info!(order_id = %order_id, payment_id = %payment_id, "order paid"));
+                }
+                (TransitionWrite::Paid { order_id, .. }, false) => recheck.push((index, order_id.clone())),
+            }
+        }
+        if !recheck.is_empty() {
+            let ids: Vec<String> = recheck.iter().map(|(_, order_id)| order_id.clone()).collect();
+            let now = self.store.find_many(&ids).await?;
+            for (index, order_id) in recheck {
+                let Parsed::Payment(event) = self.parse(&batch[index]) else { continue };
+                outcomes[index] = self.after_payment_missed(&event.data, now.get(&order_id), &spans[index]);
+            }
+        }
+        Ok(outcomes)
+    }
+
+    fn parse(&self, message: &BorrowedMessage<'_>) -> Parsed {
         let topic = message.topic();
+        if topic == self.topics.new_order {
+            envelope::parse::<OrderView>(message.payload(), envelope::NEW_ORDER)
+                .map_or_else(Parsed::Poison, Parsed::NewOrder)
+        } else if topic == self.topics.payment_processed {
+            envelope::parse::<PaymentData>(message.payload(), envelope::PAYMENT_PROCESSED)
+                .map_or_else(Parsed::Poison, Parsed::Payment)
+        } else {
+            Parsed::Poison(Poison(format!("unexpected topic {topic}")))
+        }
+    }
+
+    /// pending → processed with its `order-processed` event, which continues this message's trace (the order's).
+    fn processed_write(
+        &self,
+        order: &OrderDocument,
+        request_id: Option<String>,
+        span: &tracing::Span,
+    ) -> TransitionWrite {
+        let mut processed = order.clone();
+        processed.status = OrderStatus::Processed;
+        processed.updated_at = mongodb::bson::DateTime::now();
+        let envelope = Envelope::new(envelope::ORDER_PROCESSED, processed.event_data());
+        let traceparent = span.in_scope(|| TraceContext::current().traceparent);
+        TransitionWrite::Processed {
+            order_id: order.id.clone(),
+            event: OutboxEvent {
+                event_id: envelope.event_id.clone(),
+                topic: self.topics.order_processed.clone(),
+                key: order.id.clone(),
+                payload: serde_json::to_string(&envelope).unwrap_or_default(),
+                request_id,
+                traceparent,
+            },
+        }
+    }
+
+    /// The processed → paid write a successful payment asks for, none when there is nothing to do, or
+    /// why it is dead-lettered. This service checks the payment against its own order; it trusts no
+    /// producer of the topic for that.
+    fn payment_write(
+        &self,
+        event: &Envelope<PaymentData>,
+        order: Option<&OrderDocument>,
+        span: &tracing::Span,
+    ) -> Result<Option<TransitionWrite>, Poison> {
+        let data = &event.data;
+        if data.status != "SUCCESS" {
+            return Ok(None);
+        }
+        let Some(order) = order else {
+            return Err(Poison(format!("unknown order {}", data.order_id)));
+        };
+        // The payment has its own trace (the Pay request's); link it to the order's.
+        if telemetry::is_traced(span)
+            && let Some(traceparent) = order.traceparent.clone()
+        {
+            telemetry::link_to(span, &TraceContext { traceparent: Some(traceparent), tracestate: None });
+        }
+        self.check(order, data, span)?;
+        if order.status == OrderStatus::Paid {
+            // The same payment again (a redelivery, or its event republished after a crash).
+            return Ok(None);
+        }
+        Ok(Some(TransitionWrite::Paid {
+            order_id: order.id.clone(),
+            user_id: order.user_id.clone(),
+            total_cents: order.total_cents,
+            payment_id: data.payment_id.clone(),
+            event_id: event.event_id.clone(),
+        }))
+    }
+
+    fn check(&self, order: &OrderDocument, data: &PaymentData, span: &tracing::Span) -> Result<(), Poison> {
+        check_payment(order, data).map_err(|(mismatch, reason)| {
+            self.metrics.payments_rejected.with_label_values(&[mismatch.label()]).inc();
+            span.in_scope(|| {
+                tracing::warn!(order_id = %data.order_id, payment_id = %data.payment_id, %reason, "payment does not match its order");
+            });
+            Poison(reason)
+        })
+    }
+
+    /// A payment whose transition did not apply, against the order as it is now: paid by this very
+    /// payment meanwhile (done), paid by another, or not payable.
+    fn after_payment_missed(&self, data: &PaymentData, order: Option<&OrderDocument>, span: &tracing::Span) -> Outcome {
+        let Some(order) = order else {
+            return Outcome::DeadLetter(Poison(format!("unknown order {}", data.order_id)));
+        };
+        if let Err(poison) = self.check(order, data, span) {
+            return Outcome::DeadLetter(poison);
+        }
+        if order.status == OrderStatus::Paid {
+            return Outcome::Done;
+        }
+        Outcome::DeadLetter(Poison(format!("order {} is {} and cannot be paid", data.order_id, order.status.as_str())))
+    }
+
+    /// Dead-letters a message, retrying while the broker fails; false when shutting down first.
+    async fn dead_letter_until_sent(
+        &self,
+        message: &BorrowedMessage<'_>,
+        reason: &Poison,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> bool {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
-            let attempt = match self.process(message).await {
-                Ok(Outcome::Done) => Ok(()),
-                Ok(Outcome::DeadLetter(reason)) => {
-                    self.metrics.kafka_failed.with_label_values(&[topic, "consume"]).inc();
-                    self.dead_letter(message, &reason).await
-                }
-                Err(error) => Err(error),
-            };
-            match attempt {
-                Ok(()) => {
-                    self.metrics.kafka_consumed.with_label_values(&[topic]).inc();
-                    return true;
-                }
+            match self.dead_letter(message, reason).await {
+                Ok(()) => return true,
                 Err(error) => {
-                    self.metrics.kafka_failed.with_label_values(&[topic, "consume"]).inc();
-                    // Not the message's fault (database or broker down): retry it, in order.
+                    self.metrics.kafka_failed.with_label_values(&[message.topic(), "consume"]).inc();
                     let delay = backoff.next_delay();
-                    tracing::warn!(%error, topic = message.topic(), offset = message.offset(), "retrying message");
+                    tracing::warn!(%error, topic = message.topic(), offset = message.offset(), "retrying a dead letter");
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
                         _ = shutdown.changed() => return false,
@@ -243,102 +447,6 @@ impl LifecycleConsumer {
                 }
             }
         }
-    }
-
-    async fn process(&self, message: &BorrowedMessage<'_>) -> Result<Outcome, String> {
-        let topic = message.topic();
-        let request_id = header(message, "x-request-id");
-        let outcome = if topic == self.topics.new_order {
-            match envelope::parse::<OrderView>(message.payload(), envelope::NEW_ORDER) {
-                Ok(event) => self.on_new_order(&event, request_id).await,
-                Err(poison) => Ok(Outcome::DeadLetter(poison)),
-            }
-        } else if topic == self.topics.payment_processed {
-            match envelope::parse::<PaymentData>(message.payload(), envelope::PAYMENT_PROCESSED) {
-                Ok(event) => self.on_payment_processed(&event).await,
-                Err(poison) => Ok(Outcome::DeadLetter(poison)),
-            }
-        } else {
-            Ok(Outcome::DeadLetter(Poison(format!("unexpected topic {topic}"))))
-        };
-        outcome.map_err(|error: StoreError| error.to_string())
-    }
-
-    async fn on_new_order(
-        &self,
-        event: &Envelope<OrderView>,
-        request_id: Option<String>,
-    ) -> Result<Outcome, StoreError> {
-        let order_id = &event.data.id;
-        let topic = self.topics.order_processed.clone();
-        // `order-processed` continues this message's trace (the order's).
-        let traceparent = TraceContext::current().traceparent;
-        let transition = self
-            .store
-            .mark_processed(order_id, |order| {
-                let envelope = Envelope::new(envelope::ORDER_PROCESSED, order.event_data());
-                OutboxEvent {
-                    event_id: envelope.event_id.clone(),
-                    topic,
-                    key: order.id.clone(),
-                    payload: serde_json::to_string(&envelope).unwrap_or_default(),
-                    request_id,
-                    traceparent,
-                }
-            })
-            .await?;
-        Ok(match transition {
-            Transition::Applied => {
-                tracing::info!(order_id = %order_id, "order processed");
-                self.relay_wake.notify_one();
-                Outcome::Done
-            }
-            Transition::AlreadyDone | Transition::TooEarly(_) => {
-                tracing::debug!(order_id = %order_id, "new-order redelivered; nothing to do");
-                Outcome::Done
-            }
-            Transition::NotFound => Outcome::DeadLetter(Poison(format!("unknown order {order_id}"))),
-        })
-    }
-
-    async fn on_payment_processed(&self, event: &Envelope<PaymentData>) -> Result<Outcome, StoreError> {
-        let data = &event.data;
-        if data.status != "SUCCESS" {
-            return Ok(Outcome::Done);
-        }
-        let Some(order) = self.store.find(&data.order_id).await? else {
-            return Ok(Outcome::DeadLetter(Poison(format!("unknown order {}", data.order_id))));
-        };
-        // The payment has its own trace (the Pay request's); link it to the order's.
-        let span = tracing::Span::current();
-        if telemetry::is_traced(&span)
-            && let Some(traceparent) = order.traceparent.clone()
-        {
-            telemetry::link_to(&span, &TraceContext { traceparent: Some(traceparent), tracestate: None });
-        }
-        // This service checks the payment against its own order; it trusts no producer of the topic for that.
-        if let Err((mismatch, reason)) = check_payment(&order, data) {
-            self.metrics.payments_rejected.with_label_values(&[mismatch.label()]).inc();
-            tracing::warn!(order_id = %data.order_id, payment_id = %data.payment_id, %reason, "payment does not match its order");
-            return Ok(Outcome::DeadLetter(Poison(reason)));
-        }
-        if order.status == OrderStatus::Paid {
-            // The same payment again (a redelivery, or its event republished after a crash).
-            return Ok(Outcome::Done);
-        }
-        Ok(match self.store.mark_paid(&order, &data.payment_id, &event.event_id).await? {
-            Transition::Applied => {
-                tracing::info!(order_id = %data.order_id, payment_id = %data.payment_id, "order paid");
-                Outcome::Done
-            }
-            Transition::AlreadyDone => Outcome::Done,
-            Transition::NotFound => Outcome::DeadLetter(Poison(format!("unknown order {}", data.order_id))),
-            Transition::TooEarly(status) => Outcome::DeadLetter(Poison(format!(
-                "order {} is {} and cannot be paid",
-                data.order_id,
-                status.as_str()
-            ))),
-        })
     }
 
     /// Copies the message to `<topic>.dlq` with the reason and origin in headers.
@@ -361,6 +469,21 @@ impl LifecycleConsumer {
         }
         self.producer.send(record, Duration::from_secs(10)).await.map(|_| ()).map_err(|(error, _)| error.to_string())
     }
+}
+
+/// The consumer span of one message, continuing the trace its `traceparent` names.
+fn consume_span(message: &BorrowedMessage<'_>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "consume",
+        otel.name = %format!("consume {}", message.topic()),
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.destination.name = %message.topic(),
+        messaging.kafka.offset = message.offset(),
+        trace_id = tracing::field::Empty,
+    );
+    telemetry::continue_stored_trace(&span, &trace_context(message));
+    span
 }
 
 /// The W3C trace context headers of a message.

@@ -71,15 +71,22 @@ impl ConsumerContext for LagContext {
 pub type LifecycleStream = StreamConsumer<LagContext>;
 
 /// A group consumer that commits only offsets stored after their message's work is durable.
+/// `instance` makes it a static member of the group (KIP-345): a replica that restarts under the
+/// same name takes its partitions back at once, instead of the group waiting for the dead member's
+/// session to time out and rebalancing. (Measured on Tansu after a SIGKILL: consuming again 6.4 s
+/// after the restart instead of 11.3 s; what is left is Tansu holding every JoinGroup and SyncGroup
+/// for ~3 s, also for a fresh group. A shorter `session.timeout.ms` changed nothing there.)
 pub fn consumer(
     brokers: &str,
     group: &str,
+    instance: &str,
     lag: prometheus::IntGaugeVec,
     assigned: prometheus::IntGaugeVec,
 ) -> Result<LifecycleStream, KafkaError> {
     ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
+        .set("group.instance.id", instance)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")

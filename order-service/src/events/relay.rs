@@ -1,6 +1,11 @@
 //! The outbox relay: publishes every event that an order document says is unpublished, then
 //! removes it from the outbox. A crash between the two publishes the event again (at-least-once);
 //! consumers are idempotent, so that is harmless. While Kafka is down, events wait in MongoDB.
+//!
+//! Replicas share the outbox through leases: a relay first claims the orders with unpublished
+//! events that no live lease holds (`leaseOwner`, `leaseUntil`), then publishes only its own, so
+//! each event goes out once while every replica lives; a dead replica's claims expire after
+//! `OUTBOX_LEASE_MS` and another takes them over (then an event may go out twice).
 use std::{sync::Arc, time::Duration};
 
 use futures::future::join_all;
@@ -30,6 +35,9 @@ pub struct OutboxRelay {
     pub wake: Arc<Notify>,
     pub poll_interval: Duration,
     pub metrics: Metrics,
+    /// This replica's name, the owner of its leases.
+    pub owner: String,
+    pub lease: Duration,
 }
 
 /// After this many failed rounds in a row, the producer is replaced even without a fatal error.
@@ -39,6 +47,10 @@ impl OutboxRelay {
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut failures = 0;
+        // What a previous run under this name claimed is this run's to publish at once.
+        if let Err(error) = self.store.release_leases(&self.owner).await {
+            tracing::debug!(%error, "earlier outbox leases left to expire");
+        }
         loop {
             match self.drain().await {
                 Ok(()) => {
@@ -66,13 +78,24 @@ impl OutboxRelay {
         // (flushing blocks, so it runs off the executor).
         let producer = self.producer.clone();
         let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
+        // What this replica claimed but did not publish is free for the others at once.
+        if let Err(error) = self.store.release_leases(&self.owner).await {
+            tracing::debug!(%error, "outbox leases left to expire");
+        }
         tracing::info!("outbox relay stopped");
     }
 
     /// Publishes batches until the outbox is empty.
     async fn drain(&mut self) -> Result<(), String> {
+        let mut renewed = tokio::time::Instant::now();
         loop {
-            let orders = self.store.pending_outbox(BATCH).await.map_err(|error| error.to_string())?;
+            // A long drain keeps its claims: renewed at half the lease.
+            if renewed.elapsed() > self.lease / 2 {
+                self.store.renew_leases(&self.owner, self.lease).await.map_err(|error| error.to_string())?;
+                renewed = tokio::time::Instant::now();
+            }
+            let orders =
+                self.store.claim_outbox(&self.owner, self.lease, BATCH).await.map_err(|error| error.to_string())?;
             if orders.is_empty() {
                 return Ok(());
             }

@@ -5,6 +5,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
+use platform::group_commit::SubmitError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -124,7 +125,9 @@ pub async fn create(
     let order =
         OrderDocument::new_pending(&claims.sub, &product, quantity, total, keyed, &state.topics.new_order, origin)
             .map_err(ApiError::internal)?;
-    match state.store.insert(&order).await {
+    let order_id = order.id.clone();
+    // Gathered with concurrent requests' orders into one durable insert; the answer is this order's own.
+    match state.order_writes.submit(order).await.map_err(|error| queue_error(&state, "orders", error))? {
         Ok(()) => {}
         // Another request with the same key won the race: answer as it did.
         Err(StoreError::DuplicateIdempotencyKey) => {
@@ -136,13 +139,25 @@ pub async fn create(
         Err(error) => return Err(error.into()),
     }
     state.relay_wake.notify_one();
-    tracing::info!(order_id = %order.id, user_id = %claims.sub, "order created");
-    Ok(created(&order.id, false))
+    tracing::info!(order_id = %order_id, user_id = %claims.sub, "order created");
+    Ok(created(&order_id, false))
+}
+
+/// A group-commit queue refused or lost the job: 503 with `Retry-After`, counted when the queue was full.
+fn queue_error(state: &AppState, queue: &str, error: SubmitError) -> ApiError {
+    match error {
+        SubmitError::QueueFull => {
+            state.metrics.write_queue_rejected.with_label_values(&[queue]).inc();
+            ApiError::unavailable("Too many orders in progress; retry shortly")
+        }
+        SubmitError::Stopped => ApiError::unavailable("Order storage temporarily unavailable"),
+    }
 }
 
 /// The first response for this key if it is still fresh; frees the key when it has expired.
 async fn replay_or_release(state: &AppState, scope: &str, fingerprint: &str) -> Result<Option<Response>, ApiError> {
-    let Some(existing) = state.store.find_by_idempotency_scope(scope).await? else {
+    let lookup = state.scope_lookups.submit(scope.to_owned()).await;
+    let Some(existing) = lookup.map_err(|error| queue_error(state, "idempotency_lookups", error))?? else {
         return Ok(None);
     };
     let age_ms = mongodb::bson::DateTime::now().timestamp_millis() - existing.created_at.timestamp_millis();

@@ -39,6 +39,7 @@ pub struct TestApp {
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
+#[derive(Clone)]
 pub struct Settings {
     pub values: HashMap<&'static str, String>,
 }
@@ -140,20 +141,7 @@ impl TestApp {
 
     /// Inserts a pending order the way POST /orders does, and wakes the relay.
     pub async fn insert_pending_order(&self, user_id: &str) -> OrderDocument {
-        let product =
-            ProductSnapshot { id: "1".into(), name: "Smartphone".into(), unit_price: Money::from_cents(89_999) };
-        let quantity = Quantity::parse(&serde_json::json!(2)).unwrap();
-        let total = product.unit_price.times(quantity.get()).unwrap();
-        let order = OrderDocument::new_pending(
-            user_id,
-            &product,
-            quantity,
-            total,
-            None,
-            &self.state.topics.new_order,
-            order_service::store::EventOrigin::default(),
-        )
-        .unwrap();
+        let order = new_pending_order(user_id, &self.state.topics.new_order);
         self.state.store.insert(&order).await.unwrap();
         self.state.relay_wake.notify_one();
         order
@@ -200,6 +188,49 @@ impl Drop for TestApp {
         if let Some(handle) = self.handle.take() {
             handle.abort();
         }
+    }
+}
+
+/// A pending order of two smartphones, as POST /orders makes it, its event for `new_order_topic`.
+pub fn new_pending_order(user_id: &str, new_order_topic: &str) -> OrderDocument {
+    let product = ProductSnapshot { id: "1".into(), name: "Smartphone".into(), unit_price: Money::from_cents(89_999) };
+    let quantity = Quantity::parse(&serde_json::json!(2)).unwrap();
+    let total = product.unit_price.times(quantity.get()).unwrap();
+    OrderDocument::new_pending(
+        user_id,
+        &product,
+        quantity,
+        total,
+        None,
+        new_order_topic,
+        order_service::store::EventOrigin::default(),
+    )
+    .unwrap()
+}
+
+/// The test's own client of a test app's database (no workers, no app).
+pub async fn raw_store(database: &str) -> order_service::store::OrderStore {
+    let durations =
+        prometheus::HistogramVec::new(prometheus::HistogramOpts::new("d", "d"), &["command", "outcome"]).unwrap();
+    let commands = prometheus::IntCounterVec::new(prometheus::Opts::new("c", "c"), &["operation"]).unwrap();
+    let client =
+        order_service::store::connect(&env("MONGODB_URI"), "test", Duration::from_secs(5), durations, commands)
+            .await
+            .unwrap();
+    order_service::store::OrderStore::new(client.database(database))
+}
+
+/// Waits until the order has `status`, or panics after `timeout`.
+pub async fn wait_for_status(
+    store: &order_service::store::OrderStore,
+    order_id: &str,
+    status: OrderStatus,
+    timeout: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while store.find(order_id).await.unwrap().map(|order| order.status) != Some(status) {
+        assert!(tokio::time::Instant::now() < deadline, "order {order_id} did not reach {status:?} in {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -315,6 +346,163 @@ impl Drop for PrivateBroker {
             let _ = child.kill();
             let _ = child.wait();
         }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// DER prefix of a PKCS#8 v1 Ed25519 private key; the 32-byte seed follows it.
+const PKCS8_ED25519_PREFIX: [u8; 16] =
+    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+
+/// What the order-service talks to over HTTP, played by the test: the user-service's JWKS (with a key
+/// the test signs tokens with) and the product-service's `product(id)` query (product "1" exists).
+pub struct Fakes {
+    pub url: String,
+    key: jsonwebtoken::EncodingKey,
+    kid: String,
+    task: JoinHandle<()>,
+}
+
+impl Fakes {
+    pub async fn start() -> Self {
+        use axum::{
+            Json, Router,
+            routing::{get, post},
+        };
+        use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
+        let mut der = PKCS8_ED25519_PREFIX.to_vec();
+        der.extend_from_slice(&rand::random::<[u8; 32]>());
+        let key = jsonwebtoken::EncodingKey::from_ed_der(&der);
+        let mut jwk = Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::EdDSA).expect("a JWK");
+        let kid = jwk.thumbprint(ThumbprintHash::SHA256).expect("a thumbprint");
+        jwk.common.key_id = Some(kid.clone());
+        let jwks = JwkSet { keys: vec![jwk] };
+        let router =
+            Router::new().route("/.well-known/jwks.json", get(move || std::future::ready(Json(jwks.clone())))).route(
+                "/graphql",
+                post(|Json(body): Json<serde_json::Value>| async move {
+                    let product = (body["variables"]["id"] == "1")
+                        .then(|| serde_json::json!({"id": "1", "name": "Smartphone", "price": 899.99}));
+                    Json(serde_json::json!({"data": {"product": product}}))
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+        let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self { url, key, kid, task }
+    }
+
+    /// Settings that point the app at these fakes.
+    pub fn settings(&self) -> Settings {
+        settings()
+            .with("PRODUCT_SERVICE_URL", self.url.clone())
+            .with("JWKS_URL", format!("{}/.well-known/jwks.json", self.url))
+    }
+
+    /// A customer token for `user_id`, valid for 10 minutes.
+    pub fn token(&self, user_id: &str) -> String {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let claims = serde_json::json!({
+            "sub": user_id, "username": format!("user-{user_id}"), "email": format!("{user_id}@example.com"),
+            "role": "customer", "iss": "user-service", "aud": "ecommerce-api", "iat": now, "exp": now + 600,
+            "jti": uuid::Uuid::new_v4().to_string(),
+        });
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, &claims, &self.key).expect("a signed token")
+    }
+}
+
+impl Drop for Fakes {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestApp {
+    /// POST /orders of product "1" with `token`, and an `Idempotency-Key` when given.
+    pub async fn post_order(&self, token: &str, key: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(self.url("/orders"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"productId": "1", "quantity": 2}));
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.client.get(self.url("/metrics")).send().await.expect("request sent").text().await.expect("a body")
+    }
+}
+
+/// The value of the sample `name{labels…}` in a Prometheus text exposition (0 when absent).
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} ")))
+        .filter(|line| labels.iter().all(|(key, value)| line.contains(&format!("{key}=\"{value}\""))))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A private SecantusDB that a test may freeze (SIGSTOP) and thaw, stopped by its pid when dropped.
+pub struct PrivateMongo {
+    pub uri: String,
+    data_dir: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+impl PrivateMongo {
+    pub async fn start() -> Self {
+        let port = closed_port();
+        let data_dir = std::env::temp_dir().join(format!("secantus-{}", uuid::Uuid::new_v4().simple()));
+        let child = std::process::Command::new(env("SECANTUSD_BIN"))
+            .args(["--sync-on-commit", "--host", "127.0.0.1", "--port", &port.to_string(), "--storage-path"])
+            .arg(&data_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("SecantusDB starts");
+        // The same URI options as scripts/engines.py gives the shared engine. Built first, so that a
+        // failed start still stops the process (Drop).
+        let uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true&retryWrites=false");
+        let mongo = Self { uri, data_dir, child };
+        for _ in 0..600 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return mongo;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("private SecantusDB did not start");
+    }
+
+    fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill").args([name, &self.child.id().to_string()]).status();
+        assert!(status.is_ok_and(|status| status.success()), "kill {name}");
+    }
+
+    /// Freezes the server: connections stay open, nothing is answered.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+}
+
+impl Drop for PrivateMongo {
+    fn drop(&mut self) {
+        // A frozen process ignores SIGTERM until it is thawed.
+        for signal in ["-CONT", "-TERM"] {
+            let _ = std::process::Command::new("kill").args([signal, &self.child.id().to_string()]).status();
+        }
+        let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }

@@ -11,6 +11,11 @@
 //! previous run or another replica. Kafka errors are retried with backoff and a new producer. On stop it
 //! publishes what is pending, within a bounded time (when Kafka is reachable), and flushes.
 //!
+//! Replicas share the outbox through leases: each round the relay claims, in one update, the pending events no
+//! live lease holds (`leaseOwner` = REPLICA_ID, `leaseUntil` = now + OUTBOX_LEASE_MS), publishes only its own, and
+//! marks everything the broker acknowledged published in one update. While every replica lives an event goes out
+//! once; a crashed replica's claims expire and another takes them (then an event may go out twice).
+//!
 //! Each publication is a producer span, a child of the trace context stored with the event (the `Pay` call's),
 //! and its own context goes with the message as the `traceparent` header: the consumer joins the same trace.
 //! The relay counts messages produced and failed, and keeps the `outbox_backlog` gauge current.
@@ -54,6 +59,15 @@ pub struct OutboxRelay {
     producer: EventProducer,
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
+    lease: Lease,
+}
+
+/// Who this relay's outbox claims belong to, and for how long they hold: relays of several replicas
+/// each publish only what they claimed, so an event goes out once while every replica lives.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub owner: String,
+    pub duration: Duration,
 }
 
 impl OutboxRelay {
@@ -63,13 +77,18 @@ impl OutboxRelay {
         kafka: KafkaConfig,
         wake: Arc<Notify>,
         metrics: Arc<Metrics>,
+        lease: Lease,
     ) -> Result<Self, KafkaError> {
         let producer = EventProducer::new(&kafka.brokers)?;
         metrics.expect_topic(&kafka.payment_processed_topic);
-        Ok(Self { store, kafka, producer, wake, metrics })
+        Ok(Self { store, kafka, producer, wake, metrics, lease })
     }
 
     pub async fn run(mut self, mut stop: StopSignal) {
+        // What a previous run under this name claimed is this run's to publish at once.
+        if let Err(error) = self.store.release_leases(&self.lease.owner).await {
+            tracing::debug!(%error, "earlier outbox leases left to expire");
+        }
         if self.publish_until_stopped(&mut stop).await {
             self.drain().await;
         }
@@ -153,22 +172,22 @@ impl OutboxRelay {
 
     /// Publishes one batch of pending events; returns how many were published.
     async fn publish_pending(&self) -> Result<usize, RelayError> {
-        let batch = self.store.pending_events(BATCH_SIZE).await?;
+        let batch = self.store.claim_pending_events(&self.lease.owner, self.lease.duration, BATCH_SIZE).await?;
         // Sent together so librdkafka can batch them; the idempotent producer keeps their order per partition.
         let deliveries = futures::future::join_all(batch.iter().map(|event| self.publish(event))).await;
         let mut first_error = None;
-        let mut published = 0;
+        let mut delivered = Vec::with_capacity(batch.len());
         for (event, delivery) in batch.iter().zip(deliveries) {
             match delivery {
-                Ok(()) => {
-                    self.store.mark_published(&event.payment_id).await?;
-                    published += 1;
-                }
+                Ok(()) => delivered.push(event.payment_id.as_str()),
                 Err(error) => {
                     first_error.get_or_insert(error);
                 }
             }
         }
+        // One command for everything the broker acknowledged.
+        self.store.mark_published(&delivered).await?;
+        let published = delivered.len();
         if batch.len() < BATCH_SIZE {
             // A short batch was the whole outbox: what it left behind is the backlog, no count needed.
             // (Events stored since then wake the relay for another round.)
@@ -260,6 +279,10 @@ impl OutboxRelay {
     }
 
     async fn flush_and_close(self) {
+        // What this replica claimed but did not publish is free for the others at once.
+        if let Err(error) = self.store.release_leases(&self.lease.owner).await {
+            tracing::debug!(%error, "outbox leases left to expire");
+        }
         let producer = self.producer;
         // Flushing and dropping the producer block the thread: keep them off the async workers.
         let flushed = tokio::task::spawn_blocking(move || producer.flush_blocking(FLUSH_TIMEOUT)).await;

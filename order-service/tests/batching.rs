@@ -1,0 +1,144 @@
+//! The store's batch commands, counted from the driver's own command events (the
+//! `mongodb_commands_total` metric): a batch costs one command, whatever its size.
+mod support;
+
+use std::time::Duration;
+
+use order_service::{
+    catalog::ProductSnapshot,
+    domain::{Money, OrderStatus, Quantity},
+    store::{self, EventOrigin, OrderDocument, OrderStore, OutboxEvent, StoreError, TransitionWrite},
+};
+
+struct Probe {
+    store: OrderStore,
+    commands: prometheus::IntCounterVec,
+}
+
+impl Probe {
+    async fn new() -> Self {
+        let durations =
+            prometheus::HistogramVec::new(prometheus::HistogramOpts::new("d", "d"), &["command", "outcome"]).unwrap();
+        let commands = prometheus::IntCounterVec::new(prometheus::Opts::new("c", "c"), &["operation"]).unwrap();
+        let client =
+            store::connect(&support::env("MONGODB_URI"), "test", Duration::from_secs(5), durations, commands.clone())
+                .await
+                .unwrap();
+        let store = OrderStore::new(client.database(&format!("orders_batch_{}", uuid::Uuid::new_v4().simple())));
+        store.ensure_indexes().await.unwrap();
+        Self { store, commands }
+    }
+
+    /// Commands sent by `operation` so far.
+    fn sent(&self, operation: &str) -> u64 {
+        self.commands.with_label_values(&[operation]).get()
+    }
+}
+
+fn order(user: &str, key: Option<&str>) -> OrderDocument {
+    let product = ProductSnapshot { id: "1".into(), name: "Smartphone".into(), unit_price: Money::from_cents(89_999) };
+    let quantity = Quantity::parse(&serde_json::json!(2)).unwrap();
+    let total = product.unit_price.times(quantity.get()).unwrap();
+    let keyed = key.map(|key| (format!("{user}:{key}"), "1|2".to_owned()));
+    OrderDocument::new_pending(user, &product, quantity, total, keyed, "new-order", EventOrigin::default()).unwrap()
+}
+
+#[tokio::test]
+async fn a_batch_of_orders_is_one_insert_and_a_duplicate_key_fails_only_its_own_order() {
+    let probe = Probe::new().await;
+    let mut orders: Vec<OrderDocument> = (0..50).map(|n| order("u", Some(&format!("k{n}")))).collect();
+    orders[10] = order("u", Some("k3"));
+    orders[40] = order("u", Some("k3"));
+    let before = probe.sent("insert");
+    let outcomes = probe.store.insert_batch(&orders).await;
+    assert_eq!(probe.sent("insert") - before, 1, "one command for the batch");
+    for (index, outcome) in outcomes.iter().enumerate() {
+        match index {
+            10 | 40 => assert!(matches!(outcome, Err(StoreError::DuplicateIdempotencyKey)), "{index}: {outcome:?}"),
+            _ => assert!(outcome.is_ok(), "{index}: {outcome:?}"),
+        }
+    }
+    let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
+    assert_eq!(probe.store.find_many(&ids).await.unwrap().len(), 48);
+}
+
+#[tokio::test]
+async fn the_relay_claims_and_marks_a_batch_published_in_one_command_each() {
+    let probe = Probe::new().await;
+    let orders: Vec<OrderDocument> = (0..50).map(|_| order("u", None)).collect();
+    assert!(probe.store.insert_batch(&orders).await.iter().all(Result::is_ok));
+
+    let updates = probe.sent("update");
+    let claimed = probe.store.claim_outbox("replica-a", Duration::from_secs(30), 200).await.unwrap();
+    assert_eq!(claimed.len(), 50);
+    assert_eq!(probe.sent("update") - updates, 1, "one claim for the whole outbox");
+    assert!(probe.store.claim_outbox("replica-b", Duration::from_secs(30), 200).await.unwrap().is_empty(), "leased");
+
+    let published: Vec<(String, String)> =
+        claimed.iter().map(|order| (order.id.clone(), order.outbox[0].event_id.clone())).collect();
+    let updates = probe.sent("update");
+    probe.store.acknowledge_published(&published).await.unwrap();
+    assert_eq!(probe.sent("update") - updates, 1, "one command marks the batch published");
+    let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
+    for order in probe.store.find_many(&ids).await.unwrap().values() {
+        assert!(order.outbox.is_empty() && !order.outbox_pending, "{order:?}");
+    }
+    assert_eq!(probe.store.outbox_backlog().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over_and_a_live_one_is_not() {
+    let probe = Probe::new().await;
+    assert!(probe.store.insert_batch(&[order("u", None)]).await[0].is_ok());
+    assert_eq!(probe.store.claim_outbox("dead", Duration::ZERO, 10).await.unwrap().len(), 1);
+    assert_eq!(probe.store.claim_outbox("live", Duration::from_secs(60), 10).await.unwrap().len(), 1, "expired");
+    assert!(probe.store.claim_outbox("other", Duration::from_secs(60), 10).await.unwrap().is_empty());
+    assert_eq!(probe.store.claim_outbox("live", Duration::from_secs(60), 10).await.unwrap().len(), 1, "its own");
+    probe.store.release_leases("live").await.unwrap();
+    assert_eq!(probe.store.claim_outbox("other", Duration::from_secs(60), 10).await.unwrap().len(), 1, "released");
+}
+
+#[tokio::test]
+async fn a_batch_of_transitions_is_one_command_and_each_applies_only_from_its_state() {
+    let probe = Probe::new().await;
+    let orders: Vec<OrderDocument> = (0..20).map(|_| order("u", None)).collect();
+    assert!(probe.store.insert_batch(&orders).await.iter().all(Result::is_ok));
+    let processed = |order: &OrderDocument| TransitionWrite::Processed {
+        order_id: order.id.clone(),
+        event: OutboxEvent {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            topic: "order-processed".into(),
+            key: order.id.clone(),
+            payload: "{}".into(),
+            request_id: None,
+            traceparent: None,
+        },
+    };
+    let paid = |order: &OrderDocument, total_cents| TransitionWrite::Paid {
+        order_id: order.id.clone(),
+        user_id: order.user_id.clone(),
+        total_cents,
+        payment_id: format!("pay-{}", order.id),
+        event_id: "e".into(),
+    };
+    // 20 pending → processed, then in the same command: a second processed (already done), a payment
+    // of the right total (applies), one of a wrong total (refused by the filter), and one of a pending
+    // order (too early).
+    let mut writes: Vec<TransitionWrite> = orders[..19].iter().map(processed).collect();
+    writes.push(processed(&orders[0]));
+    writes.push(paid(&orders[1], 179_998));
+    writes.push(paid(&orders[2], 1));
+    writes.push(paid(&orders[19], 179_998));
+    let before = probe.sent("bulkWrite");
+    let applied = probe.store.apply_transitions(&writes).await.unwrap();
+    assert_eq!(probe.sent("bulkWrite") - before, 1, "one command for the batch");
+    assert_eq!(&applied[..19], &[true; 19]);
+    assert_eq!(&applied[19..], &[false, true, false, false]);
+
+    let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
+    let stored = probe.store.find_many(&ids).await.unwrap();
+    assert_eq!(stored[&orders[0].id].outbox.len(), 2, "new-order and one order-processed");
+    assert_eq!(stored[&orders[1].id].status, OrderStatus::Paid);
+    assert_eq!(stored[&orders[2].id].status, OrderStatus::Processed);
+    assert_eq!(stored[&orders[19].id].status, OrderStatus::Pending);
+}

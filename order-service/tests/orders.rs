@@ -1,0 +1,139 @@
+//! POST /orders under concurrent bursts: group commit gives every request its own outcome.
+mod support;
+
+use std::collections::HashSet;
+
+use futures::future::join_all;
+use tokio::task::JoinSet;
+
+/// The `orderId` of a 201 body, with whether it was a replay.
+async fn created(response: reqwest::Response) -> (String, bool) {
+    assert_eq!(response.status(), 201);
+    let replayed = response.headers().get("idempotent-replayed").is_some_and(|value| value == "true");
+    let body: serde_json::Value = response.json().await.expect("a JSON body");
+    (body["orderId"].as_str().expect("an orderId").to_owned(), replayed)
+}
+
+#[tokio::test]
+async fn a_burst_of_concurrent_orders_gets_its_own_201_each_and_every_order_is_stored() {
+    let fakes = support::Fakes::start().await;
+    let app = fakes.settings().spawn().await;
+    let token = fakes.token("user-1");
+    let burst = 200;
+    let responses = join_all((0..burst).map(|_| app.post_order(&token, None))).await;
+    let mut ids = HashSet::new();
+    for response in responses {
+        let (id, replayed) = created(response).await;
+        assert!(!replayed);
+        ids.insert(id);
+    }
+    assert_eq!(ids.len(), burst, "every request got its own order");
+    let ids: Vec<String> = ids.into_iter().collect();
+    let stored = app.state.store.find_many(&ids).await.unwrap();
+    assert_eq!(stored.len(), burst, "every 201 is stored");
+    assert!(stored.values().all(|order| order.user_id == "user-1" && order.total_cents == 179_998));
+
+    let metrics = app.metrics().await;
+    let inserts = support::sample(&metrics, "mongodb_commands_total", &[("operation", "insert")]);
+    let batches = support::sample(&metrics, "write_batch_size_count", &[("queue", "orders")]);
+    println!("{burst} concurrent orders: {batches} batches, {inserts} insert commands");
+    assert_eq!(inserts, batches, "one insert command per batch");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn duplicates_of_an_idempotency_key_in_one_burst_get_one_order_and_replays_of_it() {
+    let fakes = support::Fakes::start().await;
+    let app = fakes.settings().spawn().await;
+    let token = fakes.token("user-1");
+    // 40 requests with one key among 100 with keys of their own, all at once: the duplicates
+    // are their own requests' replays, never the failure of the batch they were written in.
+    let shared = join_all((0..40).map(|_| app.post_order(&token, Some("shared-key"))));
+    let own = join_all((0..100).map(|n| {
+        let key = format!("own-{n}");
+        let app = &app;
+        let token = &token;
+        async move { app.post_order(token, Some(&key)).await }
+    }));
+    let (shared, own) = tokio::join!(shared, own);
+
+    let mut shared_ids = HashSet::new();
+    let mut first_answers = 0;
+    for response in shared {
+        let (id, replayed) = created(response).await;
+        shared_ids.insert(id);
+        first_answers += usize::from(!replayed);
+    }
+    assert_eq!(shared_ids.len(), 1, "one order for the shared key");
+    assert_eq!(first_answers, 1, "one 201 creates it; the other 39 are replays");
+    let mut own_ids = HashSet::new();
+    for response in own {
+        let (id, replayed) = created(response).await;
+        assert!(!replayed, "a key of its own is never a replay");
+        own_ids.insert(id);
+    }
+    assert_eq!(own_ids.len(), 100);
+    assert!(own_ids.is_disjoint(&shared_ids));
+
+    let stored = app.state.store.list(None, None, 1_000).await.unwrap();
+    assert_eq!(stored.len(), 101, "exactly the distinct keys' orders are stored");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_write_queue_answers_503_json_with_retry_after_and_counts_it() {
+    let mongo = support::PrivateMongo::start().await;
+    let fakes = support::Fakes::start().await;
+    let app = fakes
+        .settings()
+        .with("MONGODB_URI", mongo.uri.clone())
+        // No operation gives up while the database is frozen: the writer stays busy with its batch.
+        .with("MONGODB_TIMEOUT_MS", "120000")
+        .with("ORDER_WRITE_QUEUE", "2")
+        .with("ORDER_WRITE_BATCH", "1")
+        .spawn()
+        .await;
+    let token = fakes.token("user-1");
+    // Warm the JWKS cache while the database answers.
+    created(app.post_order(&token, None).await).await;
+
+    mongo.freeze();
+    // A frozen database holds the writer's batch (1 order) and the queue (2): of 20 requests at once,
+    // at least 17 cannot be queued, whatever the order they arrive in.
+    let burst = 20;
+    let mut requests = JoinSet::new();
+    for _ in 0..burst {
+        let (client, url, token) = (app.client.clone(), app.url("/orders"), token.clone());
+        requests.spawn(async move {
+            let body = serde_json::json!({"productId": "1", "quantity": 1});
+            client.post(url).bearer_auth(token).json(&body).send().await.expect("request sent")
+        });
+    }
+    let mut refused = 0;
+    while refused < burst - 3 {
+        let response = requests.join_next().await.expect("a response").expect("the request task");
+        assert_eq!(response.status(), 503, "nothing can be written while the database is frozen");
+        assert_eq!(response.headers()["retry-after"], "1");
+        let body: serde_json::Value = response.json().await.expect("a JSON body");
+        assert_eq!(body["success"], false);
+        assert_eq!(body["message"], "Too many orders in progress; retry shortly");
+        refused += 1;
+    }
+    mongo.thaw();
+    let mut written = 0;
+    while let Some(response) = requests.join_next().await {
+        match response.expect("the request task").status().as_u16() {
+            201 => written += 1,
+            503 => refused += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(written <= 3, "{written} written");
+    let metrics = app.metrics().await;
+    let counted = support::sample(&metrics, "write_queue_rejected_total", &[("queue", "orders")]);
+    assert_eq!(counted, refused as f64, "every refusal is counted");
+    // The queue is free again once the database answers.
+    created(app.post_order(&token, None).await).await;
+    app.stop().await;
+    drop(mongo);
+}

@@ -1,0 +1,113 @@
+//! Concurrent `Pay` calls are written by one group-commit writer: one `insert_many` per batch, each call with its
+//! own outcome; the relay claims and marks a batch of events published in one command each.
+mod support;
+
+use std::{collections::HashSet, time::Duration};
+
+use futures::future::join_all;
+use mongodb::bson;
+use payment_service::{
+    domain::PaymentStatus,
+    store::{self, PaymentDocument, PaymentStore},
+};
+
+#[tokio::test]
+async fn a_burst_of_concurrent_payments_gets_its_own_success_each_in_a_few_inserts() {
+    let app = support::spawn(&[]).await;
+    let user = support::unique("user-");
+    let mut orders = Vec::new();
+    for _ in 0..100 {
+        orders.push(app.known_order(&user, 1_000).await);
+    }
+    let results = join_all(orders.iter().map(|order| app.pay(order, &user, 1_000, order))).await;
+    let mut ids = HashSet::new();
+    for result in results {
+        let response = result.expect("paid");
+        assert_eq!(response.status(), payment_service::proto::PaymentStatus::Success);
+        assert!(!response.replayed);
+        ids.insert(response.payment_id);
+    }
+    assert_eq!(ids.len(), 100, "every call got its own payment");
+    assert_eq!(app.stored_payments(bson::doc! { "userId": &user }).await.len(), 100);
+    let inserts = app.metric("mongodb_commands_total", &[("operation", "insert")]).await;
+    let batches = app.metric("write_batch_size_count", &[("queue", "payments")]).await;
+    println!("100 concurrent payments: {batches} batches, {inserts} insert commands");
+    assert_eq!(inserts, batches, "one insert command per batch");
+}
+
+#[tokio::test]
+async fn duplicates_of_a_key_in_one_burst_store_one_payment_and_the_others_replay_it() {
+    let app = support::spawn(&[]).await;
+    let user = support::unique("user-");
+    let order = app.known_order(&user, 2_000).await;
+    let others: Vec<String> = {
+        let mut others = Vec::new();
+        for _ in 0..30 {
+            others.push(app.known_order(&user, 2_000).await);
+        }
+        others
+    };
+    let shared = join_all((0..30).map(|_| app.pay(&order, &user, 2_000, "shared-key")));
+    let own = join_all(others.iter().map(|other| app.pay(other, &user, 2_000, other)));
+    let (shared, own) = tokio::join!(shared, own);
+    let responses: Vec<_> = shared.into_iter().map(|result| result.expect("answered")).collect();
+    let ids: HashSet<_> = responses.iter().map(|response| response.payment_id.clone()).collect();
+    assert_eq!(ids.len(), 1, "one payment for the shared key");
+    assert_eq!(responses.iter().filter(|response| !response.replayed).count(), 1, "the others replay it");
+    assert!(own.into_iter().all(|result| result.is_ok_and(|response| !response.replayed)));
+    assert_eq!(app.stored_payments_for_order(&order).await.len(), 1, "charged once");
+}
+
+fn payment(order_id: &str) -> PaymentDocument {
+    PaymentDocument {
+        id: uuid::Uuid::now_v7().to_string(),
+        order_id: order_id.to_owned(),
+        user_id: "u".into(),
+        amount_cents: 1_000,
+        currency: "EUR".into(),
+        status: PaymentStatus::Success,
+        reason: String::new(),
+        idempotency_scope: format!("u:{order_id}"),
+        success_order_id: Some(order_id.to_owned()),
+        created_at: bson::DateTime::now(),
+        request_id: None,
+        traceparent: None,
+        tracestate: None,
+        outbox_event: Some(format!(r#"{{"eventId":"{}"}}"#, uuid::Uuid::new_v4())),
+        outbox_pending: true,
+        lease_until: store::unleased(),
+    }
+}
+
+#[tokio::test]
+async fn the_relay_claims_and_marks_a_batch_published_in_one_command_each_and_a_live_lease_is_respected() {
+    let durations =
+        prometheus::HistogramVec::new(prometheus::HistogramOpts::new("d", "d"), &["command", "outcome"]).unwrap();
+    let commands = prometheus::IntCounterVec::new(prometheus::Opts::new("c", "c"), &["operation"]).unwrap();
+    let client = store::connect(&support::mongodb_uri(), "test", Duration::from_secs(5), durations, commands.clone())
+        .await
+        .unwrap();
+    let store = PaymentStore::new(client.database(&support::unique("payments_batch_")));
+    store.ensure_indexes().await.unwrap();
+    let sent = |operation: &str| commands.with_label_values(&[operation]).get();
+
+    let mut payments: Vec<PaymentDocument> = (0..50).map(|n| payment(&format!("order-{n}"))).collect();
+    payments[7] = payment("order-3");
+    let inserts = sent("insert");
+    let outcomes = store.insert_batch(&payments).await;
+    assert_eq!(sent("insert") - inserts, 1, "one command for the batch");
+    assert!(matches!(outcomes[7], Err(store::StoreError::Duplicate)), "only the duplicate fails: {:?}", outcomes[7]);
+    assert_eq!(outcomes.iter().filter(|outcome| outcome.is_ok()).count(), 49);
+
+    let updates = sent("update");
+    let claimed = store.claim_pending_events("replica-a", Duration::from_secs(30), 100).await.unwrap();
+    assert_eq!(claimed.len(), 49);
+    assert_eq!(sent("update") - updates, 1, "one claim for the whole outbox");
+    assert!(store.claim_pending_events("replica-b", Duration::from_secs(30), 100).await.unwrap().is_empty());
+
+    let ids: Vec<&str> = claimed.iter().map(|event| event.payment_id.as_str()).collect();
+    let updates = sent("update");
+    store.mark_published(&ids).await.unwrap();
+    assert_eq!(sent("update") - updates, 1, "one command marks the batch published");
+    assert_eq!(store.count_pending().await.unwrap(), 0);
+}
