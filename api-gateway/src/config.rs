@@ -50,8 +50,7 @@ impl Config {
             return Err(ConfigError { variable: "CIRCUIT_BREAKER_OPEN_MS", reason: "must be at least 1".into() });
         }
         let downstream_timeout = millis(source, "DOWNSTREAM_TIMEOUT_MS", 3_000)?;
-        let server = ServerLimits::from_lookup(|name| source.get(name))
-            .map_err(|error| ConfigError { variable: error.variable, reason: error.reason })?;
+        let server = ServerLimits::from_source(source)?;
         // Otherwise a slow service would be cut off by the client-facing 408 instead of answered
         // with the gateway's own 504 (and its breaker would never hear of the timeout).
         if server.request_timeout <= downstream_timeout {

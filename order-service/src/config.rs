@@ -90,7 +90,7 @@ impl Config {
             mongodb_uri: parsed(source, "MONGODB_URI", MongoUri("mongodb://127.0.0.1:27017".into()))?,
             mongodb_database: text(source, "MONGODB_DATABASE", "orders"),
             mongodb_timeout: millis(source, "MONGODB_TIMEOUT_MS", 2_000)?,
-            server: server_limits(source)?,
+            server: ServerLimits::from_source(source)?,
             kafka_brokers: text(source, "KAFKA_BROKERS", "127.0.0.1:9092"),
             topics: Topics {
                 new_order: topic("KAFKA_TOPIC_NEW_ORDER", "new-order")?,
@@ -113,12 +113,6 @@ impl Config {
             outbox_lease: millis(source, "OUTBOX_LEASE_MS", 30_000)?,
         })
     }
-}
-
-/// The shared server limits, read through this service's source.
-pub fn server_limits(source: &dyn Source) -> Result<ServerLimits, ConfigError> {
-    ServerLimits::from_lookup(|name| source.get(name))
-        .map_err(|error| ConfigError { variable: error.variable, reason: error.reason })
 }
 
 #[cfg(test)]

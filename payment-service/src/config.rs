@@ -6,6 +6,7 @@ pub use platform::config::{
     AppEnv, BaseUrl, Common, ConfigError, LogFormat, MongoUri, ProcessEnv, ServiceDefaults, Source, TracingConfig,
     at_least_one, bounded, check_topic_name, default_replica_id, millis, non_empty, parsed, text,
 };
+pub use platform::http::server::ServerLimits;
 
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
@@ -37,6 +38,8 @@ pub struct Config {
     pub common: Common,
     /// The HTTP side port serving `GET /metrics` (the main port speaks gRPC only); 0 picks a free one.
     pub metrics_port: u16,
+    /// HEADER_READ_TIMEOUT_MS, REQUEST_TIMEOUT_MS, SHUTDOWN_DRAIN_MS of the metrics side server.
+    pub metrics_server: ServerLimits,
     pub mongodb_uri: MongoUri,
     pub mongodb_database: String,
     /// How long a MongoDB operation may wait for a server before the call fails with UNAVAILABLE.
@@ -80,6 +83,7 @@ impl Config {
         Ok(Self {
             common,
             metrics_port,
+            metrics_server: ServerLimits::from_source(source)?,
             mongodb_uri: parsed(source, "MONGODB_URI", MongoUri(DEFAULT_MONGODB_URI.into()))?,
             mongodb_database: non_empty(source, "MONGODB_DATABASE", "payments")?,
             mongodb_timeout: millis(source, "MONGODB_TIMEOUT_MS", 2_000)?,

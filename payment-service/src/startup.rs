@@ -13,6 +13,7 @@ use tonic::{
 use crate::{
     auth::JwksVerifier,
     config::Config,
+    config::ServerLimits,
     domain::DecisionRule,
     events::{OrderEventsConsumer, OutboxRelay, producer::EventProducer, relay::Lease},
     grpc::PaymentApi,
@@ -118,7 +119,8 @@ impl Application {
         let order_events = Worker::spawn(move |stop| consumer.run(stop));
         let metrics_server = Worker::spawn({
             let router = metrics::router(metrics.clone());
-            move |stop| serve_metrics(metrics_listener, router, stop)
+            let limits = config.metrics_server;
+            move |stop| serve_metrics(metrics_listener, router, limits, stop)
         });
         Ok(Self {
             listener,
@@ -180,9 +182,10 @@ impl Application {
     }
 }
 
-/// The metrics side server, until stopped (then it lets the scrapes in flight finish).
-async fn serve_metrics(listener: TcpListener, router: axum::Router, mut stop: StopSignal) {
-    let served = axum::serve(listener, router).with_graceful_shutdown(async move { stop.stopped().await }).await;
+/// The metrics side server, with the same limits as every HTTP service (a slow client cannot hold a
+/// connection), until stopped (then it lets the scrapes in flight finish, up to the drain deadline).
+async fn serve_metrics(listener: TcpListener, router: axum::Router, limits: ServerLimits, mut stop: StopSignal) {
+    let served = platform::http::server::serve(listener, router, limits, async move { stop.stopped().await }).await;
     if let Err(error) = served {
         tracing::error!(%error, "the metrics server failed");
     }

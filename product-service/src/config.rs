@@ -80,7 +80,7 @@ impl Config {
             mongodb_uri: parsed(source, "MONGODB_URI", MongoUri("mongodb://127.0.0.1:27017".into()))?,
             mongodb_database: text(source, "MONGODB_DATABASE", "products"),
             mongodb_timeout: millis(source, "MONGODB_TIMEOUT_MS", 2_000)?,
-            server: server_limits(source)?,
+            server: ServerLimits::from_source(source)?,
             jwks_url: parsed(source, "JWKS_URL", HttpUrl(DEFAULT_JWKS_URL.into()))?,
             jwt_issuer: text(source, "JWT_ISSUER", "user-service"),
             jwt_audience: text(source, "JWT_AUDIENCE", "ecommerce-api"),
@@ -94,12 +94,6 @@ impl Config {
             },
         })
     }
-}
-
-/// The shared server limits, read through this service's source.
-pub fn server_limits(source: &dyn Source) -> Result<ServerLimits, ConfigError> {
-    ServerLimits::from_lookup(|name| source.get(name))
-        .map_err(|error| ConfigError { variable: error.variable, reason: error.reason })
 }
 
 #[cfg(test)]

@@ -113,7 +113,7 @@ impl Config {
             mongodb_uri: parsed(source, "MONGODB_URI", MongoUri("mongodb://127.0.0.1:27017".into()))?,
             mongodb_database: text(source, "MONGODB_DATABASE", "users"),
             mongodb_timeout: millis(source, "MONGODB_TIMEOUT_MS", 2_000)?,
-            server: server_limits(source)?,
+            server: ServerLimits::from_source(source)?,
             signing_key,
             jwt_issuer: text(source, "JWT_ISSUER", "user-service"),
             jwt_audience: text(source, "JWT_AUDIENCE", "ecommerce-api"),
@@ -133,12 +133,6 @@ impl Config {
             password_hash_queue_limit,
         })
     }
-}
-
-/// The shared server limits, read through this service's source.
-pub fn server_limits(source: &dyn Source) -> Result<ServerLimits, ConfigError> {
-    ServerLimits::from_lookup(|name| source.get(name))
-        .map_err(|error| ConfigError { variable: error.variable, reason: error.reason })
 }
 
 fn default_hash_concurrency() -> usize {

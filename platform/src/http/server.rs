@@ -30,7 +30,9 @@ use hyper_util::{
 use tokio::{net::TcpListener, task::JoinSet};
 use tower::ServiceExt as _;
 
-/// The three limits, from the environment (see [`ServerLimits::from_lookup`]).
+use crate::config::{ConfigError, Source, millis};
+
+/// The three limits, from the environment (see [`ServerLimits::from_source`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerLimits {
     /// Longest a client may take to send a request's head (and longest a keep-alive connection idles).
@@ -55,41 +57,14 @@ impl Default for ServerLimits {
     }
 }
 
-/// A malformed limit: the variable and why (each service turns it into its own configuration error).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LimitError {
-    pub variable: &'static str,
-    pub reason: String,
-}
-
-impl std::fmt::Display for LimitError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "environment variable {}: {}", self.variable, self.reason)
-    }
-}
-
-impl std::error::Error for LimitError {}
-
-type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
-
-/// A positive number of milliseconds, or `default_ms` when unset.
-fn millis(lookup: &Lookup<'_>, name: &'static str, default_ms: u64) -> Result<Duration, LimitError> {
-    let Some(raw) = lookup(name) else { return Ok(Duration::from_millis(default_ms)) };
-    match raw.trim().parse::<u64>() {
-        Ok(0) => Err(LimitError { variable: name, reason: "must be at least 1 (milliseconds)".into() }),
-        Ok(ms) => Ok(Duration::from_millis(ms)),
-        Err(error) => Err(LimitError { variable: name, reason: format!("cannot parse {raw:?}: {error}") }),
-    }
-}
-
 impl ServerLimits {
-    /// Reads `HEADER_READ_TIMEOUT_MS` (default 10000), `REQUEST_TIMEOUT_MS` (30000) and
-    /// `SHUTDOWN_DRAIN_MS` (10000) through `lookup` (a service's configuration source; `None` means unset).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, LimitError> {
+    /// Reads `HEADER_READ_TIMEOUT_MS` (default 10000), `REQUEST_TIMEOUT_MS` (30000) and `SHUTDOWN_DRAIN_MS`
+    /// (10000) from a service's configuration source.
+    pub fn from_source(source: &dyn Source) -> Result<Self, ConfigError> {
         Ok(Self {
-            header_read_timeout: millis(&lookup, "HEADER_READ_TIMEOUT_MS", DEFAULT_HEADER_READ_TIMEOUT_MS)?,
-            request_timeout: millis(&lookup, "REQUEST_TIMEOUT_MS", DEFAULT_REQUEST_TIMEOUT_MS)?,
-            shutdown_drain: millis(&lookup, "SHUTDOWN_DRAIN_MS", DEFAULT_SHUTDOWN_DRAIN_MS)?,
+            header_read_timeout: millis(source, "HEADER_READ_TIMEOUT_MS", DEFAULT_HEADER_READ_TIMEOUT_MS)?,
+            request_timeout: millis(source, "REQUEST_TIMEOUT_MS", DEFAULT_REQUEST_TIMEOUT_MS)?,
+            shutdown_drain: millis(source, "SHUTDOWN_DRAIN_MS", DEFAULT_SHUTDOWN_DRAIN_MS)?,
         })
     }
 }
@@ -190,9 +165,8 @@ mod tests {
 
     use super::*;
 
-    fn limits(pairs: &[(&str, &str)]) -> Result<ServerLimits, LimitError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        ServerLimits::from_lookup(|name| map.get(name).cloned())
+    fn limits(pairs: &[(&str, &str)]) -> Result<ServerLimits, ConfigError> {
+        ServerLimits::from_source(&pairs.iter().copied().collect::<HashMap<&str, &str>>())
     }
 
     #[test]
