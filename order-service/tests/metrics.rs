@@ -4,16 +4,7 @@ mod support;
 use std::time::Duration;
 
 use order_service::domain::OrderStatus;
-
-/// The value of the sample `name{labels…}` in a Prometheus text exposition (0 when absent).
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter(|line| line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} ")))
-        .filter(|line| labels.iter().all(|(key, value)| line.contains(&format!("{key}=\"{value}\""))))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+use support::sample;
 
 async fn scrape(app: &support::TestApp) -> String {
     let response = app.client.get(app.url("/metrics")).send().await.expect("request sent");
