@@ -117,7 +117,9 @@ impl Downstream {
             "downstream",
             otel.name = %format!("{method} {}", self.name),
             otel.kind = "client",
-            service = self.name,
+            otel.status_code = tracing::field::Empty,
+            http.request.method = platform::http::observe::method_label(&method),
+            peer.service = self.name,
             url.path = %path,
             http.response.status_code = tracing::field::Empty,
         );
@@ -133,6 +135,11 @@ impl Downstream {
             Err(DownstreamError::CircuitOpen(..)) => CallOutcome::CircuitOpen,
             Err(DownstreamError::Overloaded(_)) => CallOutcome::Overloaded,
         };
+        // A 4xx is the client's own mistake relayed, not a failed call: only server errors and calls that
+        // got no answer mark the span failed.
+        if outcome != CallOutcome::Success && outcome != CallOutcome::ClientError {
+            span.record("otel.status_code", "error");
+        }
         self.metrics.observe_call(self.name, outcome, started.elapsed());
         result
     }

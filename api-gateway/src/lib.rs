@@ -14,5 +14,6 @@ pub mod payments;
 pub mod resilience;
 pub mod routes;
 pub mod startup;
+pub mod state;
 // Shared with every service, kept once in the platform crate.
 pub use platform::{auth, backoff, healthcheck, shutdown, telemetry};

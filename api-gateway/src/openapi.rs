@@ -14,7 +14,7 @@ use utoipa::{
 };
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{routes, startup::AppState};
+use crate::{routes, state::AppState};
 
 #[derive(OpenApi)]
 #[openapi(

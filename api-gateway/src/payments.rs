@@ -58,7 +58,11 @@ impl PaymentClient {
             "downstream",
             otel.name = "payment.v1.PaymentService/Pay",
             otel.kind = "client",
-            service = SERVICE,
+            otel.status_code = tracing::field::Empty,
+            rpc.system = "grpc",
+            rpc.service = "payment.v1.PaymentService",
+            rpc.method = "Pay",
+            peer.service = SERVICE,
             rpc.grpc.status_code = tracing::field::Empty,
         );
         let started = Instant::now();
@@ -75,6 +79,9 @@ impl PaymentClient {
         };
         if let Ok(Err(status)) | Err(Refusal::Failed(status)) = &result {
             span.record("rpc.grpc.status_code", status.code() as i32);
+        }
+        if !matches!(outcome, CallOutcome::Success | CallOutcome::ClientError) {
+            span.record("otel.status_code", "error");
         }
         self.metrics.observe_call(SERVICE, outcome, started.elapsed());
         match result {

@@ -4,17 +4,13 @@ use std::{future::Future, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use axum::{
     Router,
-    http::{HeaderName, HeaderValue, Method, Request, header},
+    http::{HeaderName, HeaderValue, Method, header},
     response::{IntoResponse, Response},
 };
 use platform::http::server::ServerLimits;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
-use tower_http::{
-    cors::{AllowOrigin, CorsLayer},
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::TraceLayer,
-};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{
     auth::JwksVerifier,
@@ -26,26 +22,8 @@ use crate::{
     metrics::Metrics,
     payments::PaymentClient,
     routes,
+    state::{AppState, Inner},
 };
-
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
-
-pub struct Inner {
-    pub users: Downstream,
-    pub products: Downstream,
-    pub orders: Downstream,
-    pub payments: PaymentClient,
-    pub verifier: JwksVerifier,
-    pub metrics: Arc<Metrics>,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
 
 pub struct Application {
     listener: TcpListener,
@@ -66,7 +44,7 @@ impl Application {
         let guard = config.resilience;
         let metrics = Arc::new(Metrics::new());
         let downstream = |name, url: &str| Downstream::new(name, url, http.clone(), timeout, guard, metrics.clone());
-        let state = AppState(Arc::new(Inner {
+        let state = AppState::new(Inner {
             users: downstream("user-service", &config.user_service_url.0),
             products: downstream("product-service", &config.product_service_url.0),
             orders: downstream("order-service", &config.order_service_url.0),
@@ -74,7 +52,7 @@ impl Application {
                 .context("PAYMENT_SERVICE_URL")?,
             verifier: JwksVerifier::new(&config.jwks_url.0, &config.jwt_issuer, &config.jwt_audience, http.clone()),
             metrics,
-        }));
+        });
         let router = with_middleware(routes::router(state), &config)?;
         let listener = TcpListener::bind((config.common.host, config.common.port))
             .await
@@ -146,47 +124,16 @@ fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
     ))
 }
 
-/// The server span of one request: a child of the caller's trace when it sent `traceparent`.
-fn request_span<B>(request: &Request<B>) -> tracing::Span {
-    let request_id = request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or("-");
-    let span = tracing::info_span!(
-        "request",
-        otel.name = %span_name(request),
-        otel.kind = "server",
-        method = %request.method(),
-        path = %request.uri().path(),
-        request_id = %request_id,
-        trace_id = tracing::field::Empty,
-        http.response.status_code = tracing::field::Empty,
-    );
-    crate::telemetry::continue_trace(&span, request.headers());
-    span
-}
-
-/// `GET /orders/{id}`: the route template, never the raw path (one span name per order would
-/// defeat grouping in the trace UI); unmatched requests are named by their method alone.
-fn span_name<B>(request: &Request<B>) -> String {
-    match request.extensions().get::<axum::extract::MatchedPath>() {
-        Some(route) => format!("{} {}", request.method(), route.as_str()),
-        None => request.method().to_string(),
-    }
-}
-
-fn record_status<B>(response: &axum::http::Response<B>, _latency: Duration, span: &tracing::Span) {
-    span.record("http.response.status_code", response.status().as_u16());
-}
-
 fn with_middleware(router: Router, config: &Config) -> anyhow::Result<Router> {
-    let router = router.layer(
-        ServiceBuilder::new()
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(record_status))
-            .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(axum::middleware::from_fn_with_state(
-                Arc::new(config.trusted_proxies.clone()),
-                client_address::derive,
-            ))
-            .layer(axum::middleware::from_fn_with_state(BodyLimit(config.max_body_bytes), body_limit::limit_body)),
+    let router = platform::http::observe::traced(
+        router.layer(
+            ServiceBuilder::new()
+                .layer(axum::middleware::from_fn_with_state(
+                    Arc::new(config.trusted_proxies.clone()),
+                    client_address::derive,
+                ))
+                .layer(axum::middleware::from_fn_with_state(BodyLimit(config.max_body_bytes), body_limit::limit_body)),
+        ),
     );
     let router = router.layer(axum::middleware::map_response(json_error_bodies));
     Ok(match cors(&config.cors_allowed_origins)? {

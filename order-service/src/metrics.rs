@@ -2,26 +2,19 @@
 //! of the order lifecycle (produced, consumed, failed, consumer lag), the outbox backlog and
 //! MongoDB command latency. One registry per application (not a global one), so several
 //! order-services in one test process keep their own counts.
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use axum::{
-    extract::{MatchedPath, Request, State},
-    http::{Method, StatusCode, header},
-    middleware::Next,
-    response::{IntoResponse, Response},
-};
+use axum::{extract::State, http::header, response::IntoResponse};
+use platform::http::observe::{BUCKETS, HttpMetrics};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
-use crate::startup::AppState;
-
-/// Latency buckets in seconds, from a fast database command (~1 ms) to a timed-out call (10 s).
-const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+use crate::state::AppState;
 
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
-    http_requests: IntCounterVec,
-    http_duration: HistogramVec,
+    /// Requests by route and status (`platform::http::observe::track_requests`).
+    pub http: Arc<HttpMetrics>,
     pub kafka_produced: IntCounterVec,
     pub kafka_consumed: IntCounterVec,
     pub kafka_failed: IntCounterVec,
@@ -53,18 +46,10 @@ fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
 
 impl Metrics {
     pub fn new() -> Self {
+        let registry = platform::metrics::registry();
         let metrics = Self {
-            registry: platform::metrics::registry(),
-            http_requests: counter(
-                "http_server_requests_total",
-                "HTTP requests answered, by route and status",
-                &["method", "route", "status"],
-            ),
-            http_duration: histogram(
-                "http_server_request_duration_seconds",
-                "Time to answer an HTTP request",
-                &["method", "route", "status"],
-            ),
+            http: HttpMetrics::register(&registry),
+            registry,
             kafka_produced: counter("kafka_messages_produced_total", "Events the broker acknowledged", &["topic"]),
             kafka_consumed: counter("kafka_messages_consumed_total", "Events consumed and handled", &["topic"]),
             kafka_failed: counter(
@@ -120,9 +105,7 @@ impl Metrics {
             .expect("valid metric"),
         };
         for collector in [
-            Box::new(metrics.http_requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(metrics.http_duration.clone()),
-            Box::new(metrics.kafka_produced.clone()),
+            Box::new(metrics.kafka_produced.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(metrics.kafka_consumed.clone()),
             Box::new(metrics.kafka_failed.clone()),
             Box::new(metrics.payments_rejected.clone()),
@@ -138,23 +121,6 @@ impl Metrics {
             metrics.registry.register(collector).expect("metric names are unique");
         }
         metrics
-    }
-
-    fn observe_request(&self, method: &Method, route: &str, status: StatusCode, elapsed: Duration) {
-        // Only standard methods become label values: a client cannot grow the series without bound.
-        let method = match *method {
-            Method::GET
-            | Method::POST
-            | Method::PATCH
-            | Method::DELETE
-            | Method::PUT
-            | Method::HEAD
-            | Method::OPTIONS => method.as_str(),
-            _ => "OTHER",
-        };
-        let labels = [method, route, status.as_str()];
-        self.http_requests.with_label_values(&labels).inc();
-        self.http_duration.with_label_values(&labels).observe(elapsed.as_secs_f64());
     }
 
     /// The Prometheus text exposition of every metric.
@@ -182,18 +148,6 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// Middleware: counts and times every request under its route template (`/orders/{id}`, never the
-/// raw path, which would make one series per order); requests no route matched count as `unmatched`.
-pub async fn track_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned());
-    let response = next.run(request).await;
-    let route = route.as_deref().unwrap_or("unmatched");
-    state.metrics.observe_request(&method, route, response.status(), started.elapsed());
-    response
 }
 
 /// GET /metrics. The outbox backlog is counted now, from its index, so it costs nothing between

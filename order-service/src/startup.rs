@@ -1,37 +1,22 @@
 //! Application: state, router, listener (port 0 in tests), background workers (bootstrap, outbox
 //! relay, lifecycle consumer) and graceful shutdown.
-use std::{
-    future::Future,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use axum::{Router, http::Request};
+use axum::Router;
 use platform::group_commit::{GroupCommit, Limits};
-use rdkafka::producer::FutureProducer;
 use tokio::{
     net::TcpListener,
     sync::{Notify, watch},
     task::JoinHandle,
 };
-use tower::ServiceBuilder;
-use tower_http::{
-    limit::RequestBodyLimitLayer,
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::TraceLayer,
-};
-use tracing::field::Empty;
+use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::{
     auth::JwksVerifier,
     backoff::Backoff,
     catalog::ProductCatalog,
     config::{Config, ServerLimits, Topics},
-    error::ApiError,
     events::{
         consumer::{LifecycleConsumer, TopicSetup},
         kafka,
@@ -39,55 +24,11 @@ use crate::{
     },
     metrics::Metrics,
     routes,
-    store::{self, OrderDocument, OrderStore, StoreError},
+    state::{AppState, Inner},
+    store::{self, OrderDocument, OrderStore},
 };
 
-/// New orders, written by one group-commit writer (`insert_many` per batch).
-pub type OrderWrites = GroupCommit<OrderDocument, Result<(), StoreError>>;
-/// Idempotency-key lookups, answered by one group-commit reader (one `find` per batch).
-pub type ScopeLookups = GroupCommit<String, Result<Option<OrderDocument>, StoreError>>;
-
 const MAX_BODY_BYTES: usize = 16 * 1024;
-
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
-
-pub struct Inner {
-    pub store: OrderStore,
-    pub order_writes: OrderWrites,
-    pub scope_lookups: ScopeLookups,
-    pub catalog: ProductCatalog,
-    pub verifier: JwksVerifier,
-    pub producer: FutureProducer,
-    pub topics: Topics,
-    pub relay_wake: Arc<Notify>,
-    pub idempotency_ttl: Duration,
-    pub metrics: Metrics,
-    bootstrapped: AtomicBool,
-    topics_ready: AtomicBool,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-impl AppState {
-    /// True once the indexes exist: before that, idempotency keys are not guaranteed unique.
-    pub fn is_bootstrapped(&self) -> bool {
-        self.bootstrapped.load(Ordering::Acquire)
-    }
-
-    pub fn topics_ready(&self) -> bool {
-        self.topics_ready.load(Ordering::Acquire)
-    }
-
-    pub fn require_bootstrapped(&self) -> Result<(), ApiError> {
-        if self.is_bootstrapped() { Ok(()) } else { Err(ApiError::unavailable("Order storage is starting up")) }
-    }
-}
 
 pub struct Application {
     listener: TcpListener,
@@ -154,7 +95,7 @@ impl Application {
             },
             metrics.batch_observer("idempotency_lookups"),
         );
-        let state = AppState(Arc::new(Inner {
+        let state = AppState::new(Inner {
             store,
             order_writes,
             scope_lookups,
@@ -165,9 +106,7 @@ impl Application {
             relay_wake: Arc::new(Notify::new()),
             idempotency_ttl: config.idempotency_ttl,
             metrics: metrics.clone(),
-            bootstrapped: AtomicBool::new(false),
-            topics_ready: AtomicBool::new(false),
-        }));
+        });
 
         let (stop, stopped) = watch::channel(false);
         let topic_setup = TopicSetup {
@@ -235,43 +174,7 @@ impl Application {
 }
 
 fn with_middleware(router: Router) -> Router {
-    router.layer(
-        ServiceBuilder::new()
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(record_status))
-            .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES)),
-    )
-}
-
-/// The server span of one request: a child of the caller's trace when it sent `traceparent`.
-fn request_span<B>(request: &Request<B>) -> tracing::Span {
-    let request_id = request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or("-");
-    let span = tracing::info_span!(
-        "request",
-        otel.name = %span_name(request),
-        otel.kind = "server",
-        method = %request.method(),
-        path = %request.uri().path(),
-        request_id = %request_id,
-        trace_id = Empty,
-        http.response.status_code = Empty,
-    );
-    crate::telemetry::continue_trace(&span, request.headers());
-    span
-}
-
-/// `GET /orders/{id}`: the route template, never the raw path (one span name per order would
-/// defeat grouping in the trace UI); unmatched requests are named by their method alone.
-fn span_name<B>(request: &Request<B>) -> String {
-    match request.extensions().get::<axum::extract::MatchedPath>() {
-        Some(route) => format!("{} {}", request.method(), route.as_str()),
-        None => request.method().to_string(),
-    }
-}
-
-fn record_status<B>(response: &axum::http::Response<B>, _latency: Duration, span: &tracing::Span) {
-    span.record("http.response.status_code", response.status().as_u16());
+    platform::http::observe::traced(router.layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES)))
 }
 
 /// Retries `attempt` with capped, jittered backoff until it succeeds or the app stops.
@@ -299,7 +202,7 @@ where
 
 async fn bootstrap_mongodb(state: AppState, stopped: watch::Receiver<bool>) {
     if retry_until_ok("MongoDB", stopped, || state.store.ensure_indexes()).await {
-        state.bootstrapped.store(true, Ordering::Release);
+        state.mark_bootstrapped();
         tracing::info!("connected to MongoDB; indexes ready");
     }
 }
@@ -323,7 +226,7 @@ async fn bootstrap_kafka_then_consume(
     stopped: watch::Receiver<bool>,
 ) {
     if retry_until_ok("Kafka", stopped.clone(), || topic_setup.ensure()).await {
-        state.topics_ready.store(true, Ordering::Release);
+        state.mark_topics_ready();
         tracing::info!("connected to Kafka; topics ready");
         consumer.run(stopped).await;
     }

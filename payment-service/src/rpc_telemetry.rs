@@ -107,7 +107,7 @@ struct Call {
 impl Call {
     fn start(path: &str, headers: &HeaderMap, metrics: Arc<Metrics>) -> Self {
         let full_name = known_method(path);
-        let method = full_name.and_then(|name| name.rsplit('/').next()).unwrap_or(UNKNOWN);
+        let (service, method) = full_name.and_then(|name| name.split_once('/')).unwrap_or((UNKNOWN, UNKNOWN));
         let request_id = headers
             .get("x-request-id")
             .and_then(|value| value.to_str().ok())
@@ -119,7 +119,8 @@ impl Call {
             otel.kind = "server",
             otel.status_code = tracing::field::Empty,
             rpc.system = "grpc",
-            method,
+            rpc.service = service,
+            rpc.method = method,
             request_id,
             trace_id = tracing::field::Empty,
             rpc.grpc.status_code = tracing::field::Empty,

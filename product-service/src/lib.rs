@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod routes;
 pub mod seed;
 pub mod startup;
+pub mod state;
 pub mod store;
 // Shared with every service, kept once in the platform crate.
 pub use platform::{auth, backoff, healthcheck, shutdown, telemetry};

@@ -1,65 +1,22 @@
 //! Application: state, schema, router, listener (port 0 in tests), background bootstrap, graceful shutdown.
-use std::{
-    future::Future,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use axum::{
-    Router,
-    extract::DefaultBodyLimit,
-    http::{Request, Response},
-};
+use axum::{Router, extract::DefaultBodyLimit};
 use tokio::{net::TcpListener, task::JoinHandle};
-use tower::ServiceBuilder;
-use tower_http::{
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::TraceLayer,
-};
 
 use crate::{
     auth::JwksVerifier,
     backoff::Backoff,
     catalogue::Catalogue,
     config::{Config, ServerLimits},
-    error::ServiceError,
     graphql,
     metrics::Metrics,
     routes::{self, GraphqlEndpoint},
     seed::SEED_PRODUCTS,
+    state::{AppState, Inner},
     store::{self, ProductStore},
 };
-
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
-
-pub struct Inner {
-    pub catalogue: Catalogue,
-    bootstrapped: AtomicBool,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-impl AppState {
-    /// True once the indexes and the seed products exist: before that, a listing would be incomplete and a
-    /// new product could be given a seed's id.
-    pub fn is_bootstrapped(&self) -> bool {
-        self.bootstrapped.load(Ordering::Acquire)
-    }
-
-    pub fn require_bootstrapped(&self) -> Result<(), ServiceError> {
-        if self.is_bootstrapped() { Ok(()) } else { Err(ServiceError::Unavailable) }
-    }
-}
 
 pub struct Application {
     listener: TcpListener,
@@ -82,10 +39,7 @@ impl Application {
         .await
         .context("MONGODB_URI is not a usable MongoDB connection string")?;
         let store = ProductStore::new(client.database(&config.mongodb_database));
-        let state = AppState(Arc::new(Inner {
-            catalogue: Catalogue::new(store, config.product_cache_ttl),
-            bootstrapped: AtomicBool::new(false),
-        }));
+        let state = AppState::new(Inner { catalogue: Catalogue::new(store, config.product_cache_ttl) });
         let verifier = JwksVerifier::new(
             config.jwks_url.0.clone(),
             &config.jwt_issuer,
@@ -121,47 +75,8 @@ impl Application {
 }
 
 fn with_middleware(router: Router, max_body_bytes: usize) -> Router {
-    router.layer(
-        ServiceBuilder::new()
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(record_status))
-            .layer(PropagateRequestIdLayer::x_request_id())
-            // Applied by the body extractor, which turns an oversized body into the handler's JSON 413.
-            .layer(DefaultBodyLimit::max(max_body_bytes)),
-    )
-}
-
-/// One span per request, carrying the request id so every log line of the request can be found by it, and
-/// a child of the caller's trace when it sent `traceparent`. `POST /graphql` records the operation's name
-/// once the body is read (see `routes::graphql`).
-fn request_span<B>(request: &Request<B>) -> tracing::Span {
-    let request_id = request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or("-");
-    let span = tracing::info_span!(
-        "request",
-        otel.name = %span_name(request),
-        otel.kind = "server",
-        method = %request.method(),
-        path = %request.uri().path(),
-        request_id = %request_id,
-        trace_id = tracing::field::Empty,
-        graphql.operation.name = tracing::field::Empty,
-        http.response.status_code = tracing::field::Empty,
-    );
-    crate::telemetry::continue_trace(&span, request.headers());
-    span
-}
-
-/// `POST /graphql`: the route template, never the raw path (a client could vary it without bound,
-/// defeating grouping in the trace UI); unmatched requests are named by their method alone.
-fn span_name<B>(request: &Request<B>) -> String {
-    match request.extensions().get::<axum::extract::MatchedPath>() {
-        Some(route) => format!("{} {}", request.method(), route.as_str()),
-        None => request.method().to_string(),
-    }
-}
-
-fn record_status<B>(response: &Response<B>, _latency: Duration, span: &tracing::Span) {
-    span.record("http.response.status_code", response.status().as_u16());
+    // Applied by the body extractor, which turns an oversized body into the handler's JSON 413.
+    platform::http::observe::traced(router.layer(DefaultBodyLimit::max(max_body_bytes)))
 }
 
 /// Creates the indexes and seeds a fresh catalogue, retrying with backoff until MongoDB answers.
@@ -170,7 +85,7 @@ async fn bootstrap(state: AppState) {
     loop {
         match bootstrap_once(&state).await {
             Ok(()) => {
-                state.bootstrapped.store(true, Ordering::Release);
+                state.mark_bootstrapped();
                 tracing::info!("connected to MongoDB; indexes and catalogue ready");
                 return;
             }

@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod password;
 pub mod routes;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod throttle;
 pub mod tokens;

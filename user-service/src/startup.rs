@@ -1,35 +1,20 @@
 //! Application: state, router, listener (port 0 in tests), background bootstrap, graceful shutdown.
-use std::{
-    future::Future,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use axum::{
-    Router,
-    http::{Request, Response},
-};
-use platform::http::{proxies::TrustedProxies, server::ServerLimits};
+use axum::Router;
+use platform::http::server::ServerLimits;
 use tokio::{net::TcpListener, task::JoinHandle};
-use tower::ServiceBuilder;
-use tower_http::{
-    limit::RequestBodyLimitLayer,
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::TraceLayer,
-};
+use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::{
     backoff::Backoff,
     config::{AdminAccount, Config},
     domain::{Email, Password, Username},
-    error::ApiError,
     metrics::Metrics,
     password::PasswordHasher,
     routes,
+    state::{AdminSeedStatus, AppState, Inner},
     store::{self, StoreError, TakenField, UserStore},
     throttle::{LoginThrottle, RegistrationThrottle},
     tokens::TokenIssuer,
@@ -37,71 +22,6 @@ use crate::{
 
 /// Bodies on this service are tiny JSON documents.
 const MAX_BODY_BYTES: usize = 16 * 1024;
-
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
-
-pub struct Inner {
-    pub store: UserStore,
-    pub hasher: PasswordHasher,
-    pub tokens: TokenIssuer,
-    pub throttle: LoginThrottle,
-    pub registrations: RegistrationThrottle,
-    pub trusted_proxies: TrustedProxies,
-    pub metrics: Arc<Metrics>,
-    bootstrapped: AtomicBool,
-    admin_seed: Mutex<AdminSeedStatus>,
-}
-
-/// Where the admin account of ADMIN_EMAIL / ADMIN_USERNAME stands, as `/ready` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdminSeedStatus {
-    /// No admin account is configured.
-    NotConfigured,
-    /// Not created or updated yet (MongoDB not reached yet).
-    Pending,
-    Done,
-    /// The configuration contradicts the database: retrying cannot help, an operator must act.
-    Conflict(String),
-}
-
-impl AdminSeedStatus {
-    /// The value of `checks.adminSeed` in `/ready`; none when no admin is configured.
-    pub fn check(&self) -> Option<&'static str> {
-        match self {
-            Self::NotConfigured => None,
-            Self::Pending => Some("pending"),
-            Self::Done => Some("done"),
-            Self::Conflict(_) => Some("conflict"),
-        }
-    }
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
-
-impl AppState {
-    /// True once the indexes exist: before that, uniqueness is not guaranteed, so writes wait.
-    pub fn is_bootstrapped(&self) -> bool {
-        self.bootstrapped.load(Ordering::Acquire)
-    }
-
-    pub fn require_bootstrapped(&self) -> Result<(), ApiError> {
-        if self.is_bootstrapped() { Ok(()) } else { Err(crate::error::unavailable()) }
-    }
-
-    pub fn admin_seed(&self) -> AdminSeedStatus {
-        self.admin_seed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
-    }
-
-    fn set_admin_seed(&self, status: AdminSeedStatus) {
-        *self.admin_seed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = status;
-    }
-}
 
 pub struct Application {
     listener: TcpListener,
@@ -126,28 +46,29 @@ impl Application {
         .context("MONGODB_URI is not a usable MongoDB connection string")?;
         let tokens = TokenIssuer::new(&config.signing_key, &config.jwt_issuer, &config.jwt_audience, config.jwt_ttl)
             .context("JWT_PRIVATE_KEY / JWT_PRIVATE_KEY_FILE")?;
-        let state = AppState(Arc::new(Inner {
-            store: UserStore::new(client.database(&config.mongodb_database)),
-            hasher: PasswordHasher::new(
-                config.password_hash_concurrency,
-                config.password_hash_queue_limit,
-                metrics.password_hash_dropped(),
-            )?,
-            tokens,
-            throttle: LoginThrottle::new(config.login_limits),
-            registrations: RegistrationThrottle::new(
-                config.registration_max_per_address,
-                config.registration_window,
-                config.login_limits.capacity,
-            ),
-            trusted_proxies: config.trusted_proxies.clone(),
-            metrics,
-            bootstrapped: AtomicBool::new(false),
-            admin_seed: Mutex::new(match config.admin {
+        let state = AppState::new(
+            Inner {
+                store: UserStore::new(client.database(&config.mongodb_database)),
+                hasher: PasswordHasher::new(
+                    config.password_hash_concurrency,
+                    config.password_hash_queue_limit,
+                    metrics.password_hash_dropped(),
+                )?,
+                tokens,
+                throttle: LoginThrottle::new(config.login_limits),
+                registrations: RegistrationThrottle::new(
+                    config.registration_max_per_address,
+                    config.registration_window,
+                    config.login_limits.capacity,
+                ),
+                trusted_proxies: config.trusted_proxies.clone(),
+                metrics,
+            },
+            match config.admin {
                 Some(_) => AdminSeedStatus::Pending,
                 None => AdminSeedStatus::NotConfigured,
-            }),
-        }));
+            },
+        );
         let admin = match &config.admin {
             Some(admin) => Some(AdminSeed::parse(admin)?),
             None => None,
@@ -179,44 +100,8 @@ impl Application {
     }
 }
 
-/// The server span of one request: a child of the caller's trace when it sent `traceparent`.
-fn request_span<B>(request: &Request<B>) -> tracing::Span {
-    let request_id = request.headers().get("x-request-id").and_then(|value| value.to_str().ok()).unwrap_or("-");
-    let span = tracing::info_span!(
-        "request",
-        otel.name = %span_name(request),
-        otel.kind = "server",
-        method = %request.method(),
-        path = %request.uri().path(),
-        request_id = %request_id,
-        trace_id = tracing::field::Empty,
-        http.response.status_code = tracing::field::Empty,
-    );
-    crate::telemetry::continue_trace(&span, request.headers());
-    span
-}
-
-/// `POST /users/login`: the route template, never the raw path (a client could vary it without bound,
-/// defeating grouping in the trace UI); unmatched requests are named by their method alone.
-fn span_name<B>(request: &Request<B>) -> String {
-    match request.extensions().get::<axum::extract::MatchedPath>() {
-        Some(route) => format!("{} {}", request.method(), route.as_str()),
-        None => request.method().to_string(),
-    }
-}
-
-fn record_status<B>(response: &Response<B>, _latency: Duration, span: &tracing::Span) {
-    span.record("http.response.status_code", response.status().as_u16());
-}
-
 fn with_middleware(router: Router) -> Router {
-    router.layer(
-        ServiceBuilder::new()
-            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-            .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(record_status))
-            .layer(PropagateRequestIdLayer::x_request_id())
-            .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES)),
-    )
+    platform::http::observe::traced(router.layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES)))
 }
 
 struct AdminSeed {
@@ -255,7 +140,7 @@ async fn bootstrap(state: AppState, admin: Option<AdminSeed>) {
     loop {
         match bootstrap_once(&state, admin.as_ref()).await {
             Ok(()) => {
-                state.bootstrapped.store(true, Ordering::Release);
+                state.mark_bootstrapped();
                 if admin.is_some() {
                     state.set_admin_seed(AdminSeedStatus::Done);
                 }
@@ -264,7 +149,7 @@ async fn bootstrap(state: AppState, admin: Option<AdminSeed>) {
             }
             Err(BootstrapError::AdminConflict(message)) => {
                 // The indexes exist, so the service works; `/ready` keeps it out of rotation until fixed.
-                state.bootstrapped.store(true, Ordering::Release);
+                state.mark_bootstrapped();
                 state.set_admin_seed(AdminSeedStatus::Conflict(message));
                 return;
             }

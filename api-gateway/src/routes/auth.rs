@@ -7,7 +7,7 @@ use axum::{
 use crate::{
     auth::{AuthError, Claims},
     error::ApiError,
-    startup::AppState,
+    state::AppState,
 };
 
 pub struct Authenticated(pub Claims);

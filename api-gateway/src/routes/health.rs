@@ -1,7 +1,7 @@
 use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use serde_json::json;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Liveness: 200 while the process runs.
 #[utoipa::path(get, path = "/health", operation_id = "health", tag = "health", responses((status = 200, description = "The gateway runs", body = crate::openapi::Health)))]

@@ -15,7 +15,7 @@ use axum::{
 
 pub use auth::{Admin, Authenticated};
 
-use crate::{error::ApiError, startup::AppState};
+use crate::{error::ApiError, state::AppState};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -34,7 +34,10 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::openapi::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track_requests))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.http.clone(),
+            platform::http::observe::track_requests,
+        ))
         .with_state(state)
 }
 

@@ -6,7 +6,7 @@ use axum::{
 };
 use bytes::Bytes;
 
-use crate::{error::ApiError, routes::Authenticated, startup::AppState};
+use crate::{error::ApiError, routes::Authenticated, state::AppState};
 
 /// Places an order for a product; it is processed asynchronously (`pending` → `processed`).
 #[utoipa::path(post, path = "/orders", operation_id = "createOrder", tag = "orders", security(("bearer" = [])), request_body = crate::openapi::CreateOrder,

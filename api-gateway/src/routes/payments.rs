@@ -16,7 +16,7 @@ use crate::{
     extract::JsonBody,
     payments::proto::{PayRequest, PaymentStatus},
     routes::{Authenticated, orders::is_order_id},
-    startup::AppState,
+    state::AppState,
 };
 
 #[derive(Deserialize, utoipa::ToSchema)]

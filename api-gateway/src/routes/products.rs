@@ -14,7 +14,7 @@ use crate::{
     error::{ApiError, FieldError},
     extract::JsonBody,
     routes::Admin,
-    startup::AppState,
+    state::AppState,
 };
 
 #[derive(Deserialize, utoipa::IntoParams)]

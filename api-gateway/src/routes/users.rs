@@ -6,7 +6,7 @@ use axum::{
 };
 use bytes::Bytes;
 
-use crate::{error::ApiError, routes::Authenticated, startup::AppState};
+use crate::{error::ApiError, routes::Authenticated, state::AppState};
 
 /// Creates a customer account.
 #[utoipa::path(post, path = "/users/register", operation_id = "registerUser", tag = "users", request_body = crate::openapi::RegisterRequest, responses(

@@ -4,7 +4,7 @@ use axum::{extract::FromRequestParts, http::request::Parts};
 use crate::{
     auth::{AuthError, Claims},
     error::ApiError,
-    startup::AppState,
+    state::AppState,
 };
 
 pub struct Authenticated(pub Claims);

@@ -3,7 +3,7 @@ use std::time::Duration;
 use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use serde_json::json;
 
-use crate::{events::kafka, startup::AppState};
+use crate::{events::kafka, state::AppState};
 
 /// Liveness: 200 while the process runs.
 pub async fn health() -> impl IntoResponse {

@@ -11,7 +11,7 @@ use axum::{
 
 pub use auth::Authenticated;
 
-use crate::{error::ApiError, startup::AppState};
+use crate::{error::ApiError, state::AppState};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -22,7 +22,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(crate::metrics::render))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track_requests))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.http.clone(),
+            platform::http::observe::track_requests,
+        ))
         .with_state(state)
 }
 

@@ -14,7 +14,7 @@ use crate::{
     error::{ApiError, FieldError},
     extract::JsonBody,
     routes::Authenticated,
-    startup::AppState,
+    state::AppState,
     store::{EventOrigin, OrderDocument, StoreError},
 };
 

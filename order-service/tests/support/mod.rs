@@ -8,7 +8,8 @@ use order_service::{
     catalog::ProductSnapshot,
     config::Config,
     domain::{Money, OrderStatus, Quantity},
-    startup::{AppState, Application},
+    startup::Application,
+    state::AppState,
     store::OrderDocument,
 };
 use rdkafka::{

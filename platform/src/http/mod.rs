@@ -2,6 +2,8 @@
 
 #[cfg(feature = "errors")]
 pub mod error;
+#[cfg(feature = "observe")]
+pub mod observe;
 #[cfg(feature = "proxies")]
 pub mod proxies;
 #[cfg(feature = "server")]

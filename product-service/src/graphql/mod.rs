@@ -11,7 +11,7 @@ pub use caller::Caller;
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
 
-use crate::{config::GraphqlLimits, startup::AppState};
+use crate::{config::GraphqlLimits, state::AppState};
 
 pub type ProductSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 

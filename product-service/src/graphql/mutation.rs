@@ -8,7 +8,7 @@ use super::{DATABASE_FIELD_COST, caller::require_admin, product::Product};
 use crate::{
     domain::{NewProduct, ProductChanges, ProductId},
     error::ServiceError,
-    startup::AppState,
+    state::AppState,
 };
 
 pub struct MutationRoot {

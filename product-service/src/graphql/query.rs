@@ -5,7 +5,7 @@ use super::{DATABASE_FIELD_COST, product::Product};
 use crate::{
     domain::{PageRequest, ProductId},
     error::ServiceError,
-    startup::AppState,
+    state::AppState,
 };
 
 const DEFAULT_PAGE_SIZE: i32 = 50;

@@ -1,6 +1,8 @@
 //! `POST /graphql` runs a GraphQL request; `GET /graphql` serves GraphiQL.
 use std::sync::Arc;
 
+use tracing::Instrument as _;
+
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::GraphQLResponse;
 use axum::{
@@ -55,13 +57,15 @@ pub async fn execute(
             return HttpError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message).into_response();
         }
     };
-    if let Some(name) = operation_name(&request) {
-        // The request span (from the trace layer) is current here: traces then tell operations apart. The
-        // span keeps its name (`POST /graphql`): the operation is an attribute, searchable in Jaeger.
-        tracing::Span::current().record("graphql.operation.name", name);
-    }
+    // A child of the request span (`POST /graphql`), named by the operation so traces tell operations apart.
+    let name = operation_name(&request).map(str::to_owned);
+    let span = tracing::info_span!(
+        "graphql",
+        otel.name = name.as_deref().unwrap_or("GraphQL Operation"),
+        graphql.operation.name = name.as_deref(),
+    );
     let caller = Caller::new(bearer_token_of(&headers).map(str::to_owned), endpoint.verifier.clone());
-    GraphQLResponse::from(endpoint.schema.execute(request.data(caller)).await).into_response()
+    GraphQLResponse::from(endpoint.schema.execute(request.data(caller)).instrument(span).await).into_response()
 }
 
 /// The operation's name: the request's `operationName`, else the name in the query text

@@ -4,7 +4,7 @@ use std::time::Duration;
 use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use serde_json::json;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Liveness: 200 while the process runs.
 pub async fn health() -> impl IntoResponse {

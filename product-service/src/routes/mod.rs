@@ -12,7 +12,7 @@ pub use graphql::GraphqlEndpoint;
 
 use std::sync::Arc;
 
-use crate::{error::HttpError, metrics::Metrics, startup::AppState};
+use crate::{error::HttpError, metrics::Metrics, state::AppState};
 
 pub fn router(state: AppState, endpoint: GraphqlEndpoint, metrics: Arc<Metrics>) -> Router {
     let probes =
@@ -23,7 +23,7 @@ pub fn router(state: AppState, endpoint: GraphqlEndpoint, metrics: Arc<Metrics>)
         .route("/metrics", get(crate::metrics::render).with_state(metrics.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track_requests))
+        .layer(axum::middleware::from_fn_with_state(metrics.http.clone(), platform::http::observe::track_requests))
 }
 
 async fn not_found(uri: Uri) -> HttpError {

@@ -1,7 +1,7 @@
 //! `Authorization: Bearer <jwt>` → verified claims, or a 401 with the shared error body.
 use axum::{extract::FromRequestParts, http::request::Parts};
 
-use crate::{error::ApiError, startup::AppState, tokens::Claims};
+use crate::{error::ApiError, state::AppState, tokens::Claims};
 
 pub struct Authenticated(pub Claims);
 

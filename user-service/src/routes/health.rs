@@ -3,7 +3,7 @@ use std::time::Duration;
 use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use serde_json::json;
 
-use crate::startup::{AdminSeedStatus, AppState};
+use crate::state::{AdminSeedStatus, AppState};
 
 /// Liveness: 200 while the process runs.
 pub async fn health() -> impl IntoResponse {

@@ -1,6 +1,6 @@
 use axum::{Json, extract::State, http::header, response::IntoResponse};
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The public half of the signing key, for every service that verifies tokens.
 pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {

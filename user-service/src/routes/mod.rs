@@ -12,7 +12,7 @@ use axum::{
 
 pub use auth::Authenticated;
 
-use crate::{error::ApiError, startup::AppState};
+use crate::{error::ApiError, state::AppState};
 
 pub fn router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
@@ -26,7 +26,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(crate::metrics::render).with_state(metrics.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track_requests))
+        .layer(axum::middleware::from_fn_with_state(metrics.http.clone(), platform::http::observe::track_requests))
         .with_state(state)
 }
 

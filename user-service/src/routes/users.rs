@@ -15,7 +15,7 @@ use crate::{
     error::{ApiError, FieldError},
     extract::JsonBody,
     routes::Authenticated,
-    startup::AppState,
+    state::AppState,
     store::{NewUser, StoreError, TakenField},
 };
 
