@@ -2,7 +2,6 @@
 //! and shields clients from slow or failing services.
 
 pub mod body_limit;
-pub mod catalogue;
 pub mod client_address;
 pub mod config;
 pub mod downstream;
@@ -10,7 +9,8 @@ pub mod error;
 pub mod extract;
 pub mod metrics;
 pub mod openapi;
-pub mod payments;
+pub mod payment_client;
+pub mod product_client;
 pub mod resilience;
 pub mod routes;
 pub mod startup;

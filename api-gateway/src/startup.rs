@@ -20,7 +20,7 @@ use crate::{
     downstream::Downstream,
     error::ApiError,
     metrics::Metrics,
-    payments::PaymentClient,
+    payment_client::PaymentClient,
     routes,
     state::{AppState, Inner},
 };

@@ -2,7 +2,7 @@
 //! the metrics. Built once by `startup`; nothing here knows how the application is assembled.
 use std::sync::Arc;
 
-use crate::{auth::JwksVerifier, downstream::Downstream, metrics::Metrics, payments::PaymentClient};
+use crate::{auth::JwksVerifier, downstream::Downstream, metrics::Metrics, payment_client::PaymentClient};
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);

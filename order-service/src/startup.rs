@@ -4,7 +4,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use axum::Router;
-use platform::group_commit::{GroupCommit, Limits};
+use platform::group_commit::Limits;
 use tokio::{
     net::TcpListener,
     sync::{Notify, watch},
@@ -15,7 +15,6 @@ use tower_http::limit::RequestBodyLimitLayer;
 use crate::{
     auth::JwksVerifier,
     backoff::Backoff,
-    catalog::ProductCatalog,
     config::{Config, ServerLimits, Topics},
     events::{
         consumer::{LifecycleConsumer, TopicSetup},
@@ -23,9 +22,11 @@ use crate::{
         relay::OutboxRelay,
     },
     metrics::Metrics,
+    product_client::ProductClient,
     routes,
     state::{AppState, Inner},
-    store::{self, OrderDocument, OrderStore},
+    store::{self, OrderStore},
+    use_cases::place_order::PlaceOrder,
 };
 
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -70,41 +71,23 @@ impl Application {
         )
         .context("KAFKA_BROKERS")?;
         let store = OrderStore::new(client.database(&config.mongodb_database));
-        let limits = Limits { queue: config.write_queue, max_batch: config.write_batch };
-        let writer = store.clone();
-        let order_writes = GroupCommit::spawn(
-            limits,
-            move |orders: Vec<OrderDocument>| {
-                let store = writer.clone();
-                async move { store.insert_batch(&orders).await }
-            },
-            metrics.batch_observer("orders"),
-        );
-        let reader = store.clone();
-        let scope_lookups = GroupCommit::spawn(
-            limits,
-            move |scopes: Vec<String>| {
-                let store = reader.clone();
-                async move {
-                    match store.find_by_idempotency_scopes(&scopes).await {
-                        // Several callers may ask for one scope (retries of one key): each gets it.
-                        Ok(found) => scopes.iter().map(|scope| Ok(found.get(scope).cloned())).collect(),
-                        Err(error) => vec![Err(error); scopes.len()],
-                    }
-                }
-            },
-            metrics.batch_observer("idempotency_lookups"),
+        let relay_wake = Arc::new(Notify::new());
+        let place_order = PlaceOrder::new(
+            store.clone(),
+            Limits { queue: config.write_queue, max_batch: config.write_batch },
+            ProductClient::new(http.clone(), &config.product_service_url, config.product_service_timeout),
+            config.topics.new_order.clone(),
+            config.idempotency_ttl,
+            relay_wake.clone(),
+            metrics.clone(),
         );
         let state = AppState::new(Inner {
             store,
-            order_writes,
-            scope_lookups,
-            catalog: ProductCatalog::new(http.clone(), &config.product_service_url, config.product_service_timeout),
+            place_order,
             verifier: JwksVerifier::new(&config.jwks_url, &config.jwt_issuer, &config.jwt_audience, http),
             producer: producer.clone(),
             topics: config.topics.clone(),
-            relay_wake: Arc::new(Notify::new()),
-            idempotency_ttl: config.idempotency_ttl,
+            relay_wake,
             metrics: metrics.clone(),
         });
 

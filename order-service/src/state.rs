@@ -1,31 +1,17 @@
-//! What every handler and worker shares: the store and its group-commit queues, the product catalogue client,
-//! the token verifier, the producer, the metrics, and whether storage and topics are ready. Built once by
+//! What every handler shares: the store, the place-order use case, the token verifier, the producer, the metrics, and whether storage and topics are ready. Built once by
 //! `startup`; nothing here knows how the application is assembled.
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
 };
 
-use platform::group_commit::GroupCommit;
 use rdkafka::producer::FutureProducer;
 use tokio::sync::Notify;
 
 use crate::{
-    auth::JwksVerifier,
-    catalog::ProductCatalog,
-    config::Topics,
-    error::ApiError,
-    metrics::Metrics,
-    store::{OrderDocument, OrderStore, StoreError},
+    auth::JwksVerifier, config::Topics, error::ApiError, metrics::Metrics, store::OrderStore,
+    use_cases::place_order::PlaceOrder,
 };
-
-/// New orders, written by one group-commit writer (`insert_many` per batch).
-pub type OrderWrites = GroupCommit<OrderDocument, Result<(), StoreError>>;
-/// Idempotency-key lookups, answered by one group-commit reader (one `find` per batch).
-pub type ScopeLookups = GroupCommit<String, Result<Option<OrderDocument>, StoreError>>;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -41,15 +27,15 @@ struct Readiness {
 }
 
 pub struct Inner {
+    /// Reads (`GET /orders`) and the outbox backlog; writes go through `place_order`.
     pub store: OrderStore,
-    pub order_writes: OrderWrites,
-    pub scope_lookups: ScopeLookups,
-    pub catalog: ProductCatalog,
+    pub place_order: PlaceOrder,
     pub verifier: JwksVerifier,
+    /// Asked whether the broker answers (`/ready`).
     pub producer: FutureProducer,
     pub topics: Topics,
+    /// Wakes the outbox relay.
     pub relay_wake: Arc<Notify>,
-    pub idempotency_ttl: Duration,
     pub metrics: Metrics,
 }
 

@@ -13,18 +13,9 @@ use mongodb::{
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    catalog::ProductSnapshot,
-    domain::{Money, OrderStatus, OrderView, Quantity},
-    events::envelope::{self, Envelope, rfc3339},
+    domain::{Money, OrderStatus, OrderView, Quantity, rfc3339},
+    product_client::ProductSnapshot,
 };
-
-/// What an event carries along from the work that caused it.
-#[derive(Debug, Clone, Default)]
-pub struct EventOrigin {
-    pub request_id: Option<String>,
-    /// W3C `traceparent` of that work, when tracing is on.
-    pub traceparent: Option<String>,
-}
 
 /// An event waiting in an order's outbox.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -81,21 +72,19 @@ pub struct OrderDocument {
 }
 
 impl OrderDocument {
-    /// A new `pending` order with its `new-order` event already in the outbox: one insert makes
-    /// both durable. `keyed` is the idempotency scope and request fingerprint, when keyed.
+    /// A new `pending` order, its outbox still empty (the caller queues its `new-order` event, so that one
+    /// insert makes both durable). `keyed` is the idempotency scope and request fingerprint, when keyed.
     pub fn new_pending(
         user_id: &str,
         product: &ProductSnapshot,
         quantity: Quantity,
         total: Money,
         keyed: Option<(String, String)>,
-        new_order_topic: &str,
-        origin: EventOrigin,
-    ) -> Result<Self, serde_json::Error> {
-        let EventOrigin { request_id, traceparent } = origin;
+        traceparent: Option<String>,
+    ) -> Self {
         let now = bson::DateTime::now();
         let (idempotency_scope, request_fingerprint) = keyed.unzip();
-        let mut order = Self {
+        Self {
             id: uuid::Uuid::now_v7().to_string(),
             user_id: user_id.to_owned(),
             product_id: product.id.clone(),
@@ -107,31 +96,12 @@ impl OrderDocument {
             idempotency_scope,
             request_fingerprint,
             payment_id: None,
-            traceparent: traceparent.clone(),
+            traceparent,
             outbox: Vec::new(),
             outbox_pending: true,
             lease_until: unleased(),
             created_at: now,
             updated_at: now,
-        };
-        let envelope = Envelope::new(envelope::NEW_ORDER, order.event_data());
-        order.outbox.push(OutboxEvent {
-            event_id: envelope.event_id.clone(),
-            topic: new_order_topic.to_owned(),
-            key: order.id.clone(),
-            payload: serde_json::to_string(&envelope)?,
-            request_id,
-            traceparent,
-        });
-        Ok(order)
-    }
-
-    /// What the order's events carry.
-    pub fn event_data(&self) -> envelope::OrderEventData {
-        envelope::OrderEventData {
-            order: self.view(),
-            total_cents: self.total_cents,
-            currency: crate::domain::CURRENCY.to_owned(),
         }
     }
 

@@ -5,9 +5,10 @@ mod support;
 use std::time::Duration;
 
 use order_service::{
-    catalog::ProductSnapshot,
     domain::{Money, OrderStatus, Quantity},
-    store::{self, EventOrigin, OrderDocument, OrderStore, OutboxEvent, StoreError, TransitionWrite},
+    events::envelope,
+    product_client::ProductSnapshot,
+    store::{self, OrderDocument, OrderStore, OutboxEvent, StoreError, TransitionWrite},
 };
 
 struct Probe {
@@ -40,7 +41,9 @@ fn order(user: &str, key: Option<&str>) -> OrderDocument {
     let quantity = Quantity::parse(&serde_json::json!(2)).unwrap();
     let total = product.unit_price.times(quantity.get()).unwrap();
     let keyed = key.map(|key| (format!("{user}:{key}"), "1|2".to_owned()));
-    OrderDocument::new_pending(user, &product, quantity, total, keyed, "new-order", EventOrigin::default()).unwrap()
+    let mut order = OrderDocument::new_pending(user, &product, quantity, total, keyed, None);
+    order.outbox.push(envelope::new_order_event(&order, "new-order", None, None).unwrap());
+    order
 }
 
 #[tokio::test]

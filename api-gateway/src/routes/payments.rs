@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::{
     error::{ApiError, FieldError},
     extract::JsonBody,
-    payments::proto::{PayRequest, PaymentStatus},
+    payment_client::proto::{PayRequest, PaymentStatus},
     routes::{Authenticated, orders::is_order_id},
     state::AppState,
 };

@@ -10,9 +10,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
-    catalogue::{self, PRODUCT_FIELDS},
     error::{ApiError, FieldError},
     extract::JsonBody,
+    product_client::{self, PRODUCT_FIELDS},
     routes::Admin,
     state::AppState,
 };
@@ -57,7 +57,7 @@ pub async fn list(
     if let Some(first) = first {
         variables["first"] = json!(first);
     }
-    let mut data = catalogue::execute(&state.products, &operation, variables, &headers).await?;
+    let mut data = product_client::execute(&state.products, &operation, variables, &headers).await?;
     let products = data.get_mut("products").map(Value::take).unwrap_or_default();
     Ok(Json(json!({ "products": products })))
 }
@@ -74,7 +74,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let operation = format!("query Product($id: ID!) {{ product(id: $id) {{ {PRODUCT_FIELDS} }} }}");
-    let mut data = catalogue::execute(&state.products, &operation, json!({ "id": id }), &headers).await?;
+    let mut data = product_client::execute(&state.products, &operation, json!({ "id": id }), &headers).await?;
     match data.get_mut("product").map(Value::take).unwrap_or_default() {
         Value::Null => Err(ApiError::new(StatusCode::NOT_FOUND, "Product not found")),
         product => Ok(Json(json!({ "product": product }))),
@@ -111,7 +111,7 @@ pub async fn create(
         "mutation AddProduct($name: String!, $price: Float!, $description: String) {{ addProduct(name: $name, price: $price, description: $description) {{ {PRODUCT_FIELDS} }} }}"
     );
     let variables = json!({ "name": body.name, "price": body.price, "description": body.description });
-    let data = catalogue::execute(&state.products, &operation, variables, &headers).await?;
+    let data = product_client::execute(&state.products, &operation, variables, &headers).await?;
     Ok((StatusCode::CREATED, Json(json!({ "success": true, "product": data["addProduct"] }))))
 }
 
@@ -157,7 +157,7 @@ pub async fn update(
     if let Some(description) = body.description {
         variables["description"] = json!(description);
     }
-    let data = catalogue::execute(&state.products, &operation, variables, &headers).await?;
+    let data = product_client::execute(&state.products, &operation, variables, &headers).await?;
     Ok(Json(json!({ "success": true, "product": data["updateProduct"] })))
 }
 
@@ -178,7 +178,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let operation = format!("mutation DeleteProduct($id: ID!) {{ deleteProduct(id: $id) {{ {PRODUCT_FIELDS} }} }}");
-    let data = catalogue::execute(&state.products, &operation, json!({ "id": id }), &headers).await?;
+    let data = product_client::execute(&state.products, &operation, json!({ "id": id }), &headers).await?;
     Ok(Json(json!({ "success": true, "product": data["deleteProduct"] })))
 }
 

@@ -5,6 +5,6 @@ mod quantity;
 mod status;
 
 pub use money::{CURRENCY, Money};
-pub use order_view::OrderView;
+pub use order_view::{OrderView, rfc3339};
 pub use quantity::Quantity;
 pub use status::OrderStatus;

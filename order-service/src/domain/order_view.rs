@@ -17,3 +17,8 @@ pub struct OrderView {
     pub created_at: String,
     pub updated_at: String,
 }
+
+/// A stored time as clients and events show it (RFC 3339; epoch milliseconds if out of its range).
+pub fn rfc3339(at: mongodb::bson::DateTime) -> String {
+    at.try_to_rfc3339_string().unwrap_or_else(|_| at.timestamp_millis().to_string())
+}

@@ -349,7 +349,7 @@ impl LifecycleConsumer {
         let mut processed = order.clone();
         processed.status = OrderStatus::Processed;
         processed.updated_at = mongodb::bson::DateTime::now();
-        let envelope = Envelope::new(envelope::ORDER_PROCESSED, processed.event_data());
+        let envelope = Envelope::new(envelope::ORDER_PROCESSED, envelope::OrderEventData::of(&processed));
         let traceparent = span.in_scope(|| TraceContext::current().traceparent);
         TransitionWrite::Processed {
             order_id: order.id.clone(),

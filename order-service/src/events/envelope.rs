@@ -6,6 +6,8 @@
 //! Messages are keyed by order id, so one order's events stay in one partition, in order.
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use crate::store::{OrderDocument, OutboxEvent};
+
 pub const VERSION: u32 = 1;
 pub const NEW_ORDER: &str = "new-order";
 pub const ORDER_PROCESSED: &str = "order-processed";
@@ -45,6 +47,12 @@ pub struct OrderEventData {
     pub currency: String,
 }
 
+impl OrderEventData {
+    pub fn of(order: &OrderDocument) -> Self {
+        Self { order: order.view(), total_cents: order.total_cents, currency: crate::domain::CURRENCY.to_owned() }
+    }
+}
+
 /// Why a message cannot be processed, ever: it goes to the dead-letter topic with this reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Poison(pub String);
@@ -64,11 +72,26 @@ pub fn parse<T: DeserializeOwned>(payload: Option<&[u8]>, expected_type: &str) -
 }
 
 pub fn now_rfc3339() -> String {
-    rfc3339(mongodb::bson::DateTime::now())
+    crate::domain::rfc3339(mongodb::bson::DateTime::now())
 }
 
-pub fn rfc3339(at: mongodb::bson::DateTime) -> String {
-    at.try_to_rfc3339_string().unwrap_or_else(|_| at.timestamp_millis().to_string())
+/// The `new-order` event of `order`, serialised once for its outbox, carrying the id and trace context of
+/// the request that placed it (its publication and consumption join that trace).
+pub fn new_order_event(
+    order: &OrderDocument,
+    topic: &str,
+    request_id: Option<String>,
+    traceparent: Option<String>,
+) -> Result<OutboxEvent, serde_json::Error> {
+    let envelope = Envelope::new(NEW_ORDER, OrderEventData::of(order));
+    Ok(OutboxEvent {
+        event_id: envelope.event_id.clone(),
+        topic: topic.to_owned(),
+        key: order.id.clone(),
+        payload: serde_json::to_string(&envelope)?,
+        request_id,
+        traceparent,
+    })
 }
 
 #[cfg(test)]

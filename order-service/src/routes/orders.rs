@@ -5,7 +5,6 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
-use platform::group_commit::SubmitError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -15,7 +14,8 @@ use crate::{
     extract::JsonBody,
     routes::Authenticated,
     state::AppState,
-    store::{EventOrigin, OrderDocument, StoreError},
+    store::OrderDocument,
+    use_cases::place_order::{NewOrder, PlaceOrderError},
 };
 
 const CREATED_MESSAGE: &str = "Commande créée et envoyée pour traitement";
@@ -96,82 +96,35 @@ pub async fn create(
     let (Some(product_id), Some(quantity), true) = (product_id, quantity, errors.is_empty()) else {
         return Err(ApiError::validation(errors));
     };
-    let key = idempotency_key(&headers)?;
+    let idempotency_key = idempotency_key(&headers)?;
     state.require_bootstrapped()?;
-    let request_id = request_id(&headers);
-
-    let fingerprint = format!("{product_id}|{}", quantity.get());
-    let scope = key.map(|key| format!("{}:{key}", claims.sub));
-    if let Some(scope) = &scope
-        && let Some(replay) = replay_or_release(&state, scope, &fingerprint).await?
-    {
-        return Ok(replay);
-    }
-
-    let product = state.catalog.product(&product_id, request_id.as_deref()).await.map_err(|error| {
-        tracing::warn!(%error, "cannot price the order");
-        ApiError::unavailable("Product catalogue temporarily unavailable")
-    })?;
-    let Some(product) = product else {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("Product {product_id} does not exist")));
+    let order = NewOrder {
+        user_id: claims.sub,
+        product_id,
+        quantity,
+        idempotency_key,
+        request_id: request_id(&headers),
+        traceparent: crate::telemetry::TraceContext::current().traceparent,
     };
-    let total = product
-        .unit_price
-        .times(quantity.get())
-        .ok_or_else(|| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Order total is too large"))?;
-    let keyed = scope.clone().map(|scope| (scope, fingerprint.clone()));
-    // The request's trace travels with the order's events, through the outbox to Kafka.
-    let origin = EventOrigin { request_id, traceparent: crate::telemetry::TraceContext::current().traceparent };
-    let order =
-        OrderDocument::new_pending(&claims.sub, &product, quantity, total, keyed, &state.topics.new_order, origin)
-            .map_err(ApiError::internal)?;
-    let order_id = order.id.clone();
-    // Gathered with concurrent requests' orders into one durable insert; the answer is this order's own.
-    match state.order_writes.submit(order).await.map_err(|error| queue_error(&state, "orders", error))? {
-        Ok(()) => {}
-        // Another request with the same key won the race: answer as it did.
-        Err(StoreError::DuplicateIdempotencyKey) => {
-            let scope = scope.unwrap_or_default();
-            return replay_or_release(&state, &scope, &fingerprint).await?.ok_or_else(|| {
-                ApiError::new(StatusCode::CONFLICT, "Concurrent request with the same Idempotency-Key")
-            });
-        }
-        Err(error) => return Err(error.into()),
-    }
-    state.relay_wake.notify_one();
-    tracing::info!(order_id = %order_id, user_id = %claims.sub, "order created");
-    Ok(created(&order_id, false))
+    let placed = state.place_order.place(order).await?;
+    Ok(created(&placed.order_id, placed.replayed))
 }
 
-/// A group-commit queue refused or lost the job: 503 with `Retry-After`, counted when the queue was full.
-fn queue_error(state: &AppState, queue: &str, error: SubmitError) -> ApiError {
-    match error {
-        SubmitError::QueueFull => {
-            state.metrics.write_queue_rejected.with_label_values(&[queue]).inc();
-            ApiError::unavailable("Too many orders in progress; retry shortly")
-        }
-        SubmitError::Stopped => ApiError::unavailable("Order storage temporarily unavailable"),
+impl From<PlaceOrderError> for ApiError {
+    fn from(error: PlaceOrderError) -> Self {
+        let status = match &error {
+            PlaceOrderError::UnknownProduct(_) | PlaceOrderError::TotalTooLarge | PlaceOrderError::KeyReused => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            PlaceOrderError::ConcurrentKey => StatusCode::CONFLICT,
+            PlaceOrderError::CatalogueUnavailable | PlaceOrderError::Overloaded | PlaceOrderError::Stopped => {
+                return ApiError::unavailable(error.to_string());
+            }
+            PlaceOrderError::Encoding(_) => return ApiError::internal(error),
+            PlaceOrderError::Store(store) => return store.clone().into(),
+        };
+        ApiError::new(status, error.to_string())
     }
-}
-
-/// The first response for this key if it is still fresh; frees the key when it has expired.
-async fn replay_or_release(state: &AppState, scope: &str, fingerprint: &str) -> Result<Option<Response>, ApiError> {
-    let lookup = state.scope_lookups.submit(scope.to_owned()).await;
-    let Some(existing) = lookup.map_err(|error| queue_error(state, "idempotency_lookups", error))?? else {
-        return Ok(None);
-    };
-    let age_ms = mongodb::bson::DateTime::now().timestamp_millis() - existing.created_at.timestamp_millis();
-    if age_ms > i64::try_from(state.idempotency_ttl.as_millis()).unwrap_or(i64::MAX) {
-        state.store.release_idempotency_scope(&existing.id).await?;
-        return Ok(None);
-    }
-    if existing.request_fingerprint.as_deref() != Some(fingerprint) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Idempotency-Key was already used with a different request",
-        ));
-    }
-    Ok(Some(created(&existing.id, true)))
 }
 
 #[derive(Deserialize)]

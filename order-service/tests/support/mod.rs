@@ -5,9 +5,9 @@
 use std::{collections::HashMap, time::Duration};
 
 use order_service::{
-    catalog::ProductSnapshot,
     config::Config,
     domain::{Money, OrderStatus, Quantity},
+    product_client::ProductSnapshot,
     startup::Application,
     state::AppState,
     store::OrderDocument,
@@ -197,16 +197,9 @@ pub fn new_pending_order(user_id: &str, new_order_topic: &str) -> OrderDocument 
     let product = ProductSnapshot { id: "1".into(), name: "Smartphone".into(), unit_price: Money::from_cents(89_999) };
     let quantity = Quantity::parse(&serde_json::json!(2)).unwrap();
     let total = product.unit_price.times(quantity.get()).unwrap();
-    OrderDocument::new_pending(
-        user_id,
-        &product,
-        quantity,
-        total,
-        None,
-        new_order_topic,
-        order_service::store::EventOrigin::default(),
-    )
-    .unwrap()
+    let mut order = OrderDocument::new_pending(user_id, &product, quantity, total, None, None);
+    order.outbox.push(order_service::events::envelope::new_order_event(&order, new_order_topic, None, None).unwrap());
+    order
 }
 
 /// The test's own client of a test app's database (no workers, no app).

@@ -24,7 +24,7 @@ pub enum CatalogError {
 }
 
 #[derive(Clone)]
-pub struct ProductCatalog {
+pub struct ProductClient {
     http: reqwest::Client,
     graphql_url: String,
     timeout: Duration,
@@ -49,7 +49,7 @@ struct ProductFields {
     price: f64,
 }
 
-impl ProductCatalog {
+impl ProductClient {
     pub fn new(http: reqwest::Client, base_url: &str, timeout: Duration) -> Self {
         Self { http, graphql_url: format!("{base_url}/graphql"), timeout }
     }

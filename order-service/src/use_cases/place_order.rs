@@ -1,0 +1,180 @@
+//! Placing an order, the rules the order-service owns for it: a keyed request is answered once (a retry replays
+//! the first answer, a reused key with another body is refused), the price comes from the catalogue, never from
+//! the caller, and the order is written together with its `new-order` event in one durable insert, gathered with
+//! concurrent requests' orders (group commit).
+use std::{sync::Arc, time::Duration};
+
+use mongodb::bson;
+use platform::group_commit::{GroupCommit, Limits, SubmitError};
+use tokio::sync::Notify;
+
+use crate::{
+    domain::Quantity,
+    events::envelope,
+    metrics::Metrics,
+    product_client::ProductClient,
+    store::{OrderDocument, OrderStore, StoreError},
+};
+
+/// New orders, written by one group-commit writer (`insert_many` per batch).
+pub type OrderWrites = GroupCommit<OrderDocument, Result<(), StoreError>>;
+/// Idempotency-key lookups, answered by one group-commit reader (one `find` per batch).
+pub type ScopeLookups = GroupCommit<String, Result<Option<OrderDocument>, StoreError>>;
+
+/// What a client asked for, already parsed.
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub user_id: String,
+    pub product_id: String,
+    pub quantity: Quantity,
+    pub idempotency_key: Option<String>,
+    pub request_id: Option<String>,
+    /// W3C trace context of the request: the order's events carry it through the outbox to Kafka.
+    pub traceparent: Option<String>,
+}
+
+/// The order the request created, or the one an earlier request with the same key created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placed {
+    pub order_id: String,
+    pub replayed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlaceOrderError {
+    #[error("Product {0} does not exist")]
+    UnknownProduct(String),
+    #[error("Order total is too large")]
+    TotalTooLarge,
+    #[error("Idempotency-Key was already used with a different request")]
+    KeyReused,
+    #[error("Concurrent request with the same Idempotency-Key")]
+    ConcurrentKey,
+    #[error("Product catalogue temporarily unavailable")]
+    CatalogueUnavailable,
+    /// A group-commit queue is full: the caller should retry shortly.
+    #[error("Too many orders in progress; retry shortly")]
+    Overloaded,
+    /// The writer has stopped (the service is shutting down).
+    #[error("Order storage temporarily unavailable")]
+    Stopped,
+    #[error("cannot encode the new-order event: {0}")]
+    Encoding(#[from] serde_json::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct PlaceOrder {
+    store: OrderStore,
+    writes: OrderWrites,
+    lookups: ScopeLookups,
+    products: ProductClient,
+    new_order_topic: String,
+    idempotency_ttl: Duration,
+    /// Wakes the outbox relay as soon as an order is stored.
+    relay_wake: Arc<Notify>,
+    metrics: Metrics,
+}
+
+impl PlaceOrder {
+    /// Starts the group-commit writer and reader of `store`.
+    pub fn new(
+        store: OrderStore,
+        limits: Limits,
+        products: ProductClient,
+        new_order_topic: String,
+        idempotency_ttl: Duration,
+        relay_wake: Arc<Notify>,
+        metrics: Metrics,
+    ) -> Self {
+        let writer = store.clone();
+        let writes = GroupCommit::spawn(
+            limits,
+            move |orders: Vec<OrderDocument>| {
+                let store = writer.clone();
+                async move { store.insert_batch(&orders).await }
+            },
+            metrics.batch_observer("orders"),
+        );
+        let reader = store.clone();
+        let lookups = GroupCommit::spawn(
+            limits,
+            move |scopes: Vec<String>| {
+                let store = reader.clone();
+                async move {
+                    match store.find_by_idempotency_scopes(&scopes).await {
+                        // Several callers may ask for one scope (retries of one key): each gets it.
+                        Ok(found) => scopes.iter().map(|scope| Ok(found.get(scope).cloned())).collect(),
+                        Err(error) => vec![Err(error); scopes.len()],
+                    }
+                }
+            },
+            metrics.batch_observer("idempotency_lookups"),
+        );
+        Self { store, writes, lookups, products, new_order_topic, idempotency_ttl, relay_wake, metrics }
+    }
+
+    pub async fn place(&self, order: NewOrder) -> Result<Placed, PlaceOrderError> {
+        let fingerprint = format!("{}|{}", order.product_id, order.quantity.get());
+        let scope = order.idempotency_key.as_ref().map(|key| format!("{}:{key}", order.user_id));
+        if let Some(scope) = &scope
+            && let Some(replay) = self.replay_or_release(scope, &fingerprint).await?
+        {
+            return Ok(replay);
+        }
+
+        let product = self.products.product(&order.product_id, order.request_id.as_deref()).await.map_err(|error| {
+            tracing::warn!(%error, "cannot price the order");
+            PlaceOrderError::CatalogueUnavailable
+        })?;
+        let product = product.ok_or_else(|| PlaceOrderError::UnknownProduct(order.product_id.clone()))?;
+        let total = product.unit_price.times(order.quantity.get()).ok_or(PlaceOrderError::TotalTooLarge)?;
+        let keyed = scope.clone().map(|scope| (scope, fingerprint.clone()));
+        let NewOrder { user_id, quantity, request_id, traceparent, .. } = order;
+        let mut document = OrderDocument::new_pending(&user_id, &product, quantity, total, keyed, traceparent.clone());
+        let event = envelope::new_order_event(&document, &self.new_order_topic, request_id, traceparent)?;
+        document.outbox.push(event);
+        let order_id = document.id.clone();
+        // Gathered with concurrent requests' orders into one durable insert; the answer is this order's own.
+        match self.writes.submit(document).await.map_err(|error| self.queue_error("orders", error))? {
+            Ok(()) => {}
+            // Another request with the same key won the race: answer as it did.
+            Err(StoreError::DuplicateIdempotencyKey) => {
+                let scope = scope.unwrap_or_default();
+                return self.replay_or_release(&scope, &fingerprint).await?.ok_or(PlaceOrderError::ConcurrentKey);
+            }
+            Err(error) => return Err(error.into()),
+        }
+        self.relay_wake.notify_one();
+        tracing::info!(order_id = %order_id, user_id = %user_id, "order created");
+        Ok(Placed { order_id, replayed: false })
+    }
+
+    /// The first answer for this key if it is still fresh; frees the key when it has expired.
+    async fn replay_or_release(&self, scope: &str, fingerprint: &str) -> Result<Option<Placed>, PlaceOrderError> {
+        let lookup = self.lookups.submit(scope.to_owned()).await;
+        let Some(existing) = lookup.map_err(|error| self.queue_error("idempotency_lookups", error))?? else {
+            return Ok(None);
+        };
+        let age_ms = bson::DateTime::now().timestamp_millis() - existing.created_at.timestamp_millis();
+        if age_ms > i64::try_from(self.idempotency_ttl.as_millis()).unwrap_or(i64::MAX) {
+            self.store.release_idempotency_scope(&existing.id).await?;
+            return Ok(None);
+        }
+        if existing.request_fingerprint.as_deref() != Some(fingerprint) {
+            return Err(PlaceOrderError::KeyReused);
+        }
+        Ok(Some(Placed { order_id: existing.id, replayed: true }))
+    }
+
+    /// A group-commit queue refused or lost the job; a full queue is counted.
+    fn queue_error(&self, queue: &str, error: SubmitError) -> PlaceOrderError {
+        match error {
+            SubmitError::QueueFull => {
+                self.metrics.write_queue_rejected.with_label_values(&[queue]).inc();
+                PlaceOrderError::Overloaded
+            }
+            SubmitError::Stopped => PlaceOrderError::Stopped,
+        }
+    }
+}
