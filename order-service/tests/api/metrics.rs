@@ -1,5 +1,5 @@
 //! GET /metrics: the named series exist and move with the traffic.
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

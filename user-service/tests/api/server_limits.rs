@@ -1,5 +1,5 @@
 //! The user-service runs the shared server (platform::http::server) with its configured limits.
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! How the gateway's circuit breaker reads a downstream 503: load shed on purpose (with Retry-After)
 //! is an answer, relayed as it is; a plain 503 is the service failing.
-mod support;
+use crate::support;
 
 use support::Mode;
 

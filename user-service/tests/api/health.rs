@@ -1,4 +1,4 @@
-mod support;
+use crate::support;
 
 #[tokio::test]
 async fn health_and_ready_answer_200_when_mongodb_is_up() {

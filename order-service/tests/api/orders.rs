@@ -1,5 +1,5 @@
 //! POST /orders under concurrent bursts: group commit gives every request its own outcome.
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 
@@ -8,16 +8,18 @@ use tokio::task::JoinSet;
 
 /// The `orderId` of a 201 body, with whether it was a replay.
 async fn created(response: reqwest::Response) -> (String, bool) {
-    assert_eq!(response.status(), 201);
+    let status = response.status();
     let replayed = response.headers().get("idempotent-replayed").is_some_and(|value| value == "true");
     let body: serde_json::Value = response.json().await.expect("a JSON body");
+    assert_eq!(status, 201, "{body}");
     (body["orderId"].as_str().expect("an orderId").to_owned(), replayed)
 }
 
 #[tokio::test]
 async fn a_burst_of_concurrent_orders_gets_its_own_201_each_and_every_order_is_stored() {
     let fakes = support::Fakes::start().await;
-    let app = fakes.settings().spawn().await;
+    // A busy shared machine must not turn a slow price lookup into a 503: this test is about outcomes.
+    let app = fakes.settings().with("PRODUCT_SERVICE_TIMEOUT_MS", "30000").spawn().await;
     let token = fakes.token("user-1");
     let burst = 200;
     let responses = join_all((0..burst).map(|_| app.post_order(&token, None))).await;
@@ -44,7 +46,8 @@ async fn a_burst_of_concurrent_orders_gets_its_own_201_each_and_every_order_is_s
 #[tokio::test]
 async fn duplicates_of_an_idempotency_key_in_one_burst_get_one_order_and_replays_of_it() {
     let fakes = support::Fakes::start().await;
-    let app = fakes.settings().spawn().await;
+    // A busy shared machine must not turn a slow price lookup into a 503: this test is about outcomes.
+    let app = fakes.settings().with("PRODUCT_SERVICE_TIMEOUT_MS", "30000").spawn().await;
     let token = fakes.token("user-1");
     // 40 requests with one key among 100 with keys of their own, all at once: the duplicates
     // are their own requests' replays, never the failure of the batch they were written in.

@@ -1,6 +1,6 @@
 //! With the broker down, orders are still accepted; when it returns, every one is processed,
 //! none lost, none announced twice. Uses a private broker so other tests are not disturbed.
-mod support;
+use crate::support;
 
 use std::{collections::HashMap, time::Duration};
 

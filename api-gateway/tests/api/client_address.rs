@@ -1,6 +1,6 @@
 //! The one client address the gateway passes on (X-Forwarded-For), derived from the TCP peer and,
 //! only behind TRUSTED_PROXIES, from the X-Forwarded-For the proxies wrote.
-mod support;
+use crate::support;
 
 async fn login_with_forwarded_for(gateway: &support::TestGateway, lines: &[&str]) {
     let mut request = gateway

@@ -1,5 +1,5 @@
 //! The Kafka half of the order lifecycle, against the real broker and database.
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

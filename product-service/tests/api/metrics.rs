@@ -1,5 +1,5 @@
 //! GET /metrics: Prometheus text with request counts by route template and status, and MongoDB command latency.
-mod support;
+use crate::support;
 
 use serde_json::json;
 
@@ -31,12 +31,11 @@ async fn metrics_count_requests_by_route_and_status() {
     let app = support::spawn(&[]).await;
     let before = scrape(&app).await;
 
-    let name = format!("m{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    assert_eq!(app.register(&name, &format!("{name}@example.com"), "s3cret-password").await.status(), 201);
-    assert_eq!(app.post_json("/users/register", &json!({})).await.status(), 400);
-    assert_eq!(app.login(&format!("{name}@example.com"), "wrong-password").await.status(), 401);
-    assert_eq!(app.client.get(app.url("/users/me")).send().await.unwrap().status(), 401);
-    assert_eq!(app.client.delete(app.url("/users/me")).send().await.unwrap().status(), 405);
+    app.graphql("{ products(first: 2) { id } }", json!({})).await;
+    app.graphql(r#"query Named { product(id: "1") { id } }"#, json!({})).await;
+    let malformed = app.client.post(app.url("/graphql")).header("content-type", "application/json").body("not json");
+    assert_eq!(malformed.send().await.unwrap().status(), 400);
+    assert_eq!(app.client.delete(app.url("/graphql")).send().await.unwrap().status(), 405);
     assert_eq!(app.client.get(app.url("/no/such/route")).send().await.unwrap().status(), 404);
 
     let response = app.client.get(app.url("/metrics")).send().await.expect("request sent");
@@ -53,11 +52,9 @@ async fn metrics_count_requests_by_route_and_status() {
         assert_eq!(requests, timed, "{method} {route} {status}: every counted request is also timed");
         requests
     };
-    assert_eq!(counted("POST", "/users/register", "201"), 1.0);
-    assert_eq!(counted("POST", "/users/register", "400"), 1.0);
-    assert_eq!(counted("POST", "/users/login", "401"), 1.0);
-    assert_eq!(counted("GET", "/users/me", "401"), 1.0);
-    assert_eq!(counted("DELETE", "/users/me", "405"), 1.0);
+    assert_eq!(counted("POST", "/graphql", "200"), 2.0);
+    assert_eq!(counted("POST", "/graphql", "400"), 1.0);
+    assert_eq!(counted("DELETE", "/graphql", "405"), 1.0);
     assert_eq!(counted("GET", "unmatched", "404"), 1.0);
     assert_eq!(counted("GET", "/metrics", "200"), 1.0, "the scrape before the requests");
     assert!(!after.contains("/no/such/route"), "raw paths never become label values");
@@ -66,9 +63,11 @@ async fn metrics_count_requests_by_route_and_status() {
 
 #[tokio::test]
 async fn metrics_show_mongodb_command_latency() {
-    let app = support::spawn(&[]).await;
-    // Registering writes the user (insert); logging in reads it back (find).
-    let (_email, _password, _token) = app.registered_token().await;
+    // No cache: the read below must reach the database.
+    let app = support::spawn(&[("PRODUCT_CACHE_TTL_MS", "0")]).await;
+    let added = app.add_product("Souris", 19.99, None).await;
+    let body = app.graphql("query($id: ID!) { product(id: $id) { id } }", json!({ "id": added["id"] })).await;
+    assert_eq!(body["data"]["product"]["id"], added["id"]);
 
     let metrics = scrape(&app).await;
     for command in ["insert", "find"] {

@@ -1,7 +1,7 @@
 //! The gateway's edge against clients that send slowly or too much: header and request timeouts
 //! (platform::http::server), the 413 a client still reads after writing its whole body, and the
 //! configuration check that keeps the request timeout above the downstream timeout.
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

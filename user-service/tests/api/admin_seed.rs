@@ -1,5 +1,5 @@
 //! The admin account of ADMIN_EMAIL / ADMIN_USERNAME against a database that contradicts it.
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Several order-service replicas on one database and one set of topics, and a replica that crashes
 //! and comes back.
-mod support;
+use crate::support;
 
 use std::{
     collections::HashSet,

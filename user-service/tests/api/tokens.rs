@@ -1,5 +1,5 @@
 //! GET /users/me, the JWKS, and every forged-token case.
-mod support;
+use crate::support;
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};

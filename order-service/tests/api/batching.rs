@@ -1,6 +1,6 @@
 //! The store's batch commands, counted from the driver's own command events (the
 //! `mongodb_commands_total` metric): a batch costs one command, whatever its size.
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
