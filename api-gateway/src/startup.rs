@@ -33,6 +33,31 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let router = router(&config)?;
+        let listener = TcpListener::bind((config.common.host, config.common.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.common.host, config.common.port))?;
+        tracing::info!(address = %listener.local_addr()?, "api-gateway listening");
+        Ok(Self { listener, router, limits: config.server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|address| address.port()).unwrap_or(0)
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish
+    /// (for at most SHUTDOWN_DRAIN_MS).
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        platform::http::server::serve(self.listener, self.router, self.limits, shutdown).await?;
+        tracing::info!("api-gateway stopped");
+        Ok(())
+    }
+}
+
+/// The whole gateway as one `Router` (routes, middleware, the clients of the services behind it), without a
+/// listener: `Application` serves it, tests drive it with `Router::oneshot`.
+pub fn router(config: &Config) -> anyhow::Result<Router> {
+    {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(1))
             // Below the services' HEADER_READ_TIMEOUT_MS (10 s by default), which also closes idle
@@ -53,24 +78,7 @@ impl Application {
             verifier: JwksVerifier::new(&config.jwks_url.0, &config.jwt_issuer, &config.jwt_audience, http.clone()),
             metrics,
         });
-        let router = with_middleware(routes::router(state), &config)?;
-        let listener = TcpListener::bind((config.common.host, config.common.port))
-            .await
-            .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.common.host, config.common.port))?;
-        tracing::info!(address = %listener.local_addr()?, "api-gateway listening");
-        Ok(Self { listener, router, limits: config.server })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.listener.local_addr().map(|address| address.port()).unwrap_or(0)
-    }
-
-    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish
-    /// (for at most SHUTDOWN_DRAIN_MS).
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        platform::http::server::serve(self.listener, self.router, self.limits, shutdown).await?;
-        tracing::info!("api-gateway stopped");
-        Ok(())
+        with_middleware(routes::router(state), config)
     }
 }
 

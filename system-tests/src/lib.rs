@@ -10,14 +10,7 @@ use tokio::{sync::oneshot, task::JoinHandle};
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "admin-password";
 
-pub fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests through scripts/test"))
-}
-
-/// A port nothing listens on.
-pub fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
-}
+pub use test_support::{closed_port, env};
 
 /// Per-service settings that a test overrides (e.g. a payment limit, or a dependency pointed at
 /// a closed port to simulate an outage).

@@ -5,4 +5,5 @@ mod support;
 
 mod breaker;
 mod client_address;
+mod routing;
 mod server_limits;

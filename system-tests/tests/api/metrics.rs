@@ -1,16 +1,7 @@
 //! The gateway's GET /metrics: requests by route and status, calls to each service by outcome,
 //! and the state of each circuit breaker, moving with the traffic.
 use system_tests::{Overrides, Stack, closed_port};
-
-/// The value of the sample `name{labels…}` in a Prometheus text exposition (summed over the
-/// series that match; 0 when none does).
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|line| line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} ")))
-        .filter(|line| labels.iter().all(|(key, value)| line.contains(&format!("{key}=\"{value}\""))))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+use test_support::prometheus::sample;
 
 async fn scrape(stack: &Stack) -> String {
     let response = stack.get("/metrics", None).await;

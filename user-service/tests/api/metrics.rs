@@ -1,24 +1,8 @@
 //! GET /metrics: Prometheus text with request counts by route template and status, and MongoDB command latency.
 use crate::support;
+use test_support::prometheus::sample;
 
 use serde_json::json;
-
-/// The value of one sample of a Prometheus text exposition, 0 when the series is absent.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| line.rsplit_once(' '))
-        .find(|(series, _)| {
-            let (series_name, series_labels) = series.split_once('{').unwrap_or((series, "}"));
-            let series_labels: Vec<&str> =
-                series_labels.trim_end_matches('}').split(',').filter(|pair| !pair.is_empty()).collect();
-            series_name == name
-                && series_labels.len() == labels.len()
-                && labels.iter().all(|(key, value)| series_labels.contains(&format!("{key}=\"{value}\"").as_str()))
-        })
-        .map(|(_, value)| value.parse().expect("a numeric sample"))
-        .unwrap_or(0.0)
-}
 
 async fn scrape(app: &support::TestApp) -> String {
     let response = app.client.get(app.url("/metrics")).send().await.expect("request sent");

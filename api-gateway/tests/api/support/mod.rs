@@ -71,10 +71,7 @@ impl FakeUsers {
     }
 }
 
-/// A port nothing listens on.
-pub fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub use test_support::closed_port;
 
 pub struct TestGateway {
     pub address: SocketAddr,

@@ -20,14 +20,7 @@ use rdkafka::{
 };
 use tokio::{sync::oneshot, task::JoinHandle};
 
-pub fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests through scripts/test"))
-}
-
-/// A port nothing listens on.
-pub fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub use test_support::{closed_port, env, prometheus::sample};
 
 pub struct TestApp {
     pub address: String,
@@ -344,68 +337,41 @@ impl Drop for PrivateBroker {
     }
 }
 
-/// DER prefix of a PKCS#8 v1 Ed25519 private key; the 32-byte seed follows it.
-const PKCS8_ED25519_PREFIX: [u8; 16] =
-    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
-
-/// What the order-service talks to over HTTP, played by the test: the user-service's JWKS (with a key
-/// the test signs tokens with) and the product-service's `product(id)` query (product "1" exists).
+/// What the order-service talks to over HTTP, played by the test: the user-service (a JWKS issuer whose tokens
+/// the test signs) and the product-service's `product(id)` query (product "1" exists).
 pub struct Fakes {
     pub url: String,
-    key: jsonwebtoken::EncodingKey,
-    kid: String,
+    issuer: test_support::Issuer,
     task: JoinHandle<()>,
 }
 
 impl Fakes {
     pub async fn start() -> Self {
-        use axum::{
-            Json, Router,
-            routing::{get, post},
-        };
-        use jsonwebtoken::jwk::{Jwk, JwkSet, ThumbprintHash};
-        let mut der = PKCS8_ED25519_PREFIX.to_vec();
-        der.extend_from_slice(&rand::random::<[u8; 32]>());
-        let key = jsonwebtoken::EncodingKey::from_ed_der(&der);
-        let mut jwk = Jwk::from_encoding_key(&key, jsonwebtoken::Algorithm::EdDSA).expect("a JWK");
-        let kid = jwk.thumbprint(ThumbprintHash::SHA256).expect("a thumbprint");
-        jwk.common.key_id = Some(kid.clone());
-        let jwks = JwkSet { keys: vec![jwk] };
-        let router =
-            Router::new().route("/.well-known/jwks.json", get(move || std::future::ready(Json(jwks.clone())))).route(
-                "/graphql",
-                post(|Json(body): Json<serde_json::Value>| async move {
-                    let product = (body["variables"]["id"] == "1")
-                        .then(|| serde_json::json!({"id": "1", "name": "Smartphone", "price": 899.99}));
-                    Json(serde_json::json!({"data": {"product": product}}))
-                }),
-            );
+        use axum::{Json, Router, routing::post};
+        let router = Router::new().route(
+            "/graphql",
+            post(|Json(body): Json<serde_json::Value>| async move {
+                let product = (body["variables"]["id"] == "1")
+                    .then(|| serde_json::json!({"id": "1", "name": "Smartphone", "price": 899.99}));
+                Json(serde_json::json!({"data": {"product": product}}))
+            }),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
         let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
-        Self { url, key, kid, task }
+        Self { url, issuer: test_support::Issuer::start().await, task }
     }
 
     /// Settings that point the app at these fakes.
     pub fn settings(&self) -> Settings {
-        settings()
-            .with("PRODUCT_SERVICE_URL", self.url.clone())
-            .with("JWKS_URL", format!("{}/.well-known/jwks.json", self.url))
+        settings().with("PRODUCT_SERVICE_URL", self.url.clone()).with("JWKS_URL", self.issuer.jwks_url())
     }
 
-    /// A customer token for `user_id`, valid for 10 minutes.
+    /// A customer token for `user_id`.
     pub fn token(&self, user_id: &str) -> String {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-        let claims = serde_json::json!({
-            "sub": user_id, "username": format!("user-{user_id}"), "email": format!("{user_id}@example.com"),
-            "role": "customer", "iss": "user-service", "aud": "ecommerce-api", "iat": now, "exp": now + 600,
-            "jti": uuid::Uuid::new_v4().to_string(),
-        });
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &self.key).expect("a signed token")
+        self.issuer.token_for(user_id, "customer")
     }
 }
 
@@ -432,16 +398,6 @@ impl TestApp {
     pub async fn metrics(&self) -> String {
         self.client.get(self.url("/metrics")).send().await.expect("request sent").text().await.expect("a body")
     }
-}
-
-/// The value of the sample `name{labels…}` in a Prometheus text exposition (0 when absent).
-pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter(|line| line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} ")))
-        .filter(|line| labels.iter().all(|(key, value)| line.contains(&format!("{key}=\"{value}\""))))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// A private SecantusDB that a test may freeze (SIGSTOP) and thaw, stopped by its pid when dropped.

@@ -3,7 +3,6 @@
 //! and its own token issuer serving a JWKS.
 #![allow(dead_code)]
 
-pub mod issuer;
 pub mod proxy;
 
 use std::{collections::HashMap, time::Duration};
@@ -12,7 +11,7 @@ use product_service::{config::Config, startup::Application};
 use serde_json::{Value, json};
 use tokio::{sync::oneshot, task::JoinHandle};
 
-pub use issuer::Issuer;
+pub use test_support::Issuer;
 
 pub fn mongodb_uri() -> String {
     std::env::var("MONGODB_URI")

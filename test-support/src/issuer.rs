@@ -1,4 +1,5 @@
-//! Plays the user-service for tests: an Ed25519 key, a JWKS endpoint on 127.0.0.1:0 and signed tokens.
+//! Plays the user-service for tests: an Ed25519 key, a JWKS endpoint on 127.0.0.1:0 and signed tokens with the
+//! user-service's claims.
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::{Json, Router, routing::get};
@@ -64,13 +65,18 @@ impl Issuer {
         self.jwks_url.clone()
     }
 
-    /// The claims the user-service would put in a token for `role`, valid for an hour.
+    /// The claims the user-service would put in a token for a new user with `role`, valid for an hour.
     pub fn claims(role: &str) -> Value {
+        Self::claims_for(&format!("user-{}", uuid::Uuid::new_v4().simple()), role)
+    }
+
+    /// The claims the user-service would put in a token for user `sub` with `role`, valid for an hour.
+    pub fn claims_for(sub: &str, role: &str) -> Value {
         let now = now();
         json!({
-            "sub": format!("user-{}", uuid::Uuid::new_v4().simple()),
-            "username": "tester",
-            "email": "tester@example.com",
+            "sub": sub,
+            "username": format!("tester-{sub}"),
+            "email": format!("{sub}@example.com"),
             "role": role,
             "iss": "user-service",
             "aud": "ecommerce-api",
@@ -80,8 +86,14 @@ impl Issuer {
         })
     }
 
+    /// A token for a new user with `role`.
     pub fn token(&self, role: &str) -> String {
         self.sign(&Self::claims(role))
+    }
+
+    /// A token for user `sub` with `role`.
+    pub fn token_for(&self, sub: &str, role: &str) -> String {
+        self.sign(&Self::claims_for(sub, role))
     }
 
     /// Signs arbitrary claims with this issuer's key and kid.

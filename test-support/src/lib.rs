@@ -1,0 +1,23 @@
+//! What the services' integration tests share, kept once: the engines' addresses (`scripts/engines.py`
+//! exports them), a JWKS issuer playing the user-service, Prometheus samples, and ports. A dev-dependency only;
+//! no service links it.
+pub mod issuer;
+pub mod prometheus;
+
+pub use issuer::Issuer;
+
+/// The engine setting `name` (`MONGODB_URI`, `KAFKA_BROKERS`) exported by `scripts/engines.py`; without it
+/// the test stops with the one command that provides it.
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: these tests need the engines; run them as \
+             `python3 scripts/engines.py run -- cargo test -p <crate>` (or `just test-crate <crate>`, or scripts/test)"
+        )
+    })
+}
+
+/// A port nothing listens on (bound, read, released).
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("bound").port()
+}

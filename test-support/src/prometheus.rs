@@ -1,0 +1,26 @@
+//! Reading a Prometheus text exposition (`GET /metrics`) in tests.
+
+/// The sum of the samples `name{labels…}` in `text` whose labels include `labels` (0 when there is none).
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} ")))
+        .filter(|line| labels.iter().all(|(key, value)| line.contains(&format!("{key}=\"{value}\""))))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_the_samples_whose_labels_match() {
+        let text =
+            "# HELP x y\nreqs{method=\"GET\",status=\"200\"} 3\nreqs{method=\"GET\",status=\"404\"} 2\nreqs_sum 9\n";
+        assert_eq!(sample(text, "reqs", &[("method", "GET")]), 5.0);
+        assert_eq!(sample(text, "reqs", &[("status", "404")]), 2.0);
+        assert_eq!(sample(text, "reqs", &[("method", "POST")]), 0.0);
+        assert_eq!(sample(text, "reqs_sum", &[]), 9.0);
+    }
+}
