@@ -6,7 +6,6 @@ pub mod client_address;
 pub mod config;
 pub mod downstream;
 pub mod error;
-pub mod extract;
 pub mod metrics;
 pub mod openapi;
 pub mod payment_client;

@@ -28,3 +28,10 @@ impl std::ops::Deref for AppState {
         &self.0
     }
 }
+
+/// Where the bearer-token extractors (`platform::http::bearer`) find the verifier.
+impl AsRef<JwksVerifier> for AppState {
+    fn as_ref(&self) -> &JwksVerifier {
+        &self.verifier
+    }
+}

@@ -5,7 +5,6 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod events;
-pub mod extract;
 pub mod metrics;
 pub mod product_client;
 pub mod routes;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::{extract::State, http::header, response::IntoResponse};
-use platform::http::observe::{BUCKETS, HttpMetrics};
+use platform::{http::observe::HttpMetrics, mongo::MongoMetrics};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::state::AppState;
@@ -24,10 +24,9 @@ pub struct Metrics {
     /// `payment-processed` events refused because they do not match their order, by reason.
     pub payments_rejected: IntCounterVec,
     pub outbox_backlog: IntGauge,
-    pub mongodb_commands: HistogramVec,
-    /// Commands sent to MongoDB, by operation (`insert`, `find`, `update`, `bulkWrite`…): divided by
-    /// the orders created, the engine's cost of an order.
-    pub mongodb_commands_issued: IntCounterVec,
+    /// What the MongoDB client's command monitoring feeds; `mongodb_commands_total` divided by the orders
+    /// created is the engine's cost of an order.
+    pub mongodb: MongoMetrics,
     /// Requests refused because a group-commit queue was full (answered 503), by queue.
     pub write_queue_rejected: IntCounterVec,
     /// Jobs dropped because their caller had gone before the writer took them, by queue.
@@ -40,13 +39,10 @@ fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
 }
 
-fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-    HistogramVec::new(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()), labels).expect("valid metric")
-}
-
 impl Metrics {
     pub fn new() -> Self {
         let registry = platform::metrics::registry();
+        let mongodb = MongoMetrics::register(&registry);
         let metrics = Self {
             http: HttpMetrics::register(&registry),
             registry,
@@ -77,16 +73,7 @@ impl Metrics {
             ),
             outbox_backlog: IntGauge::new("outbox_backlog", "Orders with events not yet published to Kafka")
                 .expect("valid metric"),
-            mongodb_commands: histogram(
-                "mongodb_command_duration_seconds",
-                "MongoDB command round trips, by command and outcome",
-                &["command", "outcome"],
-            ),
-            mongodb_commands_issued: counter(
-                "mongodb_commands_total",
-                "Commands sent to MongoDB, by operation",
-                &["operation"],
-            ),
+            mongodb,
             write_queue_rejected: counter(
                 "write_queue_rejected_total",
                 "Requests refused with 503 because the group-commit queue was full, by queue",
@@ -112,8 +99,6 @@ impl Metrics {
             Box::new(metrics.kafka_consumer_lag.clone()),
             Box::new(metrics.kafka_consumer_assigned.clone()),
             Box::new(metrics.outbox_backlog.clone()),
-            Box::new(metrics.mongodb_commands.clone()),
-            Box::new(metrics.mongodb_commands_issued.clone()),
             Box::new(metrics.write_queue_rejected.clone()),
             Box::new(metrics.write_queue_skipped.clone()),
             Box::new(metrics.write_batch_size.clone()),

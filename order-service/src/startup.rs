@@ -25,7 +25,7 @@ use crate::{
     product_client::ProductClient,
     routes,
     state::{AppState, Inner},
-    store::{self, OrderStore},
+    store::OrderStore,
     use_cases::place_order::PlaceOrder,
 };
 
@@ -49,15 +49,10 @@ impl Application {
     /// the build: the workers retry with backoff and the service reports not-ready meanwhile.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let metrics = Metrics::new();
-        let client = store::connect(
-            &config.mongodb_uri.0,
-            "order-service",
-            config.mongodb_timeout,
-            metrics.mongodb_commands.clone(),
-            metrics.mongodb_commands_issued.clone(),
-        )
-        .await
-        .context("MONGODB_URI is not a usable MongoDB connection string")?;
+        let client =
+            platform::mongo::connect(&config.mongodb_uri.0, "order-service", config.mongodb_timeout, &metrics.mongodb)
+                .await
+                .context("MONGODB_URI is not a usable MongoDB connection string")?;
         // Idle connections are dropped before the product-service's HEADER_READ_TIMEOUT_MS (10 s by
         // default), which closes them too: never reuse one just as the service closes it.
         let http = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(5)).build()?;

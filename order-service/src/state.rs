@@ -72,3 +72,10 @@ impl AppState {
         if self.is_bootstrapped() { Ok(()) } else { Err(ApiError::unavailable("Order storage is starting up")) }
     }
 }
+
+/// Where the bearer-token extractors (`platform::http::bearer`) find the verifier.
+impl AsRef<JwksVerifier> for AppState {
+    fn as_ref(&self) -> &JwksVerifier {
+        &self.verifier
+    }
+}

@@ -4,11 +4,10 @@ use std::{collections::HashMap, time::Duration};
 
 use futures::TryStreamExt as _;
 use mongodb::{
-    Client, Collection, Database, IndexModel, Namespace,
+    Collection, Database, IndexModel, Namespace,
     bson::{self, Document, doc},
-    error::{ErrorKind, WriteFailure},
-    event::{EventHandler, command::CommandEvent},
-    options::{Acknowledgment, ClientOptions, IndexOptions, UpdateOneModel, WriteConcern, WriteModel},
+    error::ErrorKind,
+    options::{Acknowledgment, IndexOptions, UpdateOneModel, WriteConcern, WriteModel},
 };
 use serde::{Deserialize, Serialize};
 
@@ -138,59 +137,8 @@ pub enum StoreError {
 
 impl From<mongodb::error::Error> for StoreError {
     fn from(error: mongodb::error::Error) -> Self {
-        if is_unavailable(&error) { Self::Unavailable(error) } else { Self::Other(error) }
+        if platform::mongo::is_unavailable(&error) { Self::Unavailable(error) } else { Self::Other(error) }
     }
-}
-
-/// Errors that mean "the database cannot be reached right now" (→ 503 or retry), not a bad request.
-pub fn is_unavailable(error: &mongodb::error::Error) -> bool {
-    matches!(
-        *error.kind,
-        ErrorKind::ServerSelection { .. }
-            | ErrorKind::Io(_)
-            | ErrorKind::ConnectionPoolCleared { .. }
-            | ErrorKind::Shutdown
-    ) || error.contains_label("RetryableWriteError")
-        || error.contains_label("TransientTransactionError")
-}
-
-fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
-    match &*error.kind {
-        ErrorKind::Write(WriteFailure::WriteError(write)) => write.code == 11000,
-        ErrorKind::Command(command) => command.code == 11000,
-        _ => false,
-    }
-}
-
-/// A client whose operations give up after `timeout` instead of the driver's 30 s default, and
-/// whose every command is counted into `issued` (label: operation) when sent and its round trip
-/// timed into `commands` (labels: command, outcome).
-pub async fn connect(
-    uri: &str,
-    app_name: &str,
-    timeout: Duration,
-    commands: prometheus::HistogramVec,
-    issued: prometheus::IntCounterVec,
-) -> Result<Client, mongodb::error::Error> {
-    let mut options = ClientOptions::parse(uri).await?;
-    options.app_name = Some(app_name.to_owned());
-    // Every write that backs a 201 or a committed offset must survive the database process dying right after
-    // it: journaled and majority-acknowledged, once here for the whole client.
-    options.write_concern = Some(WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build());
-    options.command_event_handler = Some(EventHandler::callback(move |event| match event {
-        // Counted where the driver sends them, so every path (batches, relay, consumer, health) is in.
-        CommandEvent::Started(event) => issued.with_label_values(&[event.command_name.as_str()]).inc(),
-        CommandEvent::Succeeded(event) => {
-            commands.with_label_values(&[event.command_name.as_str(), "success"]).observe(event.duration.as_secs_f64());
-        }
-        CommandEvent::Failed(event) => {
-            commands.with_label_values(&[event.command_name.as_str(), "failure"]).observe(event.duration.as_secs_f64());
-        }
-        _ => {}
-    }));
-    options.server_selection_timeout = Some(timeout);
-    options.connect_timeout = Some(timeout);
-    Client::with_options(options)
 }
 
 /// One conditional status change of a batch the consumer applies in one command.
@@ -402,7 +350,7 @@ impl OrderStore {
     pub async fn insert(&self, order: &OrderDocument) -> Result<(), StoreError> {
         match self.orders.insert_one(order).await {
             Ok(_) => Ok(()),
-            Err(error) if is_duplicate_key(&error) => Err(StoreError::DuplicateIdempotencyKey),
+            Err(error) if platform::mongo::is_duplicate_key(&error) => Err(StoreError::DuplicateIdempotencyKey),
             Err(error) => Err(error.into()),
         }
     }

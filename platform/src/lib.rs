@@ -13,6 +13,8 @@ pub mod http;
 pub mod idempotency;
 #[cfg(feature = "metrics")]
 pub mod metrics;
+#[cfg(feature = "mongodb")]
+pub mod mongo;
 #[cfg(feature = "telemetry")]
 pub mod service_main;
 pub mod shutdown;

@@ -5,36 +5,23 @@
 use std::sync::Arc;
 
 use axum::{extract::State, http::header, response::IntoResponse};
-use platform::http::observe::{BUCKETS, HttpMetrics};
-use prometheus::{HistogramOpts, HistogramVec, Registry};
+use platform::{http::observe::HttpMetrics, mongo::MongoMetrics};
+use prometheus::Registry;
 
 pub struct Metrics {
     registry: Registry,
     /// Requests by route and status (`platform::http::observe::track_requests`).
     pub http: Arc<HttpMetrics>,
-    mongodb_duration: HistogramVec,
+    /// What the MongoDB client's command monitoring feeds.
+    pub mongodb: MongoMetrics,
 }
 
 impl Metrics {
     pub fn new() -> Self {
         let registry = platform::metrics::registry();
         let http = HttpMetrics::register(&registry);
-        let mongodb_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "mongodb_command_duration_seconds",
-                "Time MongoDB commands took, by command and outcome",
-            )
-            .buckets(BUCKETS.to_vec()),
-            &["command", "outcome"],
-        )
-        .expect("valid metric");
-        registry.register(Box::new(mongodb_duration.clone())).expect("metric names are unique");
-        Self { registry, http, mongodb_duration }
-    }
-
-    /// The histogram `store::connect` feeds from the driver's command monitoring (labels: command, outcome).
-    pub fn mongodb_command_duration(&self) -> HistogramVec {
-        self.mongodb_duration.clone()
+        let mongodb = MongoMetrics::register(&registry);
+        Self { registry, http, mongodb }
     }
 
     /// The Prometheus text exposition of every metric.

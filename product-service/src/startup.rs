@@ -15,7 +15,7 @@ use crate::{
     routes::{self, GraphqlEndpoint},
     seed::SEED_PRODUCTS,
     state::{AppState, Inner},
-    store::{self, ProductStore},
+    store::ProductStore,
 };
 
 pub struct Application {
@@ -30,11 +30,11 @@ impl Application {
     /// because MongoDB is down (the service reports not-ready until it answers).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
-        let client = store::connect(
+        let client = platform::mongo::connect(
             &config.mongodb_uri.0,
             "product-service",
             config.mongodb_timeout,
-            metrics.mongodb_command_duration(),
+            &metrics.mongodb,
         )
         .await
         .context("MONGODB_URI is not a usable MongoDB connection string")?;

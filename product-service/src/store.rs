@@ -4,17 +4,13 @@
 //! is the sequence number as text, so a lookup by id is a lookup by `_id`, and `seq` (unique index) gives the
 //! listing order. New sequence numbers come from the `counters` document `{_id: "products", seq}`, which only
 //! ever grows, so ids are never handed out twice, not even after deletes.
-use std::time::Duration;
 
 use futures::TryStreamExt as _;
 use mongodb::{
-    Client, Collection, Database, IndexModel,
+    Collection, Database, IndexModel,
     bson::{self, Document, doc},
-    error::ErrorKind,
-    event::{EventHandler, command::CommandEvent},
-    options::{Acknowledgment, ClientOptions, IndexOptions, ReturnDocument, WriteConcern},
+    options::{IndexOptions, ReturnDocument},
 };
-use prometheus::HistogramVec;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -74,51 +70,8 @@ pub enum StoreError {
 
 impl From<mongodb::error::Error> for StoreError {
     fn from(error: mongodb::error::Error) -> Self {
-        if is_unavailable(&error) { Self::Unavailable(error) } else { Self::Other(error) }
+        if platform::mongo::is_unavailable(&error) { Self::Unavailable(error) } else { Self::Other(error) }
     }
-}
-
-/// Errors that mean "the database cannot be reached right now" (→ SERVICE_UNAVAILABLE), not "the request is
-/// wrong".
-pub fn is_unavailable(error: &mongodb::error::Error) -> bool {
-    matches!(
-        *error.kind,
-        ErrorKind::ServerSelection { .. }
-            | ErrorKind::Io(_)
-            | ErrorKind::ConnectionPoolCleared { .. }
-            | ErrorKind::Shutdown
-    ) || error.contains_label("RetryableWriteError")
-        || error.contains_label("TransientTransactionError")
-}
-
-/// A client whose operations give up after `timeout` instead of the driver's 30 s default, so that
-/// requests fail promptly while the database is down. Creating it does no I/O.
-///
-/// Every command's latency goes to `command_duration` (labels `command`, `outcome`): the driver's
-/// command monitoring times each command it sends, so no call site has to. Its command names are a
-/// small fixed set (`find`, `insert`, `findAndModify`…), which keeps the series bounded.
-pub async fn connect(
-    uri: &str,
-    app_name: &str,
-    timeout: Duration,
-    command_duration: HistogramVec,
-) -> Result<Client, mongodb::error::Error> {
-    let mut options = ClientOptions::parse(uri).await?;
-    options.app_name = Some(app_name.to_owned());
-    // Every write that backs a 2xx must survive the database process dying right after it: journaled and
-    // majority-acknowledged, once here for the whole client.
-    options.write_concern = Some(WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build());
-    options.server_selection_timeout = Some(timeout);
-    options.connect_timeout = Some(timeout);
-    options.command_event_handler = Some(EventHandler::callback(move |event: CommandEvent| {
-        let (command, outcome, duration) = match &event {
-            CommandEvent::Succeeded(event) => (&event.command_name, "success", event.duration),
-            CommandEvent::Failed(event) => (&event.command_name, "failure", event.duration),
-            _ => return,
-        };
-        command_duration.with_label_values(&[command.as_str(), outcome]).observe(duration.as_secs_f64());
-    }));
-    Client::with_options(options)
 }
 
 #[derive(Clone)]

@@ -3,7 +3,6 @@
 pub mod config;
 pub mod domain;
 pub mod error;
-pub mod extract;
 pub mod metrics;
 pub mod password;
 pub mod routes;

@@ -5,14 +5,15 @@
 use std::sync::Arc;
 
 use axum::{extract::State, http::header, response::IntoResponse};
-use platform::http::observe::{BUCKETS, HttpMetrics};
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use platform::{http::observe::HttpMetrics, mongo::MongoMetrics};
+use prometheus::{IntCounterVec, Opts, Registry};
 
 pub struct Metrics {
     registry: Registry,
     /// Requests by route and status (`platform::http::observe::track_requests`).
     pub http: Arc<HttpMetrics>,
-    mongodb_duration: HistogramVec,
+    /// What the MongoDB client's command monitoring feeds.
+    pub mongodb: MongoMetrics,
     password_hash_dropped: IntCounterVec,
 }
 
@@ -20,15 +21,7 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = platform::metrics::registry();
         let http = HttpMetrics::register(&registry);
-        let mongodb_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "mongodb_command_duration_seconds",
-                "Time MongoDB commands took, by command and outcome",
-            )
-            .buckets(BUCKETS.to_vec()),
-            &["command", "outcome"],
-        )
-        .expect("valid metric");
+        let mongodb = MongoMetrics::register(&registry);
         let password_hash_dropped = IntCounterVec::new(
             Opts::new(
                 "password_hash_jobs_dropped_total",
@@ -37,27 +30,17 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
-        for collector in [
-            Box::new(mongodb_duration.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(password_hash_dropped.clone()),
-        ] {
-            registry.register(collector).expect("metric names are unique");
-        }
+        registry.register(Box::new(password_hash_dropped.clone())).expect("metric names are unique");
         // Both reasons are exposed from the start, at 0, so that alerts and dashboards find them.
         for reason in ["queue_full", "caller_gone"] {
             password_hash_dropped.with_label_values(&[reason]);
         }
-        Self { registry, http, mongodb_duration, password_hash_dropped }
+        Self { registry, http, mongodb, password_hash_dropped }
     }
 
     /// The counter `PasswordHasher` feeds (label: reason = queue_full | caller_gone).
     pub fn password_hash_dropped(&self) -> IntCounterVec {
         self.password_hash_dropped.clone()
-    }
-
-    /// The histogram `store::connect` feeds from the driver's command monitoring (labels: command, outcome).
-    pub fn mongodb_command_duration(&self) -> HistogramVec {
-        self.mongodb_duration.clone()
     }
 
     /// The Prometheus text exposition of every metric.

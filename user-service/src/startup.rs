@@ -15,7 +15,7 @@ use crate::{
     password::PasswordHasher,
     routes,
     state::{AdminSeedStatus, AppState, Inner},
-    store::{self, StoreError, TakenField, UserStore},
+    store::{StoreError, TakenField, UserStore},
     throttle::{LoginThrottle, RegistrationThrottle},
     tokens::TokenIssuer,
 };
@@ -36,14 +36,10 @@ impl Application {
     /// because MongoDB is down (the service reports not-ready until it answers).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
-        let client = store::connect(
-            &config.mongodb_uri.0,
-            "user-service",
-            config.mongodb_timeout,
-            metrics.mongodb_command_duration(),
-        )
-        .await
-        .context("MONGODB_URI is not a usable MongoDB connection string")?;
+        let client =
+            platform::mongo::connect(&config.mongodb_uri.0, "user-service", config.mongodb_timeout, &metrics.mongodb)
+                .await
+                .context("MONGODB_URI is not a usable MongoDB connection string")?;
         let tokens = TokenIssuer::new(&config.signing_key, &config.jwt_issuer, &config.jwt_audience, config.jwt_ttl)
             .context("JWT_PRIVATE_KEY / JWT_PRIVATE_KEY_FILE")?;
         let state = AppState::new(

@@ -1,14 +1,11 @@
 //! The `users` collection: unique indexes created at startup, documents ↔ domain types.
-use std::time::Duration;
 
 use mongodb::{
-    Client, Collection, Database, IndexModel,
+    Collection, Database, IndexModel,
     bson::{self, doc},
     error::{ErrorKind, WriteFailure},
-    event::{EventHandler, command::CommandEvent},
-    options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern},
+    options::IndexOptions,
 };
-use prometheus::HistogramVec;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Email, Role, Username};
@@ -46,20 +43,8 @@ pub enum StoreError {
 
 impl From<mongodb::error::Error> for StoreError {
     fn from(error: mongodb::error::Error) -> Self {
-        if is_unavailable(&error) { Self::Unavailable(error) } else { Self::Other(error) }
+        if platform::mongo::is_unavailable(&error) { Self::Unavailable(error) } else { Self::Other(error) }
     }
-}
-
-/// Errors that mean "the database cannot be reached right now" (→ 503), not "the request is wrong".
-pub fn is_unavailable(error: &mongodb::error::Error) -> bool {
-    matches!(
-        *error.kind,
-        ErrorKind::ServerSelection { .. }
-            | ErrorKind::Io(_)
-            | ErrorKind::ConnectionPoolCleared { .. }
-            | ErrorKind::Shutdown
-    ) || error.contains_label("RetryableWriteError")
-        || error.contains_label("TransientTransactionError")
 }
 
 fn duplicate_key_message(error: &mongodb::error::Error) -> Option<&str> {
@@ -68,36 +53,6 @@ fn duplicate_key_message(error: &mongodb::error::Error) -> Option<&str> {
         ErrorKind::Command(command) if command.code == 11000 => Some(&command.message),
         _ => None,
     }
-}
-
-/// A client whose operations give up after `timeout` instead of the driver's 30 s default, so that
-/// routes answer 503 promptly while the database is down. Creating it does no I/O.
-///
-/// Every command's latency goes to `command_duration` (labels `command`, `outcome`): the driver's
-/// command monitoring times each command it sends, so no call site has to. Its command names are a
-/// small fixed set (`find`, `insert`, `createIndexes`…), which keeps the series bounded.
-pub async fn connect(
-    uri: &str,
-    app_name: &str,
-    timeout: Duration,
-    command_duration: HistogramVec,
-) -> Result<Client, mongodb::error::Error> {
-    let mut options = ClientOptions::parse(uri).await?;
-    options.app_name = Some(app_name.to_owned());
-    // Every write that backs a 2xx must survive the database process dying right after it: journaled and
-    // majority-acknowledged, once here for the whole client.
-    options.write_concern = Some(WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build());
-    options.server_selection_timeout = Some(timeout);
-    options.connect_timeout = Some(timeout);
-    options.command_event_handler = Some(EventHandler::callback(move |event: CommandEvent| {
-        let (command, outcome, duration) = match &event {
-            CommandEvent::Succeeded(event) => (&event.command_name, "success", event.duration),
-            CommandEvent::Failed(event) => (&event.command_name, "failure", event.duration),
-            _ => return,
-        };
-        command_duration.with_label_values(&[command.as_str(), outcome]).observe(duration.as_secs_f64());
-    }));
-    Client::with_options(options)
 }
 
 #[derive(Clone)]

@@ -1,6 +1,5 @@
 //! The public REST surface. Handlers stay thin: check the caller, shape the downstream call,
 //! relay the answer with its real status.
-mod auth;
 pub(crate) mod health;
 pub(crate) mod orders;
 pub(crate) mod payments;
@@ -9,13 +8,12 @@ pub(crate) mod users;
 
 use axum::{
     Router,
-    http::{Method, StatusCode, Uri},
     routing::{get, post},
 };
 
-pub use auth::{Admin, Authenticated};
+pub use platform::http::bearer::{Admin, Authenticated};
 
-use crate::{error::ApiError, state::AppState};
+use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -32,19 +30,11 @@ pub fn router(state: AppState) -> Router {
         .route("/payments", post(payments::pay))
         .route("/metrics", get(crate::metrics::render))
         .merge(crate::openapi::router())
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(platform::http::error::not_found)
+        .method_not_allowed_fallback(platform::http::error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.http.clone(),
             platform::http::observe::track_requests,
         ))
         .with_state(state)
-}
-
-async fn not_found(uri: Uri) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("No route for {}", uri.path()))
-}
-
-async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("Method {method} not allowed on {}", uri.path()))
 }

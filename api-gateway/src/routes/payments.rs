@@ -11,9 +11,10 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use platform::http::extract::JsonBody;
+
 use crate::{
     error::{ApiError, FieldError},
-    extract::JsonBody,
     payment_client::proto::{PayRequest, PaymentStatus},
     routes::{Authenticated, orders::is_order_id},
     state::AppState,

@@ -9,9 +9,10 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use platform::http::extract::JsonBody;
+
 use crate::{
     error::{ApiError, FieldError},
-    extract::JsonBody,
     product_client::{self, PRODUCT_FIELDS},
     routes::Admin,
     state::AppState,

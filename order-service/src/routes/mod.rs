@@ -1,17 +1,12 @@
 //! The HTTP surface: one module per resource, handlers stay thin (parse → domain → store → respond).
-mod auth;
 mod health;
 mod orders;
 
-use axum::{
-    Router,
-    http::{Method, StatusCode, Uri},
-    routing::get,
-};
+use axum::{Router, routing::get};
 
-pub use auth::Authenticated;
+pub use platform::http::bearer::Authenticated;
 
-use crate::{error::ApiError, state::AppState};
+use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -20,19 +15,11 @@ pub fn router(state: AppState) -> Router {
         .route("/orders", get(orders::list).post(orders::create))
         .route("/orders/{id}", get(orders::get))
         .route("/metrics", get(crate::metrics::render))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(platform::http::error::not_found)
+        .method_not_allowed_fallback(platform::http::error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.http.clone(),
             platform::http::observe::track_requests,
         ))
         .with_state(state)
-}
-
-async fn not_found(uri: Uri) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, format!("No route for {}", uri.path()))
-}
-
-async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("Method {method} not allowed on {}", uri.path()))
 }

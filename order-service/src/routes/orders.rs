@@ -8,10 +8,11 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use platform::http::extract::JsonBody;
+
 use crate::{
     domain::Quantity,
     error::{ApiError, FieldError},
-    extract::JsonBody,
     routes::Authenticated,
     state::AppState,
     store::OrderDocument,

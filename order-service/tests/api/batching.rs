@@ -8,7 +8,7 @@ use order_service::{
     domain::{Money, OrderStatus, Quantity},
     events::envelope,
     product_client::ProductSnapshot,
-    store::{self, OrderDocument, OrderStore, OutboxEvent, StoreError, TransitionWrite},
+    store::{OrderDocument, OrderStore, OutboxEvent, StoreError, TransitionWrite},
 };
 
 struct Probe {
@@ -18,13 +18,11 @@ struct Probe {
 
 impl Probe {
     async fn new() -> Self {
-        let durations =
-            prometheus::HistogramVec::new(prometheus::HistogramOpts::new("d", "d"), &["command", "outcome"]).unwrap();
-        let commands = prometheus::IntCounterVec::new(prometheus::Opts::new("c", "c"), &["operation"]).unwrap();
-        let client =
-            store::connect(&support::env("MONGODB_URI"), "test", Duration::from_secs(5), durations, commands.clone())
-                .await
-                .unwrap();
+        let metrics = platform::mongo::MongoMetrics::register(&prometheus::Registry::new());
+        let client = platform::mongo::connect(&support::env("MONGODB_URI"), "test", Duration::from_secs(5), &metrics)
+            .await
+            .unwrap();
+        let commands = metrics.commands;
         let store = OrderStore::new(client.database(&format!("orders_batch_{}", uuid::Uuid::new_v4().simple())));
         store.ensure_indexes().await.unwrap();
         Self { store, commands }

@@ -81,6 +81,29 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The fallback of every router: a JSON 404 naming the path.
+pub async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("No route for {}", uri.path()))
+}
+
+/// The fallback for a known path with another method: a JSON 405.
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("Method {method} not allowed on {}", uri.path()))
+}
+
+/// A refused token: 401, or 503 when the signing keys cannot be fetched (not the caller's fault).
+#[cfg(feature = "auth")]
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(error: crate::auth::AuthError) -> Self {
+        use crate::auth::AuthError;
+        match error {
+            AuthError::Missing => Self::unauthorized("Missing bearer token"),
+            AuthError::Invalid(_) => Self::unauthorized("Invalid or expired token"),
+            AuthError::KeysUnavailable(_) => Self::unavailable("Cannot verify tokens right now"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

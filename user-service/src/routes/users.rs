@@ -10,10 +10,11 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 
+use platform::http::extract::JsonBody;
+
 use crate::{
     domain::{Email, Password, Role, Username},
     error::{ApiError, FieldError},
-    extract::JsonBody,
     routes::Authenticated,
     state::AppState,
     store::{NewUser, StoreError, TakenField},

@@ -197,13 +197,8 @@ pub fn new_pending_order(user_id: &str, new_order_topic: &str) -> OrderDocument 
 
 /// The test's own client of a test app's database (no workers, no app).
 pub async fn raw_store(database: &str) -> order_service::store::OrderStore {
-    let durations =
-        prometheus::HistogramVec::new(prometheus::HistogramOpts::new("d", "d"), &["command", "outcome"]).unwrap();
-    let commands = prometheus::IntCounterVec::new(prometheus::Opts::new("c", "c"), &["operation"]).unwrap();
-    let client =
-        order_service::store::connect(&env("MONGODB_URI"), "test", Duration::from_secs(5), durations, commands)
-            .await
-            .unwrap();
+    let metrics = platform::mongo::MongoMetrics::register(&prometheus::Registry::new());
+    let client = platform::mongo::connect(&env("MONGODB_URI"), "test", Duration::from_secs(5), &metrics).await.unwrap();
     order_service::store::OrderStore::new(client.database(database))
 }
 

@@ -1,0 +1,121 @@
+//! The MongoDB client every service makes the same way, and how its errors are read. Each service keeps its
+//! own collections, documents and rules (`store.rs`); this is only the connection and the error taxonomy.
+use std::time::Duration;
+
+use mongodb::{
+    Client,
+    error::{Error, ErrorKind, WriteFailure},
+    event::{EventHandler, command::CommandEvent},
+    options::{Acknowledgment, ClientOptions, WriteConcern},
+};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+/// What the driver's command monitoring feeds, declared once: commands sent by operation, and their round
+/// trips by command and outcome. Divided by the operations a service did, `mongodb_commands_total` is the
+/// engine's cost of one of them.
+#[derive(Clone)]
+pub struct MongoMetrics {
+    pub commands: IntCounterVec,
+    pub durations: HistogramVec,
+}
+
+impl MongoMetrics {
+    pub fn register(registry: &Registry) -> Self {
+        let commands = IntCounterVec::new(
+            Opts::new("mongodb_commands_total", "Commands sent to MongoDB, by operation"),
+            &["operation"],
+        )
+        .expect("valid metric");
+        let durations = HistogramVec::new(
+            HistogramOpts::new(
+                "mongodb_command_duration_seconds",
+                "MongoDB command round trips, by command and outcome",
+            )
+            .buckets(crate::http::observe::BUCKETS.to_vec()),
+            &["command", "outcome"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(commands.clone())).expect("metric names are unique");
+        registry.register(Box::new(durations.clone())).expect("metric names are unique");
+        Self { commands, durations }
+    }
+}
+
+/// A client whose operations give up after `timeout` instead of the driver's 30 s default (so that requests
+/// fail promptly while the database is down), whose writes are durable, and whose every command is counted.
+/// Creating it does no I/O.
+pub async fn connect(uri: &str, app_name: &str, timeout: Duration, metrics: &MongoMetrics) -> Result<Client, Error> {
+    let mut options = ClientOptions::parse(uri).await?;
+    options.app_name = Some(app_name.to_owned());
+    // Every write that backs a 2xx or a committed offset must survive the database process dying right after
+    // it: journaled and majority-acknowledged, once here for the whole client.
+    options.write_concern = Some(WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build());
+    options.server_selection_timeout = Some(timeout);
+    options.connect_timeout = Some(timeout);
+    let MongoMetrics { commands, durations } = metrics.clone();
+    options.command_event_handler = Some(EventHandler::callback(move |event| match event {
+        // Counted where the driver sends them, so every path (batches, relays, consumers, probes) is in. The
+        // command names are a small fixed set (`find`, `insert`, `update`…): the series stay bounded.
+        CommandEvent::Started(event) => commands.with_label_values(&[event.command_name.as_str()]).inc(),
+        CommandEvent::Succeeded(event) => {
+            durations
+                .with_label_values(&[event.command_name.as_str(), "success"])
+                .observe(event.duration.as_secs_f64());
+        }
+        CommandEvent::Failed(event) => {
+            durations
+                .with_label_values(&[event.command_name.as_str(), "failure"])
+                .observe(event.duration.as_secs_f64());
+        }
+        _ => {}
+    }));
+    Client::with_options(options)
+}
+
+/// Errors that mean "the database cannot be reached right now" (→ 503, UNAVAILABLE, or retry), not "the
+/// request is wrong".
+pub fn is_unavailable(error: &Error) -> bool {
+    matches!(
+        *error.kind,
+        ErrorKind::ServerSelection { .. }
+            | ErrorKind::Io(_)
+            | ErrorKind::ConnectionPoolCleared { .. }
+            | ErrorKind::Shutdown
+    ) || error.contains_label("RetryableWriteError")
+        || error.contains_label("TransientTransactionError")
+}
+
+/// A unique index refused the write (code 11000).
+pub fn is_duplicate_key(error: &Error) -> bool {
+    match &*error.kind {
+        ErrorKind::Write(WriteFailure::WriteError(write)) => write.code == 11000,
+        ErrorKind::Command(command) => command.code == 11000,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_unavailable_and_answers_within_the_timeout() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let registry = Registry::new();
+        let metrics = MongoMetrics::register(&registry);
+        let client = connect(&format!("mongodb://127.0.0.1:{port}"), "test", Duration::from_millis(200), &metrics)
+            .await
+            .expect("creating a client does no I/O");
+        let started = std::time::Instant::now();
+        let error = client.database("d").run_command(mongodb::bson::doc! { "ping": 1 }).await.unwrap_err();
+        assert!(is_unavailable(&error), "{error}");
+        assert!(!is_duplicate_key(&error));
+        assert!(started.elapsed() < Duration::from_secs(10), "gave up after the timeout, not the driver's 30 s");
+    }
+
+    #[tokio::test]
+    async fn a_malformed_uri_is_refused_at_once() {
+        let metrics = MongoMetrics::register(&Registry::new());
+        assert!(connect("postgres://nope", "test", Duration::from_secs(1), &metrics).await.is_err());
+    }
+}
