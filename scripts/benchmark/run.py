@@ -99,7 +99,7 @@ def products_during_logins(endpoints: Endpoints, env: dict, plan: Plan) -> dict:
     reads, logins = [], []
     for _ in range(plan.runs):
         login_result: dict = {}
-        login_load = threading.Thread(target=lambda: login_result.update(
+        login_load = threading.Thread(target=lambda result=login_result: result.update(
             wrk(f"{endpoints.gateway}/users/login", "login.lua", plan.seconds + 2, env, plan.connections)))
         login_load.start()
         time.sleep(1)
