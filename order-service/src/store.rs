@@ -32,6 +32,9 @@ pub struct OutboxEvent {
     /// join that trace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// The vendor part of that trace context (W3C `tracestate`), carried along unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

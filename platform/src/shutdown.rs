@@ -1,5 +1,10 @@
-//! Stopping: the future that resolves when the process is asked to stop (Ctrl-C or SIGTERM), and the signal that
-//! tells background tasks to finish their work.
+//! Stopping: the future that resolves when the process is asked to stop (Ctrl-C or SIGTERM), the signal that
+//! tells background tasks to finish their work (a `CancellationToken`), and the workers (a `TaskTracker`) that
+//! are waited for up to a drain deadline.
+
+use std::{future::Future, time::Duration};
+
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// The future that tells a service to stop, as `service_main` hands it over.
 pub type Signal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
@@ -35,24 +40,146 @@ pub async fn signal() {
 /// Creates the pair that tells background tasks to finish: the application keeps the [`StopHandle`], each task
 /// gets a clone of the [`StopSignal`].
 pub fn stop_channel() -> (StopHandle, StopSignal) {
-    let (sender, receiver) = tokio::sync::watch::channel(false);
-    (StopHandle(sender), StopSignal(receiver))
+    let token = CancellationToken::new();
+    (StopHandle(token.clone()), StopSignal(token))
 }
 
-pub struct StopHandle(tokio::sync::watch::Sender<bool>);
+pub struct StopHandle(CancellationToken);
 
 impl StopHandle {
     pub fn stop(&self) {
-        self.0.send_replace(true);
+        self.0.cancel();
     }
 }
 
 #[derive(Clone)]
-pub struct StopSignal(tokio::sync::watch::Receiver<bool>);
+pub struct StopSignal(CancellationToken);
 
 impl StopSignal {
-    /// Resolves once stopping was requested (or the handle is gone, which means the same).
+    /// Resolves once stopping was requested.
     pub async fn stopped(&mut self) {
-        let _ = self.0.wait_for(|stopped| *stopped).await;
+        self.0.cancelled().await;
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.0.is_cancelled()
+    }
+}
+
+/// The background tasks of one application (relays, consumers, bootstrap loops), stopped together: each gets a
+/// [`StopSignal`], and [`Workers::stop`] asks them all to finish, then waits for them up to a deadline.
+pub struct Workers {
+    token: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Workers {
+    pub fn new() -> Self {
+        Self { token: CancellationToken::new(), tracker: TaskTracker::new() }
+    }
+
+    /// What a task watches to know it should finish.
+    pub fn signal(&self) -> StopSignal {
+        StopSignal(self.token.clone())
+    }
+
+    /// Runs `task` on the runtime as one of these workers.
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tracker.spawn(task);
+    }
+
+    /// Asks every worker to finish and waits for them, at most `deadline` (a consumer committing its offsets,
+    /// a relay flushing its producer). False when some were still running at the deadline: they are left to
+    /// the runtime's shutdown.
+    pub async fn stop(self, deadline: Duration) -> bool {
+        self.token.cancel();
+        self.tracker.close();
+        let finished = tokio::time::timeout(deadline, self.tracker.wait()).await.is_ok();
+        if !finished {
+            tracing::warn!(running = self.tracker.len(), "workers still running at the drain deadline");
+        }
+        finished
+    }
+}
+
+/// Retries `attempt` with capped, jittered backoff until it succeeds (true) or stopping is requested (false).
+/// Startup never fails because a dependency is down: the service reports not-ready meanwhile.
+pub async fn retry_until_ok<F, Fut, E>(what: &str, stop: &mut StopSignal, mut attempt: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        if stop.is_stopped() {
+            return false;
+        }
+        match attempt().await {
+            Ok(()) => return true,
+            Err(error) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "{what} not ready");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stop.stopped() => return false,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    };
+
+    use super::*;
+
+    #[tokio::test]
+    async fn stop_waits_for_workers_that_finish_their_work() {
+        let workers = Workers::new();
+        let finished = Arc::new(AtomicU32::new(0));
+        for _ in 0..3 {
+            let (mut signal, finished) = (workers.signal(), finished.clone());
+            workers.spawn(async move {
+                signal.stopped().await;
+                tokio::time::sleep(Duration::from_millis(20)).await; // the last commit
+                finished.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        assert!(workers.stop(Duration::from_secs(5)).await);
+        assert_eq!(finished.load(Ordering::SeqCst), 3, "every worker finished before stop returned");
+    }
+
+    #[tokio::test]
+    async fn stop_gives_up_at_the_deadline_on_a_worker_that_ignores_the_signal() {
+        let workers = Workers::new();
+        workers.spawn(std::future::pending());
+        assert!(!workers.stop(Duration::from_millis(50)).await);
+    }
+
+    #[tokio::test]
+    async fn retry_until_ok_retries_until_success_and_gives_up_when_stopped() {
+        let (handle, mut signal) = stop_channel();
+        let attempts = AtomicU32::new(0);
+        let ok = retry_until_ok("test", &mut signal, || {
+            let attempt = attempts.fetch_add(1, Ordering::SeqCst);
+            async move { if attempt < 2 { Err("down") } else { Ok(()) } }
+        })
+        .await;
+        assert!(ok);
+        assert_eq!(attempts.load(Ordering::SeqCst), 3);
+
+        handle.stop();
+        assert!(!retry_until_ok("test", &mut signal, || async { Err::<(), _>("down") }).await);
     }
 }

@@ -34,6 +34,7 @@ struct Captured {
     span_id: String,
     parent_span_id: String,
     linked_trace_ids: Vec<String>,
+    trace_state: String,
 }
 
 type Spans = Arc<Mutex<Vec<Captured>>>;
@@ -61,6 +62,7 @@ async fn receive(State(spans): State<Spans>, body: Bytes) -> &'static [u8] {
                 span_id: hex(&span.span_id),
                 parent_span_id: hex(&span.parent_span_id),
                 linked_trace_ids: span.links.iter().map(|link| hex(&link.trace_id)).collect(),
+                trace_state: span.trace_state,
             });
         }
     }
@@ -100,6 +102,9 @@ fn install_pipeline(endpoint: &str) -> SdkTracerProvider {
     provider
 }
 
+/// A vendor's W3C `tracestate` the client sends with its `traceparent`: every hop must pass it on unchanged.
+const TRACESTATE: &str = "vendor=opaque-42";
+
 /// A W3C traceparent for a new trace the test chose, so its spans are easy to find.
 fn traceparent() -> (String, String) {
     let trace_id = uuid::Uuid::new_v4().simple().to_string();
@@ -138,6 +143,7 @@ async fn one_order_is_one_trace_across_http_kafka_and_grpc() {
         .post(stack.url("/orders"))
         .bearer_auth(&token)
         .header("traceparent", &order_parent)
+        .header("tracestate", TRACESTATE)
         .json(&json!({ "productId": "2", "quantity": 1 }))
         .send()
         .await
@@ -218,6 +224,8 @@ async fn one_order_is_one_trace_across_http_kafka_and_grpc() {
     let publish_new_order =
         find(&captured, &order_trace, "order-service", SpanKind::Producer, &format!("publish {new_order}")).unwrap();
     assert_eq!(publish_new_order.parent_span_id, order_request.span_id, "the outbox kept the request's context");
+    assert_eq!(order_request.trace_state, TRACESTATE, "tracestate crossed HTTP");
+    assert_eq!(publish_new_order.trace_state, TRACESTATE, "the outbox kept the request's tracestate too");
     let consume_new_order =
         find(&captured, &order_trace, "order-service", SpanKind::Consumer, &format!("consume {new_order}")).unwrap();
     assert_eq!(consume_new_order.parent_span_id, publish_new_order.span_id, "traceparent crossed Kafka");
@@ -225,6 +233,7 @@ async fn one_order_is_one_trace_across_http_kafka_and_grpc() {
         find(&captured, &order_trace, "order-service", SpanKind::Producer, &format!("publish {order_processed}"))
             .unwrap();
     assert_eq!(publish_processed.parent_span_id, consume_new_order.span_id);
+    assert_eq!(publish_processed.trace_state, TRACESTATE, "tracestate crossed Kafka and the second outbox");
 
     // The payment: gateway → payment-service over gRPC, and its event back to the order-service,
     // which links the payment to the order's trace.

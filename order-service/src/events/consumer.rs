@@ -350,7 +350,7 @@ impl LifecycleConsumer {
         processed.status = OrderStatus::Processed;
         processed.updated_at = mongodb::bson::DateTime::now();
         let envelope = Envelope::new(envelope::ORDER_PROCESSED, envelope::OrderEventData::of(&processed));
-        let traceparent = span.in_scope(|| TraceContext::current().traceparent);
+        let trace = span.in_scope(TraceContext::current);
         TransitionWrite::Processed {
             order_id: order.id.clone(),
             event: OutboxEvent {
@@ -359,7 +359,8 @@ impl LifecycleConsumer {
                 key: order.id.clone(),
                 payload: serde_json::to_string(&envelope).unwrap_or_default(),
                 request_id,
-                traceparent,
+                traceparent: trace.traceparent,
+                tracestate: trace.tracestate,
             },
         }
     }

@@ -6,7 +6,10 @@
 //! Messages are keyed by order id, so one order's events stay in one partition, in order.
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::store::{OrderDocument, OutboxEvent};
+use crate::{
+    store::{OrderDocument, OutboxEvent},
+    telemetry::TraceContext,
+};
 
 pub const VERSION: u32 = 1;
 pub const NEW_ORDER: &str = "new-order";
@@ -81,7 +84,7 @@ pub fn new_order_event(
     order: &OrderDocument,
     topic: &str,
     request_id: Option<String>,
-    traceparent: Option<String>,
+    trace: TraceContext,
 ) -> Result<OutboxEvent, serde_json::Error> {
     let envelope = Envelope::new(NEW_ORDER, OrderEventData::of(order));
     Ok(OutboxEvent {
@@ -90,7 +93,8 @@ pub fn new_order_event(
         key: order.id.clone(),
         payload: serde_json::to_string(&envelope)?,
         request_id,
-        traceparent,
+        traceparent: trace.traceparent,
+        tracestate: trace.tracestate,
     })
 }
 

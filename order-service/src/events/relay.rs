@@ -127,7 +127,7 @@ impl OutboxRelay {
             order_id = %event.key,
             trace_id = tracing::field::Empty,
         );
-        let origin = TraceContext { traceparent: event.traceparent.clone(), tracestate: None };
+        let origin = TraceContext { traceparent: event.traceparent.clone(), tracestate: event.tracestate.clone() };
         telemetry::continue_stored_trace(&span, &origin);
         async {
             let trace_context = TraceContext::current();

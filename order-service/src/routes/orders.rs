@@ -105,7 +105,7 @@ pub async fn create(
         quantity,
         idempotency_key,
         request_id: request_id(&headers),
-        traceparent: crate::telemetry::TraceContext::current().traceparent,
+        trace: crate::telemetry::TraceContext::current(),
     };
     let placed = state.place_order.place(order).await?;
     Ok(created(&placed.order_id, placed.replayed))

@@ -14,6 +14,7 @@ use crate::{
     metrics::Metrics,
     product_client::ProductClient,
     store::{OrderDocument, OrderStore, StoreError},
+    telemetry::TraceContext,
 };
 
 /// New orders, written by one group-commit writer (`insert_many` per batch).
@@ -29,8 +30,9 @@ pub struct NewOrder {
     pub quantity: Quantity,
     pub idempotency_key: Option<String>,
     pub request_id: Option<String>,
-    /// W3C trace context of the request: the order's events carry it through the outbox to Kafka.
-    pub traceparent: Option<String>,
+    /// W3C trace context of the request (`traceparent` and `tracestate`): the order's events carry it through
+    /// the outbox to Kafka.
+    pub trace: TraceContext,
 }
 
 /// The order the request created, or the one an earlier request with the same key created.
@@ -130,9 +132,10 @@ impl PlaceOrder {
         let product = product.ok_or_else(|| PlaceOrderError::UnknownProduct(order.product_id.clone()))?;
         let total = product.unit_price.times(order.quantity.get()).ok_or(PlaceOrderError::TotalTooLarge)?;
         let keyed = scope.clone().map(|scope| (scope, fingerprint.clone()));
-        let NewOrder { user_id, quantity, request_id, traceparent, .. } = order;
-        let mut document = OrderDocument::new_pending(&user_id, &product, quantity, total, keyed, traceparent.clone());
-        let event = envelope::new_order_event(&document, &self.new_order_topic, request_id, traceparent)?;
+        let NewOrder { user_id, quantity, request_id, trace, .. } = order;
+        let mut document =
+            OrderDocument::new_pending(&user_id, &product, quantity, total, keyed, trace.traceparent.clone());
+        let event = envelope::new_order_event(&document, &self.new_order_topic, request_id, trace)?;
         document.outbox.push(event);
         let order_id = document.id.clone();
         // Gathered with concurrent requests' orders into one durable insert; the answer is this order's own.

@@ -40,7 +40,7 @@ fn order(user: &str, key: Option<&str>) -> OrderDocument {
     let total = product.unit_price.times(quantity.get()).unwrap();
     let keyed = key.map(|key| (format!("{user}:{key}"), "1|2".to_owned()));
     let mut order = OrderDocument::new_pending(user, &product, quantity, total, keyed, None);
-    order.outbox.push(envelope::new_order_event(&order, "new-order", None, None).unwrap());
+    order.outbox.push(envelope::new_order_event(&order, "new-order", None, Default::default()).unwrap());
     order
 }
 
@@ -113,6 +113,7 @@ async fn a_batch_of_transitions_is_one_command_and_each_applies_only_from_its_st
             payload: "{}".into(),
             request_id: None,
             traceparent: None,
+            tracestate: None,
         },
     };
     let paid = |order: &OrderDocument, total_cents| TransitionWrite::Paid {

@@ -191,7 +191,9 @@ pub fn new_pending_order(user_id: &str, new_order_topic: &str) -> OrderDocument 
     let quantity = Quantity::parse(&serde_json::json!(2)).unwrap();
     let total = product.unit_price.times(quantity.get()).unwrap();
     let mut order = OrderDocument::new_pending(user_id, &product, quantity, total, None, None);
-    order.outbox.push(order_service::events::envelope::new_order_event(&order, new_order_topic, None, None).unwrap());
+    order.outbox.push(
+        order_service::events::envelope::new_order_event(&order, new_order_topic, None, Default::default()).unwrap(),
+    );
     order
 }
 
