@@ -5,16 +5,13 @@ use std::{future::Future, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use axum::Router;
 use platform::group_commit::Limits;
-use tokio::{
-    net::TcpListener,
-    sync::{Notify, watch},
-    task::JoinHandle,
-};
+use tokio::{net::TcpListener, sync::Notify};
 use tower_http::limit::RequestBodyLimitLayer;
+
+use platform::shutdown::{StopSignal, Workers, retry_until_ok};
 
 use crate::{
     auth::JwksVerifier,
-    backoff::Backoff,
     config::{Config, ServerLimits, Topics},
     events::{
         consumer::{LifecycleConsumer, TopicSetup},
@@ -31,17 +28,16 @@ use crate::{
 
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
+/// How long the workers get to finish once the HTTP server has drained: the consumer commits its offsets,
+/// the relay flushes its producer.
+const WORKERS_DRAIN: Duration = Duration::from_secs(15);
+
 pub struct Application {
     listener: TcpListener,
     router: Router,
     limits: ServerLimits,
     state: AppState,
     workers: Workers,
-}
-
-struct Workers {
-    stop: watch::Sender<bool>,
-    handles: Vec<JoinHandle<()>>,
 }
 
 impl Application {
@@ -86,7 +82,6 @@ impl Application {
             metrics: metrics.clone(),
         });
 
-        let (stop, stopped) = watch::channel(false);
         let topic_setup = TopicSetup {
             brokers: config.kafka_brokers.clone(),
             names: topic_names(&config.topics),
@@ -112,18 +107,17 @@ impl Application {
             topic_setup: topic_setup.clone(),
             metrics,
         };
-        let handles = vec![
-            tokio::spawn(bootstrap_mongodb(state.clone(), stopped.clone())),
-            tokio::spawn(relay.run(stopped.clone())),
-            tokio::spawn(bootstrap_kafka_then_consume(state.clone(), topic_setup, lifecycle, stopped)),
-        ];
+        let workers = Workers::new();
+        workers.spawn(bootstrap_mongodb(state.clone(), workers.signal()));
+        workers.spawn(relay.run(workers.signal()));
+        workers.spawn(bootstrap_kafka_then_consume(state.clone(), topic_setup, lifecycle, workers.signal()));
 
         let listener = TcpListener::bind((config.common.host, config.common.port))
             .await
             .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.common.host, config.common.port))?;
         tracing::info!(address = %listener.local_addr()?, "order-service listening");
         let router = with_middleware(routes::router(state.clone()));
-        Ok(Self { listener, router, limits: config.server, state, workers: Workers { stop, handles } })
+        Ok(Self { listener, router, limits: config.server, state, workers })
     }
 
     pub fn port(&self) -> u16 {
@@ -139,12 +133,7 @@ impl Application {
     /// flushes the producer).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let served = platform::http::server::serve(self.listener, self.router, self.limits, shutdown).await;
-        let _ = self.workers.stop.send(true);
-        for handle in self.workers.handles {
-            if tokio::time::timeout(Duration::from_secs(15), handle).await.is_err() {
-                tracing::warn!("a worker did not stop in time");
-            }
-        }
+        self.workers.stop(WORKERS_DRAIN).await;
         served?;
         tracing::info!("order-service stopped");
         Ok(())
@@ -155,31 +144,8 @@ fn with_middleware(router: Router) -> Router {
     platform::http::observe::traced(router.layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES)))
 }
 
-/// Retries `attempt` with capped, jittered backoff until it succeeds or the app stops.
-async fn retry_until_ok<F, Fut, E>(what: &str, mut stopped: watch::Receiver<bool>, mut attempt: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
-{
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-    loop {
-        match attempt().await {
-            Ok(()) => return true,
-            Err(error) => {
-                let delay = backoff.next_delay();
-                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "{what} not ready");
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {}
-                    _ = stopped.changed() => return false,
-                }
-            }
-        }
-    }
-}
-
-async fn bootstrap_mongodb(state: AppState, stopped: watch::Receiver<bool>) {
-    if retry_until_ok("MongoDB", stopped, || state.store.ensure_indexes()).await {
+async fn bootstrap_mongodb(state: AppState, mut stop: StopSignal) {
+    if retry_until_ok("MongoDB", &mut stop, || state.store.ensure_indexes()).await {
         state.mark_bootstrapped();
         tracing::info!("connected to MongoDB; indexes ready");
     }
@@ -201,11 +167,11 @@ async fn bootstrap_kafka_then_consume(
     state: AppState,
     topic_setup: TopicSetup,
     consumer: LifecycleConsumer,
-    stopped: watch::Receiver<bool>,
+    mut stop: StopSignal,
 ) {
-    if retry_until_ok("Kafka", stopped.clone(), || topic_setup.ensure()).await {
+    if retry_until_ok("Kafka", &mut stop, || topic_setup.ensure()).await {
         state.mark_topics_ready();
         tracing::info!("connected to Kafka; topics ready");
-        consumer.run(stopped).await;
+        consumer.run(stop).await;
     }
 }

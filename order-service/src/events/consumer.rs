@@ -5,6 +5,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use futures::future::join_all;
+use platform::shutdown::StopSignal;
 use rdkafka::{
     Message as _,
     consumer::{CommitMode, Consumer as _},
@@ -13,7 +14,7 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
 };
 use serde::Deserialize;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tracing::Instrument as _;
 
 use crate::{
@@ -144,7 +145,7 @@ enum Parsed {
 }
 
 impl LifecycleConsumer {
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, mut shutdown: StopSignal) {
         if let Err(error) = self.subscribe() {
             tracing::error!(%error, "cannot subscribe to the lifecycle topics");
             return;
@@ -153,7 +154,7 @@ impl LifecycleConsumer {
         loop {
             let message = tokio::select! {
                 message = self.consumer.recv() => message,
-                _ = shutdown.changed() => break,
+                _ = shutdown.stopped() => break,
             };
             match message {
                 Ok(first) => {
@@ -204,7 +205,7 @@ impl LifecycleConsumer {
 
     /// Works a batch until every message is done or dead-lettered; false when shutting down first.
     /// Each message's work is a consumer span in the trace its `traceparent` names.
-    async fn handle_batch(&self, batch: &[BorrowedMessage<'_>], mut shutdown: watch::Receiver<bool>) -> bool {
+    async fn handle_batch(&self, batch: &[BorrowedMessage<'_>], mut shutdown: StopSignal) -> bool {
         let spans: Vec<tracing::Span> = batch.iter().map(consume_span).collect();
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let outcomes = loop {
@@ -220,7 +221,7 @@ impl LifecycleConsumer {
                     tracing::warn!(%error, messages = batch.len(), "retrying a batch of lifecycle events");
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
-                        _ = shutdown.changed() => return false,
+                        _ = shutdown.stopped() => return false,
                     }
                 }
             }
@@ -431,7 +432,7 @@ impl LifecycleConsumer {
         &self,
         message: &BorrowedMessage<'_>,
         reason: &Poison,
-        mut shutdown: watch::Receiver<bool>,
+        mut shutdown: StopSignal,
     ) -> bool {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
@@ -443,7 +444,7 @@ impl LifecycleConsumer {
                     tracing::warn!(%error, topic = message.topic(), offset = message.offset(), "retrying a dead letter");
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
-                        _ = shutdown.changed() => return false,
+                        _ = shutdown.stopped() => return false,
                     }
                 }
             }

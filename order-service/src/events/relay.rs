@@ -9,11 +9,12 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::future::join_all;
+use platform::shutdown::StopSignal;
 use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord, Producer as _},
 };
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 use tracing::Instrument as _;
 
 use crate::{
@@ -44,7 +45,7 @@ pub struct OutboxRelay {
 const FAILURES_BEFORE_NEW_PRODUCER: u32 = 3;
 
 impl OutboxRelay {
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut shutdown: StopSignal) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut failures = 0;
         // What a previous run under this name claimed is this run's to publish at once.
@@ -64,14 +65,14 @@ impl OutboxRelay {
                     self.recover(failures).await;
                     tokio::select! {
                         () = tokio::time::sleep(delay) => continue,
-                        _ = shutdown.changed() => break,
+                        _ = shutdown.stopped() => break,
                     }
                 }
             }
             tokio::select! {
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(self.poll_interval) => {}
-                _ = shutdown.changed() => break,
+                _ = shutdown.stopped() => break,
             }
         }
         // Whatever was handed to the producer gets its chance to reach the broker before exit
