@@ -124,16 +124,6 @@ mod tests {
     }
 
     #[test]
-    fn tracing_is_off_unless_an_endpoint_is_set() {
-        let config = Config::from_source(&HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "")])).unwrap();
-        assert_eq!(config.common.tracing.otlp_endpoint, None);
-        assert_eq!(config.common.tracing.service_name, "api-gateway");
-        let config =
-            Config::from_source(&HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318/")])).unwrap();
-        assert_eq!(config.common.tracing.otlp_endpoint, Some(BaseUrl("http://jaeger:4318".into())));
-    }
-
-    #[test]
     fn the_request_timeout_must_exceed_the_downstream_timeout() {
         let config = Config::from_source(&HashMap::new()).unwrap();
         assert_eq!(config.server.request_timeout, Duration::from_secs(30));
@@ -182,5 +172,12 @@ mod tests {
             ("PAYMENT_SERVICE_URL", "http://payments:50051"),
         ]);
         assert_eq!(Config::from_source(&complete).expect("complete").common.app_env, AppEnv::Production);
+    }
+
+    /// Parsing itself is platform::config's (tested there); the service only names itself.
+    #[test]
+    fn traces_carry_the_service_name_by_default() {
+        let config = Config::from_source(&HashMap::new()).unwrap();
+        assert_eq!(config.common.tracing.service_name, "api-gateway");
     }
 }

@@ -112,13 +112,6 @@ mod tests {
     }
 
     #[test]
-    fn malformed_port_names_the_variable() {
-        let error = Config::from_source(&HashMap::from([("PORT", "eighty")])).unwrap_err();
-        assert_eq!(error.variable, "PORT");
-        assert!(error.to_string().contains("PORT"));
-    }
-
-    #[test]
     fn malformed_mongodb_uri_names_the_variable() {
         let error = Config::from_source(&HashMap::from([("MONGODB_URI", "localhost:27017")])).unwrap_err();
         assert_eq!(error.variable, "MONGODB_URI");
@@ -149,32 +142,6 @@ mod tests {
     }
 
     #[test]
-    fn unknown_log_format_names_the_variable() {
-        let error = Config::from_source(&HashMap::from([("LOG_FORMAT", "xml")])).unwrap_err();
-        assert_eq!(error.variable, "LOG_FORMAT");
-    }
-
-    #[test]
-    fn tracing_is_off_unless_an_endpoint_is_set() {
-        let config = Config::from_source(&HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "")])).unwrap();
-        assert_eq!(config.common.tracing.otlp_endpoint, None);
-        assert_eq!(config.common.tracing.service_name, "product-service");
-        let config = Config::from_source(&HashMap::from([
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318/"),
-            ("OTEL_SERVICE_NAME", "products"),
-        ]))
-        .unwrap();
-        assert_eq!(config.common.tracing.otlp_endpoint, Some(BaseUrl("http://jaeger:4318".into())));
-        assert_eq!(config.common.tracing.service_name, "products");
-    }
-
-    #[test]
-    fn malformed_otlp_endpoint_names_the_variable() {
-        let error = Config::from_source(&HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "jaeger:4318")])).unwrap_err();
-        assert_eq!(error.variable, "OTEL_EXPORTER_OTLP_ENDPOINT");
-    }
-
-    #[test]
     fn production_requires_the_database_and_the_jwks_url() {
         let error = Config::from_source(&HashMap::from([("APP_ENV", "production")])).unwrap_err();
         assert_eq!(error.variable, "MONGODB_URI");
@@ -195,5 +162,12 @@ mod tests {
     fn a_cache_lifetime_of_zero_turns_the_cache_off() {
         let config = Config::from_source(&HashMap::from([("PRODUCT_CACHE_TTL_MS", "0")])).expect("0 is allowed");
         assert_eq!(config.product_cache_ttl, Duration::ZERO);
+    }
+
+    /// Parsing itself is platform::config's (tested there); the service only names itself.
+    #[test]
+    fn traces_carry_the_service_name_by_default() {
+        let config = Config::from_source(&HashMap::new()).unwrap();
+        assert_eq!(config.common.tracing.service_name, "product-service");
     }
 }

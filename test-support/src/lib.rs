@@ -3,8 +3,10 @@
 //! no service links it.
 pub mod issuer;
 pub mod prometheus;
+pub mod running;
 
 pub use issuer::Issuer;
+pub use running::Running;
 
 /// The engine setting `name` (`MONGODB_URI`, `KAFKA_BROKERS`) exported by `scripts/engines.py`; without it
 /// the test stops with the one command that provides it.

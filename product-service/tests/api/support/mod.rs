@@ -5,11 +5,11 @@
 
 pub mod proxy;
 
-use std::{collections::HashMap, time::Duration};
+use std::collections::HashMap;
 
 use product_service::{config::Config, startup::Application};
 use serde_json::{Value, json};
-use tokio::{sync::oneshot, task::JoinHandle};
+use test_support::Running;
 
 pub use test_support::Issuer;
 
@@ -23,12 +23,16 @@ pub fn unique_database() -> String {
 }
 
 pub struct TestApp {
-    pub address: String,
+    pub running: Running,
     pub database: String,
-    pub client: reqwest::Client,
     pub issuer: Issuer,
-    shutdown: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Running;
+    fn deref(&self) -> &Running {
+        &self.running
+    }
 }
 
 /// Starts the app with test defaults overridden by `settings`, and waits until it is ready.
@@ -61,51 +65,14 @@ pub async fn spawn_unready(settings: &[(&str, &str)]) -> TestApp {
     let database = source["MONGODB_DATABASE"].to_owned();
     let config = Config::from_source(&source).expect("test configuration is valid");
     let app = Application::build(config).await.expect("the app builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let (shutdown, stopped) = oneshot::channel::<()>();
-    let handle = tokio::spawn(app.run_until(async {
-        let _ = stopped.await;
-    }));
-    TestApp {
-        address,
-        database,
-        client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("an HTTP client"),
-        issuer,
-        shutdown: Some(shutdown),
-        handle: Some(handle),
-    }
+    let running = Running::spawn(app.port(), |stop| app.run_until(stop));
+    TestApp { running, database, issuer }
 }
 
 impl TestApp {
-    pub async fn wait_ready(&self) {
-        for _ in 0..300 {
-            if let Ok(response) = self.client.get(self.url("/ready")).send().await
-                && response.status() == 200
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("product-service at {} never became ready", self.address);
-    }
-
     /// Graceful shutdown, waiting for the server task to finish.
     pub async fn stop(mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(handle) = self.handle.take() {
-            handle.await.expect("server task").expect("server ran cleanly");
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
-    }
-
-    /// The listening socket, for raw-socket probes.
-    pub fn socket_address(&self) -> std::net::SocketAddr {
-        self.address.trim_start_matches("http://").parse().expect("an ip:port address")
+        self.running.stop().await;
     }
 
     /// POSTs `{"query", "variables"}` to /graphql, optionally with a bearer token; returns status and body.
@@ -155,14 +122,6 @@ impl TestApp {
     pub async fn product_ids(&self) -> Vec<String> {
         let body = self.graphql("{ products(first: 100) { id } }", json!({})).await;
         ids(&body["data"]["products"])
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(handle) = self.handle.take() {
-            handle.abort();
-        }
     }
 }
 

@@ -2,9 +2,9 @@
 //! `scripts/engines.py` (MONGODB_URI); every app gets its own database.
 #![allow(dead_code)]
 
-use std::{collections::HashMap, time::Duration};
+use std::collections::HashMap;
 
-use tokio::{sync::oneshot, task::JoinHandle};
+use test_support::Running;
 use user_service::{config::Config, startup::Application};
 
 pub fn mongodb_uri() -> String {
@@ -13,11 +13,15 @@ pub fn mongodb_uri() -> String {
 }
 
 pub struct TestApp {
-    pub address: String,
+    pub running: Running,
     pub database: String,
-    pub client: reqwest::Client,
-    shutdown: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Running;
+    fn deref(&self) -> &Running {
+        &self.running
+    }
 }
 
 pub fn unique_database() -> String {
@@ -49,50 +53,14 @@ pub async fn spawn_unready(settings: &[(&str, &str)]) -> TestApp {
     let database = source["MONGODB_DATABASE"].to_owned();
     let config = Config::from_source(&source).expect("test configuration is valid");
     let app = Application::build(config).await.expect("the app builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let (shutdown, stopped) = oneshot::channel::<()>();
-    let handle = tokio::spawn(app.run_until(async {
-        let _ = stopped.await;
-    }));
-    TestApp {
-        address,
-        database,
-        client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
-        shutdown: Some(shutdown),
-        handle: Some(handle),
-    }
+    let running = Running::spawn(app.port(), |stop| app.run_until(stop));
+    TestApp { running, database }
 }
 
 impl TestApp {
-    pub async fn wait_ready(&self) {
-        for _ in 0..300 {
-            if let Ok(response) = self.client.get(format!("{}/ready", self.address)).send().await
-                && response.status() == 200
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("user-service at {} never became ready", self.address);
-    }
-
     /// Graceful shutdown, waiting for the server task to finish.
     pub async fn stop(mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(handle) = self.handle.take() {
-            handle.await.expect("server task").expect("server ran cleanly");
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
-    }
-
-    /// The listening socket, for raw-socket probes.
-    pub fn socket_address(&self) -> std::net::SocketAddr {
-        self.address.trim_start_matches("http://").parse().expect("an ip:port address")
+        self.running.stop().await;
     }
 
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
@@ -139,10 +107,3 @@ impl TestApp {
     }
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(handle) = self.handle.take() {
-            handle.abort();
-        }
-    }
-}

@@ -1,0 +1,77 @@
+//! One shape for an application a test runs in-process: spawned on port 0, waited for until `/ready`, stopped
+//! gracefully by `stop`, aborted when dropped (a failing test leaves no server behind).
+use std::{future::Future, pin::Pin, time::Duration};
+
+use tokio::{sync::oneshot, task::JoinHandle};
+
+/// The future an application serves until (`run_until`'s argument).
+pub type StopFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+pub struct Running {
+    /// `http://127.0.0.1:<port>`.
+    pub address: String,
+    /// A client with a generous timeout: a slow shared machine must not fail a test.
+    pub client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    /// Runs `serve` (e.g. `|stop| app.run_until(stop)`) for the application listening on `port`.
+    pub fn spawn<F, Fut>(port: u16, serve: F) -> Self
+    where
+        F: FnOnce(StopFuture) -> Fut,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(serve(Box::pin(async {
+            let _ = stopped.await;
+        })));
+        Self {
+            address: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("an HTTP client"),
+            stop: Some(stop),
+            handle: Some(handle),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// The listening socket, for raw-socket probes.
+    pub fn socket_address(&self) -> std::net::SocketAddr {
+        self.address.trim_start_matches("http://").parse().expect("an ip:port address")
+    }
+
+    /// Waits until `GET /ready` answers 200 (at most 15 s).
+    pub async fn wait_ready(&self) {
+        for _ in 0..300 {
+            if let Ok(response) = self.client.get(self.url("/ready")).send().await
+                && response.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the app at {} never became ready", self.address);
+    }
+
+    /// Graceful shutdown, waiting for the server task to finish cleanly.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("server task").expect("server ran cleanly");
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.abort();
+        }
+    }
+}
