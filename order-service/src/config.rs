@@ -129,16 +129,6 @@ mod tests {
     }
 
     #[test]
-    fn tracing_is_off_unless_an_endpoint_is_set() {
-        let config = Config::from_source(&HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "")])).unwrap();
-        assert_eq!(config.common.tracing.otlp_endpoint, None);
-        assert_eq!(config.common.tracing.service_name, "order-service");
-        let config =
-            Config::from_source(&HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318/")])).unwrap();
-        assert_eq!(config.common.tracing.otlp_endpoint.as_ref().map(|url| url.0.as_str()), Some("http://jaeger:4318"));
-    }
-
-    #[test]
     fn the_topic_prefix_applies_to_every_topic() {
         let config = Config::from_source(&HashMap::from([("KAFKA_TOPIC_PREFIX", "t1.")])).unwrap();
         assert_eq!(config.topics.order_processed, "t1.order-processed");

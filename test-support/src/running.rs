@@ -44,9 +44,9 @@ impl Running {
         self.address.trim_start_matches("http://").parse().expect("an ip:port address")
     }
 
-    /// Waits until `GET /ready` answers 200 (at most 15 s).
+    /// Waits until `GET /ready` answers 200 (at most 30 s: the engines may be slow to answer on a busy machine).
     pub async fn wait_ready(&self) {
-        for _ in 0..300 {
+        for _ in 0..600 {
             if let Ok(response) = self.client.get(self.url("/ready")).send().await
                 && response.status() == 200
             {

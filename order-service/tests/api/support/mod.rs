@@ -18,19 +18,23 @@ use rdkafka::{
     message::Headers as _,
     producer::{FutureProducer, FutureRecord},
 };
-use tokio::{sync::oneshot, task::JoinHandle};
+use tokio::task::JoinHandle;
 
-pub use test_support::{closed_port, env, prometheus::sample};
+pub use test_support::{Running, closed_port, env, prometheus::sample};
 
 pub struct TestApp {
-    pub address: String,
+    pub running: Running,
     pub state: AppState,
     pub prefix: String,
     pub database: String,
     pub brokers: String,
-    pub client: reqwest::Client,
-    shutdown: Option<oneshot::Sender<()>>,
-    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Running;
+    fn deref(&self) -> &Running {
+        &self.running
+    }
 }
 
 #[derive(Clone)]
@@ -80,57 +84,24 @@ impl Settings {
         }
         let app = Application::build(config).await.expect("the app builds");
         let state = app.state();
-        let address = format!("http://127.0.0.1:{}", app.port());
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(app.run_until(async {
-            let _ = stopped.await;
-        }));
+        let running = Running::spawn(app.port(), |stop| app.run_until(stop));
         TestApp {
-            address,
+            running,
             state,
             prefix: self.values["KAFKA_TOPIC_PREFIX"].clone(),
             database: self.values["MONGODB_DATABASE"].clone(),
             brokers: self.values["KAFKA_BROKERS"].clone(),
-            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
-            shutdown: Some(shutdown),
-            handle: Some(handle),
         }
     }
 }
 
 impl TestApp {
-    pub async fn wait_ready(&self) {
-        for _ in 0..600 {
-            if let Ok(response) = self.client.get(self.url("/ready")).send().await
-                && response.status() == 200
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("order-service at {} never became ready", self.address);
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
-    }
-
-    /// The listening socket, for raw-socket probes.
-    pub fn socket_address(&self) -> std::net::SocketAddr {
-        self.address.trim_start_matches("http://").parse().expect("an ip:port address")
-    }
-
     pub fn topic(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
     }
 
     pub async fn stop(mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(handle) = self.handle.take() {
-            handle.await.expect("server task").expect("server ran cleanly");
-        }
+        self.running.stop().await;
     }
 
     /// Inserts a pending order the way POST /orders does, and wakes the relay.
@@ -173,14 +144,6 @@ impl TestApp {
                 panic!("orders did not all reach {status:?} in {timeout:?} ({unpublished} with unpublished events)");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(handle) = self.handle.take() {
-            handle.abort();
         }
     }
 }

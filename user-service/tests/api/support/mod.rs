@@ -106,4 +106,3 @@ impl TestApp {
         (email, password, body["token"].as_str().expect("token").to_owned())
     }
 }
-
