@@ -4,13 +4,9 @@
 A misspelt or stale variable in docker-compose.yml or a manifest is silently ignored by the service, which then
 runs on its default: this check turns that into a failure naming the file, the service and the variable.
 
-What each service reads comes from its Rust sources (<service>/src/**/*.rs, and the src/ of the workspace crates
-it depends on by path, such as platform/; test modules excluded):
-  - a string literal shaped like an environment variable name (HOST, PORT, MONGODB_URI…) passed as the first
-    argument of a call, or as the second after a single identifier: `parsed(source, "PORT", 3000)`,
-    `millis(source, "X_MS", 10)`, `text(source, "X", "")`, `source.get("X")`, `std::env::var("X")`,
-    `topic("KAFKA_TOPIC_NEW_ORDER", …)`; also through a `const NAME: &str = "X";` passed the same way;
-  - RUST_LOG when the service builds its log filter with `EnvFilter::(try_)from_default_env()`.
+What each service reads, it says itself: `<service> --print-env` (platform::service_main) prints every variable
+its configuration reads (read through a recording source, with every development default), and RUST_LOG. The
+binaries are built first (`cargo build --workspace --bins`; CARGO_TARGET_DIR is honoured).
 
 What is set for a service, and checked against that:
   - docker-compose.yml: `environment` and `env_file` of the compose services built from <service>/Dockerfile
@@ -36,9 +32,10 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import re
+import subprocess
 import sys
-import tomllib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,13 +47,6 @@ except ImportError:  # pragma: no cover - the virtualenv always has it
 
 ENV_NAME = r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*"
 ENV_NAME_RE = re.compile(rf"^{ENV_NAME}$")
-# `name(` or `name::<T>(`, then the literal as first argument, or as second after one plain identifier.
-READ_CALL_RE = re.compile(
-    rf"""\b[A-Za-z_][A-Za-z0-9_]*\s*(?:::\s*<[^()]*>\s*)?!?\(\s*(?:&?\s*[a-z_][a-z0-9_]*\s*,\s*)?"({ENV_NAME})"\s*[,)]"""
-)
-CONST_RE = re.compile(rf"""\bconst\s+([A-Z][A-Z0-9_]*)\s*:\s*&(?:'static\s+)?str\s*=\s*"({ENV_NAME})"\s*;""")
-DEFAULT_ENV_FILTER_RE = re.compile(r"EnvFilter\s*::\s*(?:try_)?from_default_env\s*\(")
-TEST_MODULE_RE = re.compile(r"^\s*#\[cfg\(test\)\]\s*\n\s*(?:pub\s+)?mod\s+\w+\s*\{", re.M)
 INTERPOLATION_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)[^}]*\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
 
@@ -93,6 +83,10 @@ class Checker:
         self.verbose = verbose
         self.problems: list[str] = []
         self.services = self.discover_services()
+        self.target_dir = Path(os.environ.get("CARGO_TARGET_DIR") or self.root / "target")
+        build = ["cargo", "build", "--workspace", "--bins", "--locked", "--quiet"]
+        if subprocess.run(build, cwd=self.root).returncode != 0:
+            sys.exit("check_env_vars: cargo build --workspace --bins failed")
         self.reads = {service: self.variables_read(service) for service in self.services}
         self.settings: list[Setting] = []
 
@@ -109,37 +103,16 @@ class Checker:
             sys.exit(f"check_env_vars: no service (*/src/main.rs) under {self.root}")
         return services
 
-    def source_dirs(self, service: str) -> list[Path]:
-        """The service's src/ and that of every crate of the workspace it depends on by path (platform/):
-        a variable a shared crate reads is read by each service that uses it."""
-        dirs = [self.root / service / "src"]
-        workspace = tomllib.loads((self.root / "Cargo.toml").read_text(encoding="utf-8"))
-        shared = (workspace.get("workspace") or {}).get("dependencies") or {}
-        manifest = tomllib.loads((self.root / service / "Cargo.toml").read_text(encoding="utf-8"))
-        for name, spec in (manifest.get("dependencies") or {}).items():
-            if isinstance(spec, dict) and spec.get("workspace"):
-                spec = shared.get(name)
-            if isinstance(spec, dict) and "path" in spec:
-                dirs.append(self.root / spec["path"] / "src")
-        return dirs
-
     def variables_read(self, service: str) -> set[str]:
-        names: set[str] = set()
-        sources = sorted(path for directory in self.source_dirs(service) for path in directory.rglob("*.rs"))
-        for path in sources:
-            text = path.read_text(encoding="utf-8")
-            test_module = TEST_MODULE_RE.search(text)
-            if test_module:
-                text = text[: test_module.start()]
-            text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("//"))
-            names.update(READ_CALL_RE.findall(text))
-            for const, value in CONST_RE.findall(text):
-                if re.search(rf"\(\s*(?:&?\s*[a-z_][a-z0-9_]*\s*,\s*)?{const}\s*[,)]", text):
-                    names.add(value)
-            if DEFAULT_ENV_FILTER_RE.search(text):
-                names.add("RUST_LOG")
+        binary = self.target_dir / "debug" / service
+        try:
+            output = subprocess.run([str(binary), "--print-env"], capture_output=True, text=True, check=True).stdout
+        except (OSError, subprocess.CalledProcessError) as error:
+            self.problem(f"{service}: cannot list the variables it reads ({binary} --print-env): {error}")
+            return set()
+        names = {line.strip() for line in output.splitlines() if line.strip()}
         if not names:
-            self.problem(f"{service}/src: found no environment variable the service reads (is the pattern stale?)")
+            self.problem(f"{service}: --print-env named no variable")
         return names
 
     # ---- helpers --------------------------------------------------------------------------------------

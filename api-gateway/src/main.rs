@@ -12,7 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> std::process::ExitCode {
     service_main::run(
         "api-gateway",
-        Config::from_env(),
+        Config::from_source,
         |config| &config.common,
         async |common: &Common| healthcheck::probe(common.host, common.port, "/ready"),
         async |config, stop| Application::build(config).await?.run_until(stop).await,

@@ -11,7 +11,7 @@ use platform::{config::Common, service_main};
 async fn main() -> std::process::ExitCode {
     service_main::run(
         "payment-service",
-        Config::from_env(),
+        Config::from_source,
         |config| &config.common,
         async |common: &Common| healthcheck::probe(common.host, common.port).await,
         async |config, stop| Application::build(config).await?.run_until(stop).await,

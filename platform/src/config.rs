@@ -24,6 +24,31 @@ impl Source for std::collections::HashMap<&str, &str> {
     }
 }
 
+/// A source that answers nothing and remembers every name it was asked for: a service's configuration read from
+/// it (all development defaults) names every variable the service reads, which is how `<service> --print-env`
+/// declares them (deployment files are checked against that list, not against a scan of the source code).
+#[derive(Default)]
+pub struct Recorder(std::sync::Mutex<std::collections::BTreeSet<String>>);
+
+impl Source for Recorder {
+    fn get(&self, name: &str) -> Option<String> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name.to_owned());
+        None
+    }
+}
+
+impl Recorder {
+    /// The variables `parse` reads, sorted, with `RUST_LOG` (read by the log filter itself, not through a
+    /// `Source`).
+    pub fn variables_of<C>(parse: fn(&dyn Source) -> Result<C, ConfigError>) -> Result<Vec<String>, ConfigError> {
+        let recorder = Self::default();
+        parse(&recorder)?;
+        let mut names = recorder.0.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        names.insert("RUST_LOG".to_owned());
+        Ok(names.into_iter().collect())
+    }
+}
+
 /// A value that stops startup, with the variable it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -355,5 +380,18 @@ mod tests {
         assert!(check_topic_name("new order").is_err());
         assert!(check_topic_name("..").is_err());
         assert!(check_topic_name(&"a".repeat(250)).is_err());
+    }
+
+    #[test]
+    fn the_recorder_names_every_variable_a_configuration_reads() {
+        fn parse(source: &dyn Source) -> Result<(u16, Duration), ConfigError> {
+            Ok((parsed(source, "PORT", 80)?, millis(source, "TIMEOUT_MS", 5)?))
+        }
+        let names = Recorder::variables_of(parse).unwrap();
+        assert_eq!(names, ["PORT", "RUST_LOG", "TIMEOUT_MS"]);
+        let common = Recorder::variables_of(|source| Common::from_source(source, &SERVICE)).unwrap();
+        for name in ["APP_ENV", "HOST", "PORT", "LOG_FORMAT", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"] {
+            assert!(common.iter().any(|read| read == name), "{name} in {common:?}");
+        }
     }
 }

@@ -4,18 +4,19 @@
 use std::process::ExitCode;
 
 use crate::{
-    config::{Common, ConfigError},
+    config::{Common, ConfigError, ProcessEnv, Recorder, Source},
     shutdown, telemetry,
 };
 
 /// Exit code for a configuration the service refuses to start with.
 pub const BAD_CONFIG: u8 = 2;
 
-/// Runs a service binary. `probe` answers `--healthcheck`; `serve` runs the service until the future it is
-/// given resolves (the stop signal).
+/// Runs a service binary. `parse` reads its configuration (from the process environment here); `probe`
+/// answers `--healthcheck`; `serve` runs the service until the future it is given resolves (the stop signal).
+/// `--print-env` prints every variable the configuration reads, one a line, and exits.
 pub async fn run<C, P, S>(
     name: &str,
-    config: Result<C, ConfigError>,
+    parse: fn(&dyn Source) -> Result<C, ConfigError>,
     common: fn(&C) -> &Common,
     probe: P,
     serve: S,
@@ -24,7 +25,19 @@ where
     P: AsyncFnOnce(&Common) -> bool,
     S: AsyncFnOnce(C, shutdown::Signal) -> anyhow::Result<()>,
 {
-    let config = match config {
+    if std::env::args().any(|arg| arg == "--print-env") {
+        return match Recorder::variables_of(parse) {
+            Ok(names) => {
+                println!("{}", names.join("\n"));
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("{name}: its development defaults do not parse: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let config = match parse(&ProcessEnv) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("{name}: configuration error: {error}");

@@ -78,10 +78,11 @@ impl Config {
             // Production requires one of the two (`SERVICE`), so only development gets here.
             (None, None) => SigningKeySource::Generate,
         };
+        // Read whether or not an admin is configured: every variable is read on every start, so that
+        // `--print-env` declares them all.
+        let admin_username = text(source, "ADMIN_USERNAME", "admin");
         let admin = match (source.get("ADMIN_EMAIL"), source.get("ADMIN_PASSWORD")) {
-            (Some(email), Some(password)) => {
-                Some(AdminAccount { email, password, username: text(source, "ADMIN_USERNAME", "admin") })
-            }
+            (Some(email), Some(password)) => Some(AdminAccount { email, password, username: admin_username }),
             (None, None) => None,
             (Some(_), None) => {
                 return Err(ConfigError {

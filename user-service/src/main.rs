@@ -10,7 +10,7 @@ use user_service::{config::Config, healthcheck, startup::Application};
 async fn main() -> std::process::ExitCode {
     service_main::run(
         "user-service",
-        Config::from_env(),
+        Config::from_source,
         |config| &config.common,
         async |common: &Common| healthcheck::probe(common.host, common.port, "/ready"),
         async |config, stop| Application::build(config).await?.run_until(stop).await,
