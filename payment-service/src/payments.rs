@@ -74,9 +74,9 @@ pub fn payment_writer(store: PaymentStore, limits: platform::group_commit::Limit
 /// What one `Pay` call needs to read before deciding.
 #[derive(Debug, Clone)]
 pub struct Lookup {
-    /// The payment stored under the call's idempotency scope, if any.
+    /// The call's idempotency scope: a payment stored under it is replayed.
     pub scope: String,
-    /// The order as this service knows it.
+    /// The order the call is checked against, as this service knows it.
     pub order_id: String,
     /// Whether to read the order's successful payment too: only a payment that would be declined needs it (a
     /// success is kept from a second one by the unique index on `successOrderId`).

@@ -257,16 +257,18 @@ impl ProcessedOrders {
         Some(Watch { id, order_id: order_id.to_owned(), announced, waiters: self.waiters.clone() })
     }
 
-    /// Wakes the calls watching `order`, if it is processed (durably recorded so, by the caller).
-    pub fn announce(&self, order: &KnownOrder) {
-        if order.stage != OrderStage::Processed {
+    /// Wakes the calls watching any of these orders that is processed (durably recorded so, by the caller).
+    pub fn announce<'a>(&self, orders: impl IntoIterator<Item = &'a KnownOrder>) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        if waiters.count == 0 {
             return;
         }
-        let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(watching) = waiters.by_order.remove(&order.order_id) {
-            waiters.count -= watching.len();
-            for (_, announce) in watching {
-                let _ = announce.send(());
+        for order in orders.into_iter().filter(|order| order.stage == OrderStage::Processed) {
+            if let Some(watching) = waiters.by_order.remove(&order.order_id) {
+                waiters.count -= watching.len();
+                for (_, announce) in watching {
+                    let _ = announce.send(());
+                }
             }
         }
     }
@@ -331,8 +333,9 @@ mod tests {
         let (mut first, mut second, mut other) =
             (orders.watch("a").unwrap(), orders.watch("a").unwrap(), orders.watch("b").unwrap());
         assert_eq!(orders.watching(), 3);
-        orders.announce(&event("a", OrderStage::Pending, "a1"));
-        orders.announce(&event("a", OrderStage::Processed, "a2"));
+        orders.announce(&[event("a", OrderStage::Pending, "a1"), event("c", OrderStage::Processed, "c2")]);
+        assert_eq!(orders.watching(), 3, "a pending order wakes nobody");
+        orders.announce(&[event("a", OrderStage::Processed, "a2")]);
         first.processed().await;
         second.processed().await;
         assert_eq!(orders.watching(), 1, "the announced watches are gone");

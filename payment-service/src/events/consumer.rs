@@ -224,10 +224,10 @@ impl OrderEventsConsumer {
                 }
             };
             self.metrics.observe_batch("order_events", written.len());
-            for order in written {
+            for order in &written {
                 tracing::debug!(order_id = %order.order_id, stage = ?order.stage, "order known");
-                self.processed.announce(order);
             }
+            self.processed.announce(written);
         }
         for (message, parsed) in batch.iter().zip(&parsed) {
             if let Err(poison) = parsed
