@@ -52,6 +52,8 @@ pub struct Config {
     pub write_queue: usize,
     /// Most payments written in one `insert_many`.
     pub write_batch: usize,
+    /// The longest a `Pay` waits for its order to become known as processed (the projection's lag); 0: not at all.
+    pub pay_order_wait: Duration,
     /// This replica's name: the owner of its outbox leases.
     pub replica_id: String,
     /// How long a relay's claim on outbox events lasts before another replica may take them.
@@ -96,6 +98,7 @@ impl Config {
             },
             write_queue: bounded(source, "PAYMENT_WRITE_QUEUE", 1024, 1..=1_000_000)?,
             write_batch: bounded(source, "PAYMENT_WRITE_BATCH", 256, 1..=10_000)?,
+            pay_order_wait: Duration::from_millis(bounded(source, "PAY_ORDER_WAIT_MS", 1_000, 0..=10_000)? as u64),
             replica_id: source.get("REPLICA_ID").unwrap_or_else(default_replica_id),
             outbox_lease: millis(source, "OUTBOX_LEASE_MS", 30_000)?,
         })
@@ -159,6 +162,7 @@ mod tests {
         assert_eq!(config.kafka.payment_processed_topic, "payment-processed");
         assert_eq!((config.kafka.partitions, config.kafka.replication_factor), (3, 1));
         assert_eq!(config.decline_above_cents, 500_000);
+        assert_eq!(config.pay_order_wait, Duration::from_secs(1));
         assert_eq!(config.jwt.jwks_url, DEFAULT_JWKS_URL);
         assert_eq!((config.jwt.issuer.as_str(), config.jwt.audience.as_str()), ("user-service", "ecommerce-api"));
     }
@@ -181,6 +185,7 @@ mod tests {
             ("KAFKA_TOPIC_PAYMENT_PROCESSED", "payments processed"),
             ("PAYMENT_DECLINE_ABOVE_CENTS", "-5"),
             ("PAYMENT_DECLINE_ABOVE_CENTS", "12.50"),
+            ("PAY_ORDER_WAIT_MS", "10001"),
             ("JWKS_URL", "user-service/jwks"),
             ("LOG_FORMAT", "xml"),
             ("APP_ENV", "staging"),

@@ -2,6 +2,8 @@
 //! use case → response. Input is validated before the token so that malformed calls cost no JWKS fetch.
 //! The call's server span (method, request id, the caller's trace) and its metrics come from
 //! `rpc_telemetry`, around the whole server.
+use std::time::Duration;
+
 use tonic::{Request, Response, Status, metadata::MetadataMap};
 
 use crate::{
@@ -31,7 +33,12 @@ impl PaymentApi {
         self.verifier.verify(authorization.and_then(bearer_token).ok_or(AuthError::Missing)?).await
     }
 
-    async fn pay_now(&self, request: Request<PayRequest>) -> Result<Response<PayResponse>, Status> {
+    /// `budget`: the time the caller allows for the whole call, if it said.
+    async fn pay_now(
+        &self,
+        request: Request<PayRequest>,
+        budget: Option<Duration>,
+    ) -> Result<Response<PayResponse>, Status> {
         let (metadata, _, body) = request.into_parts();
         let payment = PaymentRequest::parse(
             &body.order_id,
@@ -46,7 +53,7 @@ impl PaymentApi {
         }
         // The call's span (see `rpc_telemetry`): the event this payment publishes joins its trace.
         let trace = TraceContext::current();
-        let outcome = self.payments.pay(&payment, request_id(&metadata), &trace).await?;
+        let outcome = self.payments.pay(&payment, request_id(&metadata), &trace, budget).await?;
         Ok(Response::new(PayResponse {
             payment_id: outcome.payment_id,
             status: proto_status(outcome.status).into(),
@@ -68,7 +75,7 @@ impl PaymentApi {
 impl PaymentService for PaymentApi {
     async fn pay(&self, request: Request<PayRequest>) -> Result<Response<PayResponse>, Status> {
         let timeout = deadline::client_timeout(request.metadata());
-        deadline::within_client_deadline(timeout, self.pay_now(request)).await
+        deadline::within_client_deadline(timeout, self.pay_now(request, timeout)).await
     }
 
     async fn get_payment(&self, request: Request<GetPaymentRequest>) -> Result<Response<proto::Payment>, Status> {

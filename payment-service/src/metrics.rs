@@ -166,6 +166,11 @@ impl Metrics {
         }
     }
 
+    /// A batch of `size` written outside a group-commit queue (the projection consumer's `order_events`).
+    pub fn observe_batch(&self, queue: &str, size: usize) {
+        self.write_batch_size.with_label_values(&[queue]).observe(size as f64);
+    }
+
     /// One answered call; `method` is the short RPC name ("Pay") or `unknown`.
     pub fn observe_rpc(&self, method: &str, code: Code, elapsed: Duration) {
         self.grpc_requests.with_label_values(&[method, code_name(code)]).inc();

@@ -4,13 +4,23 @@
 //! deciding while the order-service is down.
 //!
 //! Each event is an idempotent upsert by order id that only moves an order forward (`pending` before
-//! `processed`): a redelivered or late event changes nothing, whatever order the two topics deliver in.
+//! `processed`): a redelivered or late event changes nothing, whatever order the two topics deliver in. The
+//! consumer applies what it has received as one batch (one `bulkWrite`), and [`ProcessedOrders`] tells the `Pay`
+//! calls waiting for an order that it is now known as processed.
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use futures::TryStreamExt as _;
 use mongodb::{
     Collection, Database,
     bson::{self, doc},
-    options::UpdateOptions,
+    error::ErrorKind,
+    options::{Acknowledgment, UpdateOneModel, UpdateOptions, WriteConcern, WriteModel},
 };
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 
 use crate::store::{StoreError, is_duplicate_key};
 
@@ -95,6 +105,78 @@ impl OrderProjection {
         Ok(self.orders.find_one(doc! { "_id": order_id }).await?)
     }
 
+    /// The known orders among `order_ids`, in one command.
+    pub async fn find_many(&self, order_ids: &[&str]) -> Result<Vec<KnownOrder>, StoreError> {
+        if order_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cursor = self.orders.find(doc! { "_id": { "$in": order_ids } }).await?;
+        Ok(cursor.try_collect().await?)
+    }
+
+    /// Records a batch of order events with one `bulkWrite` of conditional upserts (unordered: one order's
+    /// outcome does not depend on another's), durable before it returns; the orders it wrote, one per order id
+    /// (the furthest stage the batch brings it to: applying the earlier stage first would change nothing more).
+    /// An upsert whose order already exists at that stage or later fails with a duplicate `_id`, which is that
+    /// event's "nothing to do". The same failure also comes from an order inserted by another replica between the
+    /// upsert's filter and its insert: those events are written again without upsert (a second command, only when
+    /// duplicates occurred), which moves the order forward if it is still behind. Any other failure fails the
+    /// batch, which the caller retries whole: every write is conditional, so nothing applies twice.
+    pub async fn apply_batch<'a>(&self, events: &'a [KnownOrder]) -> Result<Vec<&'a KnownOrder>, StoreError> {
+        let latest = furthest_per_order(events);
+        let duplicates = self.write_forward(&latest, true).await?;
+        if !duplicates.is_empty() {
+            let existing: Vec<&KnownOrder> = duplicates.iter().map(|&index| latest[index]).collect();
+            let failed = self.write_forward(&existing, false).await?;
+            if !failed.is_empty() {
+                // Without upsert, a duplicate key cannot happen: something else is wrong.
+                return Err(StoreError::Other(mongodb::error::Error::custom(format!(
+                    "{} order updates failed with a duplicate key without upsert",
+                    failed.len()
+                ))));
+            }
+        }
+        Ok(latest)
+    }
+
+    /// One `bulkWrite` of "set the order if it is behind this stage" per order; the indexes of the writes that
+    /// failed with a duplicate key (the order exists already at this stage or later, or appeared meanwhile).
+    async fn write_forward(&self, orders: &[&KnownOrder], upsert: bool) -> Result<Vec<usize>, StoreError> {
+        if orders.is_empty() {
+            return Ok(Vec::new());
+        }
+        let namespace = self.orders.namespace();
+        let mut models = Vec::with_capacity(orders.len());
+        for order in orders {
+            let set = bson::to_document(order).map_err(|error| StoreError::Other(error.into()))?;
+            models.push(WriteModel::UpdateOne(
+                UpdateOneModel::builder()
+                    .namespace(namespace.clone())
+                    .filter(doc! { "_id": &order.order_id, "rank": { "$lt": order.rank } })
+                    .update(doc! { "$set": set })
+                    .upsert(upsert)
+                    .build(),
+            ));
+        }
+        // The client's write concern, spelled out: offsets are committed on the strength of this write.
+        let durable = WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build();
+        let error = match self.orders.client().bulk_write(models).ordered(false).write_concern(durable).await {
+            Ok(_) => return Ok(Vec::new()),
+            Err(error) => error,
+        };
+        let ErrorKind::BulkWrite(failure) = &*error.kind else {
+            return Err(error.into());
+        };
+        let only_duplicates = failure.write_concern_errors.is_empty()
+            && failure.write_errors.values().all(|write_error| write_error.code == 11000);
+        if !only_duplicates {
+            return Err(error.into());
+        }
+        let mut indexes: Vec<usize> = failure.write_errors.keys().copied().collect();
+        indexes.sort_unstable();
+        Ok(indexes)
+    }
+
     /// Records `order` unless this service already knows it at the same stage or a later one.
     pub async fn apply(&self, order: &KnownOrder) -> Result<Applied, StoreError> {
         let set = bson::to_document(order).map_err(|error| StoreError::Other(error.into()))?;
@@ -111,5 +193,165 @@ impl OrderProjection {
             Err(error) if is_duplicate_key(&error) => Ok(Applied::Unchanged),
             Err(error) => Err(error.into()),
         }
+    }
+}
+
+/// One event per order id: the one with the furthest stage (the first of equals), in first-seen order.
+pub fn furthest_per_order(events: &[KnownOrder]) -> Vec<&KnownOrder> {
+    let mut position: HashMap<&str, usize> = HashMap::with_capacity(events.len());
+    let mut latest: Vec<&KnownOrder> = Vec::with_capacity(events.len());
+    for event in events {
+        match position.get(event.order_id.as_str()) {
+            Some(&index) if latest[index].rank < event.rank => latest[index] = event,
+            Some(_) => {}
+            None => {
+                position.insert(event.order_id.as_str(), latest.len());
+                latest.push(event);
+            }
+        }
+    }
+    latest
+}
+
+/// `Pay` calls waiting for orders to become known as processed: the consumer announces every order it has
+/// durably recorded as processed, and the waiters for that order wake up. Bounded: beyond `limit` waiters, a call
+/// gets no watch (it answers from what it read, without waiting). In-process only: an order another replica's
+/// consumer records wakes nobody here, which is why a waiter reads again when its wait ends.
+#[derive(Clone)]
+pub struct ProcessedOrders {
+    waiters: Arc<Mutex<Waiters>>,
+}
+
+struct Waiters {
+    limit: usize,
+    count: usize,
+    next_id: u64,
+    by_order: HashMap<String, Vec<(u64, oneshot::Sender<()>)>>,
+}
+
+/// One call's watch on one order; dropping it stops watching.
+pub struct Watch {
+    id: u64,
+    order_id: String,
+    announced: oneshot::Receiver<()>,
+    waiters: Arc<Mutex<Waiters>>,
+}
+
+impl ProcessedOrders {
+    pub fn new(limit: usize) -> Self {
+        let waiters = Waiters { limit, count: 0, next_id: 0, by_order: HashMap::new() };
+        Self { waiters: Arc::new(Mutex::new(waiters)) }
+    }
+
+    /// Starts watching `order_id`; `None` when `limit` calls are watching already.
+    pub fn watch(&self, order_id: &str) -> Option<Watch> {
+        let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        if waiters.count >= waiters.limit {
+            return None;
+        }
+        let (announce, announced) = oneshot::channel();
+        let id = waiters.next_id;
+        waiters.next_id += 1;
+        waiters.count += 1;
+        waiters.by_order.entry(order_id.to_owned()).or_default().push((id, announce));
+        Some(Watch { id, order_id: order_id.to_owned(), announced, waiters: self.waiters.clone() })
+    }
+
+    /// Wakes the calls watching any of these orders that is processed (durably recorded so, by the caller).
+    pub fn announce<'a>(&self, orders: impl IntoIterator<Item = &'a KnownOrder>) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        if waiters.count == 0 {
+            return;
+        }
+        for order in orders.into_iter().filter(|order| order.stage == OrderStage::Processed) {
+            if let Some(watching) = waiters.by_order.remove(&order.order_id) {
+                waiters.count -= watching.len();
+                for (_, announce) in watching {
+                    let _ = announce.send(());
+                }
+            }
+        }
+    }
+
+    /// Calls watching now.
+    pub fn watching(&self) -> usize {
+        self.waiters.lock().unwrap_or_else(PoisonError::into_inner).count
+    }
+}
+
+impl Watch {
+    /// Resolves once the order is announced processed (never, if it is not).
+    pub async fn processed(&mut self) {
+        if (&mut self.announced).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(watching) = waiters.by_order.get_mut(&self.order_id) else {
+            // Announced: its entry went with the announcement.
+            return;
+        };
+        let before = watching.len();
+        watching.retain(|(id, _)| *id != self.id);
+        let removed = before - watching.len();
+        if watching.is_empty() {
+            waiters.by_order.remove(&self.order_id);
+        }
+        waiters.count -= removed;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(order_id: &str, stage: OrderStage, event_id: &str) -> KnownOrder {
+        KnownOrder::new(order_id.into(), "u".into(), 100, "EUR".into(), stage, event_id.into())
+    }
+
+    #[test]
+    fn a_batch_keeps_the_furthest_stage_of_each_order_whatever_the_arrival_order() {
+        let events = [
+            event("a", OrderStage::Processed, "a2"),
+            event("b", OrderStage::Pending, "b1"),
+            event("a", OrderStage::Pending, "a1"),
+            event("b", OrderStage::Processed, "b2"),
+            event("b", OrderStage::Processed, "b2-again"),
+            event("c", OrderStage::Pending, "c1"),
+        ];
+        let latest: Vec<&str> = furthest_per_order(&events).iter().map(|order| order.event_id.as_str()).collect();
+        assert_eq!(latest, ["a2", "b2", "c1"]);
+    }
+
+    #[tokio::test]
+    async fn an_announcement_wakes_the_watchers_of_that_processed_order_only() {
+        let orders = ProcessedOrders::new(10);
+        let (mut first, mut second, mut other) =
+            (orders.watch("a").unwrap(), orders.watch("a").unwrap(), orders.watch("b").unwrap());
+        assert_eq!(orders.watching(), 3);
+        orders.announce(&[event("a", OrderStage::Pending, "a1"), event("c", OrderStage::Processed, "c2")]);
+        assert_eq!(orders.watching(), 3, "a pending order wakes nobody");
+        orders.announce(&[event("a", OrderStage::Processed, "a2")]);
+        first.processed().await;
+        second.processed().await;
+        assert_eq!(orders.watching(), 1, "the announced watches are gone");
+        let pending = tokio::time::timeout(std::time::Duration::from_millis(10), other.processed()).await;
+        assert!(pending.is_err(), "b was not announced");
+        drop((first, second, other));
+        assert_eq!(orders.watching(), 0);
+    }
+
+    #[test]
+    fn watches_are_bounded_and_a_dropped_watch_frees_its_place() {
+        let orders = ProcessedOrders::new(2);
+        let first = orders.watch("a").unwrap();
+        let _second = orders.watch("b").unwrap();
+        assert!(orders.watch("c").is_none(), "no third watch");
+        drop(first);
+        assert!(orders.watch("c").is_some());
     }
 }

@@ -19,8 +19,8 @@ use crate::{
     grpc::PaymentApi,
     health::{self, HealthStatus},
     metrics::{self, Metrics},
-    payments::{self, Payments},
-    projection::OrderProjection,
+    payments::{self, Payments, ProjectionReads},
+    projection::{OrderProjection, ProcessedOrders},
     proto::{self, payment_service_server::PaymentServiceServer},
     rpc_telemetry::RpcTelemetryLayer,
     shutdown::{StopHandle, StopSignal, stop_channel},
@@ -65,21 +65,29 @@ impl Application {
             .context("KAFKA_BROKERS: cannot create the Kafka producer")?;
         let dead_letters =
             EventProducer::new(&config.kafka.brokers).context("KAFKA_BROKERS: cannot create the Kafka producer")?;
-        let consumer =
-            OrderEventsConsumer::new(config.kafka.clone(), projection.clone(), dead_letters, metrics.clone())
-                .context("KAFKA_BROKERS: cannot create the Kafka consumer")?;
+        // As many calls may wait for their order as may wait for the writer.
+        let processed = ProcessedOrders::new(config.write_queue);
+        let consumer = OrderEventsConsumer::new(
+            config.kafka.clone(),
+            projection.clone(),
+            processed.clone(),
+            dead_letters,
+            metrics.clone(),
+        )
+        .context("KAFKA_BROKERS: cannot create the Kafka consumer")?;
         let http = reqwest::Client::builder().build().context("cannot create the HTTP client for the JWKS")?;
+        let limits = Limits { queue: config.write_queue, max_batch: config.write_batch };
         let api = PaymentApi::new(
             Payments::new(
                 store.clone(),
-                projection,
                 DecisionRule::new(config.decline_above_cents),
                 outbox_wake,
-                payments::payment_writer(
-                    store.clone(),
-                    Limits { queue: config.write_queue, max_batch: config.write_batch },
-                    &metrics,
-                ),
+                payments::payment_writer(store.clone(), limits, &metrics),
+                ProjectionReads {
+                    lookups: payments::lookup_reader(store.clone(), projection, limits, &metrics),
+                    processed,
+                    order_wait: config.pay_order_wait,
+                },
                 metrics.clone(),
             ),
             JwksVerifier::new(&config.jwt.jwks_url, &config.jwt.issuer, &config.jwt.audience, http),

@@ -274,12 +274,22 @@ impl PaymentStore {
         Ok(self.payments.find_one(doc! { "_id": payment_id }).await?)
     }
 
-    pub async fn find_by_idempotency_scope(&self, scope: &str) -> Result<Option<PaymentDocument>, StoreError> {
-        Ok(self.payments.find_one(doc! { "idempotencyScope": scope }).await?)
+    /// The payments stored under any of these idempotency scopes, in one command.
+    pub async fn find_by_idempotency_scopes(&self, scopes: &[&str]) -> Result<Vec<PaymentDocument>, StoreError> {
+        self.find_many(doc! { "idempotencyScope": { "$in": scopes } }, scopes.len()).await
     }
 
-    pub async fn find_success_for_order(&self, order_id: &str) -> Result<Option<PaymentDocument>, StoreError> {
-        Ok(self.payments.find_one(doc! { "successOrderId": order_id }).await?)
+    /// The successful payments of any of these orders, in one command.
+    pub async fn find_successes_for_orders(&self, order_ids: &[&str]) -> Result<Vec<PaymentDocument>, StoreError> {
+        self.find_many(doc! { "successOrderId": { "$in": order_ids } }, order_ids.len()).await
+    }
+
+    async fn find_many(&self, filter: bson::Document, keys: usize) -> Result<Vec<PaymentDocument>, StoreError> {
+        if keys == 0 {
+            return Ok(Vec::new());
+        }
+        let cursor = self.payments.find(filter).await?;
+        Ok(cursor.try_collect().await?)
     }
 
     /// Claims for `owner`, until `lease` from now, every unpublished event whose lease has expired (or that none

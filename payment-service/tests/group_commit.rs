@@ -8,8 +8,11 @@ use futures::future::join_all;
 use mongodb::bson;
 use payment_service::{
     domain::PaymentStatus,
+    projection::OrderStage,
+    proto::PaymentStatus as WireStatus,
     store::{self, PaymentDocument, PaymentStore},
 };
+use tonic::Code;
 
 #[tokio::test]
 async fn a_burst_of_concurrent_payments_gets_its_own_success_each_in_a_few_inserts() {
@@ -110,4 +113,71 @@ async fn the_relay_claims_and_marks_a_batch_published_in_one_command_each_and_a_
     store.mark_published(&ids).await.unwrap();
     assert_eq!(sent("update") - updates, 1, "one command marks the batch published");
     assert_eq!(store.count_pending().await.unwrap(), 0);
+}
+
+/// The sum of every series of `name` in a Prometheus exposition.
+fn total(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_50_concurrent_pays_reads_in_batches_and_each_call_gets_its_own_answer() {
+    let app = support::spawn(&[("PAY_ORDER_WAIT_MS", "200")]).await;
+    let (user, other) = (support::unique("user-"), support::unique("other-"));
+    let mut cases = Vec::new();
+    for _ in 0..30 {
+        cases.push((app.known_order(&user, 1_000).await, 1_000, Ok(())));
+    }
+    for _ in 0..5 {
+        cases.push((app.known_order(&user, 1_000).await, 999, Err(Code::InvalidArgument)));
+    }
+    for _ in 0..5 {
+        cases.push((app.known_order(&other, 1_000).await, 1_000, Err(Code::NotFound)));
+    }
+    for _ in 0..5 {
+        let order = app.known_order(&user, 1_000).await;
+        app.pay(&order, &user, 1_000, &format!("first-{order}")).await.expect("paid");
+        cases.push((order, 1_000, Err(Code::AlreadyExists)));
+    }
+    for _ in 0..5 {
+        cases.push((app.known_order_at(&user, 1_000, OrderStage::Pending).await, 1_000, Err(Code::FailedPrecondition)));
+    }
+    let token = app.issuer.customer(&user);
+    let clients = join_all(cases.iter().map(|_| app.client())).await;
+    let lookups = [("queue", "pay_lookups")];
+    let (lookups_before, batches_before) =
+        (app.metric("write_batch_size_sum", &lookups).await, app.metric("write_batch_size_count", &lookups).await);
+    let commands_before = total(&app.get_metrics_path("/metrics").await.1, "mongodb_commands_total");
+
+    let calls = clients.into_iter().zip(&cases).map(|(mut client, (order, amount, _))| {
+        let request = support::with_token(support::pay_request(order, &user, *amount, order), &token);
+        async move { client.pay(request).await }
+    });
+    let results = join_all(calls).await;
+    let mut paid = HashSet::new();
+    for ((order, _, expected), result) in cases.iter().zip(results) {
+        match (expected, result) {
+            (Ok(()), Ok(response)) => {
+                let response = response.into_inner();
+                assert_eq!((response.status(), response.replayed), (WireStatus::Success, false), "{order}");
+                paid.insert(response.payment_id);
+            }
+            (Err(code), Err(status)) => assert_eq!(status.code(), *code, "{order}: {status:?}"),
+            (expected, result) => panic!("{order}: expected {expected:?}, got {result:?}"),
+        }
+    }
+    assert_eq!(paid.len(), 30, "every payable order got its own payment");
+
+    app.wait_for_metric("outbox_backlog", &[], Duration::from_secs(30), |value| value == 0.0).await;
+    let lookups_made = app.metric("write_batch_size_sum", &lookups).await - lookups_before;
+    let batches = app.metric("write_batch_size_count", &lookups).await - batches_before;
+    let commands = total(&app.get_metrics_path("/metrics").await.1, "mongodb_commands_total") - commands_before;
+    println!("50 concurrent Pay calls: {lookups_made} lookups in {batches} batches; {commands} engine commands");
+    // One read per call, a second for the 5 that lost the race to the index and the 5 that waited.
+    assert_eq!(lookups_made, 60.0);
+    assert!(batches < lookups_made, "concurrent lookups share batches: {batches} batches");
 }

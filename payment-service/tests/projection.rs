@@ -4,8 +4,16 @@ mod support;
 
 use std::time::Duration;
 
-use payment_service::{projection::OrderStage, proto::PaymentStatus};
-use support::kafka::{EventReader, order_event, produce};
+use payment_service::{
+    projection::{KnownOrder, OrderProjection, OrderStage},
+    proto::PaymentStatus,
+    store,
+};
+use support::{
+    engines::free_port,
+    kafka::{EventReader, order_event, produce, produce_all},
+    pay_request, with_token,
+};
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,4 +70,173 @@ async fn an_order_event_that_cannot_be_applied_is_dead_lettered_and_does_not_blo
         2.0,
         "both messages are consumed: one applied, one dead-lettered"
     );
+}
+
+/// A projection on a fresh database, with a counter of the engine commands it sends, by operation.
+async fn counted_projection() -> (OrderProjection, prometheus::IntCounterVec) {
+    let durations =
+        prometheus::HistogramVec::new(prometheus::HistogramOpts::new("d", "d"), &["command", "outcome"]).unwrap();
+    let commands = prometheus::IntCounterVec::new(prometheus::Opts::new("c", "c"), &["operation"]).unwrap();
+    let client = store::connect(&support::mongodb_uri(), "test", Duration::from_secs(5), durations, commands.clone())
+        .await
+        .unwrap();
+    (OrderProjection::new(&client.database(&support::unique("projection_batch_"))), commands)
+}
+
+fn known(order_id: &str, stage: OrderStage, event_id: &str) -> KnownOrder {
+    KnownOrder::new(order_id.into(), "owner".into(), 1_000, "EUR".into(), stage, event_id.into())
+}
+
+#[tokio::test]
+async fn a_batch_applies_each_order_forward_only_whatever_the_order_duplicates_and_what_is_stored() {
+    let (projection, commands) = counted_projection().await;
+    let bulk_writes = || commands.with_label_values(&["bulkWrite"]).get();
+    projection.apply(&known("done", OrderStage::Processed, "done-2")).await.unwrap();
+    projection.apply(&known("half", OrderStage::Pending, "half-1")).await.unwrap();
+
+    let fresh = [
+        known("a", OrderStage::Processed, "a-2"),
+        known("a", OrderStage::Pending, "a-1"),
+        known("b", OrderStage::Pending, "b-1"),
+        known("b", OrderStage::Pending, "b-1"),
+        known("c", OrderStage::Pending, "c-1"),
+        known("c", OrderStage::Processed, "c-2"),
+        known("half", OrderStage::Processed, "half-2"),
+    ];
+    let before = bulk_writes();
+    let written = projection.apply_batch(&fresh).await.unwrap();
+    assert_eq!(bulk_writes() - before, 1, "one command for a batch that only moves orders forward");
+    let ids: Vec<(&str, OrderStage)> = written.iter().map(|order| (order.order_id.as_str(), order.stage)).collect();
+    assert_eq!(
+        ids,
+        [
+            ("a", OrderStage::Processed),
+            ("b", OrderStage::Pending),
+            ("c", OrderStage::Processed),
+            ("half", OrderStage::Processed)
+        ]
+    );
+
+    // Late and redelivered events: the stored orders are at these stages or further already.
+    let late = [
+        known("done", OrderStage::Pending, "done-1"),
+        known("a", OrderStage::Pending, "a-1"),
+        known("c", OrderStage::Processed, "c-2"),
+        known("b", OrderStage::Processed, "b-2"),
+        known("new", OrderStage::Pending, "new-1"),
+    ];
+    let before = bulk_writes();
+    projection.apply_batch(&late).await.unwrap();
+    assert_eq!(bulk_writes() - before, 2, "the upserts, then the orders that existed written again without upsert");
+    for (order_id, stage, event_id) in [
+        ("done", OrderStage::Processed, "done-2"),
+        ("a", OrderStage::Processed, "a-2"),
+        ("b", OrderStage::Processed, "b-2"),
+        ("c", OrderStage::Processed, "c-2"),
+        ("half", OrderStage::Processed, "half-2"),
+        ("new", OrderStage::Pending, "new-1"),
+    ] {
+        let stored = projection.find(order_id).await.unwrap().expect("known");
+        assert_eq!((stored.stage, stored.event_id.as_str()), (stage, event_id), "{order_id}");
+    }
+    // The same batch again changes nothing.
+    projection.apply_batch(&late).await.unwrap();
+    assert_eq!(projection.find("done").await.unwrap().unwrap().stage, OrderStage::Processed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_of_order_events_is_applied_in_batches() {
+    let app = support::spawn(&[]).await;
+    let user = support::unique("user-");
+    let orders: Vec<String> = (0..100).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    // Produced while the consumer is still joining its group, so that it finds them waiting.
+    let mut messages = Vec::new();
+    for order in &orders {
+        messages.push((app.new_order_topic.clone(), order.clone(), order_event("new-order", order, &user, 1_000)));
+    }
+    for order in &orders {
+        let processed = order_event("order-processed", order, &user, 1_000);
+        messages.push((app.order_processed_topic.clone(), order.clone(), processed));
+    }
+    produce_all(&app.brokers, &messages).await;
+    for order in &orders {
+        app.wait_for_known_order(order, OrderStage::Processed).await;
+    }
+    let consumed = app.metric("kafka_messages_consumed_total", &[("topic", app.new_order_topic.as_str())]).await
+        + app.metric("kafka_messages_consumed_total", &[("topic", app.order_processed_topic.as_str())]).await;
+    assert_eq!(consumed, 200.0);
+    let bulk_writes = app.metric("mongodb_commands_total", &[("operation", "bulkWrite")]).await;
+    let batches = app.metric("write_batch_size_count", &[("queue", "order_events")]).await;
+    println!("200 order events: {batches} batches, {bulk_writes} bulkWrite commands");
+    assert!(batches >= 1.0 && bulk_writes >= batches, "{batches} batches, {bulk_writes} bulkWrites");
+    assert!(bulk_writes < 100.0, "200 waiting events took {bulk_writes} bulkWrites");
+    for order in orders.iter().take(3) {
+        app.pay(order, &user, 1_000, order).await.expect("payable");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_are_committed_only_once_the_events_are_written() {
+    // A first replica has the events but cannot write them: its database is not there.
+    let uri = format!("mongodb://127.0.0.1:{}/?directConnection=true", free_port());
+    let first = support::spawn_unready(&[("MONGODB_URI", &uri), ("KAFKA_PARTITIONS", "1")]).await;
+    let prefix = first.new_order_topic.trim_end_matches("new-order").to_owned();
+    let group = first.group.clone();
+    let user = support::unique("user-");
+    let orders: Vec<String> = (0..3).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    for order in &orders {
+        produce(&first.brokers, &first.new_order_topic, order, &order_event("new-order", order, &user, 1_000)).await;
+    }
+    let failed = [("topic", first.new_order_topic.as_str()), ("stage", "consume")];
+    first.wait_for_metric("kafka_messages_failed_total", &failed, Duration::from_secs(30), |value| value >= 2.0).await;
+    // Longer than the auto-commit interval (1 s): an offset stored too early would be committed by now.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    first.stop().await.expect("a clean stop");
+
+    // The next member of the group starts where the first committed: at the beginning, so it writes them all.
+    let same_group = [("KAFKA_TOPIC_PREFIX", prefix.as_str()), ("KAFKA_CONSUMER_GROUP", group.as_str())];
+    let second = support::spawn(&[same_group[0], same_group[1], ("KAFKA_PARTITIONS", "1")]).await;
+    for order in &orders {
+        second.wait_for_known_order(order, OrderStage::Pending).await;
+    }
+    second.stop().await.expect("a clean stop");
+
+    // Once written, they are committed: a third member (on a database of its own) starts after them.
+    let third = support::spawn(&[same_group[0], same_group[1], ("KAFKA_PARTITIONS", "1")]).await;
+    let marker = uuid::Uuid::now_v7().to_string();
+    produce(&third.brokers, &third.new_order_topic, &marker, &order_event("new-order", &marker, &user, 1)).await;
+    third.wait_for_known_order(&marker, OrderStage::Pending).await;
+    let projection = third.projection().await;
+    for order in &orders {
+        assert_eq!(projection.find(order).await.unwrap(), None, "{order} was consumed again");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pay_that_arrives_before_the_orders_events_waits_for_them_and_succeeds() {
+    let app = support::spawn(&[("PAY_ORDER_WAIT_MS", "10000")]).await;
+    let (order, user) = (uuid::Uuid::now_v7().to_string(), support::unique("user-"));
+    let lookups = [("queue", "pay_lookups")];
+    let mut client = app.client().await;
+    let request = with_token(pay_request(&order, &user, 1_000, "early"), &app.issuer.customer(&user));
+    let pay = tokio::spawn(async move { client.pay(request).await });
+    // The call has read the order (unknown here yet) and now waits for it.
+    app.wait_for_metric("write_batch_size_sum", &lookups, Duration::from_secs(30), |value| value >= 1.0).await;
+    produce(&app.brokers, &app.new_order_topic, &order, &order_event("new-order", &order, &user, 1_000)).await;
+    produce(&app.brokers, &app.order_processed_topic, &order, &order_event("order-processed", &order, &user, 1_000))
+        .await;
+    let paid = pay.await.unwrap().expect("paid once its events arrived").into_inner();
+    assert_eq!((paid.status(), paid.replayed), (PaymentStatus::Success, false));
+    assert_eq!(app.metric("write_batch_size_sum", &lookups).await, 2.0, "read, woken, read again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wait_for_an_unknown_order_ends_within_the_callers_deadline_with_not_found() {
+    let app = support::spawn(&[("PAY_ORDER_WAIT_MS", "10000")]).await;
+    let user = support::unique("user-");
+    let mut request = with_token(pay_request("never-heard-of", &user, 1_000, "k"), &app.issuer.customer(&user));
+    request.set_timeout(Duration::from_millis(600));
+    let refused = app.client().await.pay(request).await.unwrap_err();
+    assert_eq!(refused.code(), Code::NotFound, "{refused:?}");
+    assert_eq!(refused.metadata().get("x-error-reason").unwrap(), "ORDER_NOT_FOUND");
 }

@@ -1,10 +1,11 @@
 //! The consumer (group `payment-service`) that keeps the order projection current from the order-service's
 //! `new-order` and `order-processed` events.
 //!
-//! An offset is stored only once its event is durably applied (or the message is safely in the dead-letter
-//! topic), and committed from there, so a crash redelivers rather than skips. Applying is idempotent (see
-//! `projection`), so redeliveries change nothing. A message that can never be applied (not an order event,
-//! an unknown version, a missing field) goes to `<topic>.dlq` with the reason, and is counted.
+//! Whatever the consumer has received (up to [`BATCH`] messages) is applied together, with one `bulkWrite`
+//! (see `projection`). Offsets are stored only once the whole batch is durably applied (or its poison messages
+//! are safely in the dead-letter topic), and committed from there, so a crash redelivers rather than skips.
+//! Applying is idempotent, so redeliveries change nothing. A message that can never be applied (not an order
+//! event, an unknown version, a missing field) goes to `<topic>.dlq` with the reason, and is counted.
 use std::time::Duration;
 
 use rdkafka::{
@@ -25,7 +26,7 @@ use crate::{
     backoff::Backoff,
     config::KafkaConfig,
     metrics::{Metrics, STAGE_CONSUME},
-    projection::{Applied, KnownOrder, OrderProjection, OrderStage},
+    projection::{KnownOrder, OrderProjection, OrderStage, ProcessedOrders},
     shutdown::StopSignal,
 };
 
@@ -34,6 +35,8 @@ pub const NEW_ORDER: &str = "new-order";
 pub const ORDER_PROCESSED: &str = "order-processed";
 /// The version of the order events this consumer understands.
 const ORDER_EVENT_VERSION: u32 = 1;
+/// Most messages applied in one batch (one `bulkWrite`).
+pub const BATCH: usize = 256;
 
 /// The part of an order event's `data` this service keeps.
 #[derive(Debug, Deserialize)]
@@ -87,6 +90,8 @@ impl ConsumerContext for AssignmentContext {
 pub struct OrderEventsConsumer {
     consumer: StreamConsumer<AssignmentContext>,
     projection: OrderProjection,
+    /// Told of every order recorded as processed, for the `Pay` calls waiting for it.
+    processed: ProcessedOrders,
     producer: EventProducer,
     kafka: KafkaConfig,
     metrics: Arc<Metrics>,
@@ -97,6 +102,7 @@ impl OrderEventsConsumer {
     pub fn new(
         kafka: KafkaConfig,
         projection: OrderProjection,
+        processed: ProcessedOrders,
         producer: EventProducer,
         metrics: Arc<Metrics>,
     ) -> Result<Self, KafkaError> {
@@ -118,7 +124,7 @@ impl OrderEventsConsumer {
         for topic in [&kafka.new_order_topic, &kafka.order_processed_topic] {
             metrics.expect_consumed_topic(topic);
         }
-        Ok(Self { consumer, projection, producer, kafka, metrics })
+        Ok(Self { consumer, projection, processed, producer, kafka, metrics })
     }
 
     pub async fn run(self, mut stop: StopSignal) {
@@ -135,12 +141,23 @@ impl OrderEventsConsumer {
                 () = stop.stopped() => break,
             };
             match message {
-                Ok(message) => {
-                    if !self.handle(&message, &mut stop).await {
+                Ok(first) => {
+                    // Whatever else has already arrived joins this batch, up to BATCH messages: no waiting.
+                    let mut batch = vec![first];
+                    while batch.len() < BATCH {
+                        match tokio::time::timeout(Duration::ZERO, self.consumer.recv()).await {
+                            Ok(Ok(message)) => batch.push(message),
+                            _ => break,
+                        }
+                    }
+                    if !self.handle_batch(&batch, &mut stop).await {
                         break;
                     }
-                    if let Err(error) = self.consumer.store_offset_from_message(&message) {
-                        tracing::warn!(%error, "cannot store the offset; the event may be redelivered");
+                    // Only now that the whole batch is durable: a crash before this redelivers it.
+                    for message in &batch {
+                        if let Err(error) = self.consumer.store_offset_from_message(message) {
+                            tracing::warn!(%error, "cannot store the offset; the event may be redelivered");
+                        }
                     }
                 }
                 Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition)) => {
@@ -182,35 +199,62 @@ impl OrderEventsConsumer {
         }
     }
 
-    /// Applies one message (or dead-letters it), retrying while MongoDB or Kafka is away; false when asked to
-    /// stop first (then its offset is not stored and it is redelivered).
-    async fn handle(&self, message: &BorrowedMessage<'_>, stop: &mut StopSignal) -> bool {
-        let topic = message.topic();
-        let parsed = self.parse(message);
+    /// Applies a batch: its order events in one write, its poison messages to the dead-letter topic, retrying
+    /// while MongoDB or Kafka is away; false when asked to stop first (then no offset of the batch is stored, and
+    /// it is redelivered).
+    async fn handle_batch(&self, batch: &[BorrowedMessage<'_>], stop: &mut StopSignal) -> bool {
+        let parsed: Vec<Result<KnownOrder, Poison>> = batch.iter().map(|message| self.parse(message)).collect();
+        let orders: Vec<KnownOrder> = parsed.iter().filter_map(|parsed| parsed.as_ref().ok()).cloned().collect();
+        if !orders.is_empty() {
+            let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+            let written = loop {
+                match self.projection.apply_batch(&orders).await {
+                    Ok(written) => break written,
+                    Err(error) => {
+                        for (message, _) in batch.iter().zip(&parsed).filter(|(_, parsed)| parsed.is_ok()) {
+                            self.metrics.message_failed(message.topic(), STAGE_CONSUME);
+                        }
+                        let delay = backoff.next_delay();
+                        tracing::warn!(%error, events = orders.len(), "retrying a batch of order events");
+                        tokio::select! {
+                            () = tokio::time::sleep(delay) => {}
+                            () = stop.stopped() => return false,
+                        }
+                    }
+                }
+            };
+            self.metrics.observe_batch("order_events", written.len());
+            for order in &written {
+                tracing::debug!(order_id = %order.order_id, stage = ?order.stage, "order known");
+            }
+            self.processed.announce(written);
+        }
+        for (message, parsed) in batch.iter().zip(&parsed) {
+            if let Err(poison) = parsed
+                && !self.dead_letter_until_sent(message, poison, stop).await
+            {
+                return false;
+            }
+            self.metrics.message_consumed(message.topic());
+        }
+        true
+    }
+
+    /// Dead-letters one message, retrying while Kafka is away; false when asked to stop first.
+    async fn dead_letter_until_sent(
+        &self,
+        message: &BorrowedMessage<'_>,
+        poison: &Poison,
+        stop: &mut StopSignal,
+    ) -> bool {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
-            let attempt = match &parsed {
-                Ok(order) => self
-                    .projection
-                    .apply(order)
-                    .await
-                    .map(|applied| {
-                        if applied == Applied::Changed {
-                            tracing::debug!(order_id = %order.order_id, stage = ?order.stage, "order known");
-                        }
-                    })
-                    .map_err(|error| error.to_string()),
-                Err(poison) => self.dead_letter(message, poison).await.map_err(|error| error.to_string()),
-            };
-            match attempt {
-                Ok(()) => {
-                    self.metrics.message_consumed(topic);
-                    return true;
-                }
+            match self.dead_letter(message, poison).await {
+                Ok(()) => return true,
                 Err(error) => {
-                    self.metrics.message_failed(topic, STAGE_CONSUME);
+                    self.metrics.message_failed(message.topic(), STAGE_CONSUME);
                     let delay = backoff.next_delay();
-                    tracing::warn!(%error, topic, offset = message.offset(), "retrying order event");
+                    tracing::warn!(%error, topic = message.topic(), offset = message.offset(), "retrying a dead letter");
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
                         () = stop.stopped() => return false,

@@ -175,3 +175,20 @@ pub fn order_event(event_type: &str, order_id: &str, user_id: &str, total_cents:
     })
     .to_string()
 }
+
+/// Produces every `(topic, key, payload)` through one producer (acks=all), in order.
+pub async fn produce_all(brokers: &str, messages: &[(String, String, String)]) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("message.timeout.ms", "10000")
+        .create()
+        .expect("a Kafka producer");
+    let sends = messages.iter().map(|(topic, key, payload)| {
+        producer.send(FutureRecord::to(topic).key(key).payload(payload), Duration::from_secs(10))
+    });
+    for sent in futures::future::join_all(sends).await {
+        sent.map_err(|(error, _)| error).expect("the broker takes the message");
+    }
+}

@@ -57,6 +57,8 @@ pub struct TestApp {
     /// The full names of the order topics the app's projection consumer reads.
     pub new_order_topic: String,
     pub order_processed_topic: String,
+    /// The consumer group of the app's projection consumer.
+    pub group: String,
     pub issuer: Issuer,
     jwks: JwksServer,
     shutdown: Option<oneshot::Sender<()>>,
@@ -122,6 +124,7 @@ pub async fn spawn_with_jwks_delay(settings: &[(&str, &str)], jwks_delay: Durati
         topic,
         new_order_topic,
         order_processed_topic,
+        group: group.clone(),
         issuer,
         jwks,
         shutdown: Some(shutdown),
