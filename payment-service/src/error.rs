@@ -2,7 +2,7 @@
 //! message written for them.
 use tonic::Status;
 
-use crate::{auth::AuthError, domain::FieldError, payments::PayError, store::StoreError};
+use crate::{auth::AuthError, domain::FieldError, store::StoreError, use_cases::payments::PayError};
 
 impl From<FieldError> for Status {
     fn from(error: FieldError) -> Self {

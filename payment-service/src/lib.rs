@@ -7,14 +7,12 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod grpc;
-pub mod health;
 pub mod healthcheck;
 pub mod metrics;
-pub mod payments;
 pub mod projection;
-pub mod rpc_telemetry;
 pub mod startup;
 pub mod store;
+pub mod use_cases;
 // Shared with every service, kept once in the platform crate.
 pub use platform::{auth, backoff, shutdown, telemetry};
 

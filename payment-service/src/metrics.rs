@@ -11,6 +11,7 @@ use axum::{
     response::IntoResponse,
     routing::get,
 };
+use platform::mongo::MongoMetrics;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use tonic::Code;
 
@@ -30,8 +31,9 @@ pub struct Metrics {
     kafka_failed: IntCounterVec,
     kafka_assigned: IntGaugeVec,
     outbox_backlog: IntGauge,
-    mongodb_duration: HistogramVec,
-    mongodb_commands: IntCounterVec,
+    /// What the MongoDB client's command monitoring feeds; `mongodb_commands_total` divided by the payments is
+    /// the engine's cost of one.
+    pub mongodb: MongoMetrics,
     write_rejected: IntCounterVec,
     write_skipped: IntCounterVec,
     write_batch_size: HistogramVec,
@@ -77,20 +79,7 @@ impl Metrics {
         let outbox_backlog =
             IntGauge::new("outbox_backlog", "Events stored in the outbox and not yet acknowledged by Kafka")
                 .expect("valid metric");
-        let mongodb_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "mongodb_command_duration_seconds",
-                "Time MongoDB commands took, by command and outcome",
-            )
-            .buckets(BUCKETS.to_vec()),
-            &["command", "outcome"],
-        )
-        .expect("valid metric");
-        let mongodb_commands = IntCounterVec::new(
-            Opts::new("mongodb_commands_total", "Commands sent to MongoDB, by operation"),
-            &["operation"],
-        )
-        .expect("valid metric");
+        let mongodb = MongoMetrics::register(&registry);
         let write_rejected = IntCounterVec::new(
             Opts::new(
                 "write_queue_rejected_total",
@@ -118,8 +107,6 @@ impl Metrics {
             Box::new(kafka_failed.clone()),
             Box::new(kafka_assigned.clone()),
             Box::new(outbox_backlog.clone()),
-            Box::new(mongodb_duration.clone()),
-            Box::new(mongodb_commands.clone()),
             Box::new(write_rejected.clone()),
             Box::new(write_skipped.clone()),
             Box::new(write_batch_size.clone()),
@@ -135,17 +122,11 @@ impl Metrics {
             kafka_failed,
             kafka_assigned,
             outbox_backlog,
-            mongodb_duration,
-            mongodb_commands,
+            mongodb,
             write_rejected,
             write_skipped,
             write_batch_size,
         }
-    }
-
-    /// The counter the MongoDB driver's command monitoring increments per command sent (see `store::connect`).
-    pub fn mongodb_commands(&self) -> IntCounterVec {
-        self.mongodb_commands.clone()
     }
 
     /// A call refused because the `queue` was full.
@@ -208,11 +189,6 @@ impl Metrics {
 
     pub fn set_outbox_backlog(&self, events: u64) {
         self.outbox_backlog.set(i64::try_from(events).unwrap_or(i64::MAX));
-    }
-
-    /// The histogram the MongoDB driver's command monitoring feeds (see `store::connect`).
-    pub fn mongodb_command_duration(&self) -> HistogramVec {
-        self.mongodb_duration.clone()
     }
 
     /// The Prometheus text exposition of every metric.
@@ -278,7 +254,7 @@ mod tests {
         metrics.observe_rpc("Pay", Code::InvalidArgument, Duration::from_millis(3));
         metrics.expect_topic("payment-processed");
         metrics.set_outbox_backlog(2);
-        metrics.mongodb_command_duration().with_label_values(&["find", "success"]).observe(0.001);
+        metrics.mongodb.durations.with_label_values(&["find", "success"]).observe(0.001);
         let text = String::from_utf8(metrics.render()).unwrap();
         for line in [
             r#"grpc_server_requests_total{code="InvalidArgument",method="Pay"} 1"#,

@@ -22,7 +22,9 @@ use mongodb::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::store::{StoreError, is_duplicate_key};
+use platform::mongo::is_duplicate_key;
+
+use crate::store::StoreError;
 
 /// How far an order has come, as far as paying it is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

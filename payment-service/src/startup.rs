@@ -17,14 +17,14 @@ use crate::{
     domain::DecisionRule,
     events::{OrderEventsConsumer, OutboxRelay, producer::EventProducer, relay::Lease},
     grpc::PaymentApi,
-    health::{self, HealthStatus},
+    grpc::health::{self, HealthStatus},
+    grpc::telemetry::RpcTelemetryLayer,
     metrics::{self, Metrics},
-    payments::{self, Payments, ProjectionReads},
     projection::{OrderProjection, ProcessedOrders},
     proto::{self, payment_service_server::PaymentServiceServer},
-    rpc_telemetry::RpcTelemetryLayer,
     shutdown::{StopHandle, StopSignal, stop_channel},
-    store::{self, PaymentStore},
+    store::PaymentStore,
+    use_cases::payments::{self, Payments, ProjectionReads},
 };
 
 /// Requests to this service are a few hundred bytes; anything much larger is not a payment.
@@ -47,12 +47,11 @@ impl Application {
     /// (health reports NOT_SERVING and the workers retry until they answer).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
-        let client = store::connect(
+        let client = platform::mongo::connect(
             &config.mongodb_uri.0,
             "payment-service",
             config.mongodb_timeout,
-            metrics.mongodb_command_duration(),
-            metrics.mongodb_commands(),
+            &metrics.mongodb,
         )
         .await
         .context("MONGODB_URI is not a usable MongoDB connection string")?;

@@ -15,13 +15,11 @@ use std::{
 
 use futures::TryStreamExt as _;
 use mongodb::{
-    Client, Collection, Database, IndexModel,
+    Collection, Database, IndexModel,
     bson::{self, doc},
-    error::{ErrorKind, WriteFailure},
-    event::{EventHandler, command::CommandEvent},
-    options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern},
+    error::ErrorKind,
+    options::IndexOptions,
 };
-use prometheus::{HistogramVec, IntCounterVec};
 use serde::{Deserialize, Serialize};
 
 use crate::{domain::PaymentStatus, telemetry::TraceContext};
@@ -135,63 +133,8 @@ impl StoreError {
 
 impl From<mongodb::error::Error> for StoreError {
     fn from(error: mongodb::error::Error) -> Self {
-        if is_unavailable(&error) { Self::Unavailable(error) } else { Self::Other(error) }
+        if platform::mongo::is_unavailable(&error) { Self::Unavailable(error) } else { Self::Other(error) }
     }
-}
-
-/// Errors that mean "the database cannot be reached right now", not "the request is wrong".
-pub fn is_unavailable(error: &mongodb::error::Error) -> bool {
-    matches!(
-        *error.kind,
-        ErrorKind::ServerSelection { .. }
-            | ErrorKind::Io(_)
-            | ErrorKind::ConnectionPoolCleared { .. }
-            | ErrorKind::Shutdown
-    ) || error.contains_label("RetryableWriteError")
-        || error.contains_label("TransientTransactionError")
-}
-
-/// A unique index rejected the write (MongoDB's E11000).
-pub fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
-    match &*error.kind {
-        ErrorKind::Write(WriteFailure::WriteError(write)) => write.code == 11000,
-        ErrorKind::Command(command) => command.code == 11000,
-        _ => false,
-    }
-}
-
-/// A client whose operations give up after `timeout` instead of the driver's 30 s default, so that
-/// calls answer UNAVAILABLE promptly while the database is down. Creating it does no I/O.
-/// Every command's duration goes into `command_duration` (labels `command`, `outcome`), from the driver's
-/// command monitoring; command names are the driver's own (`find`, `insert`…), a bounded set.
-/// Every command sent is also counted into `issued` (label `operation`): per payment, the engine's cost.
-pub async fn connect(
-    uri: &str,
-    app_name: &str,
-    timeout: Duration,
-    command_duration: HistogramVec,
-    issued: IntCounterVec,
-) -> Result<Client, mongodb::error::Error> {
-    let mut options = ClientOptions::parse(uri).await?;
-    options.app_name = Some(app_name.to_owned());
-    // Every write that backs an answer or a committed offset must survive the database process dying right
-    // after it: journaled and majority-acknowledged, once here for the whole client.
-    options.write_concern = Some(WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build());
-    options.server_selection_timeout = Some(timeout);
-    options.connect_timeout = Some(timeout);
-    options.command_event_handler = Some(EventHandler::callback(move |event: CommandEvent| {
-        let (command, outcome, duration) = match &event {
-            CommandEvent::Started(started) => {
-                issued.with_label_values(&[started.command_name.as_str()]).inc();
-                return;
-            }
-            CommandEvent::Succeeded(succeeded) => (&succeeded.command_name, "success", succeeded.duration),
-            CommandEvent::Failed(failed) => (&failed.command_name, "failure", failed.duration),
-            _ => return,
-        };
-        command_duration.with_label_values(&[command.as_str(), outcome]).observe(duration.as_secs_f64());
-    }));
-    Client::with_options(options)
 }
 
 #[derive(Clone)]
@@ -265,7 +208,7 @@ impl PaymentStore {
         }
         match self.payments.insert_one(payment).await {
             Ok(_) => Ok(()),
-            Err(error) if is_duplicate_key(&error) => Err(StoreError::Duplicate),
+            Err(error) if platform::mongo::is_duplicate_key(&error) => Err(StoreError::Duplicate),
             Err(error) => Err(error.into()),
         }
     }

@@ -2,6 +2,7 @@
 //!
 //! A file of its own: tracing needs the OpenTelemetry layer in the global subscriber, which is installed once
 //! per process (each test file is a process).
+#[path = "api/support/mod.rs"]
 mod support;
 
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! Concurrent `Pay` calls are written by one group-commit writer: one `insert_many` per batch, each call with its
 //! own outcome; the relay claims and marks a batch of events published in one command each.
-mod support;
+use crate::support;
 
 use std::{collections::HashSet, time::Duration};
 
@@ -84,12 +84,10 @@ fn payment(order_id: &str) -> PaymentDocument {
 
 #[tokio::test]
 async fn the_relay_claims_and_marks_a_batch_published_in_one_command_each_and_a_live_lease_is_respected() {
-    let durations =
-        prometheus::HistogramVec::new(prometheus::HistogramOpts::new("d", "d"), &["command", "outcome"]).unwrap();
-    let commands = prometheus::IntCounterVec::new(prometheus::Opts::new("c", "c"), &["operation"]).unwrap();
-    let client = store::connect(&support::mongodb_uri(), "test", Duration::from_secs(5), durations, commands.clone())
-        .await
-        .unwrap();
+    let metrics = platform::mongo::MongoMetrics::register(&prometheus::Registry::new());
+    let commands = metrics.commands.clone();
+    let client =
+        platform::mongo::connect(&support::mongodb_uri(), "test", Duration::from_secs(5), &metrics).await.unwrap();
     let store = PaymentStore::new(client.database(&support::unique("payments_batch_")));
     store.ensure_indexes().await.unwrap();
     let sent = |operation: &str| commands.with_label_values(&[operation]).get();

@@ -1,13 +1,12 @@
 //! The payment-service's own record of orders, built by its consumer from the order-service's real events on
 //! Kafka: what `Pay` decides on, whatever order the events arrive in.
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
 use payment_service::{
     projection::{KnownOrder, OrderProjection, OrderStage},
     proto::PaymentStatus,
-    store,
 };
 use support::{
     engines::free_port,
@@ -74,12 +73,10 @@ async fn an_order_event_that_cannot_be_applied_is_dead_lettered_and_does_not_blo
 
 /// A projection on a fresh database, with a counter of the engine commands it sends, by operation.
 async fn counted_projection() -> (OrderProjection, prometheus::IntCounterVec) {
-    let durations =
-        prometheus::HistogramVec::new(prometheus::HistogramOpts::new("d", "d"), &["command", "outcome"]).unwrap();
-    let commands = prometheus::IntCounterVec::new(prometheus::Opts::new("c", "c"), &["operation"]).unwrap();
-    let client = store::connect(&support::mongodb_uri(), "test", Duration::from_secs(5), durations, commands.clone())
-        .await
-        .unwrap();
+    let metrics = platform::mongo::MongoMetrics::register(&prometheus::Registry::new());
+    let commands = metrics.commands.clone();
+    let client =
+        platform::mongo::connect(&support::mongodb_uri(), "test", Duration::from_secs(5), &metrics).await.unwrap();
     (OrderProjection::new(&client.database(&support::unique("projection_batch_"))), commands)
 }
 

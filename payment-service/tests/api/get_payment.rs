@@ -1,5 +1,5 @@
 //! `GetPayment`: the caller's own payments, any payment for an admin, NOT_FOUND otherwise.
-mod support;
+use crate::support;
 
 use payment_service::proto::PaymentStatus;
 use tonic::{Code, Request};

@@ -1,5 +1,5 @@
 //! Who may call: a valid token from the user-service (via its JWKS), paying as themselves unless admin.
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
 //! `Pay`: the decision rule, idempotent replays, and at most one successful payment per order.
-mod support;
+use crate::support;
 
 use futures::future::join_all;
 use payment_service::{projection::OrderStage, proto::PaymentStatus};

@@ -1,5 +1,5 @@
 //! Running the service: health, reflection, deadlines, MongoDB outages and graceful shutdown.
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

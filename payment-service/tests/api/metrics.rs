@@ -1,5 +1,5 @@
 //! Prometheus metrics on the HTTP side port: gRPC calls, Kafka messages, the outbox backlog and MongoDB latency.
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,6 +2,9 @@
 //! use case → response. Input is validated before the token so that malformed calls cost no JWKS fetch.
 //! The call's server span (method, request id, the caller's trace) and its metrics come from
 //! `rpc_telemetry`, around the whole server.
+pub mod health;
+pub mod telemetry;
+
 use std::time::Duration;
 
 use tonic::{Request, Response, Status, metadata::MetadataMap};
@@ -11,10 +14,10 @@ use crate::{
     deadline,
     domain::{PaymentId, PaymentRequest, PaymentStatus},
     error,
-    payments::{Payments, rfc3339},
     proto::{self, GetPaymentRequest, PayRequest, PayResponse, payment_service_server::PaymentService},
     store::PaymentDocument,
     telemetry::TraceContext,
+    use_cases::payments::{Payments, rfc3339},
 };
 
 pub struct PaymentApi {

@@ -1,5 +1,5 @@
 //! `payment-processed` on Kafka: one envelope per successful payment, through the outbox, also across outages.
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
 //! Every input rule answers INVALID_ARGUMENT with a message naming the field, before anything is stored.
-mod support;
+use crate::support;
 
 use payment_service::{
     projection::OrderStage,
