@@ -1,10 +1,10 @@
 //! Application: wiring, gRPC server (payments, health, reflection), listener (port 0 in tests), background
 //! workers (storage health, outbox relay, the order events consumer, the metrics side server) and graceful shutdown.
-use std::{future::Future, sync::Arc};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use platform::group_commit::Limits;
-use tokio::{net::TcpListener, sync::Notify, task::JoinHandle};
+use tokio::{net::TcpListener, sync::Notify};
 use tonic::{
     service::Routes,
     transport::{Server, server::TcpIncoming},
@@ -22,7 +22,7 @@ use crate::{
     metrics::{self, Metrics},
     projection::{OrderProjection, ProcessedOrders},
     proto::{self, payment_service_server::PaymentServiceServer},
-    shutdown::{StopHandle, StopSignal, stop_channel},
+    shutdown::{StopSignal, Task},
     store::PaymentStore,
     use_cases::payments::{self, Payments, ProjectionReads},
 };
@@ -30,16 +30,20 @@ use crate::{
 /// Requests to this service are a few hundred bytes; anything much larger is not a payment.
 const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 
+/// How long each background task gets to finish once asked (the relay publishing what is left, the consumer
+/// committing its offsets) before it is aborted.
+const TASK_DRAIN: Duration = Duration::from_secs(15);
+
 pub struct Application {
     listener: TcpListener,
     routes: Routes,
     health: HealthStatus,
     metrics: Arc<Metrics>,
     metrics_port: u16,
-    storage_monitor: Worker,
-    outbox_relay: Worker,
-    order_events: Worker,
-    metrics_server: Worker,
+    storage_monitor: Task,
+    outbox_relay: Task,
+    order_events: Task,
+    metrics_server: Task,
 }
 
 impl Application {
@@ -118,13 +122,13 @@ impl Application {
             })?;
         let metrics_address = metrics_listener.local_addr()?;
         tracing::info!(address = %metrics_address, "metrics at GET /metrics");
-        let storage_monitor = Worker::spawn({
+        let storage_monitor = Task::spawn({
             let health = health.clone();
             move |stop| health::watch_storage(store, health, stop)
         });
-        let outbox_relay = Worker::spawn(move |stop| relay.run(stop));
-        let order_events = Worker::spawn(move |stop| consumer.run(stop));
-        let metrics_server = Worker::spawn({
+        let outbox_relay = Task::spawn(move |stop| relay.run(stop));
+        let order_events = Task::spawn(move |stop| consumer.run(stop));
+        let metrics_server = Task::spawn({
             let router = metrics::router(metrics.clone());
             let limits = config.metrics_server;
             move |stop| serve_metrics(metrics_listener, router, limits, stop)
@@ -170,7 +174,7 @@ impl Application {
         let stop_serving = async move {
             shutdown.await;
             // The monitor must not flip health back to SERVING while calls drain.
-            storage_monitor.stop().await;
+            storage_monitor.stop(TASK_DRAIN).await;
             health.set(false).await;
             tracing::info!("shutting down: no new calls; finishing the ones in flight");
         };
@@ -180,9 +184,9 @@ impl Application {
             .serve_with_incoming_shutdown(incoming, stop_serving)
             .await;
         // After the server: calls that finished last may have stored events the relay should still publish.
-        outbox_relay.stop().await;
-        order_events.stop().await;
-        metrics_server.stop().await;
+        outbox_relay.stop(TASK_DRAIN).await;
+        order_events.stop(TASK_DRAIN).await;
+        metrics_server.stop(TASK_DRAIN).await;
         served.context("the gRPC server failed")?;
         tracing::info!("payment-service stopped");
         Ok(())
@@ -195,35 +199,5 @@ async fn serve_metrics(listener: TcpListener, router: axum::Router, limits: Serv
     let served = platform::http::server::serve(listener, router, limits, async move { stop.stopped().await }).await;
     if let Err(error) = served {
         tracing::error!(%error, "the metrics server failed");
-    }
-}
-
-/// A background task that finishes its work when stopped, and is aborted if the application is dropped unrun.
-struct Worker {
-    stop: StopHandle,
-    handle: JoinHandle<()>,
-}
-
-impl Worker {
-    fn spawn<F, Fut>(task: F) -> Self
-    where
-        F: FnOnce(StopSignal) -> Fut,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        let (stop, signal) = stop_channel();
-        Self { stop, handle: tokio::spawn(task(signal)) }
-    }
-
-    async fn stop(&mut self) {
-        self.stop.stop();
-        if let Err(error) = (&mut self.handle).await {
-            tracing::error!(%error, "a background task failed");
-        }
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.handle.abort();
     }
 }

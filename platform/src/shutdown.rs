@@ -108,6 +108,51 @@ impl Workers {
     }
 }
 
+/// One background task stopped on its own, for an application that stops its tasks in a given order (the
+/// payment-service stops its health monitor before draining calls, its relay after): asked to finish, then
+/// waited for up to a deadline; aborted if dropped unstopped (an application dropped without running).
+pub struct Task {
+    stop: StopHandle,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Task {
+    pub fn spawn<F, Fut>(task: F) -> Self
+    where
+        F: FnOnce(StopSignal) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let (stop, signal) = stop_channel();
+        Self { stop, handle: Some(tokio::spawn(task(signal))) }
+    }
+
+    /// Asks the task to finish and waits for it, at most `deadline`; false when it had to be aborted.
+    pub async fn stop(&mut self, deadline: Duration) -> bool {
+        self.stop.stop();
+        let Some(mut handle) = self.handle.take() else { return true };
+        match tokio::time::timeout(deadline, &mut handle).await {
+            Ok(Ok(())) => true,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "a background task failed");
+                true
+            }
+            Err(_) => {
+                tracing::warn!("a background task was still running at the drain deadline");
+                handle.abort();
+                false
+            }
+        }
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.abort();
+        }
+    }
+}
+
 /// Retries `attempt` with capped, jittered backoff until it succeeds (true) or stopping is requested (false).
 /// Startup never fails because a dependency is down: the service reports not-ready meanwhile.
 pub async fn retry_until_ok<F, Fut, E>(what: &str, stop: &mut StopSignal, mut attempt: F) -> bool
@@ -165,6 +210,20 @@ mod tests {
         let workers = Workers::new();
         workers.spawn(std::future::pending());
         assert!(!workers.stop(Duration::from_millis(50)).await);
+    }
+
+    #[tokio::test]
+    async fn a_task_finishes_its_work_when_stopped_and_is_aborted_past_the_deadline() {
+        let finished = Arc::new(AtomicU32::new(0));
+        let done = finished.clone();
+        let mut task = Task::spawn(move |mut stop| async move {
+            stop.stopped().await;
+            done.fetch_add(1, Ordering::SeqCst);
+        });
+        assert!(task.stop(Duration::from_secs(5)).await);
+        assert_eq!(finished.load(Ordering::SeqCst), 1);
+        let mut stubborn = Task::spawn(|_| std::future::pending());
+        assert!(!stubborn.stop(Duration::from_millis(50)).await);
     }
 
     #[tokio::test]
