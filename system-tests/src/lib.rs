@@ -10,7 +10,11 @@ use tokio::{sync::oneshot, task::JoinHandle};
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "admin-password";
 
-pub use test_support::{closed_port, env};
+pub use test_support::{
+    closed_port,
+    engines::{PrivateBroker, PrivateMongo},
+    env,
+};
 
 /// Per-service settings that a test overrides (e.g. a payment limit, or a dependency pointed at
 /// a closed port to simulate an outage).
@@ -472,132 +476,6 @@ fn every_topic_assigned(exposition: &str) -> bool {
         .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
         .collect();
     !assigned.is_empty() && assigned.iter().all(|partitions| *partitions > 0.0)
-}
-
-/// A private MongoDB-protocol server (SecantusDB) that a test may stop and restart on the same
-/// port and data directory, without disturbing the shared engine other tests use.
-pub struct PrivateMongo {
-    pub port: u16,
-    data_dir: std::path::PathBuf,
-    child: Option<std::process::Child>,
-}
-
-impl PrivateMongo {
-    pub async fn start() -> Self {
-        let data_dir = std::env::temp_dir().join(format!("secantus-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&data_dir).expect("data dir");
-        let mut mongo = Self { port: closed_port(), data_dir, child: None };
-        mongo.restart().await;
-        mongo
-    }
-
-    pub fn uri(&self) -> String {
-        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
-    }
-
-    pub async fn restart(&mut self) {
-        let child = std::process::Command::new(env("SECANTUSD_BIN"))
-            .args(["--sync-on-commit", "--host", "127.0.0.1", "--port", &self.port.to_string(), "--storage-path"])
-            .arg(&self.data_dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("secantusd starts");
-        self.child = Some(child);
-        for _ in 0..600 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("private MongoDB-protocol server did not start");
-    }
-
-    /// SIGKILL: the process dies at once, with whatever it had not written; its data directory stays.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-            if child.wait().is_err() {
-                let _ = child.kill();
-            }
-        }
-    }
-}
-
-impl Drop for PrivateMongo {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
-}
-
-/// A private, durable Kafka-protocol broker (noida-db: topics, groups and offsets survive a
-/// restart, as with real Kafka) that a test may stop and restart on the same port.
-pub struct PrivateBroker {
-    pub port: u16,
-    data_dir: std::path::PathBuf,
-    child: Option<std::process::Child>,
-}
-
-impl PrivateBroker {
-    pub async fn start() -> Self {
-        let data_dir = std::env::temp_dir().join(format!("noida-{}", uuid::Uuid::new_v4().simple()));
-        let mut broker = Self { port: closed_port(), data_dir, child: None };
-        broker.restart().await;
-        broker
-    }
-
-    pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    pub async fn restart(&mut self) {
-        let child = std::process::Command::new(env("NOIDA_BIN"))
-            .args(["start", "--only", "kafka", "--kafka-port", &self.port.to_string(), "--data-dir"])
-            .arg(&self.data_dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("noida-db starts");
-        self.child = Some(child);
-        for _ in 0..400 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("private broker did not start");
-    }
-
-    /// Stops the broker like an operator would (SIGINT), keeping its data.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
-            if child.wait().is_err() {
-                let _ = child.kill();
-            }
-        }
-    }
-}
-
-impl Drop for PrivateBroker {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
 }
 
 /// One Kafka record as a consumer reads it.

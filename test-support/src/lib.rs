@@ -1,6 +1,7 @@
 //! What the services' integration tests share, kept once: the engines' addresses (`scripts/engines.py`
 //! exports them), a JWKS issuer playing the user-service, Prometheus samples, and ports. A dev-dependency only;
 //! no service links it.
+pub mod engines;
 pub mod issuer;
 pub mod prometheus;
 pub mod running;

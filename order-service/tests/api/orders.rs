@@ -89,7 +89,7 @@ async fn a_full_write_queue_answers_503_json_with_retry_after_and_counts_it() {
     let fakes = support::Fakes::start().await;
     let app = fakes
         .settings()
-        .with("MONGODB_URI", mongo.uri.clone())
+        .with("MONGODB_URI", mongo.uri())
         // No operation gives up while the database is frozen: the writer stays busy with its batch.
         .with("MONGODB_TIMEOUT_MS", "120000")
         .with("ORDER_WRITE_QUEUE", "2")

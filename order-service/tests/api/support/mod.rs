@@ -20,7 +20,12 @@ use rdkafka::{
 };
 use tokio::task::JoinHandle;
 
-pub use test_support::{Running, closed_port, env, prometheus::sample};
+pub use test_support::{
+    Running, closed_port,
+    engines::{PrivateBroker, PrivateMongo},
+    env,
+    prometheus::sample,
+};
 
 pub struct TestApp {
     pub running: Running,
@@ -238,65 +243,6 @@ pub async fn produce(brokers: &str, topic: &str, key: &str, payload: &[u8]) {
         .expect("test message delivered");
 }
 
-/// A private, durable Kafka-protocol broker (noida-db: topics, groups and offsets survive a
-/// restart, as with real Kafka) that a test may stop and restart on the same port.
-pub struct PrivateBroker {
-    pub port: u16,
-    data_dir: std::path::PathBuf,
-    child: Option<std::process::Child>,
-}
-
-impl PrivateBroker {
-    pub async fn start() -> Self {
-        let data_dir = std::env::temp_dir().join(format!("noida-{}", uuid::Uuid::new_v4().simple()));
-        let mut broker = Self { port: closed_port(), data_dir, child: None };
-        broker.restart().await;
-        broker
-    }
-
-    pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    pub async fn restart(&mut self) {
-        let child = std::process::Command::new(env("NOIDA_BIN"))
-            .args(["start", "--only", "kafka", "--kafka-port", &self.port.to_string(), "--data-dir"])
-            .arg(&self.data_dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("noida-db starts");
-        self.child = Some(child);
-        for _ in 0..400 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("private broker did not start");
-    }
-
-    /// Stops the broker like an operator would (SIGINT), keeping its data.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
-            if child.wait().is_err() {
-                let _ = child.kill();
-            }
-        }
-    }
-}
-
-impl Drop for PrivateBroker {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
-}
-
 /// What the order-service talks to over HTTP, played by the test: the user-service (a JWKS issuer whose tokens
 /// the test signs) and the product-service's `product(id)` query (product "1" exists).
 pub struct Fakes {
@@ -357,62 +303,5 @@ impl TestApp {
 
     pub async fn metrics(&self) -> String {
         self.client.get(self.url("/metrics")).send().await.expect("request sent").text().await.expect("a body")
-    }
-}
-
-/// A private SecantusDB that a test may freeze (SIGSTOP) and thaw, stopped by its pid when dropped.
-pub struct PrivateMongo {
-    pub uri: String,
-    data_dir: std::path::PathBuf,
-    child: std::process::Child,
-}
-
-impl PrivateMongo {
-    pub async fn start() -> Self {
-        let port = closed_port();
-        let data_dir = std::env::temp_dir().join(format!("secantus-{}", uuid::Uuid::new_v4().simple()));
-        let child = std::process::Command::new(env("SECANTUSD_BIN"))
-            .args(["--sync-on-commit", "--host", "127.0.0.1", "--port", &port.to_string(), "--storage-path"])
-            .arg(&data_dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("SecantusDB starts");
-        // The same URI options as scripts/engines.py gives the shared engine. Built first, so that a
-        // failed start still stops the process (Drop).
-        let uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true&retryWrites=false");
-        let mongo = Self { uri, data_dir, child };
-        for _ in 0..600 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return mongo;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("private SecantusDB did not start");
-    }
-
-    fn signal(&self, name: &str) {
-        let status = std::process::Command::new("kill").args([name, &self.child.id().to_string()]).status();
-        assert!(status.is_ok_and(|status| status.success()), "kill {name}");
-    }
-
-    /// Freezes the server: connections stay open, nothing is answered.
-    pub fn freeze(&self) {
-        self.signal("-STOP");
-    }
-
-    pub fn thaw(&self) {
-        self.signal("-CONT");
-    }
-}
-
-impl Drop for PrivateMongo {
-    fn drop(&mut self) {
-        // A frozen process ignores SIGTERM until it is thawed.
-        for signal in ["-CONT", "-TERM"] {
-            let _ = std::process::Command::new("kill").args([signal, &self.child.id().to_string()]).status();
-        }
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }

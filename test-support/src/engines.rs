@@ -1,0 +1,148 @@
+//! Engine processes of a test's own, next to the shared ones `scripts/engines.py` starts: a test may freeze,
+//! kill, stop and restart them without disturbing the other tests. Each is stopped by its pid when dropped.
+use std::{path::PathBuf, process::Child, time::Duration};
+
+use crate::{closed_port, env};
+
+/// Waits until something accepts connections on `port` (at most 30 s).
+async fn wait_listening(port: u16, what: &str) {
+    for _ in 0..600 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} did not start on port {port}");
+}
+
+fn signal(child: &Child, name: &str) -> bool {
+    std::process::Command::new("kill").args([name, &child.id().to_string()]).status().is_ok_and(|s| s.success())
+}
+
+/// A private MongoDB-protocol server (SecantusDB, journaling every commit) on its own port and data directory.
+pub struct PrivateMongo {
+    pub port: u16,
+    data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateMongo {
+    pub async fn start() -> Self {
+        let data_dir = std::env::temp_dir().join(format!("secantus-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&data_dir).expect("a data directory");
+        let mut mongo = Self { port: closed_port(), data_dir, child: None };
+        mongo.restart().await;
+        mongo
+    }
+
+    /// With the URI options `scripts/engines.py` gives the shared engine.
+    pub fn uri(&self) -> String {
+        format!("mongodb://127.0.0.1:{}/?directConnection=true&retryWrites=false", self.port)
+    }
+
+    /// Starts it (again) on the same port and data directory.
+    pub async fn restart(&mut self) {
+        let child = std::process::Command::new(env("SECANTUSD_BIN"))
+            .args(["--sync-on-commit", "--host", "127.0.0.1", "--port", &self.port.to_string(), "--storage-path"])
+            .arg(&self.data_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("SecantusDB starts");
+        // Kept before waiting, so that a failed start still stops the process (Drop).
+        self.child = Some(child);
+        wait_listening(self.port, "the private MongoDB-protocol server").await;
+    }
+
+    /// SIGKILL: the process dies at once, with whatever it had not written; its data directory stays.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, as an operator stops it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, "-TERM");
+            if child.wait().is_err() {
+                let _ = child.kill();
+            }
+        }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
+    pub fn freeze(&self) {
+        assert!(self.child.as_ref().is_some_and(|child| signal(child, "-STOP")), "kill -STOP");
+    }
+
+    pub fn thaw(&self) {
+        assert!(self.child.as_ref().is_some_and(|child| signal(child, "-CONT")), "kill -CONT");
+    }
+}
+
+impl Drop for PrivateMongo {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // A frozen process must be thawed to die cleanly.
+            signal(&child, "-CONT");
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// A private, durable Kafka-protocol broker (noida-db: topics, groups and offsets survive a restart, as with
+/// real Kafka) that a test may stop and restart on the same port.
+pub struct PrivateBroker {
+    pub port: u16,
+    data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateBroker {
+    pub async fn start() -> Self {
+        let data_dir = std::env::temp_dir().join(format!("noida-{}", uuid::Uuid::new_v4().simple()));
+        let mut broker = Self { port: closed_port(), data_dir, child: None };
+        broker.restart().await;
+        broker
+    }
+
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub async fn restart(&mut self) {
+        let child = std::process::Command::new(env("NOIDA_BIN"))
+            .args(["start", "--only", "kafka", "--kafka-port", &self.port.to_string(), "--data-dir"])
+            .arg(&self.data_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("noida-db starts");
+        self.child = Some(child);
+        wait_listening(self.port, "the private broker").await;
+    }
+
+    /// Stops the broker like an operator would (SIGINT), keeping its data.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, "-INT");
+            if child.wait().is_err() {
+                let _ = child.kill();
+            }
+        }
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
