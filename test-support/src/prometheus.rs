@@ -10,6 +10,16 @@ pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// The HTTP requests `method route status` counted between two scrapes of `platform::http::observe`'s
+/// metrics, checking that every one counted was also timed.
+pub fn requests_between(before: &str, after: &str, method: &str, route: &str, status: &str) -> f64 {
+    let labels = [("method", method), ("route", route), ("status", status)];
+    let moved = |name| sample(after, name, &labels) - sample(before, name, &labels);
+    let (requests, timed) = (moved("http_server_requests_total"), moved("http_server_request_duration_seconds_count"));
+    assert_eq!(requests, timed, "{method} {route} {status}: every counted request is also timed");
+    requests
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,6 +57,14 @@ impl Running {
         panic!("the app at {} never became ready", self.address);
     }
 
+    /// `GET /metrics`: the Prometheus text exposition (checked to be served as such).
+    pub async fn metrics(&self) -> String {
+        let response = self.client.get(self.url("/metrics")).send().await.expect("request sent");
+        let content_type = response.headers()["content-type"].to_str().unwrap_or_default().to_owned();
+        assert!(content_type.starts_with("text/plain") && content_type.contains("version=0.0.4"), "{content_type}");
+        response.text().await.expect("a body")
+    }
+
     /// Graceful shutdown, waiting for the server task to finish cleanly.
     pub async fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
