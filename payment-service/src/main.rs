@@ -9,11 +9,14 @@ use platform::{config::Common, service_main};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    let config = Config::from_env();
+    // With GRPC_TLS_* the probe speaks TLS to the port, trusting exactly the configured certificate.
+    let tls = config.as_ref().ok().and_then(|config| config.grpc_tls.clone());
     service_main::run(
         "payment-service",
-        Config::from_env(),
+        config,
         |config| &config.common,
-        async |common: &Common| healthcheck::probe(common.host, common.port).await,
+        async |common: &Common| healthcheck::probe(common.host, common.port, tls.as_ref()).await,
         async |config, stop| Application::build(config).await?.run_until(stop).await,
     )
     .await

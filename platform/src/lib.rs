@@ -11,6 +11,8 @@ pub mod group_commit;
 pub mod healthcheck;
 pub mod http;
 pub mod idempotency;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 #[cfg(feature = "telemetry")]
@@ -18,3 +20,5 @@ pub mod service_main;
 pub mod shutdown;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
+#[cfg(feature = "tls")]
+pub mod tls;

@@ -157,14 +157,14 @@ mod tests {
     #[test]
     fn tracing_is_off_unless_an_endpoint_is_set() {
         let config = Config::from_source(&HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "")])).unwrap();
-        assert_eq!(config.common.tracing.otlp_endpoint, None);
+        assert_eq!(config.common.tracing.traces_url, None);
         assert_eq!(config.common.tracing.service_name, "product-service");
         let config = Config::from_source(&HashMap::from([
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318/"),
             ("OTEL_SERVICE_NAME", "products"),
         ]))
         .unwrap();
-        assert_eq!(config.common.tracing.otlp_endpoint, Some(BaseUrl("http://jaeger:4318".into())));
+        assert_eq!(config.common.tracing.traces_url.as_deref(), Some("http://jaeger:4318/v1/traces"));
         assert_eq!(config.common.tracing.service_name, "products");
     }
 

@@ -5,6 +5,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use futures::future::join_all;
+use platform::config::KafkaConnection;
 use rdkafka::{
     Message as _,
     consumer::{CommitMode, Consumer as _},
@@ -112,7 +113,7 @@ pub struct LifecycleConsumer {
 
 #[derive(Clone)]
 pub struct TopicSetup {
-    pub brokers: String,
+    pub kafka: KafkaConnection,
     pub names: Vec<String>,
     pub partitions: i32,
     pub replication: i32,
@@ -121,7 +122,7 @@ pub struct TopicSetup {
 impl TopicSetup {
     pub async fn ensure(&self) -> Result<(), rdkafka::error::KafkaError> {
         let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
-        kafka::ensure_topics(&self.brokers, &names, self.partitions, self.replication).await
+        kafka::ensure_topics(&self.kafka, &names, self.partitions, self.replication).await
     }
 }
 

@@ -97,7 +97,11 @@ impl Settings {
             prefix: self.values["KAFKA_TOPIC_PREFIX"].clone(),
             database: self.values["MONGODB_DATABASE"].clone(),
             brokers: self.values["KAFKA_BROKERS"].clone(),
-            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+            client: platform::tls::http_client(&Default::default())
+                .expect("rustls with the web roots")
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
             shutdown: Some(shutdown),
             handle: Some(handle),
         }

@@ -34,7 +34,7 @@ pub async fn spawn(settings: &[(&str, &str)]) -> TestApp {
 pub async fn spawn_unready(settings: &[(&str, &str)]) -> TestApp {
     // Service logs only on request (TEST_LOG=1): they would bury the test output.
     if std::env::var_os("TEST_LOG").is_some() {
-        let tracing = user_service::config::TracingConfig { otlp_endpoint: None, service_name: "user-service".into() };
+        let tracing = user_service::config::TracingConfig::disabled("user-service");
         let _ = user_service::telemetry::init(user_service::config::LogFormat::Text, &tracing);
     }
     let uri = mongodb_uri();
@@ -57,7 +57,11 @@ pub async fn spawn_unready(settings: &[(&str, &str)]) -> TestApp {
     TestApp {
         address,
         database,
-        client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+        client: platform::tls::http_client(&Default::default())
+            .expect("rustls with the web roots")
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
         shutdown: Some(shutdown),
         handle: Some(handle),
     }
