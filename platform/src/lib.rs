@@ -1,5 +1,6 @@
 //! What the five services share and none of them owns: configuration plumbing, telemetry, shutdown, backoff,
-//! the HTTP server with its limits, trusted-proxy client addresses, token verification and metrics plumbing.
+//! the HTTP server with its limits, trusted-proxy client addresses, token verification, metrics plumbing, and
+//! how clients connect (TLS, Kafka security).
 //! Domain types and storage never come here: each service keeps its own.
 //!
 //! A service that moves to its own repository pins a version of this crate; it never copies it.
