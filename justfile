@@ -10,7 +10,7 @@ default:
 stack *args:
     scripts/stack {{args}}
 
-# Every check CI runs (containers, fmt, clippy, all tests, benchmark smoke run).
+# Every check CI runs (containers, fmt, cargo-deny, clippy, all tests, benchmark smoke run).
 test:
     scripts/test
 
@@ -27,6 +27,10 @@ lint:
 # The benchmark (release build, load from a second process on 127.0.0.1).
 bench *args:
     scripts/bench {{args}}
+
+# The dependency policy (deny.toml): licences, bans, sources, and advisories when the database can be fetched.
+deny:
+    scripts/deny
 
 # Dockerfiles, docker-compose.yml, Kubernetes manifests and the variables they set.
 check-containers:

@@ -37,11 +37,19 @@ pub struct PaymentClient {
 
 impl PaymentClient {
     /// Connects lazily: the gateway starts (and reports not-ready) while payments are down.
-    pub fn new(url: &str, deadline: Duration, settings: Settings, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        let channel = Channel::from_shared(url.to_owned())?
-            .connect_timeout(Duration::from_secs(1))
-            .timeout(deadline)
-            .connect_lazy();
+    /// An https:// URL is reached over TLS, trusting the web roots and TLS_CA_FILE (`roots`).
+    pub fn new(
+        url: &str,
+        roots: &platform::config::TlsRoots,
+        deadline: Duration,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        let mut endpoint = Channel::from_shared(url.to_owned())?;
+        if url.starts_with("https://") {
+            endpoint = endpoint.tls_config(platform::tls::grpc_client(roots))?;
+        }
+        let channel = endpoint.connect_timeout(Duration::from_secs(1)).timeout(deadline).connect_lazy();
         Ok(Self {
             client: PaymentServiceClient::new(channel.clone()),
             health: tonic_health::pb::health_client::HealthClient::new(channel),

@@ -58,7 +58,8 @@ impl Application {
 /// listener: `Application` serves it, tests drive it with `Router::oneshot`.
 pub fn router(config: &Config) -> anyhow::Result<Router> {
     {
-        let http = reqwest::Client::builder()
+        // https:// service URLs and JWKS_URL: rustls with the web roots and TLS_CA_FILE.
+        let http = platform::tls::http_client(&config.common.tls)?
             .connect_timeout(Duration::from_secs(1))
             // Below the services' HEADER_READ_TIMEOUT_MS (10 s by default), which also closes idle
             // connections: a pooled connection is never reused just as the service closes it.
@@ -73,8 +74,14 @@ pub fn router(config: &Config) -> anyhow::Result<Router> {
             users: downstream("user-service", &config.user_service_url.0),
             products: downstream("product-service", &config.product_service_url.0),
             orders: downstream("order-service", &config.order_service_url.0),
-            payments: PaymentClient::new(&config.payment_service_url.0, timeout, guard, metrics.clone())
-                .context("PAYMENT_SERVICE_URL")?,
+            payments: PaymentClient::new(
+                &config.payment_service_url.0,
+                &config.common.tls,
+                timeout,
+                guard,
+                metrics.clone(),
+            )
+            .context("PAYMENT_SERVICE_URL")?,
             verifier: JwksVerifier::new(&config.jwks_url.0, &config.jwt_issuer, &config.jwt_audience, http.clone()),
             metrics,
         });

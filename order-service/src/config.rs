@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 pub use platform::config::{
-    AppEnv, BaseUrl, Common, ConfigError, LogFormat, MongoUri, ProcessEnv, ServiceDefaults, Source, TracingConfig,
-    at_least_one, bounded, check_topic_name, default_replica_id, millis, non_empty, parsed, text,
+    AppEnv, BaseUrl, Common, ConfigError, KafkaConnection, LogFormat, MongoUri, ProcessEnv, ServiceDefaults, Source,
+    TracingConfig, at_least_one, bounded, check_topic_name, default_replica_id, millis, non_empty, parsed, text,
 };
 pub use platform::http::server::ServerLimits;
 
@@ -32,7 +32,8 @@ pub struct Config {
     pub mongodb_timeout: Duration,
     /// HEADER_READ_TIMEOUT_MS, REQUEST_TIMEOUT_MS, SHUTDOWN_DRAIN_MS (platform::http::server).
     pub server: ServerLimits,
-    pub kafka_brokers: String,
+    /// KAFKA_BROKERS and how to reach them (KAFKA_SECURITY_PROTOCOL, SASL, CA).
+    pub kafka: KafkaConnection,
     pub topics: Topics,
     pub kafka_partitions: i32,
     pub kafka_replication_factor: i32,
@@ -85,13 +86,14 @@ impl Config {
         if !jwks_url.starts_with("http://") && !jwks_url.starts_with("https://") {
             return Err(ConfigError { variable: "JWKS_URL", reason: "expected an http(s):// URL".into() });
         }
+        let kafka = KafkaConnection::from_source(source, "127.0.0.1:9092", &common.tls)?;
         Ok(Self {
             common,
             mongodb_uri: parsed(source, "MONGODB_URI", MongoUri("mongodb://127.0.0.1:27017".into()))?,
             mongodb_database: text(source, "MONGODB_DATABASE", "orders"),
             mongodb_timeout: millis(source, "MONGODB_TIMEOUT_MS", 2_000)?,
             server: ServerLimits::from_source(source)?,
-            kafka_brokers: text(source, "KAFKA_BROKERS", "127.0.0.1:9092"),
+            kafka,
             topics: Topics {
                 new_order: topic("KAFKA_TOPIC_NEW_ORDER", "new-order")?,
                 order_processed: topic("KAFKA_TOPIC_ORDER_PROCESSED", "order-processed")?,

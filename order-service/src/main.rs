@@ -1,7 +1,7 @@
 //! Thin entry point: configuration → telemetry → application → run until SIGTERM/Ctrl-C.
 //! `--healthcheck` instead probes the running service's `/ready` (exit 0 when ready).
 use order_service::{config::Config, healthcheck, startup::Application};
-use platform::{config::Common, service_main};
+use platform::service_main;
 
 // The system allocator: this service's throughput is bound by its database writes, not by allocation
 // (mimalloc, which doubled the read paths' throughput in the gateway and the product-service, only
@@ -13,7 +13,7 @@ async fn main() -> std::process::ExitCode {
         "order-service",
         Config::from_source,
         |config| &config.common,
-        async |common: &Common| healthcheck::probe(common.host, common.port, "/ready"),
+        async |config: &Config| healthcheck::probe(config.common.host, config.common.port, "/ready"),
         async |config, stop| Application::build(config).await?.run_until(stop).await,
     )
     .await

@@ -51,10 +51,10 @@ impl Application {
                 .context("MONGODB_URI is not a usable MongoDB connection string")?;
         // Idle connections are dropped before the product-service's HEADER_READ_TIMEOUT_MS (10 s by
         // default), which closes them too: never reuse one just as the service closes it.
-        let http = reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(5)).build()?;
-        let producer = kafka::producer(&config.kafka_brokers).context("KAFKA_BROKERS")?;
+        let http = platform::tls::http_client(&config.common.tls)?.pool_idle_timeout(Duration::from_secs(5)).build()?;
+        let producer = kafka::producer(&config.kafka).context("KAFKA_BROKERS")?;
         let consumer = kafka::consumer(
-            &config.kafka_brokers,
+            &config.kafka,
             &config.kafka_consumer_group,
             &config.replica_id,
             metrics.kafka_consumer_lag.clone(),
@@ -83,7 +83,7 @@ impl Application {
         });
 
         let topic_setup = TopicSetup {
-            brokers: config.kafka_brokers.clone(),
+            kafka: config.kafka.clone(),
             names: topic_names(&config.topics),
             partitions: config.kafka_partitions,
             replication: config.kafka_replication_factor,

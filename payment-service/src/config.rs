@@ -3,15 +3,16 @@
 use std::time::Duration;
 
 pub use platform::config::{
-    AppEnv, BaseUrl, Common, ConfigError, LogFormat, MongoUri, ProcessEnv, ServiceDefaults, Source, TracingConfig,
-    at_least_one, bounded, check_topic_name, default_replica_id, millis, non_empty, parsed, text,
+    AppEnv, BaseUrl, Common, ConfigError, KafkaConnection, LogFormat, MongoUri, ProcessEnv, ServerIdentity,
+    ServiceDefaults, Source, TlsRoots, TracingConfig, at_least_one, bounded, check_topic_name, default_replica_id,
+    millis, non_empty, parsed, text,
 };
 pub use platform::http::server::ServerLimits;
 
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
-    /// Comma-separated `host:port` bootstrap servers.
-    pub brokers: String,
+    /// KAFKA_BROKERS and how to reach them (KAFKA_SECURITY_PROTOCOL, SASL, CA).
+    pub connection: KafkaConnection,
     /// The full name of the topic `payment-processed` events go to (prefix included).
     pub payment_processed_topic: String,
     /// The order-service's topics this service reads to keep its own projection of orders (prefix included).
@@ -45,6 +46,8 @@ pub struct Config {
     /// How long a MongoDB operation may wait for a server before the call fails with UNAVAILABLE.
     pub mongodb_timeout: Duration,
     pub kafka: KafkaConfig,
+    /// GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE: the gRPC port serves TLS with this identity; None: plaintext.
+    pub grpc_tls: Option<ServerIdentity>,
     /// The simulated card network declines amounts strictly above this many cents.
     pub decline_above_cents: i64,
     pub jwt: JwtConfig,
@@ -82,6 +85,7 @@ impl Config {
         if metrics_port != 0 && metrics_port == common.port {
             return Err(ConfigError::new("METRICS_PORT", "must differ from PORT (the gRPC port)"));
         }
+        let kafka = kafka_config(source, &common.tls)?;
         Ok(Self {
             common,
             metrics_port,
@@ -89,7 +93,8 @@ impl Config {
             mongodb_uri: parsed(source, "MONGODB_URI", MongoUri(DEFAULT_MONGODB_URI.into()))?,
             mongodb_database: non_empty(source, "MONGODB_DATABASE", "payments")?,
             mongodb_timeout: millis(source, "MONGODB_TIMEOUT_MS", 2_000)?,
-            kafka: kafka_config(source)?,
+            kafka,
+            grpc_tls: ServerIdentity::from_source(source, "GRPC_TLS_CERT_FILE", "GRPC_TLS_KEY_FILE")?,
             decline_above_cents: decline_limit(source)?,
             jwt: JwtConfig {
                 jwks_url: jwks_url(source)?,
@@ -105,8 +110,8 @@ impl Config {
     }
 }
 
-fn kafka_config(source: &dyn Source) -> Result<KafkaConfig, ConfigError> {
-    let brokers = non_empty(source, "KAFKA_BROKERS", DEFAULT_KAFKA_BROKERS)?;
+fn kafka_config(source: &dyn Source, tls: &TlsRoots) -> Result<KafkaConfig, ConfigError> {
+    let connection = KafkaConnection::from_source(source, DEFAULT_KAFKA_BROKERS, tls)?;
     let prefix = text(source, "KAFKA_TOPIC_PREFIX", "");
     let topic = |name: &'static str, default: &str| -> Result<String, ConfigError> {
         let full = format!("{prefix}{}", non_empty(source, name, default)?);
@@ -120,7 +125,7 @@ fn kafka_config(source: &dyn Source) -> Result<KafkaConfig, ConfigError> {
     let partitions = at_least_one(source, "KAFKA_PARTITIONS", 3)?;
     let replication_factor = at_least_one(source, "KAFKA_REPLICATION_FACTOR", 1)?;
     Ok(KafkaConfig {
-        brokers,
+        connection,
         payment_processed_topic,
         new_order_topic,
         order_processed_topic,
@@ -203,12 +208,12 @@ mod tests {
     #[test]
     fn tracing_is_off_unless_an_endpoint_is_set() {
         let config = Config::from_source(&HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "")])).unwrap();
-        assert_eq!(config.common.tracing.otlp_endpoint, None);
+        assert_eq!(config.common.tracing.traces_url, None);
         assert_eq!(config.common.tracing.service_name, "payment-service");
         let source =
             HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:4318/"), ("OTEL_SERVICE_NAME", "pay")]);
         let config = Config::from_source(&source).unwrap();
-        assert_eq!(config.common.tracing.otlp_endpoint, Some(BaseUrl("http://jaeger:4318".into())));
+        assert_eq!(config.common.tracing.traces_url.as_deref(), Some("http://jaeger:4318/v1/traces"));
         assert_eq!(config.common.tracing.service_name, "pay");
     }
 

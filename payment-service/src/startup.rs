@@ -7,7 +7,7 @@ use platform::group_commit::Limits;
 use tokio::{net::TcpListener, sync::Notify};
 use tonic::{
     service::Routes,
-    transport::{Server, server::TcpIncoming},
+    transport::{Server, ServerTlsConfig, server::TcpIncoming},
 };
 
 use crate::{
@@ -40,6 +40,8 @@ pub struct Application {
     health: HealthStatus,
     metrics: Arc<Metrics>,
     metrics_port: u16,
+    /// The gRPC port's TLS (GRPC_TLS_CERT_FILE, GRPC_TLS_KEY_FILE); None: plaintext.
+    tls: Option<ServerTlsConfig>,
     storage_monitor: Task,
     outbox_relay: Task,
     order_events: Task,
@@ -67,7 +69,7 @@ impl Application {
         let relay = OutboxRelay::new(store.clone(), config.kafka.clone(), outbox_wake.clone(), metrics.clone(), lease)
             .context("KAFKA_BROKERS: cannot create the Kafka producer")?;
         let dead_letters =
-            EventProducer::new(&config.kafka.brokers).context("KAFKA_BROKERS: cannot create the Kafka producer")?;
+            EventProducer::new(&config.kafka.connection).context("KAFKA_BROKERS: cannot create the Kafka producer")?;
         // As many calls may wait for their order as may wait for the writer.
         let processed = ProcessedOrders::new(config.write_queue);
         let consumer = OrderEventsConsumer::new(
@@ -78,7 +80,9 @@ impl Application {
             metrics.clone(),
         )
         .context("KAFKA_BROKERS: cannot create the Kafka consumer")?;
-        let http = reqwest::Client::builder().build().context("cannot create the HTTP client for the JWKS")?;
+        let http = platform::tls::http_client(&config.common.tls)?
+            .build()
+            .context("cannot create the HTTP client for the JWKS")?;
         let limits = Limits { queue: config.write_queue, max_batch: config.write_batch };
         let api = PaymentApi::new(
             Payments::new(
@@ -112,6 +116,10 @@ impl Application {
         let routes =
             Routes::new(health_server).add_service(reflection_v1).add_service(reflection_v1alpha).add_service(payments);
 
+        let tls = match &config.grpc_tls {
+            Some(identity) => Some(platform::tls::grpc_server(identity).context("GRPC_TLS_KEY_FILE")?),
+            None => None,
+        };
         let listener = TcpListener::bind((config.common.host, config.common.port))
             .await
             .with_context(|| format!("cannot listen on {}:{} (HOST/PORT)", config.common.host, config.common.port))?;
@@ -139,6 +147,7 @@ impl Application {
             health,
             metrics,
             metrics_port: metrics_address.port(),
+            tls,
             storage_monitor,
             outbox_relay,
             order_events,
@@ -165,6 +174,7 @@ impl Application {
             health,
             metrics,
             metrics_port: _,
+            tls,
             mut storage_monitor,
             mut outbox_relay,
             mut order_events,
@@ -178,7 +188,11 @@ impl Application {
             health.set(false).await;
             tracing::info!("shutting down: no new calls; finishing the ones in flight");
         };
-        let served = Server::builder()
+        let mut server = Server::builder();
+        if let Some(tls) = tls {
+            server = server.tls_config(tls).context("the gRPC server's TLS settings")?;
+        }
+        let served = server
             .layer(RpcTelemetryLayer::new(metrics))
             .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, stop_serving)

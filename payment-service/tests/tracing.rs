@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use payment_service::{
-    config::{BaseUrl, LogFormat, TracingConfig},
+    config::{LogFormat, TracingConfig},
     telemetry,
 };
 use support::{engines::free_port, kafka::EventReader};
@@ -26,8 +26,8 @@ fn parse_traceparent(value: &str) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pay_joins_the_callers_trace_and_the_event_carries_it() {
     // Tracing on, exporting to a port nobody listens on: export failures are only logged.
-    let endpoint = BaseUrl(format!("http://127.0.0.1:{}", free_port()));
-    let config = TracingConfig { otlp_endpoint: Some(endpoint), service_name: "payment-service-test".into() };
+    let traces_url = format!("http://127.0.0.1:{}/v1/traces", free_port());
+    let config = TracingConfig::exporting_to(&traces_url, "payment-service-test");
     let telemetry = telemetry::init(LogFormat::Text, &config);
 
     let app = support::spawn(&[]).await;

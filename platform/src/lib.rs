@@ -1,5 +1,6 @@
 //! What the five services share and none of them owns: configuration plumbing, telemetry, shutdown, backoff,
-//! the HTTP server with its limits, trusted-proxy client addresses, token verification and metrics plumbing.
+//! the HTTP server with its limits, trusted-proxy client addresses, token verification, metrics plumbing, and
+//! how clients connect (TLS, Kafka security).
 //! Domain types and storage never come here: each service keeps its own.
 //!
 //! A service that moves to its own repository pins a version of this crate; it never copies it.
@@ -11,6 +12,8 @@ pub mod group_commit;
 pub mod healthcheck;
 pub mod http;
 pub mod idempotency;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 #[cfg(feature = "mongodb")]
@@ -20,3 +23,5 @@ pub mod service_main;
 pub mod shutdown;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
+#[cfg(feature = "tls")]
+pub mod tls;

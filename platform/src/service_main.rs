@@ -22,7 +22,7 @@ pub async fn run<C, P, S>(
     serve: S,
 ) -> ExitCode
 where
-    P: AsyncFnOnce(&Common) -> bool,
+    P: AsyncFnOnce(&C) -> bool,
     S: AsyncFnOnce(C, shutdown::Signal) -> anyhow::Result<()>,
 {
     if std::env::args().any(|arg| arg == "--print-env") {
@@ -45,7 +45,7 @@ where
         }
     };
     if std::env::args().any(|arg| arg == "--healthcheck") {
-        return if probe(common(&config)).await { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        return if probe(&config).await { ExitCode::SUCCESS } else { ExitCode::FAILURE };
     }
     let settings = common(&config);
     let telemetry = telemetry::init(settings.log_format, &settings.tracing);

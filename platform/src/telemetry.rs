@@ -1,8 +1,9 @@
 //! Logs and traces, the same in every service.
 //!
 //! Logs: `tracing` with timestamps, verbosity from RUST_LOG, JSON lines with LOG_FORMAT=json.
-//! Traces: OpenTelemetry spans exported over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set;
-//! without it no OpenTelemetry layer is installed at all, so tracing costs nothing. W3C trace
+//! Traces: OpenTelemetry spans exported over OTLP/HTTP (http or https, rustls) when
+//! OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or OTEL_EXPORTER_OTLP_ENDPOINT is set (see `config::TracingConfig`);
+//! without one no OpenTelemetry layer is installed at all, so tracing costs nothing. W3C trace
 //! context (`traceparent`, `tracestate`) is read from incoming HTTP requests, gRPC metadata and Kafka
 //! headers, kept with outbox events as a [`TraceContext`], and written on every outgoing call and
 //! message, so one request is one trace across the services; spans carry `trace_id` into the log lines.
@@ -13,7 +14,7 @@ use opentelemetry::{
     trace::{TraceContextExt as _, TracerProvider as _},
 };
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
-use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use std::io::IsTerminal;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -56,20 +57,7 @@ pub fn init(format: LogFormat, tracing: &TracingConfig) -> Telemetry {
         // Colours only for a terminal: escape codes in a log file or collector are noise, and cost time.
         LogFormat::Text => fmt::layer().with_ansi(std::io::stdout().is_terminal()).boxed(),
     };
-    let provider = tracing.otlp_endpoint.as_ref().and_then(|endpoint| {
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_endpoint(format!("{}/v1/traces", endpoint.0))
-            .build()
-            .inspect_err(|error| eprintln!("traces disabled: cannot build the OTLP exporter: {error}"))
-            .ok()?;
-        Some(
-            SdkTracerProvider::builder()
-                .with_batch_exporter(exporter)
-                .with_resource(Resource::builder().with_service_name(tracing.service_name.clone()).build())
-                .build(),
-        )
-    });
+    let provider = tracer_provider(tracing);
     let traces = provider.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer(tracing.service_name.clone()))
@@ -77,6 +65,45 @@ pub fn init(format: LogFormat, tracing: &TracingConfig) -> Telemetry {
     });
     let _ = tracing_subscriber::registry().with(logs.with_filter(filter)).with(traces).try_init();
     Telemetry { provider }
+}
+
+/// The tracer provider exporting to `tracing.traces_url`, None when there is none or the exporter cannot be
+/// built (then traces are off and the reason is printed: logs are not set up yet).
+pub fn tracer_provider(tracing: &TracingConfig) -> Option<SdkTracerProvider> {
+    tracing.traces_url.as_ref().and_then(|url| {
+        let exporter = exporter(url, tracing)
+            .inspect_err(|error| eprintln!("traces disabled: cannot build the OTLP exporter: {error:#}"))
+            .ok()?;
+        let attributes = tracing
+            .resource_attributes
+            .iter()
+            .map(|(key, value)| opentelemetry::KeyValue::new(key.clone(), value.clone()));
+        // builder_empty: the attributes come from platform::config (OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME),
+        // which checked them; the SDK's own detectors would read the same variables again, unchecked.
+        let resource = Resource::builder_empty()
+            .with_service_name(tracing.service_name.clone())
+            .with_attributes(attributes)
+            .build();
+        Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
+    })
+}
+
+/// The OTLP/HTTP exporter to `url` (the full URL), with the configured headers and TLS roots.
+fn exporter(url: &str, tracing: &TracingConfig) -> anyhow::Result<opentelemetry_otlp::SpanExporter> {
+    // A blocking client runs its own runtime, which may be neither built nor dropped inside an async context
+    // (services call `init` from theirs): built on a thread of its own.
+    let roots = tracing.roots.clone();
+    let client =
+        std::thread::spawn(move || crate::tls::blocking_http_client(&roots)?.build().map_err(anyhow::Error::from))
+            .join()
+            .map_err(|_| anyhow::anyhow!("building the HTTP client panicked"))??;
+    let headers = tracing.headers.iter().map(|(name, value)| (name.clone(), value.clone())).collect();
+    Ok(opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_http_client(client)
+        .with_endpoint(url)
+        .with_headers(headers)
+        .build()?)
 }
 
 /// Makes `span` a child of the trace context in `headers` (HTTP headers, or gRPC metadata, which are HTTP/2

@@ -1,6 +1,6 @@
 //! Thin entry point: configuration → telemetry → application → run until SIGTERM/Ctrl-C.
 //! `--healthcheck` instead probes the running service's `/ready` (exit 0 when ready).
-use platform::{config::Common, service_main};
+use platform::service_main;
 use product_service::{config::Config, healthcheck, startup::Application};
 
 /// mimalloc instead of glibc's allocator: request handling allocates and frees many small buffers
@@ -14,7 +14,7 @@ async fn main() -> std::process::ExitCode {
         "product-service",
         Config::from_source,
         |config| &config.common,
-        async |common: &Common| healthcheck::probe(common.host, common.port, "/ready"),
+        async |config: &Config| healthcheck::probe(config.common.host, config.common.port, "/ready"),
         async |config, stop| Application::build(config).await?.run_until(stop).await,
     )
     .await

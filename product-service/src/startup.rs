@@ -44,7 +44,7 @@ impl Application {
             config.jwks_url.0.clone(),
             &config.jwt_issuer,
             &config.jwt_audience,
-            reqwest::Client::new(),
+            platform::tls::http_client(&config.common.tls)?.build()?,
         );
         let endpoint = GraphqlEndpoint {
             schema: graphql::build_schema(state.clone(), &config.graphql),

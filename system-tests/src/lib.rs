@@ -138,8 +138,7 @@ impl Stack {
     pub async fn start_unready(overrides: Overrides) -> Self {
         // Service logs only on request (TEST_LOG=1): they would bury the test output.
         if std::env::var_os("TEST_LOG").is_some() {
-            let tracing =
-                user_service::config::TracingConfig { otlp_endpoint: None, service_name: "system-tests".into() };
+            let tracing = user_service::config::TracingConfig::disabled("system-tests");
             let _ = user_service::telemetry::init(user_service::config::LogFormat::Text, &tracing);
         }
         let id = uuid::Uuid::new_v4().simple().to_string();
@@ -253,7 +252,11 @@ impl Stack {
             payments: payments_url,
             payments_metrics,
             topic_prefix: format!("st{id}."),
-            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+            client: platform::tls::http_client(&Default::default())
+                .expect("rustls with the web roots")
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
             running,
             payment_settings: payments,
             order_process,

@@ -29,7 +29,11 @@ impl Running {
         })));
         Self {
             address: format!("http://127.0.0.1:{port}"),
-            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("an HTTP client"),
+            client: platform::tls::http_client(&Default::default())
+                .expect("rustls with the web roots")
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("an HTTP client"),
             stop: Some(stop),
             handle: Some(handle),
         }

@@ -1,6 +1,6 @@
 //! Thin entry point: configuration → telemetry → application → run until SIGTERM/Ctrl-C.
 //! `--healthcheck` instead probes the running service's `/ready` (exit 0 when ready).
-use platform::{config::Common, service_main};
+use platform::service_main;
 use user_service::{config::Config, healthcheck, startup::Application};
 
 // The system allocator, unlike the gateway and the product-service (mimalloc): this service's cost is
@@ -12,7 +12,7 @@ async fn main() -> std::process::ExitCode {
         "user-service",
         Config::from_source,
         |config| &config.common,
-        async |common: &Common| healthcheck::probe(common.host, common.port, "/ready"),
+        async |config: &Config| healthcheck::probe(config.common.host, config.common.port, "/ready"),
         async |config, stop| Application::build(config).await?.run_until(stop).await,
     )
     .await

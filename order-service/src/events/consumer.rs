@@ -5,6 +5,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use futures::future::join_all;
+use platform::config::KafkaConnection;
 use platform::shutdown::StopSignal;
 use rdkafka::{
     Message as _,
@@ -113,7 +114,7 @@ pub struct LifecycleConsumer {
 
 #[derive(Clone)]
 pub struct TopicSetup {
-    pub brokers: String,
+    pub kafka: KafkaConnection,
     pub names: Vec<String>,
     pub partitions: i32,
     pub replication: i32,
@@ -122,7 +123,7 @@ pub struct TopicSetup {
 impl TopicSetup {
     pub async fn ensure(&self) -> Result<(), rdkafka::error::KafkaError> {
         let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
-        kafka::ensure_topics(&self.brokers, &names, self.partitions, self.replication).await
+        kafka::ensure_topics(&self.kafka, &names, self.partitions, self.replication).await
     }
 }
 

@@ -1,8 +1,9 @@
 //! Kafka clients with the settings the lifecycle relies on.
 use std::{collections::HashMap, time::Duration};
 
+use platform::config::KafkaConnection;
 use rdkafka::{
-    ClientConfig, ClientContext, Statistics,
+    ClientContext, Statistics,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
     consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer},
@@ -13,9 +14,9 @@ use rdkafka::{
 /// An idempotent producer with `acks=all`: a retried send never duplicates or reorders a message.
 /// It never lets a send auto-create a topic: topics are created explicitly with the configured
 /// partition count, and a missing topic is an error the relay repairs (see `OutboxRelay::recover`).
-pub fn producer(brokers: &str) -> Result<FutureProducer, KafkaError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+pub fn producer(kafka: &KafkaConnection) -> Result<FutureProducer, KafkaError> {
+    kafka
+        .client_config()
         .set("allow.auto.create.topics", "false")
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -77,14 +78,14 @@ pub type LifecycleStream = StreamConsumer<LagContext>;
 /// after the restart instead of 11.3 s; what is left is Tansu holding every JoinGroup and SyncGroup
 /// for ~3 s, also for a fresh group. A shorter `session.timeout.ms` changed nothing there.)
 pub fn consumer(
-    brokers: &str,
+    kafka: &KafkaConnection,
     group: &str,
     instance: &str,
     lag: prometheus::IntGaugeVec,
     assigned: prometheus::IntGaugeVec,
 ) -> Result<LifecycleStream, KafkaError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    kafka
+        .client_config()
         .set("group.id", group)
         .set("group.instance.id", instance)
         .set("enable.auto.commit", "true")
@@ -103,15 +104,13 @@ pub fn consumer(
 
 /// Creates the topics that are missing; existing ones are left as they are.
 pub async fn ensure_topics(
-    brokers: &str,
+    kafka: &KafkaConnection,
     topics: &[&str],
     partitions: i32,
     replication: i32,
 ) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("socket.connection.setup.timeout.ms", "3000")
-        .create()?;
+    let admin: AdminClient<DefaultClientContext> =
+        kafka.client_config().set("socket.connection.setup.timeout.ms", "3000").create()?;
     let new_topics: Vec<NewTopic> =
         topics.iter().map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replication))).collect();
     let options = AdminOptions::new()

@@ -163,7 +163,7 @@ impl OutboxRelay {
         let fatal = self.producer.client().fatal_error();
         if fatal.is_some() || consecutive_failures >= FAILURES_BEFORE_NEW_PRODUCER {
             tracing::warn!(?fatal, consecutive_failures, "replacing the Kafka producer");
-            match kafka::producer(&self.topic_setup.brokers) {
+            match kafka::producer(&self.topic_setup.kafka) {
                 Ok(producer) => {
                     // Dropping a producer flushes and waits for librdkafka: not on the executor.
                     let old = std::mem::replace(&mut self.producer, producer);

@@ -75,7 +75,10 @@ impl Drop for Process {
 }
 
 async fn wait_ready(port: u16) {
-    let client = reqwest::Client::new();
+    let client = platform::tls::http_client(&Default::default())
+        .expect("rustls with the web roots")
+        .build()
+        .expect("an HTTP client");
     for _ in 0..600 {
         if let Ok(response) = client.get(format!("http://127.0.0.1:{port}/ready")).send().await
             && response.status() == 200

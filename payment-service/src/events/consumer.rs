@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use rdkafka::{
-    ClientConfig, ClientContext, Message as _,
+    ClientContext, Message as _,
     consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer},
     error::{KafkaError, RDKafkaErrorCode},
     message::BorrowedMessage,
@@ -106,8 +106,9 @@ impl OrderEventsConsumer {
         producer: EventProducer,
         metrics: Arc<Metrics>,
     ) -> Result<Self, KafkaError> {
-        let consumer = ClientConfig::new()
-            .set("bootstrap.servers", &kafka.brokers)
+        let consumer = kafka
+            .connection
+            .client_config()
             .set("group.id", &kafka.consumer_group)
             .set("client.id", "payment-service")
             .set("enable.auto.commit", "true")

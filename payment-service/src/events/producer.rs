@@ -1,8 +1,8 @@
 //! The Kafka producer events leave through: idempotent, `acks=all`, one awaited delivery report per event.
 use std::time::Duration;
 
+use platform::config::KafkaConnection;
 use rdkafka::{
-    ClientConfig,
     error::KafkaError,
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord, Producer as _},
@@ -30,9 +30,9 @@ pub struct EventProducer {
 
 impl EventProducer {
     /// Creates the client; this does no I/O, so it succeeds while the brokers are down.
-    pub fn new(brokers: &str) -> Result<Self, KafkaError> {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
+    pub fn new(kafka: &KafkaConnection) -> Result<Self, KafkaError> {
+        let producer = kafka
+            .client_config()
             .set("client.id", "payment-service")
             // No duplicates or reordering from librdkafka's own retries.
             .set("enable.idempotence", "true")

@@ -79,7 +79,7 @@ impl OutboxRelay {
         metrics: Arc<Metrics>,
         lease: Lease,
     ) -> Result<Self, KafkaError> {
-        let producer = EventProducer::new(&kafka.brokers)?;
+        let producer = EventProducer::new(&kafka.connection)?;
         metrics.expect_topic(&kafka.payment_processed_topic);
         Ok(Self { store, kafka, producer, wake, metrics, lease })
     }
@@ -256,7 +256,7 @@ impl OutboxRelay {
     /// idempotence state (producer id, sequence numbers) may be refused for good, which librdkafka reports as a
     /// fatal error only sometimes; a new producer registers anew, and the outbox makes the retry safe.
     fn replace_producer(&mut self) {
-        match EventProducer::new(&self.kafka.brokers) {
+        match EventProducer::new(&self.kafka.connection) {
             Ok(fresh) => {
                 match self.producer.fatal_error() {
                     Some(reason) => tracing::warn!(%reason, "Kafka producer hit a fatal error; replaced it"),

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use rdkafka::{
-    ClientConfig,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
     error::{KafkaError, RDKafkaErrorCode},
@@ -20,8 +19,7 @@ pub async fn ensure_topic(kafka: &KafkaConfig) -> Result<(), KafkaError> {
 
 /// Succeeds when every one of `names` exists afterwards.
 pub async fn ensure_topics(kafka: &KafkaConfig, names: &[&str]) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", &kafka.brokers).create()?;
+    let admin: AdminClient<DefaultClientContext> = kafka.connection.client_config().create()?;
     let topics: Vec<NewTopic<'_>> = names
         .iter()
         .map(|name| NewTopic::new(name, kafka.partitions, TopicReplication::Fixed(kafka.replication_factor)))

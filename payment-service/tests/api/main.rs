@@ -11,4 +11,5 @@ mod metrics;
 mod operations;
 mod pay;
 mod projection;
+mod tls;
 mod validation;

@@ -159,7 +159,8 @@ async fn docs_serves_swagger_ui_and_its_assets_from_the_gateway() {
     let initializer = stack.get("/docs/swagger-initializer.js", None).await.text().await.expect("the initializer");
     assert!(initializer.contains("\"/openapi.json\""), "{initializer}");
     // /docs without the slash leads there.
-    let redirect = reqwest::Client::builder()
+    let redirect = platform::tls::http_client(&Default::default())
+        .expect("rustls with the web roots")
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("a client")

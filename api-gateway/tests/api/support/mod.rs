@@ -114,7 +114,16 @@ pub async fn start(settings: &[(&str, &str)]) -> TestGateway {
     let handle = tokio::spawn(app.run_until(async {
         let _ = stopped.await;
     }));
-    TestGateway { address, users, client: reqwest::Client::new(), stop: Some(stop), handle: Some(handle) }
+    TestGateway {
+        address,
+        users,
+        client: platform::tls::http_client(&Default::default())
+            .expect("rustls with the web roots")
+            .build()
+            .expect("an HTTP client"),
+        stop: Some(stop),
+        handle: Some(handle),
+    }
 }
 
 impl TestGateway {

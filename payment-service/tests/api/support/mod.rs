@@ -80,7 +80,7 @@ pub async fn spawn_unready(settings: &[(&str, &str)]) -> TestApp {
 pub async fn spawn_with_jwks_delay(settings: &[(&str, &str)], jwks_delay: Duration) -> TestApp {
     // Service logs only on request (TEST_LOG=1): they would bury the test output.
     if std::env::var_os("TEST_LOG").is_some() {
-        let tracing = TracingConfig { otlp_endpoint: None, service_name: "payment-service".into() };
+        let tracing = TracingConfig::disabled("payment-service");
         // Without an exporter the guard holds nothing to flush.
         let _ = payment_service::telemetry::init(LogFormat::Text, &tracing);
     }
@@ -106,7 +106,7 @@ pub async fn spawn_with_jwks_delay(settings: &[(&str, &str)], jwks_delay: Durati
     let topic = config.kafka.payment_processed_topic.clone();
     let (new_order_topic, order_processed_topic) =
         (config.kafka.new_order_topic.clone(), config.kafka.order_processed_topic.clone());
-    let (mongodb_uri, brokers) = (config.mongodb_uri.0.clone(), config.kafka.brokers.clone());
+    let (mongodb_uri, brokers) = (config.mongodb_uri.0.clone(), config.kafka.connection.brokers.clone());
     let database = config.mongodb_database.clone();
     let app = Application::build(config).await.expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -197,7 +197,14 @@ impl TestApp {
     /// GET `path` on the metrics side server: status and body.
     pub async fn get_metrics_path(&self, path: &str) -> (u16, String) {
         let url = format!("http://127.0.0.1:{}{path}", self.metrics_port);
-        let response = reqwest::get(&url).await.expect("the metrics server answers");
+        let response = platform::tls::http_client(&Default::default())
+            .expect("rustls with the web roots")
+            .build()
+            .expect("an HTTP client")
+            .get(&url)
+            .send()
+            .await
+            .expect("the metrics server answers");
         let status = response.status().as_u16();
         (status, response.text().await.expect("a text body"))
     }

@@ -46,8 +46,7 @@ pub async fn spawn(settings: &[(&str, &str)]) -> TestApp {
 pub async fn spawn_unready(settings: &[(&str, &str)]) -> TestApp {
     // Service logs only on request (TEST_LOG=1): they would bury the test output.
     if std::env::var_os("TEST_LOG").is_some() {
-        let tracing =
-            product_service::config::TracingConfig { otlp_endpoint: None, service_name: "product-service".into() };
+        let tracing = product_service::config::TracingConfig::disabled("product-service");
         let _ = product_service::telemetry::init(product_service::config::LogFormat::Text, &tracing);
     }
     let issuer = Issuer::start().await;

@@ -38,7 +38,7 @@ pub async fn spawn(settings: &[(&str, &str)]) -> TestApp {
 pub async fn spawn_unready(settings: &[(&str, &str)]) -> TestApp {
     // Service logs only on request (TEST_LOG=1): they would bury the test output.
     if std::env::var_os("TEST_LOG").is_some() {
-        let tracing = user_service::config::TracingConfig { otlp_endpoint: None, service_name: "user-service".into() };
+        let tracing = user_service::config::TracingConfig::disabled("user-service");
         let _ = user_service::telemetry::init(user_service::config::LogFormat::Text, &tracing);
     }
     let uri = mongodb_uri();
