@@ -1,9 +1,9 @@
 //! The Kafka connection settings ([`KafkaConnection`], read by `platform::config`) applied to librdkafka's
 //! configuration, so every client of every service connects the same way.
 //!
-//! librdkafka is built with its own OpenSSL (rdkafka's `ssl-vendored`): statically linked, it probes the
-//! system's usual CA locations itself when no CA file is given (librdkafka's `ssl.ca.location` default), and
-//! checks the broker's host name (`ssl.endpoint.identification.algorithm=https`, its default).
+//! librdkafka is built with its own OpenSSL (rdkafka's `ssl-vendored`), statically linked: without a CA file,
+//! TLS connections use `ssl.ca.location=probe` (the system's usual CA locations). librdkafka checks the
+//! broker's host name (`ssl.endpoint.identification.algorithm=https`, its default).
 use rdkafka::ClientConfig;
 
 pub use crate::config::{KafkaConnection, KafkaProtocol, SaslMechanism};
@@ -19,9 +19,30 @@ impl KafkaConnection {
                 .set("sasl.username", &sasl.username)
                 .set("sasl.password", &sasl.password);
         }
-        if let Some(ca_file) = &self.ca_file {
-            config.set("ssl.ca.location", ca_file);
-        }
+        match &self.ca_file {
+            Some(ca_file) => config.set("ssl.ca.location", ca_file),
+            // Its OpenSSL is built in (ssl-vendored) and looks for CAs where it was built, not on this system:
+            // `probe` makes librdkafka look in the usual places (/etc/ssl/certs/ca-certificates.crt, …).
+            None if self.protocol.uses_tls() => config.set("ssl.ca.location", "probe"),
+            None => &mut config,
+        };
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_without_a_ca_file_probes_the_systems_ca_certificates() {
+        let mut kafka = KafkaConnection { protocol: KafkaProtocol::Ssl, ..KafkaConnection::plaintext("b:9093") };
+        let config = kafka.client_config();
+        assert_eq!(config.get("security.protocol"), Some("ssl"));
+        assert_eq!(config.get("ssl.ca.location"), Some("probe"));
+        kafka.ca_file = Some("/etc/kafka/ca.pem".into());
+        assert_eq!(kafka.client_config().get("ssl.ca.location"), Some("/etc/kafka/ca.pem"));
+        let plaintext = KafkaConnection::plaintext("b:9092").client_config();
+        assert_eq!((plaintext.get("security.protocol"), plaintext.get("ssl.ca.location")), (Some("plaintext"), None));
     }
 }

@@ -15,7 +15,6 @@ use std::{
 
 use axum::{Router, body::Bytes, extract::State, routing::post};
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_proto::tonic::{
     collector::trace::v1::ExportTraceServiceRequest, common::v1::any_value, trace::v1::span::SpanKind,
 };
@@ -85,15 +84,9 @@ async fn start_receiver() -> (String, Spans) {
 
 /// The in-process services' pipeline: their spans go to the receiver as service "in-process".
 fn install_pipeline(endpoint: &str) -> SdkTracerProvider {
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_endpoint(format!("{endpoint}/v1/traces"))
-        .build()
-        .expect("an exporter");
-    let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(opentelemetry_sdk::Resource::builder().with_service_name("in-process").build())
-        .build();
+    // The services' own exporter (rustls, the configured URL and headers), as `telemetry::init` builds it.
+    let tracing = platform::config::TracingConfig::exporting_to(&format!("{endpoint}/v1/traces"), "in-process");
+    let provider = platform::telemetry::tracer_provider(&tracing).expect("an exporter");
     opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
     let layer = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("in-process"))
