@@ -4,9 +4,19 @@
 //! librdkafka is built with its own OpenSSL (rdkafka's `ssl-vendored`), statically linked: without a CA file,
 //! TLS connections use `ssl.ca.location=probe` (the system's usual CA locations). librdkafka checks the
 //! broker's host name (`ssl.endpoint.identification.algorithm=https`, its default).
-use rdkafka::ClientConfig;
+use std::time::Duration;
+
+use rdkafka::{
+    ClientConfig,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    error::{KafkaError, RDKafkaErrorCode},
+};
 
 pub use crate::config::{KafkaConnection, KafkaProtocol, SaslMechanism};
+
+/// How long topic creation may take before it is retried.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl KafkaConnection {
     /// A librdkafka configuration with the brokers and the security settings; the caller adds its own.
@@ -27,6 +37,40 @@ impl KafkaConnection {
             None => &mut config,
         };
         config
+    }
+}
+
+impl KafkaConnection {
+    /// An idempotent producer's configuration with `acks=all`: a retried send never duplicates or reorders a
+    /// message, and it reconnects to a restarted broker within seconds rather than librdkafka's default of up to
+    /// 10 s. The caller adds its own timeouts and batching.
+    pub fn durable_producer(&self) -> ClientConfig {
+        let mut config = self.client_config();
+        config.set("enable.idempotence", "true").set("acks", "all").set("reconnect.backoff.max.ms", "2000");
+        config
+    }
+
+    /// Creates those of `names` that are missing, with `partitions` and `replication`; existing ones are left as
+    /// they are. Succeeds when every one exists afterwards.
+    pub async fn ensure_topics(&self, names: &[&str], partitions: i32, replication: i32) -> Result<(), KafkaError> {
+        let admin: AdminClient<DefaultClientContext> =
+            self.client_config().set("socket.connection.setup.timeout.ms", "3000").create()?;
+        let topics: Vec<NewTopic<'_>> =
+            names.iter().map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replication))).collect();
+        let options = AdminOptions::new().request_timeout(Some(ADMIN_TIMEOUT)).operation_timeout(Some(ADMIN_TIMEOUT));
+        let outcome = admin.create_topics(&topics, &options).await;
+        // Dropping the client joins its polling thread: keep that off the async workers.
+        let _ = tokio::task::spawn_blocking(move || drop(admin)).await;
+        for result in outcome? {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    tracing::warn!(%topic, ?code, "cannot create topic");
+                    return Err(KafkaError::AdminOp(code));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

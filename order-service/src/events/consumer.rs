@@ -24,7 +24,7 @@ use crate::{
     domain::{OrderStatus, OrderView},
     events::{
         envelope::{self, Envelope, Poison},
-        kafka::{self, LifecycleStream},
+        kafka::LifecycleStream,
     },
     metrics::Metrics,
     store::{OrderDocument, OrderStore, OutboxEvent, StoreError, TransitionWrite},
@@ -123,7 +123,7 @@ pub struct TopicSetup {
 impl TopicSetup {
     pub async fn ensure(&self) -> Result<(), rdkafka::error::KafkaError> {
         let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
-        kafka::ensure_topics(&self.kafka, &names, self.partitions, self.replication).await
+        self.kafka.ensure_topics(&names, self.partitions, self.replication).await
     }
 }
 

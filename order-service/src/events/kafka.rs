@@ -4,22 +4,18 @@ use std::{collections::HashMap, time::Duration};
 use platform::config::KafkaConnection;
 use rdkafka::{
     ClientContext, Statistics,
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
     consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer},
-    error::{KafkaError, RDKafkaErrorCode},
+    error::KafkaError,
     producer::{FutureProducer, Producer as _},
 };
 
-/// An idempotent producer with `acks=all`: a retried send never duplicates or reorders a message.
-/// It never lets a send auto-create a topic: topics are created explicitly with the configured
-/// partition count, and a missing topic is an error the relay repairs (see `OutboxRelay::recover`).
+/// The platform's durable producer. It never lets a send auto-create a topic: topics are created explicitly
+/// with the configured partition count, and a missing topic is an error the relay repairs (see
+/// `OutboxRelay::recover`).
 pub fn producer(kafka: &KafkaConnection) -> Result<FutureProducer, KafkaError> {
     kafka
-        .client_config()
+        .durable_producer()
         .set("allow.auto.create.topics", "false")
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
         .set("linger.ms", "2")
         .set("message.timeout.ms", "5000")
         .set("socket.connection.setup.timeout.ms", "3000")
@@ -100,32 +96,6 @@ pub fn consumer(
         // the time an order takes from `pending` to `processed` when the system is idle.
         .set("fetch.wait.max.ms", "100")
         .create_with_context(LagContext { lag, assigned })
-}
-
-/// Creates the topics that are missing; existing ones are left as they are.
-pub async fn ensure_topics(
-    kafka: &KafkaConnection,
-    topics: &[&str],
-    partitions: i32,
-    replication: i32,
-) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> =
-        kafka.client_config().set("socket.connection.setup.timeout.ms", "3000").create()?;
-    let new_topics: Vec<NewTopic> =
-        topics.iter().map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replication))).collect();
-    let options = AdminOptions::new()
-        .operation_timeout(Some(Duration::from_secs(5)))
-        .request_timeout(Some(Duration::from_secs(5)));
-    for result in admin.create_topics(&new_topics, &options).await? {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(KafkaError::AdminOp(code))
-                    .inspect_err(|_| tracing::warn!(%topic, ?code, "cannot create topic"));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// True when a broker answers a metadata request within the timeout (runs off the executor).

@@ -32,14 +32,9 @@ impl EventProducer {
     /// Creates the client; this does no I/O, so it succeeds while the brokers are down.
     pub fn new(kafka: &KafkaConnection) -> Result<Self, KafkaError> {
         let producer = kafka
-            .client_config()
+            .durable_producer()
             .set("client.id", "payment-service")
-            // No duplicates or reordering from librdkafka's own retries.
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
             .set("message.timeout.ms", MESSAGE_TIMEOUT.as_millis().to_string())
-            // Reconnect to a restarted broker within seconds rather than librdkafka's default of up to 10 s.
-            .set("reconnect.backoff.max.ms", "2000")
             .create()?;
         Ok(Self { producer })
     }
