@@ -9,6 +9,7 @@ use mongodb::{
     error::ErrorKind,
     options::{Acknowledgment, IndexOptions, UpdateOneModel, WriteConcern, WriteModel},
 };
+use platform::mongo::OutboxLeases;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -123,10 +124,7 @@ impl OrderDocument {
     }
 }
 
-/// The `leaseUntil` of an entry no relay holds.
-pub fn unleased() -> bson::DateTime {
-    bson::DateTime::from_millis(0)
-}
+pub use platform::mongo::unleased;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -157,13 +155,6 @@ pub enum TransitionWrite {
 pub struct OrderStore {
     database: Database,
     orders: Collection<OrderDocument>,
-}
-
-/// `lease` after `now`, as a BSON date.
-fn lease_end(now: bson::DateTime, lease: Duration) -> bson::DateTime {
-    bson::DateTime::from_millis(
-        now.timestamp_millis().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)),
-    )
 }
 
 /// Reads the per-document outcome of an `insert_many` (ordered: false) of `count` documents: a
@@ -233,48 +224,21 @@ impl OrderStore {
         lease: Duration,
         limit: i64,
     ) -> Result<Vec<OrderDocument>, StoreError> {
-        let now = bson::DateTime::now();
-        self.orders
-            .update_many(
-                doc! { "outboxPending": true, "leaseUntil": { "$lte": now } },
-                doc! { "$set": { "leaseOwner": owner, "leaseUntil": lease_end(now, lease) } },
-            )
-            .await?;
-        let cursor = self
-            .orders
-            .find(doc! { "outboxPending": true, "leaseOwner": owner })
-            .sort(doc! { "_id": 1 })
-            .limit(limit)
-            .await?;
+        OutboxLeases::new(&self.orders).claim(owner, lease).await?;
+        let cursor = self.orders.find(OutboxLeases::claimed_by(owner)).sort(doc! { "_id": 1 }).limit(limit).await?;
         Ok(cursor.try_collect().await?)
     }
 
     /// Extends `owner`'s claims by `lease` from now: a relay draining a long backlog keeps it.
     pub async fn renew_leases(&self, owner: &str, lease: Duration) -> Result<(), StoreError> {
-        let until = lease_end(bson::DateTime::now(), lease);
-        self.orders
-            .update_many(doc! { "outboxPending": true, "leaseOwner": owner }, doc! { "$set": { "leaseUntil": until } })
-            .await?;
-        Ok(())
+        Ok(OutboxLeases::new(&self.orders).renew(owner, lease).await?)
     }
 
     /// Frees `owner`'s claims (at start, what a previous run under this name left; at shutdown, what
     /// it did not publish), so that no replica waits for them to expire; also gives entries written
     /// before leases existed the field the claim selects on.
     pub async fn release_leases(&self, owner: &str) -> Result<(), StoreError> {
-        self.orders
-            .update_many(
-                doc! { "outboxPending": true, "leaseUntil": { "$exists": false } },
-                doc! { "$set": { "leaseUntil": unleased() } },
-            )
-            .await?;
-        self.orders
-            .update_many(
-                doc! { "outboxPending": true, "leaseOwner": owner },
-                doc! { "$set": { "leaseUntil": unleased() }, "$unset": { "leaseOwner": "" } },
-            )
-            .await?;
-        Ok(())
+        Ok(OutboxLeases::new(&self.orders).release(owner).await?)
     }
 
     /// Applies a batch of conditional transitions in one `bulkWrite` command; for each, whether it

@@ -20,6 +20,7 @@ use mongodb::{
     error::ErrorKind,
     options::IndexOptions,
 };
+use platform::mongo::OutboxLeases;
 use serde::{Deserialize, Serialize};
 
 use crate::{domain::PaymentStatus, telemetry::TraceContext};
@@ -65,17 +66,7 @@ pub struct PaymentDocument {
     pub lease_until: bson::DateTime,
 }
 
-/// The `leaseUntil` of an event no relay holds.
-pub fn unleased() -> bson::DateTime {
-    bson::DateTime::from_millis(0)
-}
-
-/// `lease` after `now`, as a BSON date.
-fn lease_end(now: bson::DateTime, lease: Duration) -> bson::DateTime {
-    bson::DateTime::from_millis(
-        now.timestamp_millis().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)),
-    )
-}
+pub use platform::mongo::unleased;
 
 /// An event waiting in the outbox.
 #[derive(Debug, Clone, Deserialize)]
@@ -244,18 +235,12 @@ impl PaymentStore {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<PendingEvent>, StoreError> {
-        let now = bson::DateTime::now();
-        self.payments
-            .update_many(
-                doc! { "outboxPending": true, "leaseUntil": { "$lte": now } },
-                doc! { "$set": { "leaseOwner": owner, "leaseUntil": lease_end(now, lease) } },
-            )
-            .await?;
+        OutboxLeases::new(&self.payments).claim(owner, lease).await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let cursor = self
             .payments
             .clone_with_type::<PendingEvent>()
-            .find(doc! { "outboxPending": true, "leaseOwner": owner })
+            .find(OutboxLeases::claimed_by(owner))
             .projection(doc! { "orderId": 1, "outboxEvent": 1, "requestId": 1, "traceparent": 1, "tracestate": 1 })
             .sort(doc! { "_id": 1 })
             .limit(limit)
@@ -266,19 +251,7 @@ impl PaymentStore {
     /// Frees `owner`'s claims (at start, what a previous run under this name left; at shutdown, what it did not
     /// publish); also gives events stored before leases existed the field the claim selects on.
     pub async fn release_leases(&self, owner: &str) -> Result<(), StoreError> {
-        self.payments
-            .update_many(
-                doc! { "outboxPending": true, "leaseUntil": { "$exists": false } },
-                doc! { "$set": { "leaseUntil": unleased() } },
-            )
-            .await?;
-        self.payments
-            .update_many(
-                doc! { "outboxPending": true, "leaseOwner": owner },
-                doc! { "$set": { "leaseUntil": unleased() }, "$unset": { "leaseOwner": "" } },
-            )
-            .await?;
-        Ok(())
+        Ok(OutboxLeases::new(&self.payments).release(owner).await?)
     }
 
     /// How many events wait in the outbox.

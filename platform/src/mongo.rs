@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use mongodb::{
-    Client,
+    Client, Collection,
+    bson::{DateTime, Document, doc},
     error::{Error, ErrorKind, WriteFailure},
     event::{EventHandler, command::CommandEvent},
     options::{Acknowledgment, ClientOptions, WriteConcern},
@@ -91,6 +92,74 @@ pub fn is_duplicate_key(error: &Error) -> bool {
         ErrorKind::Write(WriteFailure::WriteError(write)) => write.code == 11000,
         ErrorKind::Command(command) => command.code == 11000,
         _ => false,
+    }
+}
+
+/// The leases of a transactional outbox kept in a service's own collection: documents with events to publish
+/// carry `outboxPending: true`, and a relay claims them with `leaseOwner` (its replica id) and `leaseUntil`, so
+/// that with several replicas an event is published once in the normal case. Only the mechanism is shared here;
+/// each service keeps its collection, its documents and what it publishes.
+pub struct OutboxLeases {
+    collection: Collection<Document>,
+}
+
+/// The `leaseUntil` of an entry no relay holds (always present, so a claim selects on it next to
+/// `outboxPending`, which an index covers, rather than with an `$or`).
+pub fn unleased() -> DateTime {
+    DateTime::from_millis(0)
+}
+
+fn lease_end(now: DateTime, lease: Duration) -> DateTime {
+    DateTime::from_millis(now.timestamp_millis().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)))
+}
+
+impl OutboxLeases {
+    pub fn new<T: Send + Sync>(collection: &Collection<T>) -> Self {
+        Self { collection: collection.clone_with_type() }
+    }
+
+    /// The filter of the pending entries `owner` holds.
+    pub fn claimed_by(owner: &str) -> Document {
+        doc! { "outboxPending": true, "leaseOwner": owner }
+    }
+
+    /// Claims for `owner`, until `lease` from now, every pending entry no live lease holds (one command); the
+    /// caller then reads [`OutboxLeases::claimed_by`].
+    pub async fn claim(&self, owner: &str, lease: Duration) -> Result<(), Error> {
+        let now = DateTime::now();
+        self.collection
+            .update_many(
+                doc! { "outboxPending": true, "leaseUntil": { "$lte": now } },
+                doc! { "$set": { "leaseOwner": owner, "leaseUntil": lease_end(now, lease) } },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Extends `owner`'s claims by `lease` from now: a relay draining a long backlog keeps it.
+    pub async fn renew(&self, owner: &str, lease: Duration) -> Result<(), Error> {
+        let until = lease_end(DateTime::now(), lease);
+        self.collection.update_many(Self::claimed_by(owner), doc! { "$set": { "leaseUntil": until } }).await?;
+        Ok(())
+    }
+
+    /// Frees `owner`'s claims (at start, what a previous run under this name left; at shutdown, what it did not
+    /// publish), so that no replica waits for them to expire; also gives entries written before leases existed
+    /// the field the claim selects on.
+    pub async fn release(&self, owner: &str) -> Result<(), Error> {
+        self.collection
+            .update_many(
+                doc! { "outboxPending": true, "leaseUntil": { "$exists": false } },
+                doc! { "$set": { "leaseUntil": unleased() } },
+            )
+            .await?;
+        self.collection
+            .update_many(
+                Self::claimed_by(owner),
+                doc! { "$set": { "leaseUntil": unleased() }, "$unset": { "leaseOwner": "" } },
+            )
+            .await?;
+        Ok(())
     }
 }
 
