@@ -65,10 +65,6 @@ const SERVICE: ServiceDefaults = ServiceDefaults {
 };
 
 impl Config {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_source(&ProcessEnv)
-    }
-
     pub fn from_source(source: &dyn Source) -> Result<Self, ConfigError> {
         let common = Common::from_source(source, &SERVICE)?;
         let prefix = text(source, "KAFKA_TOPIC_PREFIX", "");

@@ -75,10 +75,6 @@ const SERVICE: ServiceDefaults = ServiceDefaults {
 };
 
 impl Config {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_source(&ProcessEnv)
-    }
-
     pub fn from_source(source: &dyn Source) -> Result<Self, ConfigError> {
         let common = Common::from_source(source, &SERVICE)?;
         let metrics_port = parsed(source, "METRICS_PORT", 9464)?;

@@ -69,10 +69,6 @@ const SERVICE: ServiceDefaults =
     ServiceDefaults { name: "product-service", port: 3002, required_in_production: &["MONGODB_URI", "JWKS_URL"] };
 
 impl Config {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_source(&ProcessEnv)
-    }
-
     pub fn from_source(source: &dyn Source) -> Result<Self, ConfigError> {
         let common = Common::from_source(source, &SERVICE)?;
         Ok(Self {

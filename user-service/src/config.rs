@@ -59,10 +59,6 @@ const SERVICE: ServiceDefaults = ServiceDefaults {
 };
 
 impl Config {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_source(&ProcessEnv)
-    }
-
     pub fn from_source(source: &dyn Source) -> Result<Self, ConfigError> {
         let common = Common::from_source(source, &SERVICE)?;
         let signing_key = match (source.get("JWT_PRIVATE_KEY"), source.get("JWT_PRIVATE_KEY_FILE")) {
