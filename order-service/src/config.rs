@@ -3,8 +3,9 @@
 use std::time::Duration;
 
 pub use platform::config::{
-    AppEnv, BaseUrl, Common, ConfigError, KafkaConnection, LogFormat, MongoUri, ProcessEnv, ServiceDefaults, Source,
-    TracingConfig, at_least_one, bounded, check_topic_name, default_replica_id, millis, non_empty, parsed, text,
+    AppEnv, BaseUrl, Common, ConfigError, KafkaConnection, LogFormat, MongoSettings, MongoUri, ProcessEnv,
+    ServiceDefaults, Source, TracingConfig, at_least_one, bounded, check_topic_name, default_replica_id, millis,
+    non_empty, parsed, text,
 };
 pub use platform::http::server::ServerLimits;
 
@@ -27,9 +28,8 @@ impl Topics {
 pub struct Config {
     /// APP_ENV, HOST, PORT, LOG_FORMAT and tracing, read the same way in every service.
     pub common: Common,
-    pub mongodb_uri: MongoUri,
-    pub mongodb_database: String,
-    pub mongodb_timeout: Duration,
+    /// MONGODB_URI, MONGODB_DATABASE, MONGODB_TIMEOUT_MS.
+    pub mongodb: MongoSettings,
     /// HEADER_READ_TIMEOUT_MS, REQUEST_TIMEOUT_MS, SHUTDOWN_DRAIN_MS (platform::http::server).
     pub server: ServerLimits,
     /// KAFKA_BROKERS and how to reach them (KAFKA_SECURITY_PROTOCOL, SASL, CA).
@@ -85,9 +85,7 @@ impl Config {
         let kafka = KafkaConnection::from_source(source, "127.0.0.1:9092", &common.tls)?;
         Ok(Self {
             common,
-            mongodb_uri: parsed(source, "MONGODB_URI", MongoUri("mongodb://127.0.0.1:27017".into()))?,
-            mongodb_database: text(source, "MONGODB_DATABASE", "orders"),
-            mongodb_timeout: millis(source, "MONGODB_TIMEOUT_MS", 2_000)?,
+            mongodb: MongoSettings::from_source(source, "orders")?,
             server: ServerLimits::from_source(source)?,
             kafka,
             topics: Topics {

@@ -46,7 +46,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let metrics = Metrics::new();
         let client =
-            platform::mongo::connect(&config.mongodb_uri.0, "order-service", config.mongodb_timeout, &metrics.mongodb)
+            platform::mongo::connect(&config.mongodb.uri.0, "order-service", config.mongodb.timeout, &metrics.mongodb)
                 .await
                 .context("MONGODB_URI is not a usable MongoDB connection string")?;
         // Idle connections are dropped before the product-service's HEADER_READ_TIMEOUT_MS (10 s by
@@ -61,7 +61,7 @@ impl Application {
             metrics.kafka_consumer_assigned.clone(),
         )
         .context("KAFKA_BROKERS")?;
-        let store = OrderStore::new(client.database(&config.mongodb_database));
+        let store = OrderStore::new(client.database(&config.mongodb.database));
         let relay_wake = Arc::new(Notify::new());
         let place_order = PlaceOrder::new(
             store.clone(),

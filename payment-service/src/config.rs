@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 pub use platform::config::{
-    AppEnv, BaseUrl, Common, ConfigError, KafkaConnection, LogFormat, MongoUri, ProcessEnv, ServerIdentity,
-    ServiceDefaults, Source, TlsRoots, TracingConfig, at_least_one, bounded, check_topic_name, default_replica_id,
-    millis, non_empty, parsed, text,
+    AppEnv, BaseUrl, Common, ConfigError, KafkaConnection, LogFormat, MongoSettings, MongoUri, ProcessEnv,
+    ServerIdentity, ServiceDefaults, Source, TlsRoots, TracingConfig, at_least_one, bounded, check_topic_name,
+    default_replica_id, millis, non_empty, parsed, text,
 };
 pub use platform::http::server::ServerLimits;
 
@@ -41,10 +41,8 @@ pub struct Config {
     pub metrics_port: u16,
     /// HEADER_READ_TIMEOUT_MS, REQUEST_TIMEOUT_MS, SHUTDOWN_DRAIN_MS of the metrics side server.
     pub metrics_server: ServerLimits,
-    pub mongodb_uri: MongoUri,
-    pub mongodb_database: String,
-    /// How long a MongoDB operation may wait for a server before the call fails with UNAVAILABLE.
-    pub mongodb_timeout: Duration,
+    /// MONGODB_URI, MONGODB_DATABASE, MONGODB_TIMEOUT_MS.
+    pub mongodb: MongoSettings,
     pub kafka: KafkaConfig,
     /// GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE: the gRPC port serves TLS with this identity; None: plaintext.
     pub grpc_tls: Option<ServerIdentity>,
@@ -63,7 +61,6 @@ pub struct Config {
     pub outbox_lease: Duration,
 }
 
-const DEFAULT_MONGODB_URI: &str = "mongodb://127.0.0.1:27017";
 const DEFAULT_KAFKA_BROKERS: &str = "127.0.0.1:9092";
 const DEFAULT_JWKS_URL: &str = "http://127.0.0.1:3005/.well-known/jwks.json";
 
@@ -86,9 +83,7 @@ impl Config {
             common,
             metrics_port,
             metrics_server: ServerLimits::from_source(source)?,
-            mongodb_uri: parsed(source, "MONGODB_URI", MongoUri(DEFAULT_MONGODB_URI.into()))?,
-            mongodb_database: non_empty(source, "MONGODB_DATABASE", "payments")?,
-            mongodb_timeout: millis(source, "MONGODB_TIMEOUT_MS", 2_000)?,
+            mongodb: MongoSettings::from_source(source, "payments")?,
             kafka,
             grpc_tls: ServerIdentity::from_source(source, "GRPC_TLS_CERT_FILE", "GRPC_TLS_KEY_FILE")?,
             decline_above_cents: decline_limit(source)?,
@@ -158,8 +153,8 @@ mod tests {
         let config = Config::from_source(&HashMap::new()).expect("defaults are valid");
         assert_eq!(config.common.port, 50051);
         assert_eq!(config.metrics_port, 9464);
-        assert_eq!(config.mongodb_database, "payments");
-        assert_eq!(config.mongodb_timeout, Duration::from_secs(2));
+        assert_eq!(config.mongodb.database, "payments");
+        assert_eq!(config.mongodb.timeout, Duration::from_secs(2));
         assert_eq!(config.kafka.payment_processed_topic, "payment-processed");
         assert_eq!((config.kafka.partitions, config.kafka.replication_factor), (3, 1));
         assert_eq!(config.decline_above_cents, 500_000);

@@ -54,14 +54,14 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
         let client = platform::mongo::connect(
-            &config.mongodb_uri.0,
+            &config.mongodb.uri.0,
             "payment-service",
-            config.mongodb_timeout,
+            config.mongodb.timeout,
             &metrics.mongodb,
         )
         .await
         .context("MONGODB_URI is not a usable MongoDB connection string")?;
-        let database = client.database(&config.mongodb_database);
+        let database = client.database(&config.mongodb.database);
         let store = PaymentStore::new(database.clone());
         let projection = OrderProjection::new(&database);
         let outbox_wake = Arc::new(Notify::new());

@@ -189,6 +189,28 @@ impl FromStr for MongoUri {
     }
 }
 
+/// Where a service's database is, the same three variables in every service that has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MongoSettings {
+    /// MONGODB_URI (default `mongodb://127.0.0.1:27017`).
+    pub uri: MongoUri,
+    /// MONGODB_DATABASE: the service's own database.
+    pub database: String,
+    /// MONGODB_TIMEOUT_MS (default 2 s): how long an operation waits for a server before the request fails
+    /// as unavailable, instead of the driver's 30 s.
+    pub timeout: Duration,
+}
+
+impl MongoSettings {
+    pub fn from_source(source: &dyn Source, default_database: &str) -> Result<Self, ConfigError> {
+        Ok(Self {
+            uri: parsed(source, "MONGODB_URI", MongoUri("mongodb://127.0.0.1:27017".into()))?,
+            database: non_empty(source, "MONGODB_DATABASE", default_database)?,
+            timeout: millis(source, "MONGODB_TIMEOUT_MS", 2_000)?,
+        })
+    }
+}
+
 /// An absolute http(s) URL, without a trailing slash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BaseUrl(pub String);
@@ -1003,6 +1025,19 @@ mod tests {
         let common = Recorder::variables_of(|source| Common::from_source(source, &SERVICE)).unwrap();
         for name in ["APP_ENV", "HOST", "PORT", "LOG_FORMAT", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"] {
             assert!(common.iter().any(|read| read == name), "{name} in {common:?}");
+        }
+    }
+
+    #[test]
+    fn mongodb_settings_have_local_defaults_and_name_the_bad_variable() {
+        let settings = MongoSettings::from_source(&HashMap::new(), "orders").unwrap();
+        assert_eq!(settings.uri, MongoUri("mongodb://127.0.0.1:27017".into()));
+        assert_eq!((settings.database.as_str(), settings.timeout), ("orders", Duration::from_secs(2)));
+        for (variable, value) in
+            [("MONGODB_URI", "localhost:27017"), ("MONGODB_DATABASE", " "), ("MONGODB_TIMEOUT_MS", "0")]
+        {
+            let error = MongoSettings::from_source(&HashMap::from([(variable, value)]), "orders").unwrap_err();
+            assert_eq!(error.variable, variable, "{variable}={value}");
         }
     }
 }

@@ -3,8 +3,8 @@
 use std::{str::FromStr, time::Duration};
 
 pub use platform::config::{
-    AppEnv, BaseUrl, Common, ConfigError, LogFormat, MongoUri, ProcessEnv, ServiceDefaults, Source, TracingConfig,
-    at_least_one, check_topic_name, millis, non_empty, parsed, text,
+    AppEnv, BaseUrl, Common, ConfigError, LogFormat, MongoSettings, MongoUri, ProcessEnv, ServiceDefaults, Source,
+    TracingConfig, at_least_one, check_topic_name, millis, non_empty, parsed, text,
 };
 pub use platform::http::server::ServerLimits;
 
@@ -49,10 +49,8 @@ pub struct GraphqlLimits {
 pub struct Config {
     /// APP_ENV, HOST, PORT, LOG_FORMAT and tracing, read the same way in every service.
     pub common: Common,
-    pub mongodb_uri: MongoUri,
-    pub mongodb_database: String,
-    /// How long a MongoDB operation may wait for a server before the request fails with SERVICE_UNAVAILABLE.
-    pub mongodb_timeout: Duration,
+    /// MONGODB_URI, MONGODB_DATABASE, MONGODB_TIMEOUT_MS.
+    pub mongodb: MongoSettings,
     /// HEADER_READ_TIMEOUT_MS, REQUEST_TIMEOUT_MS, SHUTDOWN_DRAIN_MS (platform::http::server).
     pub server: ServerLimits,
     /// Where the user-service publishes the public keys that sign access tokens.
@@ -73,9 +71,7 @@ impl Config {
         let common = Common::from_source(source, &SERVICE)?;
         Ok(Self {
             common,
-            mongodb_uri: parsed(source, "MONGODB_URI", MongoUri("mongodb://127.0.0.1:27017".into()))?,
-            mongodb_database: text(source, "MONGODB_DATABASE", "products"),
-            mongodb_timeout: millis(source, "MONGODB_TIMEOUT_MS", 2_000)?,
+            mongodb: MongoSettings::from_source(source, "products")?,
             server: ServerLimits::from_source(source)?,
             jwks_url: parsed(source, "JWKS_URL", HttpUrl(DEFAULT_JWKS_URL.into()))?,
             jwt_issuer: text(source, "JWT_ISSUER", "user-service"),
@@ -101,7 +97,7 @@ mod tests {
     fn defaults_apply_when_nothing_is_set() {
         let config = Config::from_source(&HashMap::new()).expect("defaults are valid");
         assert_eq!(config.common.port, 3002);
-        assert_eq!(config.mongodb_database, "products");
+        assert_eq!(config.mongodb.database, "products");
         assert_eq!(config.jwks_url.0, DEFAULT_JWKS_URL);
         assert_eq!(config.product_cache_ttl, Duration::from_secs(1));
         assert_eq!(config.graphql, GraphqlLimits { max_depth: 10, max_complexity: 500, max_body_bytes: 65_536 });

@@ -31,14 +31,14 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
         let client = platform::mongo::connect(
-            &config.mongodb_uri.0,
+            &config.mongodb.uri.0,
             "product-service",
-            config.mongodb_timeout,
+            config.mongodb.timeout,
             &metrics.mongodb,
         )
         .await
         .context("MONGODB_URI is not a usable MongoDB connection string")?;
-        let store = ProductStore::new(client.database(&config.mongodb_database));
+        let store = ProductStore::new(client.database(&config.mongodb.database));
         let state = AppState::new(Inner { catalogue: Catalogue::new(store, config.product_cache_ttl) });
         let verifier = JwksVerifier::new(
             config.jwks_url.0.clone(),

@@ -6,8 +6,8 @@ pub use crate::throttle::LoginLimits;
 pub use platform::http::{proxies::TrustedProxies, server::ServerLimits};
 
 pub use platform::config::{
-    AppEnv, BaseUrl, Common, ConfigError, LogFormat, MongoUri, ProcessEnv, ServiceDefaults, Source, TracingConfig,
-    at_least_one, check_topic_name, millis, non_empty, parsed, text,
+    AppEnv, BaseUrl, Common, ConfigError, LogFormat, MongoSettings, MongoUri, ProcessEnv, ServiceDefaults, Source,
+    TracingConfig, at_least_one, check_topic_name, millis, non_empty, parsed, text,
 };
 
 #[derive(Debug, Clone)]
@@ -29,10 +29,8 @@ pub enum SigningKeySource {
 pub struct Config {
     /// APP_ENV, HOST, PORT, LOG_FORMAT and tracing, read the same way in every service.
     pub common: Common,
-    pub mongodb_uri: MongoUri,
-    pub mongodb_database: String,
-    /// How long a MongoDB operation may wait for a server before the route answers 503.
-    pub mongodb_timeout: Duration,
+    /// MONGODB_URI, MONGODB_DATABASE, MONGODB_TIMEOUT_MS.
+    pub mongodb: MongoSettings,
     /// HEADER_READ_TIMEOUT_MS, REQUEST_TIMEOUT_MS, SHUTDOWN_DRAIN_MS (platform::http::server).
     pub server: ServerLimits,
     pub signing_key: SigningKeySource,
@@ -107,9 +105,7 @@ impl Config {
         }
         Ok(Self {
             common,
-            mongodb_uri: parsed(source, "MONGODB_URI", MongoUri("mongodb://127.0.0.1:27017".into()))?,
-            mongodb_database: text(source, "MONGODB_DATABASE", "users"),
-            mongodb_timeout: millis(source, "MONGODB_TIMEOUT_MS", 2_000)?,
+            mongodb: MongoSettings::from_source(source, "users")?,
             server: ServerLimits::from_source(source)?,
             signing_key,
             jwt_issuer: text(source, "JWT_ISSUER", "user-service"),
@@ -145,7 +141,7 @@ mod tests {
     fn defaults_apply_when_nothing_is_set() {
         let config = Config::from_source(&HashMap::new()).expect("defaults are valid");
         assert_eq!(config.common.port, 3005);
-        assert_eq!(config.mongodb_database, "users");
+        assert_eq!(config.mongodb.database, "users");
         assert!(matches!(config.signing_key, SigningKeySource::Generate));
     }
 

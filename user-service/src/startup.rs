@@ -37,14 +37,14 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
         let client =
-            platform::mongo::connect(&config.mongodb_uri.0, "user-service", config.mongodb_timeout, &metrics.mongodb)
+            platform::mongo::connect(&config.mongodb.uri.0, "user-service", config.mongodb.timeout, &metrics.mongodb)
                 .await
                 .context("MONGODB_URI is not a usable MongoDB connection string")?;
         let tokens = TokenIssuer::new(&config.signing_key, &config.jwt_issuer, &config.jwt_audience, config.jwt_ttl)
             .context("JWT_PRIVATE_KEY / JWT_PRIVATE_KEY_FILE")?;
         let state = AppState::new(
             Inner {
-                store: UserStore::new(client.database(&config.mongodb_database)),
+                store: UserStore::new(client.database(&config.mongodb.database)),
                 hasher: PasswordHasher::new(
                     config.password_hash_concurrency,
                     config.password_hash_queue_limit,

@@ -106,8 +106,8 @@ pub async fn spawn_with_jwks_delay(settings: &[(&str, &str)], jwks_delay: Durati
     let topic = config.kafka.payment_processed_topic.clone();
     let (new_order_topic, order_processed_topic) =
         (config.kafka.new_order_topic.clone(), config.kafka.order_processed_topic.clone());
-    let (mongodb_uri, brokers) = (config.mongodb_uri.0.clone(), config.kafka.connection.brokers.clone());
-    let database = config.mongodb_database.clone();
+    let (mongodb_uri, brokers) = (config.mongodb.uri.0.clone(), config.kafka.connection.brokers.clone());
+    let database = config.mongodb.database.clone();
     let app = Application::build(config).await.expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let metrics_port = app.metrics_port();
