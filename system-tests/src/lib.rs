@@ -14,6 +14,7 @@ pub use test_support::{
     closed_port,
     engines::{PrivateBroker, PrivateMongo},
     env,
+    kafka::{Record, read_topic},
 };
 
 /// Per-service settings that a test overrides (e.g. a payment limit, or a dependency pointed at
@@ -481,53 +482,13 @@ fn every_topic_assigned(exposition: &str) -> bool {
     !assigned.is_empty() && assigned.iter().all(|partitions| *partitions > 0.0)
 }
 
-/// One Kafka record as a consumer reads it.
-pub struct Record {
-    pub key: String,
-    pub headers: HashMap<String, String>,
-    pub payload: Vec<u8>,
-}
-
-/// Every message of `topic` (all partitions, from the beginning) read for `window`.
-pub async fn read_topic(brokers: &str, topic: &str, window: Duration) -> Vec<Record> {
-    use rdkafka::{
-        ClientConfig, Message as _, Offset, TopicPartitionList,
-        consumer::{Consumer as _, StreamConsumer},
-        message::Headers as _,
-    };
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("test-reader-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("reader");
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).expect("topic metadata");
-    let mut assignment = TopicPartitionList::new();
-    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-        assignment.add_partition_offset(topic, partition.id(), Offset::Beginning).expect("partition");
-    }
-    consumer.assign(&assignment).expect("assign");
-    let mut messages = Vec::new();
-    let deadline = tokio::time::Instant::now() + window;
-    while let Ok(Ok(message)) = tokio::time::timeout_at(deadline, consumer.recv()).await {
-        let key = message.key().map(|key| String::from_utf8_lossy(key).into_owned()).unwrap_or_default();
-        let headers = message
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        messages.push(Record { key, headers, payload: message.payload().unwrap_or_default().to_vec() });
-    }
-    messages
-}
-
 /// Every message of `topic` read for `window`, as (key, headers).
 pub async fn read_headers(brokers: &str, topic: &str, window: Duration) -> Vec<(String, HashMap<String, String>)> {
-    read_topic(brokers, topic, window).await.into_iter().map(|record| (record.key, record.headers)).collect()
+    read_topic(brokers, topic, window)
+        .await
+        .into_iter()
+        .map(|record| (record.key.unwrap_or_default(), record.headers))
+        .collect()
 }
 
 /// Produces one record to `topic` (acks=all), as a service would, or anyone who can write to the broker.

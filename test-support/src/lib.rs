@@ -3,6 +3,7 @@
 //! no service links it.
 pub mod engines;
 pub mod issuer;
+pub mod kafka;
 pub mod prometheus;
 pub mod running;
 

@@ -99,9 +99,9 @@ async fn release_order_processed(stack: &Stack, order_id: &str) {
     let brokers = system_tests::env("KAFKA_BROKERS");
     let records = system_tests::read_topic(&brokers, &stack.topic("order-processed"), Duration::from_secs(2)).await;
     let mut released = 0;
-    for record in records.iter().filter(|record| record.key == order_id) {
+    for record in records.iter().filter(|record| record.key.as_deref() == Some(order_id)) {
         let held = stack.topic("held-order-processed");
-        system_tests::produce(&brokers, &held, &record.key, &record.payload, &record.headers).await;
+        system_tests::produce(&brokers, &held, order_id, &record.raw, &record.headers).await;
         released += 1;
     }
     assert!(released > 0, "the order-service published order-processed for {order_id}");

@@ -13,9 +13,7 @@ use order_service::{
     store::OrderDocument,
 };
 use rdkafka::{
-    ClientConfig, Message as _, Offset, TopicPartitionList,
-    consumer::{Consumer as _, StreamConsumer},
-    message::Headers as _,
+    ClientConfig,
     producer::{FutureProducer, FutureRecord},
 };
 use tokio::task::JoinHandle;
@@ -24,6 +22,7 @@ pub use test_support::{
     Running, closed_port,
     engines::{PrivateBroker, PrivateMongo},
     env,
+    kafka::read_topic,
     prometheus::sample,
 };
 
@@ -184,51 +183,6 @@ pub async fn wait_for_status(
         assert!(tokio::time::Instant::now() < deadline, "order {order_id} did not reach {status:?} in {timeout:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-pub struct Received {
-    pub key: Option<String>,
-    pub payload: serde_json::Value,
-    pub raw: Vec<u8>,
-    pub headers: HashMap<String, String>,
-}
-
-/// Reads every partition of `topic` from the beginning for `window` (no consumer group: the
-/// partitions are assigned directly), returning every message.
-pub async fn read_topic(brokers: &str, topic: &str, window: Duration) -> Vec<Received> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("test-reader-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).expect("topic metadata");
-    let mut assignment = TopicPartitionList::new();
-    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-        assignment.add_partition_offset(topic, partition.id(), Offset::Beginning).unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
-    let mut received = Vec::new();
-    let deadline = tokio::time::Instant::now() + window;
-    while let Ok(Ok(message)) = tokio::time::timeout_at(deadline, consumer.recv()).await {
-        let raw = message.payload().unwrap_or_default().to_vec();
-        let headers = message
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        received.push(Received {
-            key: message.key().map(|key| String::from_utf8_lossy(key).into_owned()),
-            payload: serde_json::from_slice(&raw).unwrap_or(serde_json::Value::Null),
-            raw,
-            headers,
-        });
-    }
-    received
 }
 
 pub fn producer(brokers: &str) -> FutureProducer {
