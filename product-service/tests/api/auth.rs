@@ -89,7 +89,7 @@ async fn queries_are_public_even_with_a_bad_token() {
 
 #[tokio::test]
 async fn mutations_are_service_unavailable_when_the_signing_keys_cannot_be_fetched() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = test_support::closed_port();
     let jwks_url = format!("http://127.0.0.1:{closed}/.well-known/jwks.json");
     let app = support::spawn(&[("JWKS_URL", &jwks_url), ("PRODUCT_CACHE_TTL_MS", "0")]).await;
     let token = app.issuer.token("admin");

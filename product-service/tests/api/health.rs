@@ -19,7 +19,7 @@ async fn health_and_ready_answer_200_when_mongodb_is_up() {
 #[tokio::test]
 async fn ready_is_503_and_queries_are_service_unavailable_while_mongodb_is_unreachable() {
     // A port nobody listens on: the service must start anyway and report what is down.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = test_support::closed_port();
     let uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true");
     let app = support::spawn_unready(&[("MONGODB_URI", &uri), ("MONGODB_TIMEOUT_MS", "300")]).await;
     assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), 200);
