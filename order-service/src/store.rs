@@ -1,13 +1,16 @@
 //! The `orders` collection. Each order document carries its own outbox: the events still to be
 //! published, written in the same single-document write as the state change they announce.
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use futures::TryStreamExt as _;
 use mongodb::{
-    Collection, Database, IndexModel, Namespace,
-    bson::{self, Document, doc},
+    Collection, Database, IndexModel,
+    bson::{self, Bson, Document, doc},
     error::ErrorKind,
-    options::{Acknowledgment, IndexOptions, UpdateOneModel, WriteConcern, WriteModel},
+    options::{Acknowledgment, IndexOptions, WriteConcern},
 };
 use platform::mongo::OutboxLeases;
 use serde::{Deserialize, Serialize};
@@ -142,7 +145,7 @@ impl From<mongodb::error::Error> for StoreError {
     }
 }
 
-/// One conditional status change of a batch the consumer applies in one command.
+/// One conditional status change of a batch the consumer applies together.
 #[derive(Debug, Clone)]
 pub enum TransitionWrite {
     /// pending → processed, queuing the `order-processed` event in the same write.
@@ -183,6 +186,16 @@ fn insert_outcomes(count: usize, result: Result<(), mongodb::error::Error>) -> V
         }
     }
     outcomes
+}
+
+/// The position of the document's `_id` in `ids`: picks each order's own value out of a batch's arrays.
+fn position_of_id(ids: &[&str]) -> Document {
+    doc! { "$indexOfArray": [{ "$literal": ids }, "$_id"] }
+}
+
+/// The value at `position` in `values`, taken literally (a `$` in a value is not a field path).
+fn pick(values: Vec<Bson>, position: &Document) -> Document {
+    doc! { "$arrayElemAt": [{ "$literal": values }, position] }
 }
 
 impl OrderStore {
@@ -241,54 +254,113 @@ impl OrderStore {
         Ok(OutboxLeases::new(&self.orders).release(owner).await?)
     }
 
-    /// Applies a batch of conditional transitions in one `bulkWrite` command; for each, whether it
-    /// changed its order (false: the order was not in the state the transition expects).
+    /// Applies a batch of conditional transitions, each kind with one `update` command whatever the
+    /// batch's size; for each write, whether it changed its order (false: the order was not in the
+    /// state the transition expects, or an earlier write of the batch already moved it).
+    ///
+    /// The engine commits every statement of a `bulkWrite` on its own (one journal flush each), so a
+    /// batch is written as one multi-document update per kind instead: the per-order values come from
+    /// literal arrays, picked by the order's position (`$indexOfArray` on `_id`). Pending → processed
+    /// runs before processed → paid. When an update changed fewer orders than it was given, the batch's
+    /// orders are read once to tell which writes applied (each applied write stamps `updatedAt` with
+    /// this call's time). A failure fails the batch, which the caller retries whole: every transition
+    /// is conditional, so what already applied is not applied twice.
     pub async fn apply_transitions(&self, writes: &[TransitionWrite]) -> Result<Vec<bool>, StoreError> {
-        if writes.is_empty() {
-            return Ok(Vec::new());
-        }
-        let namespace = Namespace::new(self.database.name(), self.orders.name());
         let now = bson::DateTime::now();
-        let mut models = Vec::with_capacity(writes.len());
-        for write in writes {
-            let (filter, update) = match write {
-                TransitionWrite::Processed { order_id, event } => {
-                    let event = bson::to_bson(event).map_err(|error| StoreError::Other(error.into()))?;
-                    (
-                        doc! { "_id": order_id, "status": OrderStatus::Pending.as_str() },
-                        doc! {
-                            "$set": { "status": OrderStatus::Processed.as_str(), "updatedAt": now, "outboxPending": true },
-                            "$push": { "outbox": event },
-                        },
-                    )
+        // The first write for each order, per kind: a second one in the same batch has nothing left to do.
+        let (mut processed, mut paid) = (Vec::new(), Vec::new());
+        let (mut processed_ids, mut paid_ids) = (HashSet::new(), HashSet::new());
+        for (index, write) in writes.iter().enumerate() {
+            match write {
+                TransitionWrite::Processed { order_id, .. } if processed_ids.insert(order_id.as_str()) => {
+                    processed.push(index);
                 }
-                TransitionWrite::Paid { order_id, user_id, total_cents, payment_id, event_id } => (
-                    doc! {
-                        "_id": order_id,
-                        "status": OrderStatus::Processed.as_str(),
-                        "userId": user_id,
-                        "totalCents": total_cents,
-                    },
-                    doc! { "$set": {
-                        "status": OrderStatus::Paid.as_str(),
-                        "paymentId": payment_id,
-                        "paidByEventId": event_id,
-                        "updatedAt": now,
-                    } },
-                ),
-            };
-            models.push(WriteModel::UpdateOne(
-                UpdateOneModel::builder().namespace(namespace.clone()).filter(filter).update(update).build(),
-            ));
+                TransitionWrite::Paid { order_id, .. } if paid_ids.insert(order_id.as_str()) => paid.push(index),
+                _ => {}
+            }
         }
-        // Ordered: a transition that fails stops the later ones, and the whole batch is retried
-        // (every transition is conditional, so what already applied is not applied twice).
         let durable = WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build();
-        let result =
-            self.database.client().bulk_write(models).ordered(true).write_concern(durable).verbose_results().await?;
-        Ok((0..writes.len())
-            .map(|index| result.update_results.get(&index).is_some_and(|update| update.modified_count == 1))
-            .collect())
+        let mut changed = 0;
+        if !processed.is_empty() {
+            let (ids, events) = processed
+                .iter()
+                .map(|&index| match &writes[index] {
+                    TransitionWrite::Processed { order_id, event } => Ok((order_id.as_str(), bson::to_bson(event)?)),
+                    TransitionWrite::Paid { .. } => unreachable!("indexes of processed writes"),
+                })
+                .collect::<Result<(Vec<_>, Vec<_>), bson::ser::Error>>()
+                .map_err(|error| StoreError::Other(error.into()))?;
+            let position = position_of_id(&ids);
+            let update = vec![doc! { "$set": {
+                "status": OrderStatus::Processed.as_str(),
+                "updatedAt": now,
+                "outboxPending": true,
+                "outbox": { "$concatArrays": ["$outbox", [pick(events, &position)]] },
+            } }];
+            let filter = doc! { "_id": { "$in": &ids }, "status": OrderStatus::Pending.as_str() };
+            changed += self.orders.update_many(filter, update).write_concern(durable.clone()).await?.modified_count;
+        }
+        if !paid.is_empty() {
+            let mut columns: [Vec<Bson>; 4] = Default::default();
+            let mut ids = Vec::with_capacity(paid.len());
+            for &index in &paid {
+                let TransitionWrite::Paid { order_id, user_id, total_cents, payment_id, event_id } = &writes[index]
+                else {
+                    unreachable!("indexes of paid writes")
+                };
+                ids.push(order_id.as_str());
+                for (column, value) in columns.iter_mut().zip([
+                    Bson::from(user_id),
+                    Bson::Int64(*total_cents),
+                    Bson::from(payment_id),
+                    Bson::from(event_id),
+                ]) {
+                    column.push(value);
+                }
+            }
+            let [user_ids, totals, payment_ids, event_ids] = columns;
+            let position = position_of_id(&ids);
+            // Conditional on the owner and total the payment was checked against.
+            let filter = doc! {
+                "_id": { "$in": &ids },
+                "status": OrderStatus::Processed.as_str(),
+                "$expr": { "$and": [
+                    { "$eq": ["$userId", pick(user_ids, &position)] },
+                    { "$eq": ["$totalCents", pick(totals, &position)] },
+                ] },
+            };
+            let update = vec![doc! { "$set": {
+                "status": OrderStatus::Paid.as_str(),
+                "paymentId": pick(payment_ids, &position),
+                "paidByEventId": pick(event_ids, &position),
+                "updatedAt": now,
+            } }];
+            changed += self.orders.update_many(filter, update).write_concern(durable).await?.modified_count;
+        }
+
+        let mut applied = vec![false; writes.len()];
+        let given = processed.len() + paid.len();
+        if usize::try_from(changed).is_ok_and(|changed| changed == given) {
+            for index in processed.into_iter().chain(paid) {
+                applied[index] = true;
+            }
+            return Ok(applied);
+        }
+        let ids: Vec<String> = processed_ids.union(&paid_ids).map(|&id| id.to_owned()).collect();
+        let stored = self.find_many(&ids).await?;
+        for index in processed.into_iter().chain(paid) {
+            applied[index] = match &writes[index] {
+                TransitionWrite::Processed { order_id, .. } => {
+                    stored.get(order_id).is_some_and(|order| order.updated_at == now)
+                }
+                TransitionWrite::Paid { order_id, payment_id, .. } => stored.get(order_id).is_some_and(|order| {
+                    order.updated_at == now
+                        && order.status == OrderStatus::Paid
+                        && order.payment_id.as_ref() == Some(payment_id)
+                }),
+            };
+        }
+        Ok(applied)
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

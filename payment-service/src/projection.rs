@@ -3,10 +3,11 @@
 //! never from what a caller says, so that `Pay` decides on facts this service holds itself, and keeps
 //! deciding while the order-service is down.
 //!
-//! Each event is an idempotent upsert by order id that only moves an order forward (`pending` before
+//! Each event is an idempotent write by order id that only moves an order forward (`pending` before
 //! `processed`): a redelivered or late event changes nothing, whatever order the two topics deliver in. The
-//! consumer applies what it has received as one batch (one `bulkWrite`), and [`ProcessedOrders`] tells the `Pay`
-//! calls waiting for an order that it is now known as processed.
+//! consumer applies what it has received as one batch (an insert of the orders new here, an update of those it
+//! moves forward), and [`ProcessedOrders`] tells the `Pay` calls waiting for an order that it is now known as
+//! processed.
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, PoisonError},
@@ -17,7 +18,7 @@ use mongodb::{
     Collection, Database,
     bson::{self, doc},
     error::ErrorKind,
-    options::{Acknowledgment, UpdateOneModel, UpdateOptions, WriteConcern, WriteModel},
+    options::{Acknowledgment, UpdateOptions, WriteConcern},
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -116,67 +117,70 @@ impl OrderProjection {
         Ok(cursor.try_collect().await?)
     }
 
-    /// Records a batch of order events with one `bulkWrite` of conditional upserts (unordered: one order's
-    /// outcome does not depend on another's), durable before it returns; the orders it wrote, one per order id
-    /// (the furthest stage the batch brings it to: applying the earlier stage first would change nothing more).
-    /// An upsert whose order already exists at that stage or later fails with a duplicate `_id`, which is that
-    /// event's "nothing to do". The same failure also comes from an order inserted by another replica between the
-    /// upsert's filter and its insert: those events are written again without upsert (a second command, only when
-    /// duplicates occurred), which moves the order forward if it is still behind. Any other failure fails the
-    /// batch, which the caller retries whole: every write is conditional, so nothing applies twice.
+    /// Records a batch of order events, durable before it returns, in at most two commands whatever the batch's
+    /// size; the orders it wrote, one per order id (the furthest stage the batch brings it to: applying the
+    /// earlier stage first would change nothing more). The orders new here are inserted with one unordered
+    /// `insert_many`; an insert that meets an existing `_id` is that order's "already known", and those of them
+    /// the batch brings to a later stage are moved forward with one conditional update. (The engine commits each
+    /// statement of a `bulkWrite` on its own, one journal flush each, so no write here is one statement per
+    /// order.) A failure fails the batch, which the caller retries whole: every write is conditional, so nothing
+    /// applies twice.
     pub async fn apply_batch<'a>(&self, events: &'a [KnownOrder]) -> Result<Vec<&'a KnownOrder>, StoreError> {
         let latest = furthest_per_order(events);
-        let duplicates = self.write_forward(&latest, true).await?;
-        if !duplicates.is_empty() {
-            let existing: Vec<&KnownOrder> = duplicates.iter().map(|&index| latest[index]).collect();
-            let failed = self.write_forward(&existing, false).await?;
-            if !failed.is_empty() {
-                // Without upsert, a duplicate key cannot happen: something else is wrong.
-                return Err(StoreError::Other(mongodb::error::Error::custom(format!(
-                    "{} order updates failed with a duplicate key without upsert",
-                    failed.len()
-                ))));
-            }
-        }
+        let known = self.insert_new(&latest).await?;
+        let forward: Vec<&KnownOrder> = known
+            .into_iter()
+            .map(|index| latest[index])
+            .filter(|order| order.rank > OrderStage::Pending.rank())
+            .collect();
+        self.move_forward(&forward).await?;
         Ok(latest)
     }
 
-    /// One `bulkWrite` of "set the order if it is behind this stage" per order; the indexes of the writes that
-    /// failed with a duplicate key (the order exists already at this stage or later, or appeared meanwhile).
-    async fn write_forward(&self, orders: &[&KnownOrder], upsert: bool) -> Result<Vec<usize>, StoreError> {
+    /// Inserts the orders not known yet, with one unordered `insert_many`; the indexes of those that were known
+    /// already (a duplicate `_id`).
+    async fn insert_new(&self, orders: &[&KnownOrder]) -> Result<Vec<usize>, StoreError> {
         if orders.is_empty() {
             return Ok(Vec::new());
         }
-        let namespace = self.orders.namespace();
-        let mut models = Vec::with_capacity(orders.len());
-        for order in orders {
-            let set = bson::to_document(order).map_err(|error| StoreError::Other(error.into()))?;
-            models.push(WriteModel::UpdateOne(
-                UpdateOneModel::builder()
-                    .namespace(namespace.clone())
-                    .filter(doc! { "_id": &order.order_id, "rank": { "$lt": order.rank } })
-                    .update(doc! { "$set": set })
-                    .upsert(upsert)
-                    .build(),
-            ));
-        }
         // The client's write concern, spelled out: offsets are committed on the strength of this write.
         let durable = WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build();
-        let error = match self.orders.client().bulk_write(models).ordered(false).write_concern(durable).await {
+        let error = match self.orders.insert_many(orders.iter().copied()).ordered(false).write_concern(durable).await {
             Ok(_) => return Ok(Vec::new()),
             Err(error) => error,
         };
-        let ErrorKind::BulkWrite(failure) = &*error.kind else {
+        let ErrorKind::InsertMany(failure) = &*error.kind else {
             return Err(error.into());
         };
-        let only_duplicates = failure.write_concern_errors.is_empty()
-            && failure.write_errors.values().all(|write_error| write_error.code == 11000);
-        if !only_duplicates {
+        let write_errors = failure.write_errors.as_deref().unwrap_or_default();
+        if failure.write_concern_error.is_some() || write_errors.iter().any(|write_error| write_error.code != 11000) {
             return Err(error.into());
         }
-        let mut indexes: Vec<usize> = failure.write_errors.keys().copied().collect();
-        indexes.sort_unstable();
-        Ok(indexes)
+        Ok(write_errors.iter().map(|write_error| write_error.index).collect())
+    }
+
+    /// Moves known orders forward to the stage given, each only if it is behind it, with one update: each
+    /// order's own values are picked out of literal arrays by the position of its `_id`.
+    async fn move_forward(&self, orders: &[&KnownOrder]) -> Result<(), StoreError> {
+        if orders.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = orders.iter().map(|order| order.order_id.as_str()).collect();
+        let ranks: Vec<i32> = orders.iter().map(|order| order.rank).collect();
+        let replacements = orders
+            .iter()
+            .map(|order| bson::to_bson(order))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| StoreError::Other(error.into()))?;
+        let position = doc! { "$indexOfArray": [{ "$literal": &ids }, "$_id"] };
+        let filter = doc! {
+            "_id": { "$in": &ids },
+            "$expr": { "$lt": ["$rank", { "$arrayElemAt": [{ "$literal": ranks }, &position] }] },
+        };
+        let update = vec![doc! { "$replaceWith": { "$arrayElemAt": [{ "$literal": replacements }, &position] } }];
+        let durable = WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build();
+        self.orders.update_many(filter, update).write_concern(durable).await?;
+        Ok(())
     }
 
     /// Records `order` unless this service already knows it at the same stage or a later one.

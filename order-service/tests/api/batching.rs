@@ -100,7 +100,7 @@ async fn an_expired_lease_is_taken_over_and_a_live_one_is_not() {
 }
 
 #[tokio::test]
-async fn a_batch_of_transitions_is_one_command_and_each_applies_only_from_its_state() {
+async fn a_batch_of_transitions_is_one_update_per_kind_and_each_applies_only_from_its_state() {
     let probe = Probe::new().await;
     let orders: Vec<OrderDocument> = (0..20).map(|_| order("u", None)).collect();
     assert!(probe.store.insert_batch(&orders).await.iter().all(Result::is_ok));
@@ -123,17 +123,18 @@ async fn a_batch_of_transitions_is_one_command_and_each_applies_only_from_its_st
         payment_id: format!("pay-{}", order.id),
         event_id: "e".into(),
     };
-    // 20 pending → processed, then in the same command: a second processed (already done), a payment
-    // of the right total (applies), one of a wrong total (refused by the filter), and one of a pending
-    // order (too early).
+    // 19 pending → processed, then in the same batch: a second processed of one of them (nothing left
+    // to do), a payment of the right total (applies), one of a wrong total (refused by the filter), and
+    // one of a pending order (too early).
     let mut writes: Vec<TransitionWrite> = orders[..19].iter().map(processed).collect();
     writes.push(processed(&orders[0]));
     writes.push(paid(&orders[1], 179_998));
     writes.push(paid(&orders[2], 1));
     writes.push(paid(&orders[19], 179_998));
-    let before = probe.sent("bulkWrite");
+    let before = (probe.sent("update"), probe.sent("bulkWrite"));
     let applied = probe.store.apply_transitions(&writes).await.unwrap();
-    assert_eq!(probe.sent("bulkWrite") - before, 1, "one command for the batch");
+    assert_eq!(probe.sent("update") - before.0, 2, "one update for the processed, one for the paid");
+    assert_eq!(probe.sent("bulkWrite") - before.1, 0, "no statement per order");
     assert_eq!(&applied[..19], &[true; 19]);
     assert_eq!(&applied[19..], &[false, true, false, false]);
 
@@ -143,4 +144,44 @@ async fn a_batch_of_transitions_is_one_command_and_each_applies_only_from_its_st
     assert_eq!(stored[&orders[1].id].status, OrderStatus::Paid);
     assert_eq!(stored[&orders[2].id].status, OrderStatus::Processed);
     assert_eq!(stored[&orders[19].id].status, OrderStatus::Pending);
+    for (order, write) in orders[..19].iter().zip(&writes) {
+        let TransitionWrite::Processed { event, .. } = write else { unreachable!() };
+        assert_eq!(stored[&order.id].outbox.last(), Some(event), "each order queues its own event");
+    }
+}
+
+#[tokio::test]
+async fn a_batch_whose_transitions_all_apply_is_one_update_and_no_read() {
+    let probe = Probe::new().await;
+    let orders: Vec<OrderDocument> = (0..30).map(|_| order("u", None)).collect();
+    assert!(probe.store.insert_batch(&orders).await.iter().all(Result::is_ok));
+    let writes: Vec<TransitionWrite> = orders
+        .iter()
+        .map(|order| TransitionWrite::Processed {
+            order_id: order.id.clone(),
+            event: OutboxEvent {
+                event_id: format!("$processed-{}", order.id),
+                topic: "order-processed".into(),
+                key: order.id.clone(),
+                payload: "$not-a-field-path".into(),
+                request_id: None,
+                traceparent: None,
+                tracestate: None,
+            },
+        })
+        .collect();
+    let before = (probe.sent("update"), probe.sent("find"));
+    assert_eq!(probe.store.apply_transitions(&writes).await.unwrap(), vec![true; 30]);
+    assert_eq!((probe.sent("update") - before.0, probe.sent("find") - before.1), (1, 0));
+    let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
+    let stored = probe.store.find_many(&ids).await.unwrap();
+    for order in &orders {
+        let queued = stored[&order.id].outbox.last().expect("an event");
+        assert_eq!(
+            queued.event_id,
+            format!("$processed-{}", order.id),
+            "values starting with $ are stored as they are"
+        );
+        assert_eq!(queued.payload, "$not-a-field-path");
+    }
 }

@@ -1,7 +1,7 @@
 //! The consumer (group `payment-service`) that keeps the order projection current from the order-service's
 //! `new-order` and `order-processed` events.
 //!
-//! Whatever the consumer has received (up to [`BATCH`] messages) is applied together, with one `bulkWrite`
+//! Whatever the consumer has received (up to [`BATCH`] messages) is applied together, in one or two commands
 //! (see `projection`). Offsets are stored only once the whole batch is durably applied (or its poison messages
 //! are safely in the dead-letter topic), and committed from there, so a crash redelivers rather than skips.
 //! Applying is idempotent, so redeliveries change nothing. A message that can never be applied (not an order
@@ -35,7 +35,7 @@ pub const NEW_ORDER: &str = "new-order";
 pub const ORDER_PROCESSED: &str = "order-processed";
 /// The version of the order events this consumer understands.
 const ORDER_EVENT_VERSION: u32 = 1;
-/// Most messages applied in one batch (one `bulkWrite`).
+/// Most messages applied in one batch.
 pub const BATCH: usize = 256;
 
 /// The part of an order event's `data` this service keeps.
