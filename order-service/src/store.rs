@@ -320,20 +320,21 @@ impl OrderStore {
             }
             let [user_ids, totals, payment_ids, event_ids] = columns;
             let position = position_of_id(&ids);
-            // Conditional on the owner and total the payment was checked against.
-            let filter = doc! {
-                "_id": { "$in": &ids },
-                "status": OrderStatus::Processed.as_str(),
-                "$expr": { "$and": [
-                    { "$eq": ["$userId", pick(user_ids, &position)] },
-                    { "$eq": ["$totalCents", pick(totals, &position)] },
-                ] },
-            };
+            // Conditional on the owner and total the payment was checked against. That condition is in the
+            // update, not in the filter: SecantusDB answers a filter with a top-level `$expr` by scanning the
+            // whole collection, one with `_id` through the index. An order that fails it keeps its values,
+            // which leaves it unmodified.
+            let checked = doc! { "$and": [
+                { "$eq": ["$userId", pick(user_ids, &position)] },
+                { "$eq": ["$totalCents", pick(totals, &position)] },
+            ] };
+            let when_checked = |value: Bson, field: &str| doc! { "$cond": [&checked, value, format!("${field}")] };
+            let filter = doc! { "_id": { "$in": &ids }, "status": OrderStatus::Processed.as_str() };
             let update = vec![doc! { "$set": {
-                "status": OrderStatus::Paid.as_str(),
-                "paymentId": pick(payment_ids, &position),
-                "paidByEventId": pick(event_ids, &position),
-                "updatedAt": now,
+                "status": when_checked(OrderStatus::Paid.as_str().into(), "status"),
+                "paymentId": when_checked(pick(payment_ids, &position).into(), "paymentId"),
+                "paidByEventId": when_checked(pick(event_ids, &position).into(), "paidByEventId"),
+                "updatedAt": when_checked(now.into(), "updatedAt"),
             } }];
             changed += self.orders.update_many(filter, update).write_concern(durable).await?.modified_count;
         }
