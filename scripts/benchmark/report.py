@@ -5,10 +5,12 @@ import json
 import math
 from pathlib import Path
 
+from backlog import describe_backlog
 from events import describe
 from procs import ENGINES, SERVICES
 
 SCENARIO_FIELDS = ["scenario", "runs", "rps", "p50_ms", "p99_ms", "p999_ms", "errors", "ok"]
+BACKLOG_FIELDS = ["orders", "drain_s", "drained", "drained_per_s", "engine_commands"]
 PIPELINE_FIELDS = ["orders_sent", "orders", "processed", "paid", "processed_p50_ms", "processed_p99_ms", "paid_p50_ms", "paid_p99_ms"]
 
 
@@ -53,6 +55,7 @@ def markdown(report: dict) -> str:
     lines += ["", f"Order pipeline at {p['rate_per_s']} orders/s: {p['orders']} orders of {p['orders_sent']} sent, {p['processed']} processed "
                   f"(p50 {p['processed_p50_ms']} ms, p99 {p['processed_p99_ms']} ms after the 201), {p['paid']} paid "
                   f"(p50 {p['paid_p50_ms']} ms, p99 {p['paid_p99_ms']} ms after the payment call)"]
+    lines += ["", describe_backlog(report["backlog_drain"])]
     lines += ["", "| Kafka events during | seconds | produced/s | consumed/s | produced | consumed | per second by service and topic |",
               "|---|---|---|---|---|---|---|"]
     for stretch, f in report["events"].items():
@@ -138,6 +141,11 @@ def problems(report: dict, out: Path) -> list[str]:
     found += [f"order pipeline: no {key}" for key in PIPELINE_FIELDS if pipeline.get(key) is None]
     if not pipeline.get("paid"):
         found.append("order pipeline: no order was paid")
+    backlog = report["backlog_drain"]
+    if not backlog.get("skipped"):
+        found += [f"backlog drain: no {key}" for key in BACKLOG_FIELDS if backlog.get(key) is None]
+        if backlog.get("orders") and backlog.get("drained", 0) < backlog["orders"]:
+            found.append(f"backlog drain: {backlog['drained']} of {backlog['orders']} orders drained in {backlog['drain_s']} s")
     for stretch, figures in report["events"].items():
         if figures.get("produced_per_s") is None or figures.get("consumed_per_s") is None:
             found.append(f"events during {stretch}: {describe(figures)}")

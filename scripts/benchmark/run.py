@@ -18,7 +18,7 @@ rate after sustained load, next to the fresh one). For each: a warm-up, then sev
 medians of the rate and of p50/p99/p99.9 latency, and the error count. Also: Kafka events/s and
 MongoDB commands per order and per payment (from the services' own metrics) during POST /orders,
 POST /payments and the order pipeline (events.py), the order pipeline at a steady rate
-(pipeline.py), and the peak RSS of every service and engine (procs.py). Results go to target/bench/ (a smoke run: target/bench/smoke/):
+(pipeline.py), how fast a backlog of orders left by a frozen broker drains (backlog.py), and the peak RSS of every service and engine (procs.py). Results go to target/bench/ (a smoke run: target/bench/smoke/):
 results.json, results.md, latency.svg and latency-distribution.svg.
 """
 from __future__ import annotations
@@ -39,6 +39,7 @@ from events import EventMeter, describe, describe_commands  # noqa: E402
 from journey import journey_scenario  # noqa: E402
 from load import THREADS, Plan, scenario, summarize, wrk  # noqa: E402
 from payments import payment_scenario  # noqa: E402
+from backlog import backlog_drain, describe_backlog  # noqa: E402
 from pipeline import order_pipeline  # noqa: E402
 from procs import peak_rss  # noqa: E402
 import report as output  # noqa: E402
@@ -111,7 +112,7 @@ def products_during_logins(endpoints: Endpoints, env: dict, plan: Plan) -> dict:
                      logins_per_s=round(logins_per_s, 1) if logins_per_s is not None else None)
 
 
-def measure(endpoints: Endpoints, plan: Plan, out: Path) -> dict:
+def measure(endpoints: Endpoints, plan: Plan, out: Path, stack_pid: int | None) -> dict:
     email, password, token = new_user(endpoints.gateway, "bench")
     env = {"BENCH_EMAIL": email, "BENCH_PASSWORD": password, "BENCH_TOKEN": token}
     meter = EventMeter({"order-service": f"{endpoints.orders}/metrics", "payment-service": endpoints.payment_metrics})
@@ -139,6 +140,9 @@ def measure(endpoints: Endpoints, plan: Plan, out: Path) -> dict:
           f"(p50 {pipeline['processed_p50_ms']} ms, p99 {pipeline['processed_p99_ms']} ms), paid {pipeline['paid']} "
           f"(p50 {pipeline['paid_p50_ms']} ms, p99 {pipeline['paid_p99_ms']} ms)\n    {describe(pipeline_events)}", flush=True)
 
+    backlog = backlog_drain(endpoints, token, 100 if plan.smoke else 5000, stack_pid, timeout=60 if plan.smoke else 300)
+    print(f"  {describe_backlog(backlog)}", flush=True)
+
     # The same order load on the database the whole run has filled: an engine that slows down as it works
     # shows here (the Python SecantusDB did, until retryWrites=false).
     sustained, sustained_events = scenario_with_events(
@@ -148,7 +152,7 @@ def measure(endpoints: Endpoints, plan: Plan, out: Path) -> dict:
     direct = next(r for r in results if "direct" in r["scenario"])["rps"]
     via_gateway = next(r for r in results if r["scenario"] == "GET /products/1 (gateway)")["rps"]
     return {"results": results, "gateway_to_direct_ratio": round(via_gateway / direct, 2) if direct else None,
-            "order_pipeline": pipeline,
+            "order_pipeline": pipeline, "backlog_drain": backlog,
             "events": {"POST /orders": order_events, "order pipeline": pipeline_events,
                        "POST /orders after sustained load": sustained_events}}
 
@@ -174,7 +178,7 @@ def main() -> int:
     endpoints = Endpoints.from_ports(ports)
     try:
         wait_ready(endpoints.gateway, 1800, alive=lambda: stack is None or stack.poll() is None)
-        report = measure(endpoints, plan, out)
+        report = measure(endpoints, plan, out, stack.pid if stack else None)
         report["peak_rss_mb"] = peak_rss(stack.pid if stack else None)
         print(f"  peak RSS (MB): {report['peak_rss_mb']}", flush=True)
     finally:
