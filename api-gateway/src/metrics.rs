@@ -4,18 +4,13 @@
 //! their own counts.
 use std::{sync::Arc, time::Duration};
 
-use axum::{
-    extract::State,
-    http::{StatusCode, header},
-    response::IntoResponse,
-};
+use axum::http::StatusCode;
 use platform::http::observe::{BUCKETS, HttpMetrics};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
-use crate::state::AppState;
-
 pub struct Metrics {
-    registry: Registry,
+    /// Every metric below, with the process's own; `GET /metrics` renders it.
+    pub registry: Registry,
     /// Requests by route and status (`platform::http::observe::track_requests`).
     pub http: Arc<HttpMetrics>,
     downstream_requests: IntCounterVec,
@@ -103,20 +98,10 @@ impl Metrics {
         self.downstream_requests.with_label_values(&[service, outcome.label()]).inc();
         self.downstream_duration.with_label_values(&[service]).observe(elapsed.as_secs_f64());
     }
-
-    /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> Vec<u8> {
-        platform::metrics::render(&self.registry)
-    }
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// GET /metrics.
-pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], state.metrics.render())
 }

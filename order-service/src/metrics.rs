@@ -4,7 +4,7 @@
 //! order-services in one test process keep their own counts.
 use std::sync::Arc;
 
-use axum::{extract::State, http::header, response::IntoResponse};
+use axum::{extract::State, response::IntoResponse};
 use platform::{http::observe::HttpMetrics, mongo::MongoMetrics};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
@@ -12,7 +12,8 @@ use crate::state::AppState;
 
 #[derive(Clone)]
 pub struct Metrics {
-    registry: Registry,
+    /// Every metric below, with the process's own; `GET /metrics` renders it.
+    pub registry: Registry,
     /// Requests by route and status (`platform::http::observe::track_requests`).
     pub http: Arc<HttpMetrics>,
     pub kafka_produced: IntCounterVec,
@@ -107,11 +108,6 @@ impl Metrics {
         }
         metrics
     }
-
-    /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> Vec<u8> {
-        platform::metrics::render(&self.registry)
-    }
 }
 
 impl Metrics {
@@ -142,5 +138,5 @@ pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
         Ok(backlog) => state.metrics.outbox_backlog.set(i64::try_from(backlog).unwrap_or(i64::MAX)),
         Err(error) => tracing::debug!(%error, "cannot count the outbox backlog"),
     }
-    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], state.metrics.render())
+    platform::metrics::exposition(&state.metrics.registry)
 }

@@ -8,7 +8,7 @@ use platform::group_commit::Limits;
 use tokio::{net::TcpListener, sync::Notify};
 use tower_http::limit::RequestBodyLimitLayer;
 
-use platform::shutdown::{StopSignal, Workers, retry_until_ok};
+use platform::shutdown::{StopSignal, WORKER_DRAIN, Workers, retry_until_ok};
 
 use crate::{
     auth::JwksVerifier,
@@ -27,10 +27,6 @@ use crate::{
 };
 
 const MAX_BODY_BYTES: usize = 16 * 1024;
-
-/// How long the workers get to finish once the HTTP server has drained: the consumer commits its offsets,
-/// the relay flushes its producer.
-const WORKERS_DRAIN: Duration = Duration::from_secs(15);
 
 pub struct Application {
     listener: TcpListener,
@@ -105,6 +101,7 @@ impl Application {
             topics: config.topics.clone(),
             relay_wake: state.relay_wake.clone(),
             topic_setup: topic_setup.clone(),
+            last_repair: Default::default(),
             metrics,
         };
         let workers = Workers::new();
@@ -133,7 +130,7 @@ impl Application {
     /// flushes the producer).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let served = platform::http::server::serve(self.listener, self.router, self.limits, shutdown).await;
-        self.workers.stop(WORKERS_DRAIN).await;
+        self.workers.stop(WORKER_DRAIN).await;
         served?;
         tracing::info!("order-service stopped");
         Ok(())

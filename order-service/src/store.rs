@@ -9,7 +9,6 @@ use futures::TryStreamExt as _;
 use mongodb::{
     Collection, Database, IndexModel,
     bson::{self, Bson, Document, doc},
-    error::ErrorKind,
     options::{Acknowledgment, IndexOptions, WriteConcern},
 };
 use platform::mongo::OutboxLeases;
@@ -21,6 +20,7 @@ use crate::{
 };
 
 /// An event waiting in an order's outbox.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct OutboxEvent {
@@ -30,17 +30,15 @@ pub struct OutboxEvent {
     pub key: String,
     /// The envelope, serialised once when the event is written.
     pub payload: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     /// The W3C trace context of the work that queued the event: its publication and consumption
     /// join that trace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
     /// The vendor part of that trace context (W3C `tracestate`), carried along unchanged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracestate: Option<String>,
 }
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderDocument {
@@ -54,15 +52,11 @@ pub struct OrderDocument {
     pub total_cents: i64,
     pub status: OrderStatus,
     /// `<userId>:<Idempotency-Key>`; unique (sparse) so a retried POST cannot create a second order.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_scope: Option<String>,
     /// What the keyed request asked for, so a reused key with another body is refused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_fingerprint: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_id: Option<String>,
     /// The trace context of the request that created the order: its payment links to it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
     #[serde(default)]
     pub outbox: Vec<OutboxEvent>,
@@ -160,34 +154,6 @@ pub struct OrderStore {
     orders: Collection<OrderDocument>,
 }
 
-/// Reads the per-document outcome of an `insert_many` (ordered: false) of `count` documents: a
-/// duplicate key is that document's own answer; any other failure is every unconfirmed document's.
-fn insert_outcomes(count: usize, result: Result<(), mongodb::error::Error>) -> Vec<Result<(), StoreError>> {
-    let error = match result {
-        Ok(()) => return vec![Ok(()); count],
-        Err(error) => error,
-    };
-    let ErrorKind::InsertMany(failure) = &*error.kind else {
-        // Nothing is known to be written (network, timeout): every caller gets the error.
-        return vec![Err(StoreError::from(error)); count];
-    };
-    if failure.write_concern_error.is_some() {
-        // Written, maybe, but not known durable: no caller may answer 2xx on it.
-        return vec![Err(StoreError::from(error.clone())); count];
-    }
-    let mut outcomes = vec![Ok(()); count];
-    for write_error in failure.write_errors.iter().flatten() {
-        if let Some(outcome) = outcomes.get_mut(write_error.index) {
-            *outcome = Err(if write_error.code == 11000 {
-                StoreError::DuplicateIdempotencyKey
-            } else {
-                StoreError::Other(error.clone())
-            });
-        }
-    }
-    outcomes
-}
-
 /// The position of the document's `_id` in `ids`: picks each order's own value out of a batch's arrays.
 fn position_of_id(ids: &[&str]) -> Document {
     doc! { "$indexOfArray": [{ "$literal": ids }, "$_id"] }
@@ -207,8 +173,8 @@ impl OrderStore {
     /// Inserts a batch of new orders in one command (unordered, so one duplicate does not stop the
     /// others), with the client's durable write concern; one outcome per order, in order.
     pub async fn insert_batch(&self, orders: &[OrderDocument]) -> Vec<Result<(), StoreError>> {
-        let result = self.orders.insert_many(orders).ordered(false).await.map(|_| ());
-        insert_outcomes(orders.len(), result)
+        let result = self.orders.insert_many(orders).ordered(false).await;
+        platform::mongo::insert_many_outcomes(orders.len(), result, StoreError::DuplicateIdempotencyKey)
     }
 
     /// The orders holding these idempotency scopes, by scope, in one query.
@@ -230,16 +196,14 @@ impl OrderStore {
 
     /// Claims for `owner`, until `lease` from now, every order with unpublished events whose lease
     /// has expired (or that none holds), then returns at most `limit` of `owner`'s claimed orders,
-    /// oldest first. Two commands, whatever the backlog; both select on `outboxPending` first.
+    /// oldest first.
     pub async fn claim_outbox(
         &self,
         owner: &str,
         lease: Duration,
-        limit: i64,
+        limit: usize,
     ) -> Result<Vec<OrderDocument>, StoreError> {
-        OutboxLeases::new(&self.orders).claim(owner, lease).await?;
-        let cursor = self.orders.find(OutboxLeases::claimed_by(owner)).sort(doc! { "_id": 1 }).limit(limit).await?;
-        Ok(cursor.try_collect().await?)
+        Ok(OutboxLeases::new(&self.orders).claim_oldest(owner, lease, limit, None).await?)
     }
 
     /// Extends `owner`'s claims by `lease` from now: a relay draining a long backlog keeps it.
@@ -388,11 +352,7 @@ impl OrderStore {
     }
 
     pub async fn insert(&self, order: &OrderDocument) -> Result<(), StoreError> {
-        match self.orders.insert_one(order).await {
-            Ok(_) => Ok(()),
-            Err(error) if platform::mongo::is_duplicate_key(&error) => Err(StoreError::DuplicateIdempotencyKey),
-            Err(error) => Err(error.into()),
-        }
+        platform::mongo::insert_outcome(self.orders.insert_one(order).await, StoreError::DuplicateIdempotencyKey)
     }
 
     pub async fn find(&self, id: &str) -> Result<Option<OrderDocument>, StoreError> {

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use axum::{
     Json, Router,
     extract::State,
-    http::{StatusCode, Uri, header},
+    http::{StatusCode, Uri},
     response::IntoResponse,
     routing::get,
 };
@@ -190,11 +190,6 @@ impl Metrics {
     pub fn set_outbox_backlog(&self, events: u64) {
         self.outbox_backlog.set(i64::try_from(events).unwrap_or(i64::MAX));
     }
-
-    /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> Vec<u8> {
-        platform::metrics::render(&self.registry)
-    }
 }
 
 impl Default for Metrics {
@@ -232,7 +227,7 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
 }
 
 async fn render(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], metrics.render())
+    platform::metrics::exposition(&metrics.registry)
 }
 
 async fn not_found(uri: Uri) -> impl IntoResponse {
@@ -255,7 +250,7 @@ mod tests {
         metrics.expect_topic("payment-processed");
         metrics.set_outbox_backlog(2);
         metrics.mongodb.durations.with_label_values(&["find", "success"]).observe(0.001);
-        let text = String::from_utf8(metrics.render()).unwrap();
+        let text = String::from_utf8(platform::metrics::render(&metrics.registry)).unwrap();
         for line in [
             r#"grpc_server_requests_total{code="InvalidArgument",method="Pay"} 1"#,
             r#"grpc_server_request_duration_seconds_count{method="Pay"} 1"#,

@@ -1,6 +1,6 @@
 //! Application: wiring, gRPC server (payments, health, reflection), listener (port 0 in tests), background
 //! workers (storage health, outbox relay, the order events consumer, the metrics side server) and graceful shutdown.
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc};
 
 use anyhow::Context as _;
 use platform::group_commit::Limits;
@@ -22,17 +22,13 @@ use crate::{
     metrics::{self, Metrics},
     projection::{OrderProjection, ProcessedOrders},
     proto::{self, payment_service_server::PaymentServiceServer},
-    shutdown::{StopSignal, Task},
+    shutdown::{StopSignal, Task, WORKER_DRAIN},
     store::PaymentStore,
     use_cases::payments::{self, Payments, ProjectionReads},
 };
 
 /// Requests to this service are a few hundred bytes; anything much larger is not a payment.
 const MAX_MESSAGE_BYTES: usize = 16 * 1024;
-
-/// How long each background task gets to finish once asked (the relay publishing what is left, the consumer
-/// committing its offsets) before it is aborted.
-const TASK_DRAIN: Duration = Duration::from_secs(15);
 
 pub struct Application {
     listener: TcpListener,
@@ -184,7 +180,7 @@ impl Application {
         let stop_serving = async move {
             shutdown.await;
             // The monitor must not flip health back to SERVING while calls drain.
-            storage_monitor.stop(TASK_DRAIN).await;
+            storage_monitor.stop(WORKER_DRAIN).await;
             health.set(false).await;
             tracing::info!("shutting down: no new calls; finishing the ones in flight");
         };
@@ -198,9 +194,9 @@ impl Application {
             .serve_with_incoming_shutdown(incoming, stop_serving)
             .await;
         // After the server: calls that finished last may have stored events the relay should still publish.
-        outbox_relay.stop(TASK_DRAIN).await;
-        order_events.stop(TASK_DRAIN).await;
-        metrics_server.stop(TASK_DRAIN).await;
+        outbox_relay.stop(WORKER_DRAIN).await;
+        order_events.stop(WORKER_DRAIN).await;
+        metrics_server.stop(WORKER_DRAIN).await;
         served.context("the gRPC server failed")?;
         tracing::info!("payment-service stopped");
         Ok(())

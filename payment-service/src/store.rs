@@ -17,7 +17,6 @@ use futures::TryStreamExt as _;
 use mongodb::{
     Collection, Database, IndexModel,
     bson::{self, doc},
-    error::ErrorKind,
     options::IndexOptions,
 };
 use platform::mongo::OutboxLeases;
@@ -25,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{domain::PaymentStatus, telemetry::TraceContext};
 
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentDocument {
@@ -41,20 +41,15 @@ pub struct PaymentDocument {
     pub reason: String,
     pub idempotency_scope: String,
     /// Set to the order id on SUCCESS payments only: the sparse unique index on it allows one per order.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub success_order_id: Option<String>,
     pub created_at: bson::DateTime,
     /// The `x-request-id` of the call that created the payment, passed on as a Kafka header.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     /// The W3C trace context of the call that created the payment (SUCCESS only), so that publishing its event
     /// joins that trace. Absent when tracing was off, and in documents older than the field.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracestate: Option<String>,
     /// The event envelope (JSON) to publish, written in the same insert as the payment (transactional outbox).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbox_event: Option<String>,
     /// True until the event has been acknowledged by Kafka.
     #[serde(default)]
@@ -167,29 +162,8 @@ impl PaymentStore {
         if !self.indexes_ready() {
             return vec![Err(StoreError::NotReady); payments.len()];
         }
-        let error = match self.payments.insert_many(payments).ordered(false).await {
-            Ok(_) => return vec![Ok(()); payments.len()],
-            Err(error) => error,
-        };
-        let ErrorKind::InsertMany(failure) = &*error.kind else {
-            // Nothing known to be written (network, timeout): every caller gets the error.
-            return vec![Err(StoreError::from(error)); payments.len()];
-        };
-        if failure.write_concern_error.is_some() {
-            // Maybe written, but not known durable: no caller may be told it succeeded.
-            return vec![Err(StoreError::from(error.clone())); payments.len()];
-        }
-        let mut outcomes = vec![Ok(()); payments.len()];
-        for write_error in failure.write_errors.iter().flatten() {
-            if let Some(outcome) = outcomes.get_mut(write_error.index) {
-                *outcome = Err(if write_error.code == 11000 {
-                    StoreError::Duplicate
-                } else {
-                    StoreError::Other(error.clone())
-                });
-            }
-        }
-        outcomes
+        let result = self.payments.insert_many(payments).ordered(false).await;
+        platform::mongo::insert_many_outcomes(payments.len(), result, StoreError::Duplicate)
     }
 
     /// Inserts a payment; a unique index makes a concurrent duplicate fail with [`StoreError::Duplicate`].
@@ -197,11 +171,7 @@ impl PaymentStore {
         if !self.indexes_ready() {
             return Err(StoreError::NotReady);
         }
-        match self.payments.insert_one(payment).await {
-            Ok(_) => Ok(()),
-            Err(error) if platform::mongo::is_duplicate_key(&error) => Err(StoreError::Duplicate),
-            Err(error) => Err(error.into()),
-        }
+        platform::mongo::insert_outcome(self.payments.insert_one(payment).await, StoreError::Duplicate)
     }
 
     pub async fn find_by_id(&self, payment_id: &str) -> Result<Option<PaymentDocument>, StoreError> {
@@ -227,25 +197,15 @@ impl PaymentStore {
     }
 
     /// Claims for `owner`, until `lease` from now, every unpublished event whose lease has expired (or that none
-    /// holds), then returns the oldest `limit` of its claimed events. Two commands, whatever the backlog; both
-    /// select on `outboxPending` first.
+    /// holds), then returns the oldest `limit` of its claimed events.
     pub async fn claim_pending_events(
         &self,
         owner: &str,
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<PendingEvent>, StoreError> {
-        OutboxLeases::new(&self.payments).claim(owner, lease).await?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let cursor = self
-            .payments
-            .clone_with_type::<PendingEvent>()
-            .find(OutboxLeases::claimed_by(owner))
-            .projection(doc! { "orderId": 1, "outboxEvent": 1, "requestId": 1, "traceparent": 1, "tracestate": 1 })
-            .sort(doc! { "_id": 1 })
-            .limit(limit)
-            .await?;
-        Ok(cursor.try_collect().await?)
+        let fields = doc! { "orderId": 1, "outboxEvent": 1, "requestId": 1, "traceparent": 1, "tracestate": 1 };
+        Ok(OutboxLeases::new(&self.payments).claim_oldest(owner, lease, limit, Some(fields)).await?)
     }
 
     /// Frees `owner`'s claims (at start, what a previous run under this name left; at shutdown, what it did not

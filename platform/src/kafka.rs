@@ -1,5 +1,6 @@
 //! The Kafka connection settings ([`KafkaConnection`], read by `platform::config`) applied to librdkafka's
-//! configuration, so every client of every service connects the same way.
+//! configuration, so every client of every service connects the same way; the loop of a consumer that works in
+//! batches; and the JSON envelope every event travels in (each service keeps its own event types).
 //!
 //! librdkafka is built with its own OpenSSL (rdkafka's `ssl-vendored`), statically linked: without a CA file,
 //! TLS connections use `ssl.ca.location=probe` (the system's usual CA locations). librdkafka checks the
@@ -10,10 +11,15 @@ use rdkafka::{
     ClientConfig,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
+    consumer::{CommitMode, Consumer as _, ConsumerContext, StreamConsumer},
     error::{KafkaError, RDKafkaErrorCode},
+    message::BorrowedMessage,
 };
 
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
 pub use crate::config::{KafkaConnection, KafkaProtocol, SaslMechanism};
+use crate::shutdown::StopSignal;
 
 /// How long topic creation may take before it is retried.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -74,9 +80,134 @@ impl KafkaConnection {
     }
 }
 
+/// The envelope of every event (documented in DOCUMENTATION.md):
+/// `{"eventId": "uuid", "type": "new-order", "version": 1, "occurredAt": "RFC 3339", "data": {...}}`. Consumers
+/// deduplicate on `eventId` (delivery is at-least-once); `type` and `version` say what `data` is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope<T> {
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub version: u32,
+    pub occurred_at: String,
+    pub data: T,
+}
+
+impl<T> Envelope<T> {
+    /// A new event, its id a UUID v7 (time-ordered).
+    pub fn new(event_type: &str, version: u32, occurred_at: String, data: T) -> Self {
+        Self {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            event_type: event_type.to_owned(),
+            version,
+            occurred_at,
+            data,
+        }
+    }
+}
+
+/// Why a message can never be processed: it goes to the dead-letter topic with this reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Poison(pub String);
+
+/// Parses a message payload into an envelope of `expected_type` at `version`; anything else is poison.
+pub fn parse_envelope<T: DeserializeOwned>(
+    payload: Option<&[u8]>,
+    expected_type: &str,
+    version: u32,
+) -> Result<Envelope<T>, Poison> {
+    let payload = payload.ok_or_else(|| Poison("empty message".into()))?;
+    let envelope: Envelope<T> =
+        serde_json::from_slice(payload).map_err(|error| Poison(format!("not a {expected_type} envelope: {error}")))?;
+    if envelope.event_type != expected_type {
+        return Err(Poison(format!("unexpected event type {:?}", envelope.event_type)));
+    }
+    if envelope.version != version {
+        return Err(Poison(format!("unsupported version {}", envelope.version)));
+    }
+    Ok(envelope)
+}
+
+/// What a group consumer does with the batches [`consume_batches`] receives.
+pub trait BatchWork {
+    /// Makes the whole batch durable (or dead-lettered), retrying while a dependency is away; false when asked to
+    /// stop first, and then nothing of the batch counts as done.
+    fn work(&self, batch: &[BorrowedMessage<'_>], stop: &mut StopSignal) -> impl Future<Output = bool> + Send;
+
+    /// A consumer error (a broker away, a subscribed topic missing); the loop pauses briefly after it.
+    fn failed(&self, error: KafkaError) -> impl Future<Output = ()> + Send;
+}
+
+/// The loop of a group consumer that works in batches and stores its offsets by hand
+/// (`enable.auto.offset.store=false`, committed from the store): the first message is waited for, whatever else
+/// has already arrived joins it (up to `max`, no waiting), and the batch's offsets are stored only once the whole
+/// batch is done, in order, so that a crash redelivers rather than skips. When asked to stop, the stored offsets
+/// are committed before returning.
+pub async fn consume_batches<C: ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+    max: usize,
+    stop: &mut StopSignal,
+    work: &impl BatchWork,
+) {
+    loop {
+        let first = tokio::select! {
+            message = consumer.recv() => message,
+            () = stop.stopped() => break,
+        };
+        let first = match first {
+            Ok(first) => first,
+            Err(error) => {
+                work.failed(error).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match tokio::time::timeout(Duration::ZERO, consumer.recv()).await {
+                Ok(Ok(message)) => batch.push(message),
+                _ => break,
+            }
+        }
+        if !work.work(&batch, stop).await {
+            break;
+        }
+        for message in &batch {
+            if let Err(error) = consumer.store_offset_from_message(message) {
+                tracing::warn!(%error, "cannot store the offset; the message may be redelivered");
+            }
+        }
+    }
+    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::debug!(%error, "no offsets committed at shutdown");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_a_well_formed_envelope() {
+        let payload =
+            json!({"eventId": "e", "type": "new-order", "version": 1, "occurredAt": "t", "data": {"id": "o1"}});
+        let envelope: Envelope<serde_json::Value> =
+            parse_envelope(Some(payload.to_string().as_bytes()), "new-order", 1).unwrap();
+        assert_eq!((envelope.event_id.as_str(), &envelope.data["id"]), ("e", &json!("o1")));
+    }
+
+    #[test]
+    fn garbage_other_types_and_other_versions_are_poison() {
+        let parse = |payload: Option<&[u8]>| parse_envelope::<serde_json::Value>(payload, "new-order", 1);
+        assert_eq!(parse(None), Err(Poison("empty message".into())));
+        assert!(parse(Some(b"{not json")).unwrap_err().0.starts_with("not a new-order envelope"));
+        let other = json!({"eventId": "e", "type": "other", "version": 1, "occurredAt": "t", "data": {}});
+        assert!(parse(Some(other.to_string().as_bytes())).is_err());
+        let v2 = json!({"eventId": "e", "type": "new-order", "version": 2, "occurredAt": "t", "data": {}});
+        assert_eq!(parse(Some(v2.to_string().as_bytes())), Err(Poison("unsupported version 2".into())));
+    }
 
     #[test]
     fn tls_without_a_ca_file_probes_the_systems_ca_certificates() {

@@ -1,6 +1,6 @@
 //! What the five services share and none of them owns: configuration plumbing, telemetry, shutdown, backoff,
-//! the HTTP server with its limits, trusted-proxy client addresses, token verification, metrics plumbing, and
-//! how clients connect (TLS, Kafka security).
+//! the HTTP server with its limits, trusted-proxy client addresses, token verification, metrics plumbing, how
+//! clients connect (TLS, Kafka security), the Kafka consumer loop and event envelope, and MongoDB plumbing.
 //! Domain types and storage never come here: each service keeps its own.
 //!
 //! A service that moves to its own repository pins a version of this crate; it never copies it.

@@ -3,6 +3,37 @@
 //! text rendering `GET /metrics` answers with. Each service declares its own metrics on that registry.
 use prometheus::{Encoder as _, Registry};
 
+/// What a service answering HTTP from its own database measures in any case, on one [`registry`]: requests by
+/// route and status, and MongoDB commands. A service registers its own metrics on `registry` too, and serves it
+/// with `platform::http::observe::metrics`. One per application (not a global registry), so that several
+/// applications in one test process keep their own counts.
+#[cfg(feature = "mongodb")]
+#[derive(Clone)]
+pub struct ServiceMetrics {
+    pub registry: Registry,
+    /// Requests by route and status (`platform::http::observe::track_requests`).
+    pub http: std::sync::Arc<crate::http::observe::HttpMetrics>,
+    /// What the MongoDB client's command monitoring feeds.
+    pub mongodb: crate::mongo::MongoMetrics,
+}
+
+#[cfg(feature = "mongodb")]
+impl ServiceMetrics {
+    pub fn new() -> Self {
+        let registry = registry();
+        let http = crate::http::observe::HttpMetrics::register(&registry);
+        let mongodb = crate::mongo::MongoMetrics::register(&registry);
+        Self { registry, http, mongodb }
+    }
+}
+
+#[cfg(feature = "mongodb")]
+impl Default for ServiceMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A registry with the process metrics registered.
 pub fn registry() -> Registry {
     let registry = Registry::new();
@@ -12,6 +43,11 @@ pub fn registry() -> Registry {
         tracing::warn!(%error, "process metrics unavailable");
     }
     registry
+}
+
+/// What `GET /metrics` answers: the text exposition of `registry` with its content type (an axum response as is).
+pub fn exposition(registry: &Registry) -> ([(http::header::HeaderName, &'static str); 1], Vec<u8>) {
+    ([(http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], render(registry))
 }
 
 /// The Prometheus text exposition of every metric in `registry`.

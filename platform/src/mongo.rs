@@ -2,6 +2,7 @@
 //! own collections, documents and rules (`store.rs`); this is only the connection and the error taxonomy.
 use std::time::Duration;
 
+use futures::TryStreamExt as _;
 use mongodb::{
     Client, Collection,
     bson::{DateTime, Document, doc},
@@ -95,6 +96,45 @@ pub fn is_duplicate_key(error: &Error) -> bool {
     }
 }
 
+/// The outcome of inserting one document: `duplicate` when a unique index refused it, the service's reading
+/// of any other error.
+pub fn insert_outcome<T, E: From<Error>>(result: Result<T, Error>, duplicate: E) -> Result<(), E> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(error) if is_duplicate_key(&error) => Err(duplicate),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The outcome of each of the `count` documents of an unordered `insert_many`, in order: a write error is that
+/// document's own (`duplicate` for a unique index); any other failure is every document's, because none is
+/// known to be durably written.
+pub fn insert_many_outcomes<T, E: From<Error> + Clone>(
+    count: usize,
+    result: Result<T, Error>,
+    duplicate: E,
+) -> Vec<Result<(), E>> {
+    let error = match result {
+        Ok(_) => return vec![Ok(()); count],
+        Err(error) => error,
+    };
+    let ErrorKind::InsertMany(failure) = &*error.kind else {
+        // Nothing is known to be written (network, timeout): every caller gets the error.
+        return vec![Err(E::from(error)); count];
+    };
+    if failure.write_concern_error.is_some() {
+        // Written, maybe, but not known durable: no caller may be told it succeeded.
+        return vec![Err(E::from(error.clone())); count];
+    }
+    let mut outcomes = vec![Ok(()); count];
+    for write_error in failure.write_errors.iter().flatten() {
+        if let Some(outcome) = outcomes.get_mut(write_error.index) {
+            *outcome = Err(if write_error.code == 11000 { duplicate.clone() } else { E::from(error.clone()) });
+        }
+    }
+    outcomes
+}
+
 /// The leases of a transactional outbox kept in a service's own collection: documents with events to publish
 /// carry `outboxPending: true`, and a relay claims them with `leaseOwner` (its replica id) and `leaseUntil`, so
 /// that with several replicas an event is published once in the normal case. Only the mechanism is shared here;
@@ -134,6 +174,31 @@ impl OutboxLeases {
             )
             .await?;
         Ok(())
+    }
+
+    /// Claims for `owner` (as [`OutboxLeases::claim`]), then reads the oldest `limit` of its claimed entries, as
+    /// `T` (only the fields of `projection`, when given): two commands, whatever the backlog, both selecting on
+    /// `outboxPending` first.
+    pub async fn claim_oldest<T>(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+        projection: Option<Document>,
+    ) -> Result<Vec<T>, Error>
+    where
+        T: serde::de::DeserializeOwned + Send + Sync,
+    {
+        self.claim(owner, lease).await?;
+        let entries = self.collection.clone_with_type::<T>();
+        let mut find = entries
+            .find(Self::claimed_by(owner))
+            .sort(doc! { "_id": 1 })
+            .limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        if let Some(projection) = projection {
+            find = find.projection(projection);
+        }
+        find.await?.try_collect().await
     }
 
     /// Extends `owner`'s claims by `lease` from now: a relay draining a long backlog keeps it.
@@ -180,6 +245,29 @@ mod tests {
         assert!(is_unavailable(&error), "{error}");
         assert!(!is_duplicate_key(&error));
         assert!(started.elapsed() < Duration::from_secs(10), "gave up after the timeout, not the driver's 30 s");
+    }
+
+    /// How a service reads a refused insert, for the tests below.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Refused {
+        Duplicate,
+        Unavailable,
+        Other,
+    }
+
+    impl From<Error> for Refused {
+        fn from(error: Error) -> Self {
+            if is_unavailable(&error) { Self::Unavailable } else { Self::Other }
+        }
+    }
+
+    #[test]
+    fn a_batch_that_failed_as_a_whole_fails_every_document_with_the_services_reading_of_the_error() {
+        assert_eq!(insert_many_outcomes(2, Ok(()), Refused::Duplicate), vec![Ok(()), Ok(())]);
+        let lost = || Err::<(), _>(Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(insert_many_outcomes(3, lost(), Refused::Duplicate), vec![Err(Refused::Unavailable); 3]);
+        assert_eq!(insert_outcome(lost(), Refused::Duplicate), Err(Refused::Unavailable));
+        assert_eq!(insert_outcome(Ok(()), Refused::Duplicate), Ok(()));
     }
 
     #[tokio::test]

@@ -6,6 +6,10 @@ use std::{future::Future, time::Duration};
 
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+/// How long a service's background workers get to finish once asked (a consumer committing its offsets, a relay
+/// publishing what is left and flushing its producer) before they are given up on.
+pub const WORKER_DRAIN: Duration = Duration::from_secs(15);
+
 /// The future that tells a service to stop, as `service_main` hands it over.
 pub type Signal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
@@ -155,25 +159,43 @@ impl Drop for Task {
 
 /// Retries `attempt` with capped, jittered backoff until it succeeds (true) or stopping is requested (false).
 /// Startup never fails because a dependency is down: the service reports not-ready meanwhile.
-pub async fn retry_until_ok<F, Fut, E>(what: &str, stop: &mut StopSignal, mut attempt: F) -> bool
+pub async fn retry_until_ok<F, Fut, E>(what: &str, stop: &mut StopSignal, attempt: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
+    if stop.is_stopped() {
+        return false;
+    }
+    let warn = |error: E, delay: Duration| {
+        tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "{what} not ready");
+    };
+    retry(stop, attempt, warn).await.is_some()
+}
+
+/// Runs `attempt` until it succeeds, waiting a capped, jittered backoff after each failure (told to `failed` with
+/// the coming delay); None when stopping is requested first. For work that must be done before going on (a
+/// consumer's batch, a dead letter), whatever the outage.
+pub async fn retry<T, E, F, Fut>(
+    stop: &mut StopSignal,
+    mut attempt: F,
+    mut failed: impl FnMut(E, Duration),
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
     let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
-        if stop.is_stopped() {
-            return false;
-        }
         match attempt().await {
-            Ok(()) => return true,
+            Ok(value) => return Some(value),
             Err(error) => {
                 let delay = backoff.next_delay();
-                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "{what} not ready");
+                failed(error, delay);
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
-                    () = stop.stopped() => return false,
+                    () = stop.stopped() => return None,
                 }
             }
         }
@@ -240,5 +262,25 @@ mod tests {
 
         handle.stop();
         assert!(!retry_until_ok("test", &mut signal, || async { Err::<(), _>("down") }).await);
+    }
+
+    #[tokio::test]
+    async fn retry_returns_the_first_success_after_telling_each_failure() {
+        let (handle, mut signal) = stop_channel();
+        let attempts = AtomicU32::new(0);
+        let mut failures = Vec::new();
+        let value = retry(
+            &mut signal,
+            || {
+                let attempt = attempts.fetch_add(1, Ordering::SeqCst);
+                async move { if attempt < 2 { Err(attempt) } else { Ok("done") } }
+            },
+            |error, _delay| failures.push(error),
+        )
+        .await;
+        assert_eq!((value, failures), (Some("done"), vec![0, 1]));
+
+        handle.stop();
+        assert_eq!(retry(&mut signal, || async { Err::<(), _>("down") }, |_, _| {}).await, None);
     }
 }

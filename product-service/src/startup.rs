@@ -14,7 +14,7 @@ use crate::{
     metrics::Metrics,
     routes::{self, GraphqlEndpoint},
     seed::SEED_PRODUCTS,
-    state::{AppState, Inner},
+    state::AppState,
     store::ProductStore,
 };
 
@@ -39,7 +39,7 @@ impl Application {
         .await
         .context("MONGODB_URI is not a usable MongoDB connection string")?;
         let store = ProductStore::new(client.database(&config.mongodb.database));
-        let state = AppState::new(Inner { catalogue: Catalogue::new(store, config.product_cache_ttl) });
+        let state = AppState::new(Catalogue::new(store, config.product_cache_ttl));
         let verifier = JwksVerifier::new(
             config.jwks_url.0.clone(),
             &config.jwt_issuer,

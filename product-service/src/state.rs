@@ -9,25 +9,14 @@ use crate::{catalogue::Catalogue, error::ServiceError};
 
 #[derive(Clone)]
 pub struct AppState {
-    inner: Arc<Inner>,
+    pub catalogue: Arc<Catalogue>,
     /// Set by the startup worker once the indexes and the seed products exist.
     bootstrapped: Arc<AtomicBool>,
 }
 
-pub struct Inner {
-    pub catalogue: Catalogue,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.inner
-    }
-}
-
 impl AppState {
-    pub fn new(inner: Inner) -> Self {
-        Self { inner: Arc::new(inner), bootstrapped: Arc::default() }
+    pub fn new(catalogue: Catalogue) -> Self {
+        Self { catalogue: Arc::new(catalogue), bootstrapped: Arc::default() }
     }
 
     pub fn mark_bootstrapped(&self) {

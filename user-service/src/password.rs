@@ -104,7 +104,7 @@ fn verify_in(password: &[u8], phc: &str, memory: &mut [Block]) -> Result<bool, H
 }
 
 impl PasswordHasher {
-    /// `dropped` counts the jobs refused or skipped (see `Metrics::password_hash_dropped`).
+    /// `dropped` counts the jobs refused or skipped (see `metrics::password_hash_dropped`).
     pub fn new(concurrency: usize, queue_limit: usize, dropped: prometheus::IntCounterVec) -> Result<Self, HashError> {
         let dummy_hash =
             hash_in(b"dummy password for timing equalisation", &mut vec![Block::default(); params().block_count()])?;

@@ -48,7 +48,7 @@ impl Application {
                 hasher: PasswordHasher::new(
                     config.password_hash_concurrency,
                     config.password_hash_queue_limit,
-                    metrics.password_hash_dropped(),
+                    crate::metrics::password_hash_dropped(&metrics.registry),
                 )?,
                 tokens,
                 throttle: LoginThrottle::new(config.login_limits),

@@ -9,17 +9,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::{config::SigningKeySource, domain::Role};
 
-/// What every token says about its bearer. Other services rely on exactly these names.
+/// What every token says: what the services that check it read (`platform::auth::Claims`: who the bearer is, in
+/// which role, until when), and what this issuer adds for their checks (`iss`, `aud`) and for audit (`iat`, `jti`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
-    pub sub: String,
-    pub username: String,
-    pub email: String,
-    pub role: Role,
+    #[serde(flatten)]
+    pub bearer: platform::auth::Claims,
     pub iss: String,
     pub aud: String,
     pub iat: u64,
-    pub exp: u64,
     pub jti: String,
 }
 
@@ -100,14 +98,16 @@ impl TokenIssuer {
     ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         let claims = Claims {
-            sub: user_id.to_owned(),
-            username: username.to_owned(),
-            email: email.to_owned(),
-            role,
+            bearer: platform::auth::Claims {
+                sub: user_id.to_owned(),
+                username: username.to_owned(),
+                email: email.to_owned(),
+                role: role.into(),
+                exp: now + self.ttl.as_secs(),
+            },
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             iat: now,
-            exp: now + self.ttl.as_secs(),
             jti: uuid::Uuid::new_v4().to_string(),
         };
         let mut header = Header::new(Algorithm::EdDSA);
@@ -138,7 +138,7 @@ mod tests {
         let issuer = issuer();
         let token = issuer.issue("u1", "alice", "alice@example.com", Role::Admin).unwrap();
         let claims = issuer.verify(&token).unwrap();
-        assert_eq!((claims.sub.as_str(), claims.role), ("u1", Role::Admin));
+        assert_eq!((claims.bearer.sub.as_str(), claims.bearer.role), ("u1", platform::auth::Role::Admin));
         let jwk = &issuer.jwks().keys[0];
         assert!(jwk.common.key_id.is_some());
     }

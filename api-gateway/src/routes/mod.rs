@@ -12,11 +12,12 @@ use axum::{
 };
 
 pub use platform::http::bearer::{Admin, Authenticated};
+use platform::http::{error, observe};
 
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/users/register", post(users::register))
@@ -28,13 +29,7 @@ pub fn router(state: AppState) -> Router {
         .route("/orders", get(orders::list).post(orders::create))
         .route("/orders/{id}", get(orders::get))
         .route("/payments", post(payments::pay))
-        .route("/metrics", get(crate::metrics::render))
-        .merge(crate::openapi::router())
-        .fallback(platform::http::error::not_found)
-        .method_not_allowed_fallback(platform::http::error::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.metrics.http.clone(),
-            platform::http::observe::track_requests,
-        ))
-        .with_state(state)
+        .route("/metrics", get(platform::http::observe::metrics).with_state(state.metrics.registry.clone()))
+        .merge(crate::openapi::router());
+    observe::counted(error::with_fallbacks(routes), state.metrics.http.clone()).with_state(state)
 }

@@ -6,11 +6,14 @@ use std::{collections::HashMap, time::Duration};
 
 use futures::future::join_all;
 use platform::config::KafkaConnection;
-use platform::shutdown::StopSignal;
+use platform::{
+    kafka::BatchWork,
+    shutdown::{StopSignal, retry},
+};
 use rdkafka::{
     Message as _,
-    consumer::{CommitMode, Consumer as _},
-    error::RDKafkaErrorCode,
+    consumer::Consumer as _,
+    error::{KafkaError, RDKafkaErrorCode},
     message::{BorrowedMessage, Header, Headers as _, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
@@ -19,7 +22,6 @@ use tokio::sync::Notify;
 use tracing::Instrument as _;
 
 use crate::{
-    backoff::Backoff,
     config::Topics,
     domain::{OrderStatus, OrderView},
     events::{
@@ -109,6 +111,8 @@ pub struct LifecycleConsumer {
     pub relay_wake: Arc<Notify>,
     /// Topics to re-create when the broker says a subscribed one is missing.
     pub topic_setup: TopicSetup,
+    /// When the topics were last re-created.
+    pub last_repair: std::sync::Mutex<Option<tokio::time::Instant>>,
     pub metrics: Metrics,
 }
 
@@ -151,56 +155,11 @@ impl LifecycleConsumer {
             tracing::error!(%error, "cannot subscribe to the lifecycle topics");
             return;
         }
-        let mut last_repair: Option<tokio::time::Instant> = None;
-        loop {
-            let message = tokio::select! {
-                message = self.consumer.recv() => message,
-                _ = shutdown.stopped() => break,
-            };
-            match message {
-                Ok(first) => {
-                    // Whatever else is already waiting joins this batch, up to BATCH messages.
-                    let mut batch = vec![first];
-                    while batch.len() < BATCH {
-                        match tokio::time::timeout(Duration::ZERO, self.consumer.recv()).await {
-                            Ok(Ok(message)) => batch.push(message),
-                            _ => break,
-                        }
-                    }
-                    if !self.handle_batch(&batch, shutdown.clone()).await {
-                        break;
-                    }
-                    // Offsets are stored only once the whole batch is durable, in order: a crash
-                    // mid-batch redelivers it rather than skipping an unfinished message.
-                    for message in &batch {
-                        if let Err(error) = self.consumer.store_offset_from_message(message) {
-                            tracing::warn!(%error, "cannot store the offset; the message may be redelivered");
-                        }
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "consumer error");
-                    // A subscribed topic that does not exist (a broker that lost its state) is
-                    // created again, so that the group can settle on it.
-                    if error.rdkafka_error_code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition)
-                        && last_repair.is_none_or(|at| at.elapsed() > REPAIR_INTERVAL)
-                    {
-                        last_repair = Some(tokio::time::Instant::now());
-                        if let Err(error) = self.topic_setup.ensure().await {
-                            tracing::debug!(%error, "cannot re-create the topics yet");
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
-        if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::debug!(%error, "no offsets committed at shutdown");
-        }
+        platform::kafka::consume_batches(&self.consumer, BATCH, &mut shutdown, &self).await;
         tracing::info!("lifecycle consumer stopped");
     }
 
-    fn subscribe(&self) -> Result<(), rdkafka::error::KafkaError> {
+    fn subscribe(&self) -> Result<(), KafkaError> {
         self.consumer.subscribe(&[&self.topics.new_order, &self.topics.payment_processed])
     }
 
@@ -208,24 +167,16 @@ impl LifecycleConsumer {
     /// Each message's work is a consumer span in the trace its `traceparent` names.
     async fn handle_batch(&self, batch: &[BorrowedMessage<'_>], mut shutdown: StopSignal) -> bool {
         let spans: Vec<tracing::Span> = batch.iter().map(consume_span).collect();
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        let outcomes = loop {
-            match self.process_batch(batch, &spans).await {
-                Ok(outcomes) => break outcomes,
-                Err(error) => {
-                    // Not the messages' fault (database down): retry the batch, whose transitions
-                    // are conditional, so what already applied does not apply twice.
-                    for message in batch {
-                        self.metrics.kafka_failed.with_label_values(&[message.topic(), "consume"]).inc();
-                    }
-                    let delay = backoff.next_delay();
-                    tracing::warn!(%error, messages = batch.len(), "retrying a batch of lifecycle events");
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        _ = shutdown.stopped() => return false,
-                    }
-                }
+        let retried = |error: StoreError, _delay| {
+            // Not the messages' fault (database down): retry the batch, whose transitions are conditional, so
+            // what already applied does not apply twice.
+            for message in batch {
+                self.metrics.kafka_failed.with_label_values(&[message.topic(), "consume"]).inc();
             }
+            tracing::warn!(%error, messages = batch.len(), "retrying a batch of lifecycle events");
+        };
+        let Some(outcomes) = retry(&mut shutdown, || self.process_batch(batch, &spans), retried).await else {
+            return false;
         };
         let finished = join_all(batch.iter().zip(outcomes).zip(&spans).map(|((message, outcome), span)| {
             let shutdown = shutdown.clone();
@@ -351,7 +302,7 @@ impl LifecycleConsumer {
         let mut processed = order.clone();
         processed.status = OrderStatus::Processed;
         processed.updated_at = mongodb::bson::DateTime::now();
-        let envelope = Envelope::new(envelope::ORDER_PROCESSED, envelope::OrderEventData::of(&processed));
+        let envelope = envelope::event(envelope::ORDER_PROCESSED, envelope::OrderEventData::of(&processed));
         let trace = span.in_scope(TraceContext::current);
         TransitionWrite::Processed {
             order_id: order.id.clone(),
@@ -435,21 +386,11 @@ impl LifecycleConsumer {
         reason: &Poison,
         mut shutdown: StopSignal,
     ) -> bool {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        loop {
-            match self.dead_letter(message, reason).await {
-                Ok(()) => return true,
-                Err(error) => {
-                    self.metrics.kafka_failed.with_label_values(&[message.topic(), "consume"]).inc();
-                    let delay = backoff.next_delay();
-                    tracing::warn!(%error, topic = message.topic(), offset = message.offset(), "retrying a dead letter");
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        _ = shutdown.stopped() => return false,
-                    }
-                }
-            }
-        }
+        let retried = |error: String, _delay| {
+            self.metrics.kafka_failed.with_label_values(&[message.topic(), "consume"]).inc();
+            tracing::warn!(%error, topic = message.topic(), offset = message.offset(), "retrying a dead letter");
+        };
+        retry(&mut shutdown, || self.dead_letter(message, reason), retried).await.is_some()
     }
 
     /// Copies the message to `<topic>.dlq` with the reason and origin in headers.
@@ -471,6 +412,31 @@ impl LifecycleConsumer {
             record = record.payload(payload);
         }
         self.producer.send(record, Duration::from_secs(10)).await.map(|_| ()).map_err(|(error, _)| error.to_string())
+    }
+}
+
+impl BatchWork for LifecycleConsumer {
+    async fn work(&self, batch: &[BorrowedMessage<'_>], stop: &mut StopSignal) -> bool {
+        self.handle_batch(batch, stop.clone()).await
+    }
+
+    async fn failed(&self, error: KafkaError) {
+        tracing::warn!(%error, "consumer error");
+        // A subscribed topic that does not exist (a broker that lost its state) is created again, so that the
+        // group can settle on it; at most once per REPAIR_INTERVAL, however many errors arrive.
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::UnknownTopicOrPartition) {
+            return;
+        }
+        {
+            let mut last_repair = self.last_repair.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last_repair.is_some_and(|at| at.elapsed() <= REPAIR_INTERVAL) {
+                return;
+            }
+            *last_repair = Some(tokio::time::Instant::now());
+        }
+        if let Err(error) = self.topic_setup.ensure().await {
+            tracing::debug!(%error, "cannot re-create the topics yet");
+        }
     }
 }
 

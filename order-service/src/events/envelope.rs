@@ -1,9 +1,11 @@
-//! The versioned event envelope shared by every topic (documented in DOCUMENTATION.md):
+//! The order lifecycle's events, in the versioned envelope every topic shares (`platform::kafka::Envelope`,
+//! documented in DOCUMENTATION.md):
 //!
 //! ```json
 //! {"eventId": "uuid", "type": "new-order", "version": 1, "occurredAt": "RFC 3339", "data": {...}}
 //! ```
 //! Messages are keyed by order id, so one order's events stay in one partition, in order.
+pub use platform::kafka::{Envelope, Poison};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::{
@@ -16,27 +18,9 @@ pub const NEW_ORDER: &str = "new-order";
 pub const ORDER_PROCESSED: &str = "order-processed";
 pub const PAYMENT_PROCESSED: &str = "payment-processed";
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Envelope<T> {
-    pub event_id: String,
-    #[serde(rename = "type")]
-    pub event_type: String,
-    pub version: u32,
-    pub occurred_at: String,
-    pub data: T,
-}
-
-impl<T: Serialize> Envelope<T> {
-    pub fn new(event_type: &str, data: T) -> Self {
-        Self {
-            event_id: uuid::Uuid::now_v7().to_string(),
-            event_type: event_type.to_owned(),
-            version: VERSION,
-            occurred_at: now_rfc3339(),
-            data,
-        }
-    }
+/// A new event of this service, at the current version, occurring now.
+pub fn event<T>(event_type: &str, data: T) -> Envelope<T> {
+    Envelope::new(event_type, VERSION, now_rfc3339(), data)
 }
 
 /// The `data` of `new-order` and `order-processed`: the order as `GET /orders/{id}` shows it, plus the total in
@@ -56,22 +40,9 @@ impl OrderEventData {
     }
 }
 
-/// Why a message cannot be processed, ever: it goes to the dead-letter topic with this reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Poison(pub String);
-
-/// Parses a message payload into an envelope of the expected type and version.
+/// Parses a message payload into an envelope of the expected type, at the version this service reads.
 pub fn parse<T: DeserializeOwned>(payload: Option<&[u8]>, expected_type: &str) -> Result<Envelope<T>, Poison> {
-    let payload = payload.ok_or_else(|| Poison("empty message".into()))?;
-    let envelope: Envelope<T> =
-        serde_json::from_slice(payload).map_err(|error| Poison(format!("not a {expected_type} envelope: {error}")))?;
-    if envelope.event_type != expected_type {
-        return Err(Poison(format!("unexpected event type {:?}", envelope.event_type)));
-    }
-    if envelope.version != VERSION {
-        return Err(Poison(format!("unsupported version {}", envelope.version)));
-    }
-    Ok(envelope)
+    platform::kafka::parse_envelope(payload, expected_type, VERSION)
 }
 
 pub fn now_rfc3339() -> String {
@@ -86,7 +57,7 @@ pub fn new_order_event(
     request_id: Option<String>,
     trace: TraceContext,
 ) -> Result<OutboxEvent, serde_json::Error> {
-    let envelope = Envelope::new(NEW_ORDER, OrderEventData::of(order));
+    let envelope = event(NEW_ORDER, OrderEventData::of(order));
     Ok(OutboxEvent {
         event_id: envelope.event_id.clone(),
         topic: topic.to_owned(),
@@ -96,28 +67,4 @@ pub fn new_order_event(
         traceparent: trace.traceparent,
         tracestate: trace.tracestate,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn parses_a_well_formed_envelope() {
-        let payload =
-            json!({"eventId": "e", "type": "new-order", "version": 1, "occurredAt": "t", "data": {"id": "o1"}});
-        let envelope: Envelope<serde_json::Value> = parse(Some(payload.to_string().as_bytes()), NEW_ORDER).unwrap();
-        assert_eq!(envelope.data["id"], "o1");
-    }
-
-    #[test]
-    fn rejects_garbage_other_types_and_versions() {
-        assert!(parse::<serde_json::Value>(Some(b"{not json"), NEW_ORDER).is_err());
-        assert!(parse::<serde_json::Value>(None, NEW_ORDER).is_err());
-        let other = json!({"eventId": "e", "type": "other", "version": 1, "occurredAt": "t", "data": {}});
-        assert!(parse::<serde_json::Value>(Some(other.to_string().as_bytes()), NEW_ORDER).is_err());
-        let v2 = json!({"eventId": "e", "type": "new-order", "version": 2, "occurredAt": "t", "data": {}});
-        assert!(parse::<serde_json::Value>(Some(v2.to_string().as_bytes()), NEW_ORDER).is_err());
-    }
 }

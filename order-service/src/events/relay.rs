@@ -25,7 +25,7 @@ use crate::{
     telemetry::{self, TraceContext},
 };
 
-const BATCH: i64 = 200;
+const BATCH: usize = 200;
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct OutboxRelay {

@@ -5,21 +5,16 @@ mod orders;
 use axum::{Router, routing::get};
 
 pub use platform::http::bearer::Authenticated;
+use platform::http::{error, observe};
 
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/orders", get(orders::list).post(orders::create))
         .route("/orders/{id}", get(orders::get))
-        .route("/metrics", get(crate::metrics::render))
-        .fallback(platform::http::error::not_found)
-        .method_not_allowed_fallback(platform::http::error::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.metrics.http.clone(),
-            platform::http::observe::track_requests,
-        ))
-        .with_state(state)
+        .route("/metrics", get(crate::metrics::render));
+    observe::counted(error::with_fallbacks(routes), state.metrics.http.clone()).with_state(state)
 }

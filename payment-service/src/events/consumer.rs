@@ -6,11 +6,10 @@
 //! are safely in the dead-letter topic), and committed from there, so a crash redelivers rather than skips.
 //! Applying is idempotent, so redeliveries change nothing. A message that can never be applied (not an order
 //! event, an unknown version, a missing field) goes to `<topic>.dlq` with the reason, and is counted.
-use std::time::Duration;
-
+use platform::kafka::{BatchWork, Poison};
 use rdkafka::{
     ClientContext, Message as _,
-    consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer},
+    consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance, StreamConsumer},
     error::{KafkaError, RDKafkaErrorCode},
     message::BorrowedMessage,
 };
@@ -18,16 +17,15 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 use super::{
-    Envelope,
     producer::{EventProducer, OutgoingEvent},
     topic,
 };
 use crate::{
-    backoff::Backoff,
     config::KafkaConfig,
     metrics::{Metrics, STAGE_CONSUME},
     projection::{KnownOrder, OrderProjection, OrderStage, ProcessedOrders},
-    shutdown::StopSignal,
+    shutdown::{StopSignal, retry, retry_until_ok},
+    store::StoreError,
 };
 
 /// The `type` of the order-service's events, as their envelopes name them.
@@ -53,10 +51,6 @@ struct OrderData {
     #[serde(default)]
     currency: Option<String>,
 }
-
-/// Why a message can never be applied.
-#[derive(Debug, PartialEq, Eq)]
-struct Poison(String);
 
 /// Every rebalance sets the `kafka_consumer_assigned_partitions` gauge, per topic.
 struct AssignmentContext {
@@ -136,43 +130,7 @@ impl OrderEventsConsumer {
             tracing::error!(%error, "cannot subscribe to the order topics");
             return;
         }
-        loop {
-            let message = tokio::select! {
-                message = self.consumer.recv() => message,
-                () = stop.stopped() => break,
-            };
-            match message {
-                Ok(first) => {
-                    // Whatever else has already arrived joins this batch, up to BATCH messages: no waiting.
-                    let mut batch = vec![first];
-                    while batch.len() < BATCH {
-                        match tokio::time::timeout(Duration::ZERO, self.consumer.recv()).await {
-                            Ok(Ok(message)) => batch.push(message),
-                            _ => break,
-                        }
-                    }
-                    if !self.handle_batch(&batch, &mut stop).await {
-                        break;
-                    }
-                    // Only now that the whole batch is durable: a crash before this redelivers it.
-                    for message in &batch {
-                        if let Err(error) = self.consumer.store_offset_from_message(message) {
-                            tracing::warn!(%error, "cannot store the offset; the event may be redelivered");
-                        }
-                    }
-                }
-                Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition)) => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "order events consumer error");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        }
-        if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::debug!(%error, "no offsets committed at shutdown");
-        }
+        platform::kafka::consume_batches(&self.consumer, BATCH, &mut stop, &self).await;
         tracing::info!("order events consumer stopped");
     }
 
@@ -180,24 +138,7 @@ impl OrderEventsConsumer {
     /// the first assignment covers them; false when asked to stop first.
     async fn topics_ready(&self, stop: &mut StopSignal) -> bool {
         let names = [self.kafka.new_order_topic.as_str(), self.kafka.order_processed_topic.as_str()];
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        loop {
-            let attempt = tokio::select! {
-                attempt = topic::ensure_topics(&self.kafka, &names) => attempt,
-                () = stop.stopped() => return false,
-            };
-            match attempt {
-                Ok(()) => return true,
-                Err(error) => {
-                    let delay = backoff.next_delay();
-                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "order topics not ready");
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = stop.stopped() => return false,
-                    }
-                }
-            }
-        }
+        retry_until_ok("order topics", stop, || topic::ensure_topics(&self.kafka, &names)).await
     }
 
     /// Applies a batch: its order events in one write, its poison messages to the dead-letter topic, retrying
@@ -207,22 +148,14 @@ impl OrderEventsConsumer {
         let parsed: Vec<Result<KnownOrder, Poison>> = batch.iter().map(|message| self.parse(message)).collect();
         let orders: Vec<KnownOrder> = parsed.iter().filter_map(|parsed| parsed.as_ref().ok()).cloned().collect();
         if !orders.is_empty() {
-            let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-            let written = loop {
-                match self.projection.apply_batch(&orders).await {
-                    Ok(written) => break written,
-                    Err(error) => {
-                        for (message, _) in batch.iter().zip(&parsed).filter(|(_, parsed)| parsed.is_ok()) {
-                            self.metrics.message_failed(message.topic(), STAGE_CONSUME);
-                        }
-                        let delay = backoff.next_delay();
-                        tracing::warn!(%error, events = orders.len(), "retrying a batch of order events");
-                        tokio::select! {
-                            () = tokio::time::sleep(delay) => {}
-                            () = stop.stopped() => return false,
-                        }
-                    }
+            let retried = |error: StoreError, _delay| {
+                for (message, _) in batch.iter().zip(&parsed).filter(|(_, parsed)| parsed.is_ok()) {
+                    self.metrics.message_failed(message.topic(), STAGE_CONSUME);
                 }
+                tracing::warn!(%error, events = orders.len(), "retrying a batch of order events");
+            };
+            let Some(written) = retry(stop, || self.projection.apply_batch(&orders), retried).await else {
+                return false;
             };
             self.metrics.observe_batch("order_events", written.len());
             for order in &written {
@@ -248,21 +181,11 @@ impl OrderEventsConsumer {
         poison: &Poison,
         stop: &mut StopSignal,
     ) -> bool {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        loop {
-            match self.dead_letter(message, poison).await {
-                Ok(()) => return true,
-                Err(error) => {
-                    self.metrics.message_failed(message.topic(), STAGE_CONSUME);
-                    let delay = backoff.next_delay();
-                    tracing::warn!(%error, topic = message.topic(), offset = message.offset(), "retrying a dead letter");
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = stop.stopped() => return false,
-                    }
-                }
-            }
-        }
+        let retried = |error: KafkaError, _delay| {
+            self.metrics.message_failed(message.topic(), STAGE_CONSUME);
+            tracing::warn!(%error, topic = message.topic(), offset = message.offset(), "retrying a dead letter");
+        };
+        retry(stop, || self.dead_letter(message, poison), retried).await.is_some()
     }
 
     fn parse(&self, message: &BorrowedMessage<'_>) -> Result<KnownOrder, Poison> {
@@ -296,17 +219,22 @@ impl OrderEventsConsumer {
     }
 }
 
+impl BatchWork for OrderEventsConsumer {
+    async fn work(&self, batch: &[BorrowedMessage<'_>], stop: &mut StopSignal) -> bool {
+        self.handle_batch(batch, stop).await
+    }
+
+    async fn failed(&self, error: KafkaError) {
+        // A topic not created yet is waited for quietly: `topics_ready` creates them.
+        if !matches!(error, KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition)) {
+            tracing::warn!(%error, "order events consumer error");
+        }
+    }
+}
+
 /// An order event's envelope → the order as this service keeps it.
 fn parse_order_event(payload: Option<&[u8]>, expected_type: &str, stage: OrderStage) -> Result<KnownOrder, Poison> {
-    let payload = payload.ok_or_else(|| Poison("empty message".into()))?;
-    let envelope: Envelope<OrderData> =
-        serde_json::from_slice(payload).map_err(|error| Poison(format!("not a {expected_type} envelope: {error}")))?;
-    if envelope.event_type != expected_type {
-        return Err(Poison(format!("unexpected event type {:?}", envelope.event_type)));
-    }
-    if envelope.version != ORDER_EVENT_VERSION {
-        return Err(Poison(format!("unsupported version {}", envelope.version)));
-    }
+    let envelope = platform::kafka::parse_envelope::<OrderData>(payload, expected_type, ORDER_EVENT_VERSION)?;
     let data = envelope.data;
     let total_cents = match (data.total_cents, data.total) {
         (Some(cents), _) => cents,

@@ -1,4 +1,4 @@
-//! The JSON envelope every event travels in, and the `payment-processed` event.
+//! The `payment-processed` event, in the JSON envelope every event travels in (`platform::kafka::Envelope`).
 //!
 //! `payment-processed`, version 1, published once per SUCCESS payment with the order id as the Kafka key and the
 //! headers `event-id` (the envelope's `eventId`), `event-type: payment-processed` and (when the call had one)
@@ -22,23 +22,13 @@
 //! ```
 //!
 //! Adding a field to `data` keeps the version; renaming, removing or changing the meaning of one bumps it.
+pub use platform::kafka::Envelope;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::PaymentStatus;
 
 /// The `type` of the event announcing a successful payment, and the default name of its topic.
 pub const PAYMENT_PROCESSED: &str = "payment-processed";
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Envelope<T> {
-    pub event_id: String,
-    #[serde(rename = "type")]
-    pub event_type: String,
-    pub version: u32,
-    pub occurred_at: String,
-    pub data: T,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -51,17 +41,13 @@ pub struct PaymentProcessed {
     pub status: PaymentStatus,
 }
 
-impl Envelope<PaymentProcessed> {
-    pub const PAYMENT_PROCESSED_VERSION: u32 = 1;
+/// The version of `payment-processed` this service publishes.
+pub const PAYMENT_PROCESSED_VERSION: u32 = 1;
 
-    pub fn payment_processed(occurred_at: String, data: PaymentProcessed) -> Self {
-        Self {
-            event_id: uuid::Uuid::now_v7().to_string(),
-            event_type: PAYMENT_PROCESSED.to_owned(),
-            version: Self::PAYMENT_PROCESSED_VERSION,
-            occurred_at,
-            data,
-        }
+impl PaymentProcessed {
+    /// This payment's event, occurred at `occurred_at` (RFC 3339).
+    pub fn event(self, occurred_at: String) -> Envelope<Self> {
+        Envelope::new(PAYMENT_PROCESSED, PAYMENT_PROCESSED_VERSION, occurred_at, self)
     }
 }
 
@@ -79,7 +65,7 @@ mod tests {
             currency: "EUR".into(),
             status: PaymentStatus::Success,
         };
-        let envelope = Envelope::payment_processed("2025-01-01T12:00:00Z".into(), data);
+        let envelope = data.event("2025-01-01T12:00:00Z".into());
         let json = serde_json::to_value(&envelope).unwrap();
         assert_eq!(json["type"], "payment-processed");
         assert_eq!(json["version"], 1);

@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 use crate::{
     auth::Claims,
     domain::{Decision, DecisionRule, PaymentId, PaymentRequest, PaymentStatus},
-    events::{Envelope, PaymentProcessed},
+    events::PaymentProcessed,
     metrics::Metrics,
     projection::{KnownOrder, OrderProjection, OrderStage, ProcessedOrders},
     store::{PaymentDocument, PaymentStore, StoreError},
@@ -318,17 +318,15 @@ impl Payments {
         let outbox_event = match status {
             PaymentStatus::Success => {
                 let occurred_at = rfc3339(created_at).map_err(PayError::Encoding)?;
-                let envelope = Envelope::payment_processed(
-                    occurred_at,
-                    PaymentProcessed {
-                        payment_id: id.clone(),
-                        order_id: request.order_id.as_str().to_owned(),
-                        user_id: request.user_id.as_str().to_owned(),
-                        amount_cents: request.amount.cents(),
-                        currency: request.amount.currency().code().to_owned(),
-                        status,
-                    },
-                );
+                let envelope = PaymentProcessed {
+                    payment_id: id.clone(),
+                    order_id: request.order_id.as_str().to_owned(),
+                    user_id: request.user_id.as_str().to_owned(),
+                    amount_cents: request.amount.cents(),
+                    currency: request.amount.currency().code().to_owned(),
+                    status,
+                }
+                .event(occurred_at);
                 Some(serde_json::to_string(&envelope).map_err(|error| PayError::Encoding(error.to_string()))?)
             }
             PaymentStatus::Declined => None,

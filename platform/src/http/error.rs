@@ -81,6 +81,11 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// `router` answering what none of its routes does with the JSON 404 and 405 below.
+pub fn with_fallbacks<S: Clone + Send + Sync + 'static>(router: axum::Router<S>) -> axum::Router<S> {
+    router.fallback(not_found).method_not_allowed_fallback(method_not_allowed)
+}
+
 /// The fallback of every router: a JSON 404 naming the path.
 pub async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("No route for {}", uri.path()))

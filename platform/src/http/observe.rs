@@ -11,7 +11,7 @@ use axum::{
     extract::{MatchedPath, Request, State},
     http::{Method, StatusCode},
     middleware::Next,
-    response::Response,
+    response::{IntoResponse as _, Response},
 };
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use tower::ServiceBuilder;
@@ -121,8 +121,13 @@ impl HttpMetrics {
     }
 }
 
+/// `router` with every request counted and timed by [`track_requests`], also those its fallbacks answer.
+pub fn counted<S: Clone + Send + Sync + 'static>(router: Router<S>, metrics: Arc<HttpMetrics>) -> Router<S> {
+    router.layer(axum::middleware::from_fn_with_state(metrics, track_requests))
+}
+
 /// Middleware (`axum::middleware::from_fn_with_state(metrics, track_requests)`, on the router whose routes it
-/// counts): counts and times every request under its route template; requests no route matched count as
+/// counts; see [`counted`]): counts and times every request under its route template; requests no route matched count as
 /// `unmatched`.
 pub async fn track_requests(State(metrics): State<Arc<HttpMetrics>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -131,6 +136,11 @@ pub async fn track_requests(State(metrics): State<Arc<HttpMetrics>>, request: Re
     let response = next.run(request).await;
     metrics.observe(&method, route.as_deref().unwrap_or("unmatched"), response.status(), started.elapsed());
     response
+}
+
+/// `GET /metrics`, routed with the registry it renders (`get(metrics).with_state(registry)`).
+pub async fn metrics(State(registry): State<Registry>) -> Response {
+    crate::metrics::exposition(&registry).into_response()
 }
 
 #[cfg(test)]

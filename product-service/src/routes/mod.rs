@@ -9,6 +9,7 @@ use axum::{
 };
 
 pub use graphql::GraphqlEndpoint;
+use platform::http::observe;
 
 use std::sync::Arc;
 
@@ -18,12 +19,12 @@ pub fn router(state: AppState, endpoint: GraphqlEndpoint, metrics: Arc<Metrics>)
     let probes =
         Router::new().route("/health", get(health::health)).route("/ready", get(health::ready)).with_state(state);
     let api = Router::new().route("/graphql", get(graphql::graphiql).post(graphql::execute)).with_state(endpoint);
-    probes
+    let routes = probes
         .merge(api)
-        .route("/metrics", get(crate::metrics::render).with_state(metrics.clone()))
+        .route("/metrics", get(observe::metrics).with_state(metrics.registry.clone()))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(metrics.http.clone(), platform::http::observe::track_requests))
+        .method_not_allowed_fallback(method_not_allowed);
+    observe::counted(routes, metrics.http.clone())
 }
 
 async fn not_found(uri: Uri) -> HttpError {

@@ -15,3 +15,13 @@ impl Role {
         }
     }
 }
+
+/// The role as tokens carry it, for the services that check them.
+impl From<Role> for platform::auth::Role {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Customer => Self::Customer,
+            Role::Admin => Self::Admin,
+        }
+    }
+}

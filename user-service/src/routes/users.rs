@@ -150,7 +150,7 @@ pub async fn me(
     State(state): State<AppState>,
     Authenticated(claims): Authenticated,
 ) -> Result<impl IntoResponse, ApiError> {
-    match state.store.find_by_id(&claims.sub).await? {
+    match state.store.find_by_id(&claims.bearer.sub).await? {
         Some(user) => {
             Ok(Json(json!({ "id": user.id, "username": user.username, "email": user.email, "role": user.role })))
         }
