@@ -4,7 +4,10 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use axum::Router;
-use platform::group_commit::Limits;
+use platform::{
+    group_commit::Limits,
+    mongo::{ClaimSchedule, Lease},
+};
 use tokio::{net::TcpListener, sync::Notify};
 use tower_http::limit::RequestBodyLimitLayer;
 
@@ -57,7 +60,8 @@ impl Application {
             metrics.kafka_consumer_assigned.clone(),
         )
         .context("KAFKA_BROKERS")?;
-        let store = OrderStore::new(client.database(&config.mongodb.database));
+        let store = OrderStore::new(client.database(&config.mongodb.database))
+            .holding_new_events(Lease { owner: config.replica_id.clone(), duration: config.outbox_lease });
         let relay_wake = Arc::new(Notify::new());
         let place_order = PlaceOrder::new(
             store.clone(),
@@ -93,6 +97,7 @@ impl Application {
             metrics: metrics.clone(),
             owner: config.replica_id.clone(),
             lease: config.outbox_lease,
+            claims: ClaimSchedule::default(),
         };
         let lifecycle = LifecycleConsumer {
             consumer,

@@ -11,7 +11,7 @@ use mongodb::{
     bson::{self, Bson, Document, doc},
     options::{Acknowledgment, IndexOptions, WriteConcern},
 };
-use platform::mongo::OutboxLeases;
+use platform::mongo::{Lease, OutboxLeases};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -152,6 +152,8 @@ pub enum TransitionWrite {
 pub struct OrderStore {
     database: Database,
     orders: Collection<OrderDocument>,
+    /// The hold this replica's writes put on the outbox entries they create, if any.
+    lease: Option<Lease>,
 }
 
 /// The position of the document's `_id` in `ids`: picks each order's own value out of a batch's arrays.
@@ -167,13 +169,43 @@ fn pick(values: Vec<Bson>, position: &Document) -> Document {
 impl OrderStore {
     pub fn new(database: Database) -> Self {
         let orders = database.collection("orders");
-        Self { database, orders }
+        Self { database, orders, lease: None }
+    }
+
+    /// A store whose new orders and `order-processed` events are written held by `lease`: that replica's relay
+    /// publishes them without claiming them first.
+    pub fn holding_new_events(mut self, lease: Lease) -> Self {
+        self.lease = Some(lease);
+        self
     }
 
     /// Inserts a batch of new orders in one command (unordered, so one duplicate does not stop the
     /// others), with the client's durable write concern; one outcome per order, in order.
     pub async fn insert_batch(&self, orders: &[OrderDocument]) -> Vec<Result<(), StoreError>> {
-        let result = self.orders.insert_many(orders).ordered(false).await;
+        let result = match &self.lease {
+            None => self.orders.insert_many(orders).ordered(false).await.map(|_| ()),
+            Some(lease) => {
+                let held = lease.held_from_now();
+                let documents = orders
+                    .iter()
+                    .map(|order| {
+                        let mut document = bson::to_document(order)?;
+                        document.extend(held.clone());
+                        Ok(document)
+                    })
+                    .collect::<Result<Vec<Document>, bson::ser::Error>>();
+                match documents {
+                    Ok(documents) => self
+                        .orders
+                        .clone_with_type::<Document>()
+                        .insert_many(documents)
+                        .ordered(false)
+                        .await
+                        .map(|_| ()),
+                    Err(error) => Err(error.into()),
+                }
+            }
+        };
         platform::mongo::insert_many_outcomes(orders.len(), result, StoreError::DuplicateIdempotencyKey)
     }
 
@@ -204,6 +236,12 @@ impl OrderStore {
         limit: usize,
     ) -> Result<Vec<OrderDocument>, StoreError> {
         Ok(OutboxLeases::new(&self.orders).claim_oldest(owner, lease, limit, None).await?)
+    }
+
+    /// At most `limit` of the orders with unpublished events `owner` holds, oldest first, without claiming
+    /// anything (what this replica wrote is held by it already).
+    pub async fn held_outbox(&self, owner: &str, limit: usize) -> Result<Vec<OrderDocument>, StoreError> {
+        Ok(OutboxLeases::new(&self.orders).oldest_claimed(owner, limit, None).await?)
     }
 
     /// Extends `owner`'s claims by `lease` from now: a relay draining a long backlog keeps it.
@@ -255,12 +293,18 @@ impl OrderStore {
                 .collect::<Result<(Vec<_>, Vec<_>), bson::ser::Error>>()
                 .map_err(|error| StoreError::Other(error.into()))?;
             let position = position_of_id(&ids);
-            let update = vec![doc! { "$set": {
+            let mut set = doc! {
                 "status": OrderStatus::Processed.as_str(),
                 "updatedAt": now,
                 "outboxPending": true,
                 "outbox": { "$concatArrays": ["$outbox", [pick(events, &position)]] },
-            } }];
+            };
+            if let Some(lease) = &self.lease {
+                for (field, value) in lease.held_from_now() {
+                    set.insert(field, doc! { "$literal": value });
+                }
+            }
+            let update = vec![doc! { "$set": set }];
             let filter = doc! { "_id": { "$in": &ids }, "status": OrderStatus::Pending.as_str() };
             changed += self.orders.update_many(filter, update).write_concern(durable.clone()).await?.modified_count;
         }

@@ -58,10 +58,10 @@ impl Application {
         .await
         .context("MONGODB_URI is not a usable MongoDB connection string")?;
         let database = client.database(&config.mongodb.database);
-        let store = PaymentStore::new(database.clone());
+        let lease = Lease { owner: config.replica_id.clone(), duration: config.outbox_lease };
+        let store = PaymentStore::new(database.clone()).holding_new_events(lease.clone());
         let projection = OrderProjection::new(&database);
         let outbox_wake = Arc::new(Notify::new());
-        let lease = Lease { owner: config.replica_id.clone(), duration: config.outbox_lease };
         let relay = OutboxRelay::new(store.clone(), config.kafka.clone(), outbox_wake.clone(), metrics.clone(), lease)
             .context("KAFKA_BROKERS: cannot create the Kafka producer")?;
         let dead_letters =

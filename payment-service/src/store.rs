@@ -19,7 +19,7 @@ use mongodb::{
     bson::{self, doc},
     options::IndexOptions,
 };
-use platform::mongo::OutboxLeases;
+use platform::mongo::{Lease, OutboxLeases};
 use serde::{Deserialize, Serialize};
 
 use crate::{domain::PaymentStatus, telemetry::TraceContext};
@@ -123,16 +123,30 @@ impl From<mongodb::error::Error> for StoreError {
     }
 }
 
+/// What the relay reads of a payment with an event to publish.
+fn pending_event_fields() -> bson::Document {
+    doc! { "orderId": 1, "outboxEvent": 1, "requestId": 1, "traceparent": 1, "tracestate": 1 }
+}
+
 #[derive(Clone)]
 pub struct PaymentStore {
     payments: Collection<PaymentDocument>,
     indexes_ready: Arc<AtomicBool>,
+    /// The hold this replica's writes put on the events they create, if any.
+    lease: Option<Lease>,
 }
 
 impl PaymentStore {
     pub fn new(database: Database) -> Self {
         let payments = database.collection("payments");
-        Self { payments, indexes_ready: Arc::new(AtomicBool::new(false)) }
+        Self { payments, indexes_ready: Arc::new(AtomicBool::new(false)), lease: None }
+    }
+
+    /// A store whose new payments' events are written held by `lease`: that replica's relay publishes them
+    /// without claiming them first.
+    pub fn holding_new_events(mut self, lease: Lease) -> Self {
+        self.lease = Some(lease);
+        self
     }
 
     /// True once [`Self::ensure_indexes`] has succeeded.
@@ -162,7 +176,32 @@ impl PaymentStore {
         if !self.indexes_ready() {
             return vec![Err(StoreError::NotReady); payments.len()];
         }
-        let result = self.payments.insert_many(payments).ordered(false).await;
+        let result = match &self.lease {
+            None => self.payments.insert_many(payments).ordered(false).await.map(|_| ()),
+            Some(lease) => {
+                let held = lease.held_from_now();
+                let documents = payments
+                    .iter()
+                    .map(|payment| {
+                        let mut document = bson::to_document(payment)?;
+                        if payment.outbox_pending {
+                            document.extend(held.clone());
+                        }
+                        Ok(document)
+                    })
+                    .collect::<Result<Vec<bson::Document>, bson::ser::Error>>();
+                match documents {
+                    Ok(documents) => self
+                        .payments
+                        .clone_with_type::<bson::Document>()
+                        .insert_many(documents)
+                        .ordered(false)
+                        .await
+                        .map(|_| ()),
+                    Err(error) => Err(error.into()),
+                }
+            }
+        };
         platform::mongo::insert_many_outcomes(payments.len(), result, StoreError::Duplicate)
     }
 
@@ -204,8 +243,13 @@ impl PaymentStore {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<PendingEvent>, StoreError> {
-        let fields = doc! { "orderId": 1, "outboxEvent": 1, "requestId": 1, "traceparent": 1, "tracestate": 1 };
-        Ok(OutboxLeases::new(&self.payments).claim_oldest(owner, lease, limit, Some(fields)).await?)
+        Ok(OutboxLeases::new(&self.payments).claim_oldest(owner, lease, limit, Some(pending_event_fields())).await?)
+    }
+
+    /// The oldest `limit` unpublished events `owner` holds, without claiming anything (what this replica wrote is
+    /// held by it already).
+    pub async fn held_pending_events(&self, owner: &str, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
+        Ok(OutboxLeases::new(&self.payments).oldest_claimed(owner, limit, Some(pending_event_fields())).await?)
     }
 
     /// Frees `owner`'s claims (at start, what a previous run under this name left; at shutdown, what it did not

@@ -135,6 +135,45 @@ pub fn insert_many_outcomes<T, E: From<Error> + Clone>(
     outcomes
 }
 
+/// A replica's hold on outbox entries: its name (`REPLICA_ID`) and how long a hold lasts (`OUTBOX_LEASE_MS`).
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub owner: String,
+    pub duration: Duration,
+}
+
+impl Lease {
+    /// `leaseOwner` and `leaseUntil` that hold an entry under this lease from now. A replica writes them with the
+    /// entries it creates, so that its own relay publishes them without claiming them first (a claim is one more
+    /// write of every entry); another replica's relay takes them only once the hold has expired, as it would a
+    /// claimed entry.
+    pub fn held_from_now(&self) -> Document {
+        doc! { "leaseOwner": &self.owner, "leaseUntil": lease_end(DateTime::now(), self.duration) }
+    }
+}
+
+/// How often a relay claims what no live lease holds: entries of a replica that stopped or died, and entries
+/// written without a hold. In between it reads only what it holds already, which is what its own replica
+/// wrote: a claim reads every pending entry, and its own entries need none.
+pub const CLAIM_INTERVAL: Duration = Duration::from_secs(1);
+
+/// When a relay claims: at its first round, then once [`CLAIM_INTERVAL`] has passed since the last claim.
+#[derive(Debug, Default)]
+pub struct ClaimSchedule {
+    last: Option<std::time::Instant>,
+}
+
+impl ClaimSchedule {
+    /// Whether this round claims (and if so, the next claim is [`CLAIM_INTERVAL`] from now).
+    pub fn due(&mut self) -> bool {
+        if self.last.is_some_and(|last| last.elapsed() < CLAIM_INTERVAL) {
+            return false;
+        }
+        self.last = Some(std::time::Instant::now());
+        true
+    }
+}
+
 /// The leases of a transactional outbox kept in a service's own collection: documents with events to publish
 /// carry `outboxPending: true`, and a relay claims them with `leaseOwner` (its replica id) and `leaseUntil`, so
 /// that with several replicas an event is published once in the normal case. Only the mechanism is shared here;
@@ -176,9 +215,9 @@ impl OutboxLeases {
         Ok(())
     }
 
-    /// Claims for `owner` (as [`OutboxLeases::claim`]), then reads the oldest `limit` of its claimed entries, as
-    /// `T` (only the fields of `projection`, when given): two commands, whatever the backlog, both selecting on
-    /// `outboxPending` first.
+    /// Claims for `owner` (as [`OutboxLeases::claim`]), then reads the oldest `limit` of its claimed entries (as
+    /// [`OutboxLeases::oldest_claimed`]): two commands, whatever the backlog, both selecting on `outboxPending`
+    /// first.
     pub async fn claim_oldest<T>(
         &self,
         owner: &str,
@@ -190,6 +229,20 @@ impl OutboxLeases {
         T: serde::de::DeserializeOwned + Send + Sync,
     {
         self.claim(owner, lease).await?;
+        self.oldest_claimed(owner, limit, projection).await
+    }
+
+    /// The oldest `limit` of the pending entries `owner` holds, as `T` (only the fields of `projection`, when
+    /// given), in one command: between two claims, a relay reads what its own replica wrote under its lease.
+    pub async fn oldest_claimed<T>(
+        &self,
+        owner: &str,
+        limit: usize,
+        projection: Option<Document>,
+    ) -> Result<Vec<T>, Error>
+    where
+        T: serde::de::DeserializeOwned + Send + Sync,
+    {
         let entries = self.collection.clone_with_type::<T>();
         let mut find = entries
             .find(Self::claimed_by(owner))
@@ -268,6 +321,26 @@ mod tests {
         assert_eq!(insert_many_outcomes(3, lost(), Refused::Duplicate), vec![Err(Refused::Unavailable); 3]);
         assert_eq!(insert_outcome(lost(), Refused::Duplicate), Err(Refused::Unavailable));
         assert_eq!(insert_outcome(Ok(()), Refused::Duplicate), Ok(()));
+    }
+
+    #[test]
+    fn a_relay_claims_at_its_first_round_then_once_per_interval() {
+        let mut schedule = ClaimSchedule::default();
+        assert!(schedule.due(), "the first round claims");
+        assert!(!schedule.due(), "the next rounds read what they hold");
+        schedule.last = Some(std::time::Instant::now() - CLAIM_INTERVAL);
+        assert!(schedule.due(), "an interval later, a claim again");
+        assert!(!schedule.due());
+    }
+
+    #[test]
+    fn a_hold_names_its_owner_and_ends_a_lease_from_now() {
+        let lease = Lease { owner: "replica-a".into(), duration: Duration::from_secs(30) };
+        let before = DateTime::now().timestamp_millis();
+        let held = lease.held_from_now();
+        assert_eq!(held.get_str("leaseOwner").unwrap(), "replica-a");
+        let until = held.get_datetime("leaseUntil").unwrap().timestamp_millis();
+        assert!((before + 30_000..=DateTime::now().timestamp_millis() + 30_000).contains(&until), "{until}");
     }
 
     #[tokio::test]

@@ -5,11 +5,13 @@
 //! Replicas share the outbox through leases: a relay first claims the orders with unpublished
 //! events that no live lease holds (`leaseOwner`, `leaseUntil`), then publishes only its own, so
 //! each event goes out once while every replica lives; a dead replica's claims expire after
-//! `OUTBOX_LEASE_MS` and another takes them over (then an event may go out twice).
+//! `OUTBOX_LEASE_MS` and another takes them over (then an event may go out twice). The events this
+//! replica writes (new orders, `order-processed`) are written already held by it, so between two
+//! claims (at most one a second) the relay only reads what it holds.
 use std::{sync::Arc, time::Duration};
 
 use futures::future::join_all;
-use platform::shutdown::StopSignal;
+use platform::{mongo::ClaimSchedule, shutdown::StopSignal};
 use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord, Producer as _},
@@ -39,6 +41,8 @@ pub struct OutboxRelay {
     /// This replica's name, the owner of its leases.
     pub owner: String,
     pub lease: Duration,
+    /// When to claim what no live lease holds; in between, the relay reads what it holds.
+    pub claims: ClaimSchedule,
 }
 
 /// After this many failed rounds in a row, the producer is replaced even without a fatal error.
@@ -95,8 +99,12 @@ impl OutboxRelay {
                 self.store.renew_leases(&self.owner, self.lease).await.map_err(|error| error.to_string())?;
                 renewed = tokio::time::Instant::now();
             }
-            let orders =
-                self.store.claim_outbox(&self.owner, self.lease, BATCH).await.map_err(|error| error.to_string())?;
+            let orders = if self.claims.due() {
+                self.store.claim_outbox(&self.owner, self.lease, BATCH).await
+            } else {
+                self.store.held_outbox(&self.owner, BATCH).await
+            };
+            let orders = orders.map_err(|error| error.to_string())?;
             if orders.is_empty() {
                 return Ok(());
             }

@@ -4,6 +4,8 @@ use crate::support;
 
 use std::time::Duration;
 
+use platform::mongo::Lease;
+
 use order_service::{
     domain::{Money, OrderStatus, Quantity},
     events::envelope,
@@ -61,6 +63,43 @@ async fn a_batch_of_orders_is_one_insert_and_a_duplicate_key_fails_only_its_own_
     }
     let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
     assert_eq!(probe.store.find_many(&ids).await.unwrap().len(), 48);
+}
+
+#[tokio::test]
+async fn what_a_replica_writes_is_held_by_it_so_its_relay_reads_it_without_a_claim() {
+    let probe = Probe::new().await;
+    let lease = Lease { owner: "replica-a".into(), duration: Duration::from_secs(30) };
+    let store = probe.store.clone().holding_new_events(lease);
+    let orders: Vec<OrderDocument> = (0..10).map(|_| order("u", None)).collect();
+    assert!(store.insert_batch(&orders).await.iter().all(Result::is_ok));
+    let updates = probe.sent("update");
+    let held = store.held_outbox("replica-a", 200).await.unwrap();
+    assert_eq!((held.len(), probe.sent("update") - updates), (10, 0), "all of them, without a claim");
+    assert!(store.claim_outbox("replica-b", Duration::from_secs(30), 200).await.unwrap().is_empty(), "held by a");
+
+    // Published; then the order-processed events are held by the replica that applied the transitions.
+    let published: Vec<(String, String)> =
+        held.iter().map(|order| (order.id.clone(), order.outbox[0].event_id.clone())).collect();
+    store.acknowledge_published(&published).await.unwrap();
+    assert!(store.held_outbox("replica-a", 200).await.unwrap().is_empty());
+    let writes: Vec<TransitionWrite> = orders
+        .iter()
+        .map(|order| TransitionWrite::Processed {
+            order_id: order.id.clone(),
+            event: OutboxEvent {
+                event_id: uuid::Uuid::new_v4().to_string(),
+                topic: "order-processed".into(),
+                key: order.id.clone(),
+                payload: "{}".into(),
+                request_id: None,
+                traceparent: None,
+                tracestate: None,
+            },
+        })
+        .collect();
+    assert_eq!(store.apply_transitions(&writes).await.unwrap(), vec![true; 10]);
+    assert_eq!(store.held_outbox("replica-a", 200).await.unwrap().len(), 10);
+    assert!(store.claim_outbox("replica-b", Duration::from_secs(30), 200).await.unwrap().is_empty(), "held by a");
 }
 
 #[tokio::test]

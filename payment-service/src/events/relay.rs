@@ -11,15 +11,21 @@
 //! previous run or another replica. Kafka errors are retried with backoff and a new producer. On stop it
 //! publishes what is pending, within a bounded time (when Kafka is reachable), and flushes.
 //!
-//! Replicas share the outbox through leases: each round the relay claims, in one update, the pending events no
-//! live lease holds (`leaseOwner` = REPLICA_ID, `leaseUntil` = now + OUTBOX_LEASE_MS), publishes only its own, and
-//! marks everything the broker acknowledged published in one update. While every replica lives an event goes out
+//! Replicas share the outbox through leases: the relay claims, in one update, the pending events no live lease holds
+//! (`leaseOwner` = REPLICA_ID, `leaseUntil` = now + OUTBOX_LEASE_MS), publishes only its own, and marks everything
+//! the broker acknowledged published in one update. The payments this replica stores are written held by it
+//! already, so the relay claims at most once a second and otherwise reads only what it holds. While every replica lives an event goes out
 //! once; a crashed replica's claims expire and another takes them (then an event may go out twice).
 //!
 //! Each publication is a producer span, a child of the trace context stored with the event (the `Pay` call's),
 //! and its own context goes with the message as the `traceparent` header: the consumer joins the same trace.
 //! The relay counts messages produced and failed, and keeps the `outbox_backlog` gauge current.
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use platform::mongo::ClaimSchedule;
 
 use rdkafka::error::KafkaError;
 use tokio::sync::Notify;
@@ -60,15 +66,12 @@ pub struct OutboxRelay {
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
     lease: Lease,
+    claims: Mutex<ClaimSchedule>,
 }
 
 /// Who this relay's outbox claims belong to, and for how long they hold: relays of several replicas
-/// each publish only what they claimed, so an event goes out once while every replica lives.
-#[derive(Debug, Clone)]
-pub struct Lease {
-    pub owner: String,
-    pub duration: Duration,
-}
+/// each publish only what they hold, so an event goes out once while every replica lives.
+pub use platform::mongo::Lease;
 
 impl OutboxRelay {
     /// `wake` is notified by whoever stores a new event.
@@ -81,7 +84,7 @@ impl OutboxRelay {
     ) -> Result<Self, KafkaError> {
         let producer = EventProducer::new(&kafka.connection)?;
         metrics.expect_topic(&kafka.payment_processed_topic);
-        Ok(Self { store, kafka, producer, wake, metrics, lease })
+        Ok(Self { store, kafka, producer, wake, metrics, lease, claims: Mutex::new(ClaimSchedule::default()) })
     }
 
     pub async fn run(mut self, mut stop: StopSignal) {
@@ -172,7 +175,12 @@ impl OutboxRelay {
 
     /// Publishes one batch of pending events; returns how many were published.
     async fn publish_pending(&self) -> Result<usize, RelayError> {
-        let batch = self.store.claim_pending_events(&self.lease.owner, self.lease.duration, BATCH_SIZE).await?;
+        let claim = self.claims.lock().unwrap_or_else(PoisonError::into_inner).due();
+        let batch = if claim {
+            self.store.claim_pending_events(&self.lease.owner, self.lease.duration, BATCH_SIZE).await?
+        } else {
+            self.store.held_pending_events(&self.lease.owner, BATCH_SIZE).await?
+        };
         // Sent together so librdkafka can batch them; the idempotent producer keeps their order per partition.
         let deliveries = futures::future::join_all(batch.iter().map(|event| self.publish(event))).await;
         let mut first_error = None;

@@ -113,6 +113,31 @@ async fn the_relay_claims_and_marks_a_batch_published_in_one_command_each_and_a_
     assert_eq!(store.count_pending().await.unwrap(), 0);
 }
 
+#[tokio::test]
+async fn the_events_of_the_payments_a_replica_stores_are_held_by_it_and_read_without_a_claim() {
+    let metrics = platform::mongo::MongoMetrics::register(&prometheus::Registry::new());
+    let commands = metrics.commands.clone();
+    let client =
+        platform::mongo::connect(&support::mongodb_uri(), "test", Duration::from_secs(5), &metrics).await.unwrap();
+    let lease = platform::mongo::Lease { owner: "replica-a".into(), duration: Duration::from_secs(30) };
+    let store = PaymentStore::new(client.database(&support::unique("payments_held_"))).holding_new_events(lease);
+    store.ensure_indexes().await.unwrap();
+    let mut payments: Vec<PaymentDocument> = (0..20).map(|n| payment(&format!("order-{n}"))).collect();
+    // A declined payment has no event: nothing to hold.
+    payments[0].status = PaymentStatus::Declined;
+    payments[0].success_order_id = None;
+    payments[0].outbox_event = None;
+    payments[0].outbox_pending = false;
+    assert!(store.insert_batch(&payments).await.iter().all(Result::is_ok));
+
+    let updates = commands.with_label_values(&["update"]).get();
+    let held = store.held_pending_events("replica-a", 100).await.unwrap();
+    assert_eq!(held.len(), 19, "every event, without a claim");
+    assert_eq!(commands.with_label_values(&["update"]).get(), updates);
+    assert!(store.claim_pending_events("replica-b", Duration::from_secs(30), 100).await.unwrap().is_empty());
+    assert!(store.held_pending_events("replica-b", 100).await.unwrap().is_empty());
+}
+
 /// The sum of every series of `name` in a Prometheus exposition.
 fn total(exposition: &str, name: &str) -> f64 {
     exposition
