@@ -1,6 +1,7 @@
-//! What the services' integration tests share, kept once: the engines' addresses (`scripts/engines.py`
-//! exports them), a JWKS issuer playing the user-service, Prometheus samples, and ports. A dev-dependency only;
-//! no service links it.
+//! What the services' tests share, kept once: the engines' addresses (`scripts/engines.py` exports them), a JWKS
+//! issuer playing the user-service, Prometheus samples, the check of a service's production rule, and ports. A
+//! dev-dependency only; no service links it.
+pub mod config;
 pub mod engines;
 pub mod issuer;
 pub mod kafka;
