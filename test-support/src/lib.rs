@@ -26,3 +26,17 @@ pub fn env(name: &str) -> String {
 pub fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("bound").port()
 }
+
+/// A MongoDB URI where nothing listens: a service given it must start anyway and report the database down.
+pub fn unreachable_mongodb_uri() -> String {
+    format!("mongodb://127.0.0.1:{}/?directConnection=true", closed_port())
+}
+
+/// Turns the logs of a service started in-process on when the run asks for them (`TEST_LOG=1`): they are off by
+/// default because they would bury the test output.
+pub fn logs_on_request(service: &str) {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let tracing = platform::config::TracingConfig::disabled(service);
+        let _ = platform::telemetry::init(platform::config::LogFormat::Text, &tracing);
+    }
+}
