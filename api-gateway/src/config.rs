@@ -158,16 +158,13 @@ mod tests {
 
     #[test]
     fn production_requires_the_addresses_of_other_systems() {
-        let error = Config::from_source(&HashMap::from([("APP_ENV", "production")])).unwrap_err();
-        assert_eq!(error.variable, "USER_SERVICE_URL");
-        let complete = HashMap::from([
-            ("APP_ENV", "production"),
+        let required = [
             ("USER_SERVICE_URL", "http://users:3005"),
             ("PRODUCT_SERVICE_URL", "http://products:3002"),
             ("ORDER_SERVICE_URL", "http://orders:3003"),
             ("PAYMENT_SERVICE_URL", "http://payments:50051"),
-        ]);
-        assert_eq!(Config::from_source(&complete).expect("complete").common.app_env, AppEnv::Production);
+        ];
+        test_support::config::assert_production_requires(Config::from_source, &required);
     }
 
     /// Parsing itself is platform::config's (tested there); the service only names itself.

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 pub use platform::config::{
     AppEnv, BaseUrl, Common, ConfigError, KafkaConnection, LogFormat, MongoSettings, MongoUri, ProcessEnv,
-    ServiceDefaults, Source, TracingConfig, at_least_one, bounded, check_topic_name, default_replica_id, millis,
-    non_empty, parsed, text,
+    ServiceDefaults, Source, TracingConfig, at_least_one, bounded, default_replica_id, millis, non_empty, parsed, text,
+    topic_name,
 };
 pub use platform::http::server::ServerLimits;
 
@@ -67,12 +67,6 @@ const SERVICE: ServiceDefaults = ServiceDefaults {
 impl Config {
     pub fn from_source(source: &dyn Source) -> Result<Self, ConfigError> {
         let common = Common::from_source(source, &SERVICE)?;
-        let prefix = text(source, "KAFKA_TOPIC_PREFIX", "");
-        let topic = |name: &'static str, default: &str| -> Result<String, ConfigError> {
-            let full = format!("{prefix}{}", non_empty(source, name, default)?);
-            check_topic_name(&full).map_err(|reason| ConfigError::new(name, reason))?;
-            Ok(full)
-        };
         let kafka_partitions: i32 = at_least_one(source, "KAFKA_PARTITIONS", 3)?;
         let product_service_url = text(source, "PRODUCT_SERVICE_URL", "http://127.0.0.1:3002");
         if !product_service_url.starts_with("http://") && !product_service_url.starts_with("https://") {
@@ -89,9 +83,9 @@ impl Config {
             server: ServerLimits::from_source(source)?,
             kafka,
             topics: Topics {
-                new_order: topic("KAFKA_TOPIC_NEW_ORDER", "new-order")?,
-                order_processed: topic("KAFKA_TOPIC_ORDER_PROCESSED", "order-processed")?,
-                payment_processed: topic("KAFKA_TOPIC_PAYMENT_PROCESSED", "payment-processed")?,
+                new_order: topic_name(source, "KAFKA_TOPIC_NEW_ORDER", "new-order")?,
+                order_processed: topic_name(source, "KAFKA_TOPIC_ORDER_PROCESSED", "order-processed")?,
+                payment_processed: topic_name(source, "KAFKA_TOPIC_PAYMENT_PROCESSED", "payment-processed")?,
             },
             kafka_partitions,
             kafka_replication_factor: at_least_one(source, "KAFKA_REPLICATION_FACTOR", 1)?,
@@ -151,15 +145,12 @@ mod tests {
 
     #[test]
     fn production_requires_the_addresses_of_other_systems() {
-        let error = Config::from_source(&HashMap::from([("APP_ENV", "production")])).unwrap_err();
-        assert_eq!(error.variable, "MONGODB_URI");
-        let complete = HashMap::from([
-            ("APP_ENV", "production"),
+        let required = [
             ("MONGODB_URI", "mongodb://db:27017"),
             ("KAFKA_BROKERS", "kafka:9092"),
             ("PRODUCT_SERVICE_URL", "http://products:3002"),
             ("JWKS_URL", "http://users:3005/.well-known/jwks.json"),
-        ]);
-        assert_eq!(Config::from_source(&complete).expect("complete").common.app_env, AppEnv::Production);
+        ];
+        test_support::config::assert_production_requires(Config::from_source, &required);
     }
 }

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 pub use platform::config::{
     AppEnv, BaseUrl, Common, ConfigError, KafkaConnection, LogFormat, MongoSettings, MongoUri, ProcessEnv,
-    ServerIdentity, ServiceDefaults, Source, TlsRoots, TracingConfig, at_least_one, bounded, check_topic_name,
-    default_replica_id, millis, non_empty, parsed, text,
+    ServerIdentity, ServiceDefaults, Source, TlsRoots, TracingConfig, at_least_one, bounded, default_replica_id,
+    millis, non_empty, parsed, text, topic_name,
 };
 pub use platform::http::server::ServerLimits;
 
@@ -103,15 +103,9 @@ impl Config {
 
 fn kafka_config(source: &dyn Source, tls: &TlsRoots) -> Result<KafkaConfig, ConfigError> {
     let connection = KafkaConnection::from_source(source, DEFAULT_KAFKA_BROKERS, tls)?;
-    let prefix = text(source, "KAFKA_TOPIC_PREFIX", "");
-    let topic = |name: &'static str, default: &str| -> Result<String, ConfigError> {
-        let full = format!("{prefix}{}", non_empty(source, name, default)?);
-        check_topic_name(&full).map_err(|reason| ConfigError::new(name, reason))?;
-        Ok(full)
-    };
-    let payment_processed_topic = topic("KAFKA_TOPIC_PAYMENT_PROCESSED", "payment-processed")?;
-    let new_order_topic = topic("KAFKA_TOPIC_NEW_ORDER", "new-order")?;
-    let order_processed_topic = topic("KAFKA_TOPIC_ORDER_PROCESSED", "order-processed")?;
+    let payment_processed_topic = topic_name(source, "KAFKA_TOPIC_PAYMENT_PROCESSED", "payment-processed")?;
+    let new_order_topic = topic_name(source, "KAFKA_TOPIC_NEW_ORDER", "new-order")?;
+    let order_processed_topic = topic_name(source, "KAFKA_TOPIC_ORDER_PROCESSED", "order-processed")?;
     let consumer_group = non_empty(source, "KAFKA_CONSUMER_GROUP", "payment-service")?;
     let partitions = at_least_one(source, "KAFKA_PARTITIONS", 3)?;
     let replication_factor = at_least_one(source, "KAFKA_REPLICATION_FACTOR", 1)?;
@@ -218,14 +212,11 @@ mod tests {
 
     #[test]
     fn production_requires_the_addresses_of_other_systems() {
-        let error = Config::from_source(&HashMap::from([("APP_ENV", "production")])).unwrap_err();
-        assert_eq!(error.variable, "MONGODB_URI");
-        let complete = HashMap::from([
-            ("APP_ENV", "production"),
+        let required = [
             ("MONGODB_URI", "mongodb://db:27017"),
             ("KAFKA_BROKERS", "kafka:9092"),
             ("JWKS_URL", "http://user-service:3005/.well-known/jwks.json"),
-        ]);
-        assert_eq!(Config::from_source(&complete).expect("complete").common.app_env, AppEnv::Production);
+        ];
+        test_support::config::assert_production_requires(Config::from_source, &required);
     }
 }

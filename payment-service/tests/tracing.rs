@@ -33,8 +33,10 @@ async fn pay_joins_the_callers_trace_and_the_event_carries_it() {
     let app = support::spawn(&[]).await;
     let (trace_id, caller_span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
     let order = app.known_order("alice", 1_000).await;
-    let mut request =
-        support::with_token(support::pay_request(&order, "alice", 1_000, "key-1"), &app.issuer.customer("alice"));
+    let mut request = support::with_token(
+        support::pay_request(&order, "alice", 1_000, "key-1"),
+        &app.issuer.token_for("alice", "customer"),
+    );
     let traceparent = format!("00-{trace_id}-{caller_span}-01");
     request.metadata_mut().insert("traceparent", traceparent.parse().expect("ASCII metadata"));
     app.client().await.pay(request).await.expect("paid");

@@ -527,6 +527,14 @@ pub fn check_topic_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// The full name of a Kafka topic: `KAFKA_TOPIC_PREFIX` (so that tests and environments can share brokers), then
+/// the name `variable` holds (else `default`), checked whole against Kafka's rule.
+pub fn topic_name(source: &dyn Source, variable: &'static str, default: &str) -> Result<String, ConfigError> {
+    let full = format!("{}{}", text(source, "KAFKA_TOPIC_PREFIX", ""), non_empty(source, variable, default)?);
+    check_topic_name(&full).map_err(|reason| ConfigError::new(variable, reason))?;
+    Ok(full)
+}
+
 /// KAFKA_SECURITY_PROTOCOL: how the Kafka clients reach the brokers (librdkafka's `security.protocol`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KafkaProtocol {
@@ -1013,6 +1021,18 @@ mod tests {
         assert!(check_topic_name("new order").is_err());
         assert!(check_topic_name("..").is_err());
         assert!(check_topic_name(&"a".repeat(250)).is_err());
+    }
+
+    #[test]
+    fn a_topic_name_takes_the_prefix_and_is_checked_whole() {
+        let source = HashMap::from([("KAFKA_TOPIC_PREFIX", "t42."), ("KAFKA_TOPIC_PAID", "paid")]);
+        assert_eq!(topic_name(&source, "KAFKA_TOPIC_PAID", "payment-processed").as_deref(), Ok("t42.paid"));
+        assert_eq!(topic_name(&source, "KAFKA_TOPIC_OTHER", "other").as_deref(), Ok("t42.other"));
+        let blank = HashMap::from([("KAFKA_TOPIC_PAID", " ")]);
+        assert_eq!(topic_name(&blank, "KAFKA_TOPIC_PAID", "paid").unwrap_err().variable, "KAFKA_TOPIC_PAID");
+        let long = "a".repeat(246);
+        let source = HashMap::from([("KAFKA_TOPIC_PREFIX", "t42."), ("KAFKA_TOPIC_PAID", long.as_str())]);
+        assert_eq!(topic_name(&source, "KAFKA_TOPIC_PAID", "paid").unwrap_err().variable, "KAFKA_TOPIC_PAID");
     }
 
     #[test]

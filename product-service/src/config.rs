@@ -135,19 +135,9 @@ mod tests {
 
     #[test]
     fn production_requires_the_database_and_the_jwks_url() {
-        let error = Config::from_source(&HashMap::from([("APP_ENV", "production")])).unwrap_err();
-        assert_eq!(error.variable, "MONGODB_URI");
-        let error =
-            Config::from_source(&HashMap::from([("APP_ENV", "production"), ("MONGODB_URI", "mongodb://db:27017")]))
-                .unwrap_err();
-        assert_eq!(error.variable, "JWKS_URL");
-        let config = Config::from_source(&HashMap::from([
-            ("APP_ENV", "production"),
-            ("MONGODB_URI", "mongodb://db:27017"),
-            ("JWKS_URL", "http://user-service:3005/.well-known/jwks.json"),
-        ]))
-        .expect("both set explicitly");
-        assert_eq!(config.common.app_env, AppEnv::Production);
+        let required =
+            [("MONGODB_URI", "mongodb://db:27017"), ("JWKS_URL", "http://user-service:3005/.well-known/jwks.json")];
+        test_support::config::assert_production_requires(Config::from_source, &required);
     }
 
     #[test]

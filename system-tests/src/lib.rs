@@ -137,11 +137,7 @@ impl Stack {
     }
 
     pub async fn start_unready(overrides: Overrides) -> Self {
-        // Service logs only on request (TEST_LOG=1): they would bury the test output.
-        if std::env::var_os("TEST_LOG").is_some() {
-            let tracing = user_service::config::TracingConfig::disabled("system-tests");
-            let _ = user_service::telemetry::init(user_service::config::LogFormat::Text, &tracing);
-        }
+        test_support::logs_on_request("system-tests");
         let id = uuid::Uuid::new_v4().simple().to_string();
         let mongodb = env("MONGODB_URI");
         let kafka = env("KAFKA_BROKERS");

@@ -1,6 +1,6 @@
 //! Plays the user-service for tests: an Ed25519 key, a JWKS endpoint on 127.0.0.1:0 and signed tokens with the
 //! user-service's claims.
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::{Json, Router, routing::get};
 use jsonwebtoken::{
@@ -29,11 +29,23 @@ fn now() -> u64 {
 impl Issuer {
     /// A fresh key whose JWKS is served on a free port until the issuer is dropped.
     pub async fn start() -> Self {
+        Self::start_answering_after(Duration::ZERO).await
+    }
+
+    /// Like [`Issuer::start`], each JWKS answer `delay` late (to keep calls in flight while keys are fetched).
+    pub async fn start_answering_after(delay: Duration) -> Self {
         let mut issuer = Self::unserved();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
         issuer.jwks_url = format!("http://{}/.well-known/jwks.json", listener.local_addr().expect("bound"));
         let jwks = issuer.jwks.clone();
-        let router = Router::new().route("/.well-known/jwks.json", get(move || async move { Json(jwks) }));
+        let answer = move || {
+            let jwks = jwks.clone();
+            async move {
+                tokio::time::sleep(delay).await;
+                Json(jwks)
+            }
+        };
+        let router = Router::new().route("/.well-known/jwks.json", get(answer));
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = axum::serve(listener, router)
@@ -98,9 +110,12 @@ impl Issuer {
 
     /// Signs arbitrary claims with this issuer's key and kid.
     pub fn sign(&self, claims: &Value) -> String {
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.key).expect("signing works")
+        signed(&self.key, &self.kid, claims)
+    }
+
+    /// `claims` under this issuer's kid, but signed by another key: a forged signature.
+    pub fn forged(&self, claims: &Value) -> String {
+        signed(&Self::unserved().key, &self.kid, claims)
     }
 
     /// Claims for `role` that expired `seconds_ago`.
@@ -110,6 +125,12 @@ impl Issuer {
         claims["exp"] = json!(now() - seconds_ago);
         claims
     }
+}
+
+fn signed(key: &EncodingKey, kid: &str, claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, claims, key).expect("signing works")
 }
 
 impl Drop for Issuer {

@@ -1,6 +1,7 @@
-//! What the services' integration tests share, kept once: the engines' addresses (`scripts/engines.py`
-//! exports them), a JWKS issuer playing the user-service, Prometheus samples, and ports. A dev-dependency only;
-//! no service links it.
+//! What the services' tests share, kept once: the engines' addresses (`scripts/engines.py` exports them), a JWKS
+//! issuer playing the user-service, Prometheus samples, the check of a service's production rule, and ports. A
+//! dev-dependency only; no service links it.
+pub mod config;
 pub mod engines;
 pub mod issuer;
 pub mod kafka;
@@ -24,4 +25,18 @@ pub fn env(name: &str) -> String {
 /// A port nothing listens on (bound, read, released).
 pub fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("bound").port()
+}
+
+/// A MongoDB URI where nothing listens: a service given it must start anyway and report the database down.
+pub fn unreachable_mongodb_uri() -> String {
+    format!("mongodb://127.0.0.1:{}/?directConnection=true", closed_port())
+}
+
+/// Turns the logs of a service started in-process on when the run asks for them (`TEST_LOG=1`): they are off by
+/// default because they would bury the test output.
+pub fn logs_on_request(service: &str) {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let tracing = platform::config::TracingConfig::disabled(service);
+        let _ = platform::telemetry::init(platform::config::LogFormat::Text, &tracing);
+    }
 }

@@ -20,6 +20,17 @@ pub fn requests_between(before: &str, after: &str, method: &str, route: &str, st
     requests
 }
 
+/// Checks that each of `commands` (`insert`, `find`…) reached MongoDB and was timed by `platform::mongo`'s
+/// command monitoring, as `text` (a scrape) reports it.
+pub fn assert_mongodb_commands_timed(text: &str, commands: &[&str]) {
+    for command in commands {
+        let labels = [("command", *command), ("outcome", "success")];
+        let count = sample(text, "mongodb_command_duration_seconds_count", &labels);
+        assert!(count > 0.0, "no successful {command} timed:\n{text}");
+        assert!(sample(text, "mongodb_command_duration_seconds_sum", &labels) > 0.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,6 +69,35 @@ impl Running {
         response.text().await.expect("a body")
     }
 
+    /// `GET /ready`: its status and JSON body.
+    pub async fn ready(&self) -> (u16, serde_json::Value) {
+        let response = self.client.get(self.url("/ready")).send().await.expect("request sent");
+        (response.status().as_u16(), response.json().await.expect("a JSON body"))
+    }
+
+    /// Checks an app whose dependency `check` is down: alive (`/health` answers 200) but not ready (`/ready` answers
+    /// 503 with that check `down`); returns the `/ready` body.
+    pub async fn assert_alive_but_not_ready(&self, check: &str) -> serde_json::Value {
+        assert_eq!(self.client.get(self.url("/health")).send().await.expect("request sent").status(), 200);
+        let (status, body) = self.ready().await;
+        assert_eq!((status, body["checks"][check].as_str()), (503, Some("down")), "{body}");
+        body
+    }
+
+    /// Checks how `platform::http::observe` counts this app's requests where no route matches: under the one
+    /// label `unmatched` (never the raw path, which would make the series unbounded), as is each scrape under
+    /// `/metrics`.
+    pub async fn assert_unmatched_requests_counted_without_their_path(&self) {
+        let before = self.metrics().await;
+        let path = format!("/no/such/route/{}", uuid::Uuid::new_v4().simple());
+        assert_eq!(self.client.get(self.url(&path)).send().await.expect("request sent").status(), 404);
+        let after = self.metrics().await;
+        let counted = |route, status| crate::prometheus::requests_between(&before, &after, "GET", route, status);
+        assert_eq!(counted("unmatched", "404"), 1.0);
+        assert_eq!(counted("/metrics", "200"), 1.0, "the scrape before the request");
+        assert!(!after.contains("/no/such/route"), "raw paths never become label values");
+    }
+
     /// Graceful shutdown, waiting for the server task to finish cleanly.
     pub async fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {

@@ -53,8 +53,10 @@ async fn each_successful_payment_publishes_exactly_one_envelope_and_declined_one
 async fn the_callers_request_id_travels_as_a_kafka_header() {
     let app = support::spawn(&[]).await;
     let order = app.known_order("alice", 500).await;
-    let mut request =
-        support::with_token(support::pay_request(&order, "alice", 500, "key-1"), &app.issuer.customer("alice"));
+    let mut request = support::with_token(
+        support::pay_request(&order, "alice", 500, "key-1"),
+        &app.issuer.token_for("alice", "customer"),
+    );
     request.metadata_mut().insert("x-request-id", "req-0042".parse().unwrap());
     app.client().await.pay(request).await.expect("paid");
     let reader = EventReader::subscribe(&app.brokers, &app.topic);

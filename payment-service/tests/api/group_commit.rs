@@ -169,7 +169,7 @@ async fn a_burst_of_50_concurrent_pays_reads_in_batches_and_each_call_gets_its_o
     for _ in 0..5 {
         cases.push((app.known_order_at(&user, 1_000, OrderStage::Pending).await, 1_000, Err(Code::FailedPrecondition)));
     }
-    let token = app.issuer.customer(&user);
+    let token = app.issuer.token_for(&user, "customer");
     let clients = join_all(cases.iter().map(|_| app.client())).await;
     let lookups = [("queue", "pay_lookups")];
     let (lookups_before, batches_before) =

@@ -39,7 +39,7 @@ async fn reflection_lists_the_payment_service() {
 
 #[tokio::test]
 async fn while_mongodb_is_unreachable_calls_are_unavailable_and_health_is_not_serving() {
-    let uri = support::unreachable_mongodb_uri();
+    let uri = test_support::unreachable_mongodb_uri();
     let app = support::spawn_unready(&[("MONGODB_URI", &uri), ("MONGODB_TIMEOUT_MS", "300")]).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(app.health("").await, ServingStatus::NotServing, "the process is up and says so");
@@ -49,7 +49,7 @@ async fn while_mongodb_is_unreachable_calls_are_unavailable_and_health_is_not_se
     assert_eq!(pay.code(), Code::Unavailable);
     assert!(!pay.message().contains("127.0.0.1"), "no internals: {}", pay.message());
     let started = Instant::now();
-    let get = app.get_payment("some-payment", &app.issuer.admin("admin-1")).await.unwrap_err();
+    let get = app.get_payment("some-payment", &app.issuer.token_for("admin-1", "admin")).await.unwrap_err();
     assert_eq!(get.code(), Code::Unavailable);
     assert!(started.elapsed() < Duration::from_secs(3), "within the MongoDB timeout, took {:?}", started.elapsed());
 }
@@ -57,10 +57,12 @@ async fn while_mongodb_is_unreachable_calls_are_unavailable_and_health_is_not_se
 #[tokio::test]
 async fn a_call_whose_deadline_passes_gets_deadline_exceeded_promptly() {
     // MongoDB would make the call wait 30 s; the caller allows 400 ms.
-    let uri = support::unreachable_mongodb_uri();
+    let uri = test_support::unreachable_mongodb_uri();
     let app = support::spawn_unready(&[("MONGODB_URI", &uri), ("MONGODB_TIMEOUT_MS", "30000")]).await;
-    let mut request =
-        support::with_token(GetPaymentRequest { payment_id: "some-payment".into() }, &app.issuer.admin("admin-1"));
+    let mut request = support::with_token(
+        GetPaymentRequest { payment_id: "some-payment".into() },
+        &app.issuer.token_for("admin-1", "admin"),
+    );
     request.set_timeout(Duration::from_millis(400));
     let mut client = app.client().await;
     let started = Instant::now();
@@ -86,8 +88,10 @@ async fn health_and_calls_follow_mongodb_going_away_and_coming_back() {
     let down = app.pay(&later, "alice", 1_000, "key-2").await.unwrap_err();
     assert_eq!(down.code(), Code::Unavailable);
     // With a deadline shorter than the MongoDB timeout, the deadline wins.
-    let mut request =
-        support::with_token(support::pay_request(&latest, "alice", 1_000, "key-3"), &app.issuer.customer("alice"));
+    let mut request = support::with_token(
+        support::pay_request(&latest, "alice", 1_000, "key-3"),
+        &app.issuer.token_for("alice", "customer"),
+    );
     request.set_timeout(Duration::from_millis(200));
     assert_eq!(app.client().await.pay(request).await.unwrap_err().code(), Code::DeadlineExceeded);
 
@@ -105,7 +109,7 @@ async fn graceful_shutdown_finishes_the_call_in_flight_and_returns() {
     let mut client = app.client().await;
     let request = support::with_token(
         support::pay_request(&app.known_order("alice", 1_000).await, "alice", 1_000, "key-1"),
-        &app.issuer.customer("alice"),
+        &app.issuer.token_for("alice", "customer"),
     );
     let in_flight = tokio::spawn(async move { client.pay(request).await });
     tokio::time::sleep(Duration::from_millis(300)).await;

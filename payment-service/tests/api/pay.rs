@@ -176,7 +176,7 @@ async fn an_admin_pays_any_users_order_but_only_as_that_user() {
     let app = support::spawn(&[]).await;
     let owner = user();
     let order = app.known_order(&owner, 1_000).await;
-    let admin = app.issuer.admin("admin-1");
+    let admin = app.issuer.token_for("admin-1", "admin");
     let as_other = support::with_token(support::pay_request(&order, "someone-else", 1_000, "k1"), &admin);
     assert_eq!(app.client().await.pay(as_other).await.unwrap_err().code(), Code::NotFound);
     let as_owner = support::with_token(support::pay_request(&order, &owner, 1_000, "k2"), &admin);

@@ -233,7 +233,7 @@ async fn a_pay_that_arrives_before_the_orders_events_waits_for_them_and_succeeds
     let (order, user) = (uuid::Uuid::now_v7().to_string(), support::unique("user-"));
     let lookups = [("queue", "pay_lookups")];
     let mut client = app.client().await;
-    let request = with_token(pay_request(&order, &user, 1_000, "early"), &app.issuer.customer(&user));
+    let request = with_token(pay_request(&order, &user, 1_000, "early"), &app.issuer.token_for(&user, "customer"));
     let pay = tokio::spawn(async move { client.pay(request).await });
     // The call has read the order (unknown here yet) and now waits for it.
     app.wait_for_metric("write_batch_size_sum", &lookups, Duration::from_secs(30), |value| value >= 1.0).await;
@@ -249,7 +249,8 @@ async fn a_pay_that_arrives_before_the_orders_events_waits_for_them_and_succeeds
 async fn the_wait_for_an_unknown_order_ends_within_the_callers_deadline_with_not_found() {
     let app = support::spawn(&[("PAY_ORDER_WAIT_MS", "10000")]).await;
     let user = support::unique("user-");
-    let mut request = with_token(pay_request("never-heard-of", &user, 1_000, "k"), &app.issuer.customer(&user));
+    let mut request =
+        with_token(pay_request("never-heard-of", &user, 1_000, "k"), &app.issuer.token_for(&user, "customer"));
     request.set_timeout(Duration::from_millis(600));
     let refused = app.client().await.pay(request).await.unwrap_err();
     assert_eq!(refused.code(), Code::NotFound, "{refused:?}");

@@ -8,7 +8,7 @@ use payment_service::{
 use tonic::Code;
 
 async fn pay_as_admin(app: &support::TestApp, request: PayRequest) -> Result<PaymentStatus, tonic::Status> {
-    let token = app.issuer.admin("admin-1");
+    let token = app.issuer.token_for("admin-1", "admin");
     let response = app.client().await.pay(support::with_token(request, &token)).await?;
     Ok(response.into_inner().status())
 }
@@ -91,7 +91,7 @@ async fn idempotency_key_must_be_1_to_128_visible_ascii_characters() {
 #[tokio::test]
 async fn get_payment_requires_a_payment_id_of_at_most_128_characters() {
     let app = support::spawn(&[]).await;
-    let token = app.issuer.admin("admin-1");
+    let token = app.issuer.token_for("admin-1", "admin");
     for payment_id in [String::new(), "p".repeat(129)] {
         let status = app.get_payment(&payment_id, &token).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument);

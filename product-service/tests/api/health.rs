@@ -10,24 +10,15 @@ async fn health_and_ready_answer_200_when_mongodb_is_up() {
     assert_eq!(health.status(), 200);
     let body: Value = health.json().await.unwrap();
     assert_eq!(body["service"], "product-service");
-    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
-    assert_eq!(ready.status(), 200);
-    let body: Value = ready.json().await.unwrap();
-    assert_eq!(body["checks"]["mongodb"], "up");
+    let (status, body) = app.ready().await;
+    assert_eq!((status, &body["checks"]["mongodb"]), (200, &json!("up")));
 }
 
 #[tokio::test]
 async fn ready_is_503_and_queries_are_service_unavailable_while_mongodb_is_unreachable() {
-    // A port nobody listens on: the service must start anyway and report what is down.
-    let port = test_support::closed_port();
-    let uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true");
+    let uri = test_support::unreachable_mongodb_uri();
     let app = support::spawn_unready(&[("MONGODB_URI", &uri), ("MONGODB_TIMEOUT_MS", "300")]).await;
-    assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), 200);
-    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
-    assert_eq!(ready.status(), 503);
-    let body: Value = ready.json().await.unwrap();
-    assert_eq!(body["success"], false);
-    assert_eq!(body["checks"]["mongodb"], "down");
+    assert_eq!(app.assert_alive_but_not_ready("mongodb").await["success"], false);
 
     let body = app.graphql("{ products { id } }", json!({})).await;
     assert_eq!(error_code(&body), "SERVICE_UNAVAILABLE");

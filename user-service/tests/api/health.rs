@@ -4,23 +4,15 @@ use crate::support;
 async fn health_and_ready_answer_200_when_mongodb_is_up() {
     let app = support::spawn(&[]).await;
     assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), 200);
-    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
-    assert_eq!(ready.status(), 200);
-    let body: serde_json::Value = ready.json().await.unwrap();
-    assert_eq!(body["checks"]["mongodb"], "up");
+    let (status, body) = app.ready().await;
+    assert_eq!((status, body["checks"]["mongodb"].as_str()), (200, Some("up")));
 }
 
 #[tokio::test]
 async fn ready_is_503_naming_mongodb_while_it_is_unreachable_and_the_process_stays_up() {
-    // A port nobody listens on: the service must start anyway and report what is down.
-    let port = test_support::closed_port();
-    let uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true");
+    let uri = test_support::unreachable_mongodb_uri();
     let app = support::spawn_unready(&[("MONGODB_URI", &uri), ("MONGODB_TIMEOUT_MS", "300")]).await;
-    assert_eq!(app.client.get(app.url("/health")).send().await.unwrap().status(), 200);
-    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
-    assert_eq!(ready.status(), 503);
-    let body: serde_json::Value = ready.json().await.unwrap();
-    assert_eq!(body["checks"]["mongodb"], "down");
+    app.assert_alive_but_not_ready("mongodb").await;
     let register = app.register("alice", "alice@example.com", "long enough").await;
     assert_eq!(register.status(), 503);
     assert!(register.headers().contains_key("retry-after"));

@@ -5,13 +5,12 @@
 
 pub mod engines;
 pub mod kafka;
-pub mod tokens;
 
 use std::{collections::HashMap, time::Duration};
 
 use mongodb::bson::{Document, doc};
 use payment_service::{
-    config::{Config, LogFormat, TracingConfig},
+    config::Config,
     projection::{KnownOrder, OrderProjection, OrderStage},
     proto::{GetPaymentRequest, PayRequest, PayResponse, Payment, payment_service_client::PaymentServiceClient},
     startup::Application,
@@ -24,21 +23,16 @@ use tonic::{
 pub use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-use self::tokens::{Issuer, JwksServer};
+pub use test_support::Issuer;
 
 pub const PAYMENT_SERVICE: &str = "payment.v1.PaymentService";
 
 pub fn mongodb_uri() -> String {
-    std::env::var("MONGODB_URI").expect("MONGODB_URI is not set: run the tests through scripts/engines.py")
+    test_support::env("MONGODB_URI")
 }
 
 pub fn kafka_brokers() -> String {
-    std::env::var("KAFKA_BROKERS").expect("KAFKA_BROKERS is not set: run the tests through scripts/engines.py")
-}
-
-/// A MongoDB URI nobody answers at.
-pub fn unreachable_mongodb_uri() -> String {
-    format!("mongodb://127.0.0.1:{}/?directConnection=true", engines::free_port())
+    test_support::env("KAFKA_BROKERS")
 }
 
 pub fn unique(prefix: &str) -> String {
@@ -59,8 +53,8 @@ pub struct TestApp {
     pub order_processed_topic: String,
     /// The consumer group of the app's projection consumer.
     pub group: String,
+    /// Plays the user-service: its JWKS is this app's JWKS_URL.
     pub issuer: Issuer,
-    jwks: JwksServer,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -78,14 +72,9 @@ pub async fn spawn_unready(settings: &[(&str, &str)]) -> TestApp {
 
 /// Like [`spawn_unready`], with the JWKS answering only after `jwks_delay` (to keep calls in flight).
 pub async fn spawn_with_jwks_delay(settings: &[(&str, &str)], jwks_delay: Duration) -> TestApp {
-    // Service logs only on request (TEST_LOG=1): they would bury the test output.
-    if std::env::var_os("TEST_LOG").is_some() {
-        let tracing = TracingConfig::disabled("payment-service");
-        // Without an exporter the guard holds nothing to flush.
-        let _ = payment_service::telemetry::init(LogFormat::Text, &tracing);
-    }
-    let issuer = Issuer::new();
-    let jwks = JwksServer::start(&issuer, jwks_delay).await;
+    test_support::logs_on_request("payment-service");
+    let issuer = Issuer::start_answering_after(jwks_delay).await;
+    let jwks_url = issuer.jwks_url();
     let (uri, brokers) = (mongodb_uri(), kafka_brokers());
     let (database, prefix) = (unique("payments_test_"), unique("t") + ".");
     // A group of its own: apps that share one would rebalance each other's partitions away.
@@ -99,7 +88,7 @@ pub async fn spawn_with_jwks_delay(settings: &[(&str, &str)], jwks_delay: Durati
         ("KAFKA_BROKERS", brokers.as_str()),
         ("KAFKA_TOPIC_PREFIX", prefix.as_str()),
         ("KAFKA_CONSUMER_GROUP", group.as_str()),
-        ("JWKS_URL", jwks.url.as_str()),
+        ("JWKS_URL", jwks_url.as_str()),
     ]);
     source.extend(settings.iter().copied());
     let config = Config::from_source(&source).expect("test configuration is valid");
@@ -126,7 +115,6 @@ pub async fn spawn_with_jwks_delay(settings: &[(&str, &str)], jwks_delay: Durati
         order_processed_topic,
         group: group.clone(),
         issuer,
-        jwks,
         shutdown: Some(shutdown),
         handle: Some(handle),
     }
@@ -166,7 +154,8 @@ impl TestApp {
         amount_cents: i64,
         key: &str,
     ) -> Result<PayResponse, Status> {
-        let request = with_token(pay_request(order_id, user_id, amount_cents, key), &self.issuer.customer(user_id));
+        let request =
+            with_token(pay_request(order_id, user_id, amount_cents, key), &self.issuer.token_for(user_id, "customer"));
         self.client().await.pay(request).await.map(Response::into_inner)
     }
 

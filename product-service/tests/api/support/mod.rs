@@ -13,11 +13,6 @@ use test_support::Running;
 
 pub use test_support::Issuer;
 
-pub fn mongodb_uri() -> String {
-    std::env::var("MONGODB_URI")
-        .expect("MONGODB_URI is not set: run the tests through scripts/engines.py (it starts the engines)")
-}
-
 pub fn unique_database() -> String {
     format!("products_test_{}", uuid::Uuid::new_v4().simple())
 }
@@ -44,13 +39,9 @@ pub async fn spawn(settings: &[(&str, &str)]) -> TestApp {
 
 /// Starts the app without waiting for MongoDB.
 pub async fn spawn_unready(settings: &[(&str, &str)]) -> TestApp {
-    // Service logs only on request (TEST_LOG=1): they would bury the test output.
-    if std::env::var_os("TEST_LOG").is_some() {
-        let tracing = product_service::config::TracingConfig::disabled("product-service");
-        let _ = product_service::telemetry::init(product_service::config::LogFormat::Text, &tracing);
-    }
+    test_support::logs_on_request("product-service");
     let issuer = Issuer::start().await;
-    let uri = mongodb_uri();
+    let uri = test_support::env("MONGODB_URI");
     let database = unique_database();
     let jwks_url = issuer.jwks_url();
     let mut source: HashMap<&str, &str> = HashMap::from([

@@ -50,7 +50,7 @@ impl Drop for TcpProxy {
 
 /// host:port of the engine in MONGODB_URI (`mongodb://127.0.0.1:PORT/?directConnection=true`).
 pub fn engine_address() -> SocketAddr {
-    let uri = super::mongodb_uri();
+    let uri = test_support::env("MONGODB_URI");
     let rest = uri.strip_prefix("mongodb://").expect("a mongodb:// URI");
     let host_port = rest.split(['/', '?']).next().expect("host:port");
     host_port.parse().unwrap_or_else(|error| panic!("MONGODB_URI host {host_port:?}: {error}"))

@@ -7,11 +7,6 @@ use std::collections::HashMap;
 use test_support::Running;
 use user_service::{config::Config, startup::Application};
 
-pub fn mongodb_uri() -> String {
-    std::env::var("MONGODB_URI")
-        .expect("MONGODB_URI is not set: run the tests through scripts/test (it starts the engines)")
-}
-
 pub struct TestApp {
     pub running: Running,
     pub database: String,
@@ -36,12 +31,8 @@ pub async fn spawn(settings: &[(&str, &str)]) -> TestApp {
 }
 
 pub async fn spawn_unready(settings: &[(&str, &str)]) -> TestApp {
-    // Service logs only on request (TEST_LOG=1): they would bury the test output.
-    if std::env::var_os("TEST_LOG").is_some() {
-        let tracing = user_service::config::TracingConfig::disabled("user-service");
-        let _ = user_service::telemetry::init(user_service::config::LogFormat::Text, &tracing);
-    }
-    let uri = mongodb_uri();
+    test_support::logs_on_request("user-service");
+    let uri = test_support::env("MONGODB_URI");
     let database = unique_database();
     let mut source: HashMap<&str, &str> = HashMap::from([
         ("HOST", "127.0.0.1"),
