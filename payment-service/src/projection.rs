@@ -171,7 +171,7 @@ impl OrderProjection {
             let ids: Vec<&str> = at_rank.iter().map(|order| order.order_id.as_str()).collect();
             let replacements = at_rank
                 .iter()
-                .map(|order| bson::to_bson(order))
+                .map(bson::to_bson)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|error| StoreError::Other(error.into()))?;
             let position = doc! { "$indexOfArray": [{ "$literal": &ids }, "$_id"] };
