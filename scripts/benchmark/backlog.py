@@ -2,11 +2,12 @@
 
 The Kafka-protocol broker is frozen (SIGSTOP: a broker that hangs; it loses nothing it holds) while orders are
 created through the gateway: each is answered 201 once its order and `new-order` event are durable in MongoDB,
-and nothing can be published. Then the broker is resumed (SIGCONT), and the order-service's counters are read
-every 0.5 s until it has published one `order-processed` event more per accepted order (each order's `new-order`
-published, consumed, the order moved to `processed`, that event published): drained orders/s = accepted orders /
-the time from the resume. The order-service's engine commands per order during the drain come from the same
-counters.
+and nothing can be published. Then the broker is resumed (SIGCONT), and the payment-service's counters are read
+every 0.25 s until it has consumed one `order-processed` event more per accepted order (each order's `new-order`
+published, consumed, the order moved to `processed`, that event published and recorded by the payment-service: the
+order is payable): drained orders/s = accepted orders / the time from the resume. (Not the order-service's counters:
+its GET /metrics counts the outbox backlog, a read of every pending entry, which would slow the drain it measures.)
+The order-service's engine commands per order during the drain come from its counters before and after.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from events import EventMeter, scrape
 from procs import ENGINES, descendants, name_of
 
 THREADS = 16
-ORDER_PROCESSED = ("produced", "order-processed")
+ORDER_PROCESSED = ("consumed", "order-processed")
 
 
 def broker_pid(stack_pid: int | None) -> int | None:
@@ -66,14 +67,14 @@ def backlog_drain(endpoints: Endpoints, token: str, count: int, stack_pid: int |
     if broker is None:
         result["skipped"] = "no single Tansu broker process found to freeze"
         return result
-    metrics = f"{endpoints.orders}/metrics"
+    metrics = endpoints.payment_metrics
     before = scrape(metrics).get(ORDER_PROCESSED, 0.0)
     os.kill(broker, signal.SIGSTOP)
     try:
         created, refused, created_s = create_orders(endpoints.gateway, token, count)
     finally:
         os.kill(broker, signal.SIGCONT)
-    meter = EventMeter({"order-service": metrics})
+    meter = EventMeter({"order-service": f"{endpoints.orders}/metrics"})
     meter.start()
     resumed = time.monotonic()
     result.update(orders=created, refused=refused, created_s=round(created_s, 2))
@@ -82,8 +83,7 @@ def backlog_drain(endpoints: Endpoints, token: str, count: int, stack_pid: int |
         drained = int(scrape(metrics).get(ORDER_PROCESSED, 0.0) - before)
         if drained >= created:
             break
-        # Not more often: each scrape makes the order-service count its outbox backlog, a read of every pending entry.
-        time.sleep(0.5)
+        time.sleep(0.25)
     drain_s = time.monotonic() - resumed
     commands = (meter.stop().get("commands") or {}).get("order-service")
     if commands:
