@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::http::StatusCode;
-use platform::http::observe::{BUCKETS, HttpMetrics};
+use platform::{http::observe::HttpMetrics, metrics::BUCKETS};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 pub struct Metrics {

@@ -4,11 +4,8 @@
 //! order-services in one test process keep their own counts.
 use std::sync::Arc;
 
-use axum::{extract::State, response::IntoResponse};
 use platform::{http::observe::HttpMetrics, mongo::MongoMetrics};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
-
-use crate::state::AppState;
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -129,14 +126,4 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// GET /metrics. The outbox backlog is counted now, from its index, so it costs nothing between
-/// scrapes; when MongoDB cannot answer, the last count stays.
-pub async fn render(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.outbox_backlog().await {
-        Ok(backlog) => state.metrics.outbox_backlog.set(i64::try_from(backlog).unwrap_or(i64::MAX)),
-        Err(error) => tracing::debug!(%error, "cannot count the outbox backlog"),
-    }
-    platform::metrics::exposition(&state.metrics.registry)
 }

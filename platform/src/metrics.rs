@@ -3,36 +3,9 @@
 //! text rendering `GET /metrics` answers with. Each service declares its own metrics on that registry.
 use prometheus::{Encoder as _, Registry};
 
-/// What a service answering HTTP from its own database measures in any case, on one [`registry`]: requests by
-/// route and status, and MongoDB commands. A service registers its own metrics on `registry` too, and serves it
-/// with `platform::http::observe::metrics`. One per application (not a global registry), so that several
-/// applications in one test process keep their own counts.
-#[cfg(feature = "mongodb")]
-#[derive(Clone)]
-pub struct ServiceMetrics {
-    pub registry: Registry,
-    /// Requests by route and status (`platform::http::observe::track_requests`).
-    pub http: std::sync::Arc<crate::http::observe::HttpMetrics>,
-    /// What the MongoDB client's command monitoring feeds.
-    pub mongodb: crate::mongo::MongoMetrics,
-}
-
-#[cfg(feature = "mongodb")]
-impl ServiceMetrics {
-    pub fn new() -> Self {
-        let registry = registry();
-        let http = crate::http::observe::HttpMetrics::register(&registry);
-        let mongodb = crate::mongo::MongoMetrics::register(&registry);
-        Self { registry, http, mongodb }
-    }
-}
-
-#[cfg(feature = "mongodb")]
-impl Default for ServiceMetrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+/// Latency buckets in seconds, from a fast database command (~0.5 ms) to a timed-out call (10 s); every
+/// service's histograms use them, so dashboards compare like with like.
+pub const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// A registry with the process metrics registered.
 pub fn registry() -> Registry {

@@ -33,7 +33,7 @@ impl MongoMetrics {
                 "mongodb_command_duration_seconds",
                 "MongoDB command round trips, by command and outcome",
             )
-            .buckets(crate::http::observe::BUCKETS.to_vec()),
+            .buckets(crate::metrics::BUCKETS.to_vec()),
             &["command", "outcome"],
         )
         .expect("valid metric");

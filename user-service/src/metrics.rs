@@ -1,8 +1,8 @@
 //! Prometheus metrics, served at `GET /metrics`: requests by route and status and the latency of every MongoDB
-//! command (`platform::metrics::ServiceMetrics`), and the password hashes shed or skipped.
+//! command (`platform::http::observe::ServiceMetrics`), and the password hashes shed or skipped.
 use prometheus::{IntCounterVec, Opts, Registry};
 
-pub use platform::metrics::ServiceMetrics as Metrics;
+pub use platform::http::observe::ServiceMetrics as Metrics;
 
 /// Registers on `registry` the counter `PasswordHasher` feeds: hashes not computed, by reason (`queue_full`,
 /// `caller_gone`).

@@ -1,5 +1,6 @@
 //! The HTTP surface: one module per resource, handlers stay thin (parse → domain → store → respond).
 mod health;
+mod metrics;
 mod orders;
 
 use axum::{Router, routing::get};
@@ -15,6 +16,6 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(health::ready))
         .route("/orders", get(orders::list).post(orders::create))
         .route("/orders/{id}", get(orders::get))
-        .route("/metrics", get(crate::metrics::render));
+        .route("/metrics", get(metrics::render));
     observe::counted(error::with_fallbacks(routes), state.metrics.http.clone()).with_state(state)
 }
