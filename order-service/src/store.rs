@@ -182,30 +182,8 @@ impl OrderStore {
     /// Inserts a batch of new orders in one command (unordered, so one duplicate does not stop the
     /// others), with the client's durable write concern; one outcome per order, in order.
     pub async fn insert_batch(&self, orders: &[OrderDocument]) -> Vec<Result<(), StoreError>> {
-        let result = match &self.lease {
-            None => self.orders.insert_many(orders).ordered(false).await.map(|_| ()),
-            Some(lease) => {
-                let held = lease.held_from_now();
-                let documents = orders
-                    .iter()
-                    .map(|order| {
-                        let mut document = bson::to_document(order)?;
-                        document.extend(held.clone());
-                        Ok(document)
-                    })
-                    .collect::<Result<Vec<Document>, bson::ser::Error>>();
-                match documents {
-                    Ok(documents) => self
-                        .orders
-                        .clone_with_type::<Document>()
-                        .insert_many(documents)
-                        .ordered(false)
-                        .await
-                        .map(|_| ()),
-                    Err(error) => Err(error.into()),
-                }
-            }
-        };
+        // Every new order carries its `new-order` event.
+        let result = platform::mongo::insert_many_held(&self.orders, orders, self.lease.as_ref(), |_| true).await;
         platform::mongo::insert_many_outcomes(orders.len(), result, StoreError::DuplicateIdempotencyKey)
     }
 

@@ -176,32 +176,10 @@ impl PaymentStore {
         if !self.indexes_ready() {
             return vec![Err(StoreError::NotReady); payments.len()];
         }
-        let result = match &self.lease {
-            None => self.payments.insert_many(payments).ordered(false).await.map(|_| ()),
-            Some(lease) => {
-                let held = lease.held_from_now();
-                let documents = payments
-                    .iter()
-                    .map(|payment| {
-                        let mut document = bson::to_document(payment)?;
-                        if payment.outbox_pending {
-                            document.extend(held.clone());
-                        }
-                        Ok(document)
-                    })
-                    .collect::<Result<Vec<bson::Document>, bson::ser::Error>>();
-                match documents {
-                    Ok(documents) => self
-                        .payments
-                        .clone_with_type::<bson::Document>()
-                        .insert_many(documents)
-                        .ordered(false)
-                        .await
-                        .map(|_| ()),
-                    Err(error) => Err(error.into()),
-                }
-            }
-        };
+        let result = platform::mongo::insert_many_held(&self.payments, payments, self.lease.as_ref(), |payment| {
+            payment.outbox_pending
+        })
+        .await;
         platform::mongo::insert_many_outcomes(payments.len(), result, StoreError::Duplicate)
     }
 

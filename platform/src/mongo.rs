@@ -152,6 +152,33 @@ impl Lease {
     }
 }
 
+/// Inserts `entries` with one unordered `insert_many` (the client's write concern), each for which `has_event` holds
+/// written under `lease` from now, when there is one ([`Lease::held_from_now`]): its replica's relay publishes it
+/// without claiming it.
+pub async fn insert_many_held<T>(
+    collection: &Collection<T>,
+    entries: &[T],
+    lease: Option<&Lease>,
+    has_event: impl Fn(&T) -> bool,
+) -> Result<(), Error>
+where
+    T: serde::Serialize + Send + Sync,
+{
+    let Some(lease) = lease else {
+        return collection.insert_many(entries).ordered(false).await.map(|_| ());
+    };
+    let held = lease.held_from_now();
+    let mut documents = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let mut document = mongodb::bson::to_document(entry)?;
+        if has_event(entry) {
+            document.extend(held.clone());
+        }
+        documents.push(document);
+    }
+    collection.clone_with_type::<Document>().insert_many(documents).ordered(false).await.map(|_| ())
+}
+
 /// How often a relay claims what no live lease holds: entries of a replica that stopped or died, and entries
 /// written without a hold. In between it reads only what it holds already, which is what its own replica
 /// wrote: a claim reads every pending entry, and its own entries need none.

@@ -36,6 +36,22 @@ impl Probe {
     }
 }
 
+/// The pending → processed transition of `order`, queuing an `order-processed` event with this id and payload.
+fn processed(order: &OrderDocument, event_id: &str, payload: &str) -> TransitionWrite {
+    TransitionWrite::Processed {
+        order_id: order.id.clone(),
+        event: OutboxEvent {
+            event_id: event_id.to_owned(),
+            topic: "order-processed".into(),
+            key: order.id.clone(),
+            payload: payload.to_owned(),
+            request_id: None,
+            traceparent: None,
+            tracestate: None,
+        },
+    }
+}
+
 fn order(user: &str, key: Option<&str>) -> OrderDocument {
     let product = ProductSnapshot { id: "1".into(), name: "Smartphone".into(), unit_price: Money::from_cents(89_999) };
     let quantity = Quantity::parse(&serde_json::json!(2)).unwrap();
@@ -82,21 +98,8 @@ async fn what_a_replica_writes_is_held_by_it_so_its_relay_reads_it_without_a_cla
         held.iter().map(|order| (order.id.clone(), order.outbox[0].event_id.clone())).collect();
     store.acknowledge_published(&published).await.unwrap();
     assert!(store.held_outbox("replica-a", 200).await.unwrap().is_empty());
-    let writes: Vec<TransitionWrite> = orders
-        .iter()
-        .map(|order| TransitionWrite::Processed {
-            order_id: order.id.clone(),
-            event: OutboxEvent {
-                event_id: uuid::Uuid::new_v4().to_string(),
-                topic: "order-processed".into(),
-                key: order.id.clone(),
-                payload: "{}".into(),
-                request_id: None,
-                traceparent: None,
-                tracestate: None,
-            },
-        })
-        .collect();
+    let writes: Vec<TransitionWrite> =
+        orders.iter().map(|order| processed(order, &uuid::Uuid::new_v4().to_string(), "{}")).collect();
     assert_eq!(store.apply_transitions(&writes).await.unwrap(), vec![true; 10]);
     assert_eq!(store.held_outbox("replica-a", 200).await.unwrap().len(), 10);
     assert!(store.claim_outbox("replica-b", Duration::from_secs(30), 200).await.unwrap().is_empty(), "held by a");
@@ -143,18 +146,7 @@ async fn a_batch_of_transitions_is_one_update_per_kind_and_each_applies_only_fro
     let probe = Probe::new().await;
     let orders: Vec<OrderDocument> = (0..20).map(|_| order("u", None)).collect();
     assert!(probe.store.insert_batch(&orders).await.iter().all(Result::is_ok));
-    let processed = |order: &OrderDocument| TransitionWrite::Processed {
-        order_id: order.id.clone(),
-        event: OutboxEvent {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            topic: "order-processed".into(),
-            key: order.id.clone(),
-            payload: "{}".into(),
-            request_id: None,
-            traceparent: None,
-            tracestate: None,
-        },
-    };
+    let processed = |order: &OrderDocument| processed(order, &uuid::Uuid::new_v4().to_string(), "{}");
     let paid = |order: &OrderDocument, total_cents| TransitionWrite::Paid {
         order_id: order.id.clone(),
         user_id: order.user_id.clone(),
@@ -194,21 +186,8 @@ async fn a_batch_whose_transitions_all_apply_is_one_update_and_no_read() {
     let probe = Probe::new().await;
     let orders: Vec<OrderDocument> = (0..30).map(|_| order("u", None)).collect();
     assert!(probe.store.insert_batch(&orders).await.iter().all(Result::is_ok));
-    let writes: Vec<TransitionWrite> = orders
-        .iter()
-        .map(|order| TransitionWrite::Processed {
-            order_id: order.id.clone(),
-            event: OutboxEvent {
-                event_id: format!("$processed-{}", order.id),
-                topic: "order-processed".into(),
-                key: order.id.clone(),
-                payload: "$not-a-field-path".into(),
-                request_id: None,
-                traceparent: None,
-                tracestate: None,
-            },
-        })
-        .collect();
+    let writes: Vec<TransitionWrite> =
+        orders.iter().map(|order| processed(order, &format!("$processed-{}", order.id), "$not-a-field-path")).collect();
     let before = (probe.sent("update"), probe.sent("find"));
     assert_eq!(probe.store.apply_transitions(&writes).await.unwrap(), vec![true; 30]);
     assert_eq!((probe.sent("update") - before.0, probe.sent("find") - before.1), (1, 0));
