@@ -11,7 +11,7 @@ use mongodb::{
     bson::{self, Bson, Document, doc},
     options::{Acknowledgment, IndexOptions, WriteConcern},
 };
-use platform::mongo::{Lease, OutboxLeases};
+use platform::mongo::{Lease, OutboxLeases, pick, position_of_id};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -156,16 +156,6 @@ pub struct OrderStore {
     lease: Option<Lease>,
 }
 
-/// The position of the document's `_id` in `ids`: picks each order's own value out of a batch's arrays.
-fn position_of_id(ids: &[&str]) -> Document {
-    doc! { "$indexOfArray": [{ "$literal": ids }, "$_id"] }
-}
-
-/// The value at `position` in `values`, taken literally (a `$` in a value is not a field path).
-fn pick(values: Vec<Bson>, position: &Document) -> Document {
-    doc! { "$arrayElemAt": [{ "$literal": values }, position] }
-}
-
 impl OrderStore {
     pub fn new(database: Database) -> Self {
         let orders = database.collection("orders");
@@ -252,23 +242,25 @@ impl OrderStore {
         let (mut processed_ids, mut paid_ids) = (HashSet::new(), HashSet::new());
         for (index, write) in writes.iter().enumerate() {
             match write {
-                TransitionWrite::Processed { order_id, .. } if processed_ids.insert(order_id.as_str()) => {
-                    processed.push(index);
+                TransitionWrite::Processed { order_id, event } if processed_ids.insert(order_id.as_str()) => {
+                    processed.push((index, order_id.as_str(), event));
                 }
-                TransitionWrite::Paid { order_id, .. } if paid_ids.insert(order_id.as_str()) => paid.push(index),
+                TransitionWrite::Paid { order_id, user_id, total_cents, payment_id, event_id }
+                    if paid_ids.insert(order_id.as_str()) =>
+                {
+                    paid.push((index, order_id.as_str(), user_id, *total_cents, payment_id, event_id));
+                }
                 _ => {}
             }
         }
         let durable = WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build();
         let mut changed = 0;
         if !processed.is_empty() {
-            let (ids, events) = processed
+            let ids: Vec<&str> = processed.iter().map(|&(_, order_id, _)| order_id).collect();
+            let events = processed
                 .iter()
-                .map(|&index| match &writes[index] {
-                    TransitionWrite::Processed { order_id, event } => Ok((order_id.as_str(), bson::to_bson(event)?)),
-                    TransitionWrite::Paid { .. } => unreachable!("indexes of processed writes"),
-                })
-                .collect::<Result<(Vec<_>, Vec<_>), bson::ser::Error>>()
+                .map(|&(_, _, event)| bson::to_bson(event))
+                .collect::<Result<Vec<_>, _>>()
                 .map_err(|error| StoreError::Other(error.into()))?;
             let position = position_of_id(&ids);
             let mut set = doc! {
@@ -287,24 +279,11 @@ impl OrderStore {
             changed += self.orders.update_many(filter, update).write_concern(durable.clone()).await?.modified_count;
         }
         if !paid.is_empty() {
-            let mut columns: [Vec<Bson>; 4] = Default::default();
-            let mut ids = Vec::with_capacity(paid.len());
-            for &index in &paid {
-                let TransitionWrite::Paid { order_id, user_id, total_cents, payment_id, event_id } = &writes[index]
-                else {
-                    unreachable!("indexes of paid writes")
-                };
-                ids.push(order_id.as_str());
-                for (column, value) in columns.iter_mut().zip([
-                    Bson::from(user_id),
-                    Bson::Int64(*total_cents),
-                    Bson::from(payment_id),
-                    Bson::from(event_id),
-                ]) {
-                    column.push(value);
-                }
-            }
-            let [user_ids, totals, payment_ids, event_ids] = columns;
+            let ids: Vec<&str> = paid.iter().map(|&(_, order_id, ..)| order_id).collect();
+            let user_ids: Vec<Bson> = paid.iter().map(|&(_, _, user_id, ..)| user_id.into()).collect();
+            let totals: Vec<Bson> = paid.iter().map(|&(_, _, _, total, ..)| total.into()).collect();
+            let payment_ids: Vec<Bson> = paid.iter().map(|&(.., payment_id, _)| payment_id.into()).collect();
+            let event_ids: Vec<Bson> = paid.iter().map(|&(.., event_id)| event_id.into()).collect();
             let position = position_of_id(&ids);
             // Conditional on the owner and total the payment was checked against. That condition is in the
             // update, not in the filter: SecantusDB answers a filter with a top-level `$expr` by scanning the
@@ -327,15 +306,16 @@ impl OrderStore {
 
         let mut applied = vec![false; writes.len()];
         let given = processed.len() + paid.len();
+        let indexes = processed.iter().map(|&(index, ..)| index).chain(paid.iter().map(|&(index, ..)| index));
         if usize::try_from(changed).is_ok_and(|changed| changed == given) {
-            for index in processed.into_iter().chain(paid) {
+            for index in indexes {
                 applied[index] = true;
             }
             return Ok(applied);
         }
         let ids: Vec<String> = processed_ids.union(&paid_ids).map(|&id| id.to_owned()).collect();
         let stored = self.find_many(&ids).await?;
-        for index in processed.into_iter().chain(paid) {
+        for index in indexes {
             applied[index] = match &writes[index] {
                 TransitionWrite::Processed { order_id, .. } => {
                     stored.get(order_id).is_some_and(|order| order.updated_at == now)

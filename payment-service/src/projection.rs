@@ -23,7 +23,7 @@ use mongodb::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use platform::mongo::is_duplicate_key;
+use platform::mongo::{is_duplicate_key, pick, position_of_id};
 
 use crate::store::StoreError;
 
@@ -174,9 +174,9 @@ impl OrderProjection {
                 .map(bson::to_bson)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|error| StoreError::Other(error.into()))?;
-            let position = doc! { "$indexOfArray": [{ "$literal": &ids }, "$_id"] };
+            let position = position_of_id(&ids);
             let filter = doc! { "_id": { "$in": &ids }, "rank": { "$lt": rank } };
-            let update = vec![doc! { "$replaceWith": { "$arrayElemAt": [{ "$literal": replacements }, position] } }];
+            let update = vec![doc! { "$replaceWith": pick(replacements, &position) }];
             let durable = WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build();
             self.orders.update_many(filter, update).write_concern(durable).await?;
         }

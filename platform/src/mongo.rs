@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures::TryStreamExt as _;
 use mongodb::{
     Client, Collection,
-    bson::{DateTime, Document, doc},
+    bson::{Bson, DateTime, Document, doc},
     error::{Error, ErrorKind, WriteFailure},
     event::{EventHandler, command::CommandEvent},
     options::{Acknowledgment, ClientOptions, WriteConcern},
@@ -177,6 +177,18 @@ where
         documents.push(document);
     }
     collection.clone_with_type::<Document>().insert_many(documents).ordered(false).await.map(|_| ())
+}
+
+/// The position of a document's `_id` in `ids`, as an aggregation expression. With [`pick`] it gives each document
+/// of one multi-document update its own values: SecantusDB commits each statement of a `bulkWrite` on its own (one
+/// journal flush each), so a batch is one `update_many` filtered on `_id` instead of one statement per document.
+pub fn position_of_id(ids: &[&str]) -> Document {
+    doc! { "$indexOfArray": [{ "$literal": ids }, "$_id"] }
+}
+
+/// The value at `position` in `values`, taken literally (a `$` in a value is not a field path).
+pub fn pick(values: Vec<Bson>, position: &Document) -> Document {
+    doc! { "$arrayElemAt": [{ "$literal": values }, position] }
 }
 
 /// How often a relay claims what no live lease holds: entries of a replica that stopped or died, and entries
