@@ -11,7 +11,7 @@ use mongodb::{
     bson::{self, Bson, Document, doc},
     options::{Acknowledgment, IndexOptions, WriteConcern},
 };
-use platform::mongo::{Lease, OutboxLeases, pick, position_of_id};
+use platform::mongo::{Lease, OutboxLeases, UPDATE_CHUNK, pick, position_of_id};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -400,30 +400,38 @@ impl OrderStore {
     }
 
     /// Removes published events from their orders' outboxes, sets `outboxPending` to whether any
-    /// event is left (one pushed meanwhile), and frees the orders' leases: one command per batch.
+    /// event is left (one pushed meanwhile), and frees the orders' leases: one command per
+    /// [`UPDATE_CHUNK`] orders.
     pub async fn acknowledge_published(&self, published: &[(String, String)]) -> Result<(), StoreError> {
-        if published.is_empty() {
-            return Ok(());
+        // One order's events stay in one command.
+        let mut by_order: Vec<(&str, Vec<&str>)> = Vec::new();
+        for (order_id, event_id) in published {
+            match by_order.last_mut() {
+                Some((last, events)) if *last == order_id.as_str() => events.push(event_id.as_str()),
+                _ => by_order.push((order_id.as_str(), vec![event_id.as_str()])),
+            }
         }
-        let order_ids: Vec<&str> = published.iter().map(|(order_id, _)| order_id.as_str()).collect();
-        let event_ids: Vec<&str> = published.iter().map(|(_, event_id)| event_id.as_str()).collect();
-        let remaining = doc! { "$filter": {
-            "input": "$outbox",
-            "cond": { "$not": [{ "$in": ["$$this.eventId", &event_ids] }] },
-        } };
-        self.orders
-            .update_many(
-                doc! { "_id": { "$in": &order_ids } },
-                vec![
-                    doc! { "$set": { "outbox": remaining } },
-                    doc! { "$set": {
-                        "outboxPending": { "$gt": [{ "$size": "$outbox" }, 0] },
-                        "leaseUntil": unleased(),
-                    } },
-                    doc! { "$unset": ["leaseOwner"] },
-                ],
-            )
-            .await?;
+        for chunk in by_order.chunks(UPDATE_CHUNK) {
+            let order_ids: Vec<&str> = chunk.iter().map(|(order_id, _)| *order_id).collect();
+            let event_ids: Vec<&str> = chunk.iter().flat_map(|(_, events)| events.iter().copied()).collect();
+            let remaining = doc! { "$filter": {
+                "input": "$outbox",
+                "cond": { "$not": [{ "$in": ["$$this.eventId", &event_ids] }] },
+            } };
+            self.orders
+                .update_many(
+                    doc! { "_id": { "$in": &order_ids } },
+                    vec![
+                        doc! { "$set": { "outbox": remaining } },
+                        doc! { "$set": {
+                            "outboxPending": { "$gt": [{ "$size": "$outbox" }, 0] },
+                            "leaseUntil": unleased(),
+                        } },
+                        doc! { "$unset": ["leaseOwner"] },
+                    ],
+                )
+                .await?;
+        }
         Ok(())
     }
 }

@@ -23,7 +23,7 @@ use mongodb::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use platform::mongo::{is_duplicate_key, pick, position_of_id};
+use platform::mongo::{UPDATE_CHUNK, is_duplicate_key, pick, position_of_id};
 
 use crate::store::StoreError;
 
@@ -117,14 +117,13 @@ impl OrderProjection {
         Ok(cursor.try_collect().await?)
     }
 
-    /// Records a batch of order events, durable before it returns, in at most two commands whatever the batch's
-    /// size; the orders it wrote, one per order id (the furthest stage the batch brings it to: applying the earlier
-    /// stage first would change nothing more). The orders new here are inserted with one unordered `insert_many`;
-    /// an insert that meets an existing `_id` is that order's "already known", and those of them the batch brings
-    /// to a later stage are moved forward with one conditional update (one per stage: there is one after
-    /// `pending`). (The engine commits each statement of a `bulkWrite` on its own, one journal flush each, so no
-    /// write here is one statement per order.) A failure fails the batch, which the caller retries whole: every
-    /// write is conditional, so nothing applies twice.
+    /// Records a batch of order events, durable before it returns; the orders it wrote, one per order id (the
+    /// furthest stage the batch brings it to: applying the earlier stage first would change nothing more). The
+    /// orders new here are inserted with one unordered `insert_many`; an insert that meets an existing `_id` is that
+    /// order's "already known", and those of them the batch brings to a later stage are moved forward with a
+    /// conditional update (one per stage and [`UPDATE_CHUNK`] orders). (The engine commits each statement of a
+    /// `bulkWrite` on its own, one journal flush each, so no write here is one statement per order.) A failure
+    /// fails the batch, which the caller retries whole: every write is conditional, so nothing applies twice.
     pub async fn apply_batch<'a>(&self, events: &'a [KnownOrder]) -> Result<Vec<&'a KnownOrder>, StoreError> {
         let latest = furthest_per_order(events);
         let known = self.insert_new(&latest).await?;
@@ -159,26 +158,28 @@ impl OrderProjection {
         Ok(write_errors.iter().map(|write_error| write_error.index).collect())
     }
 
-    /// Moves known orders forward to the stage given, each only if it is behind it: one update per stage (the
-    /// filter is on `_id` and `rank` alone, which the engine answers through the `_id` index), each order's own
-    /// document picked out of a literal array by the position of its `_id`.
+    /// Moves known orders forward to the stage given, each only if it is behind it: one update per stage and
+    /// [`UPDATE_CHUNK`] orders (the filter is on `_id` and `rank` alone, which the engine answers through the `_id`
+    /// index), each order's own document picked out of a literal array by the position of its `_id`.
     async fn move_forward(&self, orders: &[&KnownOrder]) -> Result<(), StoreError> {
         let mut ranks: Vec<i32> = orders.iter().map(|order| order.rank).collect();
         ranks.sort_unstable();
         ranks.dedup();
         for rank in ranks {
             let at_rank: Vec<&KnownOrder> = orders.iter().copied().filter(|order| order.rank == rank).collect();
-            let ids: Vec<&str> = at_rank.iter().map(|order| order.order_id.as_str()).collect();
-            let replacements = at_rank
-                .iter()
-                .map(bson::to_bson)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|error| StoreError::Other(error.into()))?;
-            let position = position_of_id(&ids);
-            let filter = doc! { "_id": { "$in": &ids }, "rank": { "$lt": rank } };
-            let update = vec![doc! { "$replaceWith": pick(replacements, &position) }];
-            let durable = WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build();
-            self.orders.update_many(filter, update).write_concern(durable).await?;
+            for chunk in at_rank.chunks(UPDATE_CHUNK) {
+                let ids: Vec<&str> = chunk.iter().map(|order| order.order_id.as_str()).collect();
+                let replacements = chunk
+                    .iter()
+                    .map(bson::to_bson)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|error| StoreError::Other(error.into()))?;
+                let position = position_of_id(&ids);
+                let filter = doc! { "_id": { "$in": &ids }, "rank": { "$lt": rank } };
+                let update = vec![doc! { "$replaceWith": pick(replacements, &position) }];
+                let durable = WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build();
+                self.orders.update_many(filter, update).write_concern(durable).await?;
+            }
         }
         Ok(())
     }

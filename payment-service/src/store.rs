@@ -19,7 +19,7 @@ use mongodb::{
     bson::{self, doc},
     options::IndexOptions,
 };
-use platform::mongo::{Lease, OutboxLeases};
+use platform::mongo::{Lease, OutboxLeases, UPDATE_CHUNK};
 use serde::{Deserialize, Serialize};
 
 use crate::{domain::PaymentStatus, telemetry::TraceContext};
@@ -241,21 +241,20 @@ impl PaymentStore {
         Ok(self.payments.count_documents(doc! { "outboxPending": true }).await?)
     }
 
-    /// Records that Kafka acknowledged these events, in one command; conditional, so a concurrent relay's update
-    /// is harmless.
+    /// Records that Kafka acknowledged these events, one command per [`UPDATE_CHUNK`]; conditional, so a
+    /// concurrent relay's update is harmless.
     pub async fn mark_published(&self, payment_ids: &[&str]) -> Result<(), StoreError> {
-        if payment_ids.is_empty() {
-            return Ok(());
+        for chunk in payment_ids.chunks(UPDATE_CHUNK) {
+            self.payments
+                .update_many(
+                    doc! { "_id": { "$in": chunk }, "outboxPending": true },
+                    doc! {
+                        "$set": { "outboxPending": false, "publishedAt": bson::DateTime::now(), "leaseUntil": unleased() },
+                        "$unset": { "leaseOwner": "" },
+                    },
+                )
+                .await?;
         }
-        self.payments
-            .update_many(
-                doc! { "_id": { "$in": payment_ids }, "outboxPending": true },
-                doc! {
-                    "$set": { "outboxPending": false, "publishedAt": bson::DateTime::now(), "leaseUntil": unleased() },
-                    "$unset": { "leaseOwner": "" },
-                },
-            )
-            .await?;
         Ok(())
     }
 }

@@ -27,7 +27,10 @@ use crate::{
     telemetry::{self, TraceContext},
 };
 
-const BATCH: usize = 200;
+/// Orders read per round. A read costs the engine every pending entry whatever its limit (SecantusDB decodes and
+/// matches every entry the `outboxPending` index gives before it sorts and cuts), so a long backlog is read in a
+/// few large rounds; the acknowledgements go in chunks (`OrderStore::acknowledge_published`).
+const BATCH: usize = 1000;
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct OutboxRelay {

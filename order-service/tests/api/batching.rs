@@ -1,10 +1,11 @@
 //! The store's batch commands, counted from the driver's own command events (the
-//! `mongodb_commands_total` metric): a batch costs one command, whatever its size.
+//! `mongodb_commands_total` metric): a batch costs one command whatever its size, an update by
+//! `_id` one per `UPDATE_CHUNK` documents.
 use crate::support;
 
 use std::time::Duration;
 
-use platform::mongo::Lease;
+use platform::mongo::{Lease, UPDATE_CHUNK};
 
 use order_service::{
     domain::{Money, OrderStatus, Quantity},
@@ -106,27 +107,58 @@ async fn what_a_replica_writes_is_held_by_it_so_its_relay_reads_it_without_a_cla
 }
 
 #[tokio::test]
-async fn the_relay_claims_and_marks_a_batch_published_in_one_command_each() {
+async fn the_relay_claims_in_one_command_and_marks_published_in_one_command_per_chunk() {
     let probe = Probe::new().await;
-    let orders: Vec<OrderDocument> = (0..50).map(|_| order("u", None)).collect();
+    // More than two chunks' worth, the last one short.
+    let count = 2 * UPDATE_CHUNK + 7;
+    let orders: Vec<OrderDocument> = (0..count).map(|_| order("u", None)).collect();
     assert!(probe.store.insert_batch(&orders).await.iter().all(Result::is_ok));
 
     let updates = probe.sent("update");
-    let claimed = probe.store.claim_outbox("replica-a", Duration::from_secs(30), 200).await.unwrap();
-    assert_eq!(claimed.len(), 50);
+    let claimed = probe.store.claim_outbox("replica-a", Duration::from_secs(30), 1000).await.unwrap();
+    assert_eq!(claimed.len(), count);
     assert_eq!(probe.sent("update") - updates, 1, "one claim for the whole outbox");
-    assert!(probe.store.claim_outbox("replica-b", Duration::from_secs(30), 200).await.unwrap().is_empty(), "leased");
+    assert!(probe.store.claim_outbox("replica-b", Duration::from_secs(30), 1000).await.unwrap().is_empty(), "leased");
 
     let published: Vec<(String, String)> =
         claimed.iter().map(|order| (order.id.clone(), order.outbox[0].event_id.clone())).collect();
     let updates = probe.sent("update");
     probe.store.acknowledge_published(&published).await.unwrap();
-    assert_eq!(probe.sent("update") - updates, 1, "one command marks the batch published");
+    assert_eq!(probe.sent("update") - updates, 3, "one command per chunk of orders");
     let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
     for order in probe.store.find_many(&ids).await.unwrap().values() {
         assert!(order.outbox.is_empty() && !order.outbox_pending, "{order:?}");
     }
     assert_eq!(probe.store.outbox_backlog().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn an_acknowledgement_keeps_an_event_queued_after_the_published_one_whatever_chunk_its_order_is_in() {
+    let probe = Probe::new().await;
+    let orders: Vec<OrderDocument> = (0..UPDATE_CHUNK + 10).map(|_| order("u", None)).collect();
+    assert!(probe.store.insert_batch(&orders).await.iter().all(Result::is_ok));
+    let published: Vec<(String, String)> =
+        orders.iter().map(|order| (order.id.clone(), order.outbox[0].event_id.clone())).collect();
+    // Two orders, one in each chunk, are processed while their new-order events are being published.
+    let late = [&orders[3], &orders[UPDATE_CHUNK + 3]];
+    let writes: Vec<TransitionWrite> =
+        late.iter().map(|order| processed(order, &format!("p-{}", order.id), "{}")).collect();
+    assert_eq!(probe.store.apply_transitions(&writes).await.unwrap(), vec![true; 2]);
+
+    probe.store.acknowledge_published(&published).await.unwrap();
+    let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
+    let stored = probe.store.find_many(&ids).await.unwrap();
+    for order in &orders {
+        let stored = &stored[&order.id];
+        if late.iter().any(|late| late.id == order.id) {
+            let left: Vec<&str> = stored.outbox.iter().map(|event| event.event_id.as_str()).collect();
+            assert_eq!(left, [format!("p-{}", order.id)], "the order-processed event stays");
+            assert!(stored.outbox_pending);
+        } else {
+            assert!(stored.outbox.is_empty() && !stored.outbox_pending, "{stored:?}");
+        }
+    }
+    assert_eq!(probe.store.outbox_backlog().await.unwrap(), 2);
 }
 
 #[tokio::test]

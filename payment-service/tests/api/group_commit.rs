@@ -114,6 +114,27 @@ async fn the_relay_claims_and_marks_a_batch_published_in_one_command_each_and_a_
 }
 
 #[tokio::test]
+async fn more_events_than_a_chunk_are_marked_published_in_one_command_per_chunk() {
+    let metrics = platform::mongo::MongoMetrics::register(&prometheus::Registry::new());
+    let commands = metrics.commands.clone();
+    let client =
+        platform::mongo::connect(&support::mongodb_uri(), "test", Duration::from_secs(5), &metrics).await.unwrap();
+    let store = PaymentStore::new(client.database(&support::unique("payments_chunks_")));
+    store.ensure_indexes().await.unwrap();
+    let count = platform::mongo::UPDATE_CHUNK + 1;
+    let payments: Vec<PaymentDocument> = (0..count).map(|n| payment(&format!("order-{n}"))).collect();
+    assert!(store.insert_batch(&payments).await.iter().all(Result::is_ok));
+    let claimed = store.claim_pending_events("replica-a", Duration::from_secs(30), 100).await.unwrap();
+    assert_eq!(claimed.len(), count);
+
+    let ids: Vec<&str> = claimed.iter().map(|event| event.payment_id.as_str()).collect();
+    let updates = commands.with_label_values(&["update"]).get();
+    store.mark_published(&ids).await.unwrap();
+    assert_eq!(commands.with_label_values(&["update"]).get() - updates, 2, "a full chunk, then the one left");
+    assert_eq!(store.count_pending().await.unwrap(), 0);
+}
+
+#[tokio::test]
 async fn the_events_of_the_payments_a_replica_stores_are_held_by_it_and_read_without_a_claim() {
     let metrics = platform::mongo::MongoMetrics::register(&prometheus::Registry::new());
     let commands = metrics.commands.clone();

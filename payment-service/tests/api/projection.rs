@@ -156,6 +156,25 @@ async fn a_batch_applies_each_order_forward_only_whatever_the_order_duplicates_a
     assert_eq!(since(before), [1, 0, 0]);
 }
 
+#[tokio::test]
+async fn known_orders_move_forward_in_one_update_per_chunk() {
+    let (projection, commands) = counted_projection().await;
+    let count = platform::mongo::UPDATE_CHUNK + 1;
+    let ids: Vec<String> = (0..count).map(|n| format!("order-{n}")).collect();
+    let pending: Vec<KnownOrder> = ids.iter().map(|id| known(id, OrderStage::Pending, &format!("{id}-1"))).collect();
+    projection.apply_batch(&pending).await.unwrap();
+
+    let processed: Vec<KnownOrder> =
+        ids.iter().map(|id| known(id, OrderStage::Processed, &format!("{id}-2"))).collect();
+    let updates = commands.with_label_values(&["update"]).get();
+    assert_eq!(projection.apply_batch(&processed).await.unwrap().len(), count);
+    assert_eq!(commands.with_label_values(&["update"]).get() - updates, 2, "a full chunk, then the one left");
+    for id in &ids {
+        let stored = projection.find(id).await.unwrap().expect("known");
+        assert_eq!((stored.stage, stored.event_id), (OrderStage::Processed, format!("{id}-2")), "{id}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_of_order_events_is_applied_in_batches() {
     let app = support::spawn(&[]).await;
