@@ -82,14 +82,26 @@ fn payment(order_id: &str) -> PaymentDocument {
     }
 }
 
-#[tokio::test]
-async fn the_relay_claims_and_marks_a_batch_published_in_one_command_each_and_a_live_lease_is_respected() {
+/// A payment store on a fresh database (its writes held by `lease`, when given), with a counter of the engine
+/// commands it sends, by operation.
+async fn counted_store(
+    prefix: &str,
+    lease: Option<platform::mongo::Lease>,
+) -> (PaymentStore, prometheus::IntCounterVec) {
     let metrics = platform::mongo::MongoMetrics::register(&prometheus::Registry::new());
-    let commands = metrics.commands.clone();
     let client =
         platform::mongo::connect(&support::mongodb_uri(), "test", Duration::from_secs(5), &metrics).await.unwrap();
-    let store = PaymentStore::new(client.database(&support::unique("payments_batch_")));
+    let mut store = PaymentStore::new(client.database(&support::unique(prefix)));
+    if let Some(lease) = lease {
+        store = store.holding_new_events(lease);
+    }
     store.ensure_indexes().await.unwrap();
+    (store, metrics.commands)
+}
+
+#[tokio::test]
+async fn the_relay_claims_and_marks_a_batch_published_in_one_command_each_and_a_live_lease_is_respected() {
+    let (store, commands) = counted_store("payments_batch_", None).await;
     let sent = |operation: &str| commands.with_label_values(&[operation]).get();
 
     let mut payments: Vec<PaymentDocument> = (0..50).map(|n| payment(&format!("order-{n}"))).collect();
@@ -115,12 +127,7 @@ async fn the_relay_claims_and_marks_a_batch_published_in_one_command_each_and_a_
 
 #[tokio::test]
 async fn more_events_than_a_chunk_are_marked_published_in_one_command_per_chunk() {
-    let metrics = platform::mongo::MongoMetrics::register(&prometheus::Registry::new());
-    let commands = metrics.commands.clone();
-    let client =
-        platform::mongo::connect(&support::mongodb_uri(), "test", Duration::from_secs(5), &metrics).await.unwrap();
-    let store = PaymentStore::new(client.database(&support::unique("payments_chunks_")));
-    store.ensure_indexes().await.unwrap();
+    let (store, commands) = counted_store("payments_chunks_", None).await;
     let count = platform::mongo::UPDATE_CHUNK + 1;
     let payments: Vec<PaymentDocument> = (0..count).map(|n| payment(&format!("order-{n}"))).collect();
     assert!(store.insert_batch(&payments).await.iter().all(Result::is_ok));
@@ -136,13 +143,8 @@ async fn more_events_than_a_chunk_are_marked_published_in_one_command_per_chunk(
 
 #[tokio::test]
 async fn the_events_of_the_payments_a_replica_stores_are_held_by_it_and_read_without_a_claim() {
-    let metrics = platform::mongo::MongoMetrics::register(&prometheus::Registry::new());
-    let commands = metrics.commands.clone();
-    let client =
-        platform::mongo::connect(&support::mongodb_uri(), "test", Duration::from_secs(5), &metrics).await.unwrap();
     let lease = platform::mongo::Lease { owner: "replica-a".into(), duration: Duration::from_secs(30) };
-    let store = PaymentStore::new(client.database(&support::unique("payments_held_"))).holding_new_events(lease);
-    store.ensure_indexes().await.unwrap();
+    let (store, commands) = counted_store("payments_held_", Some(lease)).await;
     let mut payments: Vec<PaymentDocument> = (0..20).map(|n| payment(&format!("order-{n}"))).collect();
     // A declined payment has no event: nothing to hold.
     payments[0].status = PaymentStatus::Declined;
