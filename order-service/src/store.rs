@@ -38,6 +38,23 @@ pub struct OutboxEvent {
     pub tracestate: Option<String>,
 }
 
+/// What the relay reads of an order with unpublished events: its id and its outbox, nothing else (a round reads up
+/// to a thousand of them).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PendingOutbox {
+    #[serde(rename = "_id")]
+    pub id: String,
+    #[serde(default)]
+    pub outbox: Vec<OutboxEvent>,
+}
+
+impl PendingOutbox {
+    /// The projection that reads only these fields.
+    fn fields() -> Document {
+        doc! { "outbox": 1 }
+    }
+}
+
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -202,14 +219,14 @@ impl OrderStore {
         owner: &str,
         lease: Duration,
         limit: usize,
-    ) -> Result<Vec<OrderDocument>, StoreError> {
-        Ok(OutboxLeases::new(&self.orders).claim_oldest(owner, lease, limit, None).await?)
+    ) -> Result<Vec<PendingOutbox>, StoreError> {
+        Ok(OutboxLeases::new(&self.orders).claim_oldest(owner, lease, limit, Some(PendingOutbox::fields())).await?)
     }
 
     /// At most `limit` of the orders with unpublished events `owner` holds, oldest first, without claiming
     /// anything (what this replica wrote is held by it already).
-    pub async fn held_outbox(&self, owner: &str, limit: usize) -> Result<Vec<OrderDocument>, StoreError> {
-        Ok(OutboxLeases::new(&self.orders).oldest_claimed(owner, limit, None).await?)
+    pub async fn held_outbox(&self, owner: &str, limit: usize) -> Result<Vec<PendingOutbox>, StoreError> {
+        Ok(OutboxLeases::new(&self.orders).oldest_claimed(owner, limit, Some(PendingOutbox::fields())).await?)
     }
 
     /// Extends `owner`'s claims by `lease` from now: a relay draining a long backlog keeps it.

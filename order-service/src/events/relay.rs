@@ -28,9 +28,13 @@ use crate::{
 };
 
 /// Orders read per round. A read costs the engine every pending entry whatever its limit (SecantusDB decodes and
-/// matches every entry the `outboxPending` index gives before it sorts and cuts), so a long backlog is read in a
-/// few large rounds; the acknowledgements go in chunks (`OrderStore::acknowledge_published`).
-const BATCH: usize = 1000;
+/// matches every entry the `outboxPending` index gives before it sorts and cuts), so a long backlog drains faster in
+/// fewer, larger rounds; but a round's orders are all held in memory. Measured with 5,000 orders waiting: 200 per
+/// round drained 184 orders/s with the order-service's peak at 27 MB, 500 drained 226/s at 29 MB, 1,000 drained
+/// 242-254/s at 32-35 MB. The acknowledgements go in chunks (`OrderStore::acknowledge_published`).
+const BATCH: usize = 500;
+/// Events handed to the producer at once, whatever a round read: what waits in librdkafka's queues stays bounded.
+const PUBLISH_WINDOW: usize = 200;
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct OutboxRelay {
@@ -112,17 +116,20 @@ impl OutboxRelay {
                 return Ok(());
             }
             let events: Vec<&OutboxEvent> = orders.iter().flat_map(|order| order.outbox.iter()).collect();
-            // Sends are enqueued in order, so one order's events keep their order on its partition.
-            let results = join_all(events.iter().map(|event| self.publish(event))).await;
-            let published: Vec<(String, String)> = events
-                .iter()
-                .zip(&results)
-                .filter(|(_, result)| result.is_ok())
-                .map(|(event, _)| (event.key.clone(), event.event_id.clone()))
-                .collect();
-            self.store.acknowledge_published(&published).await.map_err(|error| error.to_string())?;
-            if let Some(Err(error)) = results.into_iter().find(Result::is_err) {
-                return Err(error);
+            for window in events.chunks(PUBLISH_WINDOW) {
+                // Sends are enqueued in order, and a window goes only once the one before it is acknowledged, so
+                // one order's events keep their order on its partition.
+                let results = join_all(window.iter().map(|event| self.publish(event))).await;
+                let published: Vec<(String, String)> = window
+                    .iter()
+                    .zip(&results)
+                    .filter(|(_, result)| result.is_ok())
+                    .map(|(event, _)| (event.key.clone(), event.event_id.clone()))
+                    .collect();
+                self.store.acknowledge_published(&published).await.map_err(|error| error.to_string())?;
+                if let Some(Err(error)) = results.into_iter().find(Result::is_err) {
+                    return Err(error);
+                }
             }
         }
     }
