@@ -38,8 +38,8 @@ pub struct OutboxEvent {
     pub tracestate: Option<String>,
 }
 
-/// What the relay reads of an order with unpublished events: its id and its outbox, nothing else (a round reads up
-/// to a thousand of them).
+/// What the relay reads of an order with unpublished events: its id and its outbox, nothing else (a round reads
+/// hundreds of them).
 #[derive(Debug, Clone, Deserialize)]
 pub struct PendingOutbox {
     #[serde(rename = "_id")]
