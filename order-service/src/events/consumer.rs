@@ -196,7 +196,7 @@ impl LifecycleConsumer {
     }
 
     /// Decides every message of the batch on one read of the orders it names, applies the
-    /// transitions in one command, and reads again only the orders whose payment did not apply.
+    /// transitions with one command per kind, and reads again only the orders whose payment did not apply.
     async fn process_batch(
         &self,
         batch: &[BorrowedMessage<'_>],

@@ -13,7 +13,7 @@
 //!
 //! Replicas share the outbox through leases: the relay claims, in one update, the pending events no live lease holds
 //! (`leaseOwner` = REPLICA_ID, `leaseUntil` = now + OUTBOX_LEASE_MS), publishes only its own, and marks everything
-//! the broker acknowledged published in one update. The payments this replica stores are written held by it
+//! the broker acknowledged published (one update per `UPDATE_CHUNK` events). The payments this replica stores are written held by it
 //! already, so the relay claims at most once a second and otherwise reads only what it holds. While every replica lives an event goes out
 //! once; a crashed replica's claims expire and another takes them (then an event may go out twice).
 //!

@@ -130,7 +130,11 @@ async fn a_batch_applies_each_order_forward_only_whatever_the_order_duplicates_a
     let before = sent();
     projection.apply_batch(&late).await.unwrap();
     let [inserts, updates, bulk_writes] = since(before);
-    assert_eq!((inserts, updates, bulk_writes), (1, 1, 0), "one insert, one update, whatever the batch's size");
+    assert_eq!(
+        (inserts, updates, bulk_writes),
+        (1, 1, 0),
+        "one insert, one update, for a batch of fewer orders than a chunk"
+    );
     for (order_id, stage, event_id) in [
         ("done", OrderStage::Processed, "done-2"),
         ("a", OrderStage::Processed, "a-2"),
