@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing need, idempotently:
 #   - Debian packages: gcc, make and perl (librdkafka with its OpenSSL and zlib is compiled from source; no
-#     protoc, no system zlib or OpenSSL), wrk (benchmarks), chromium (the Swagger UI browser test), and
-#     nodejs + npm when no node is on the PATH;
+#     protoc, no system zlib or OpenSSL), wrk (benchmarks), chromium (the Swagger UI browser test), gdb (the
+#     stacks of a test that hangs past scripts/test's deadline), and nodejs + npm when no node is on the PATH;
 #   - a project-local virtualenv (.venv) with the test engines (Tansu, SecantusDB);
 #   - the project-local npm packages in scripts/e2e/node_modules (newman, playwright-core).
 # Safe to run repeatedly; fast when everything is already there.
@@ -10,7 +10,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-apt_packages=(gcc make perl wrk chromium)
+apt_packages=(gcc make perl wrk chromium gdb)
 # Any node >= 18 will do (e.g. NodeSource's); Debian's only when there is none.
 command -v node >/dev/null && command -v npm >/dev/null || apt_packages+=(nodejs npm)
 scripts/apt-install "${apt_packages[@]}"

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Start the protocol-compatible test engines on free 127.0.0.1 ports and stop them by PID.
 
-    python3 scripts/engines.py run -- <command...>
+    python3 scripts/engines.py run [--deadline SECONDS] -- <command...>
 
 starts SecantusDB (MongoDB protocol) and Tansu (Kafka protocol), waits until both accept
 connections, runs the command with MONGODB_URI, KAFKA_BROKERS, SECANTUSD_BIN, TANSU_BIN and
 NOIDA_BIN (a durable Kafka-protocol broker for tests that restart a broker) exported, and stops both engines when the command ends, fails or is interrupted.
+With --deadline, a command still running after SECONDS is reported (every process of its group, with each
+thread's name and what it waits in, and with gdb, when installed, the stacks of the test binaries), killed
+with all its processes, and the exit code is 124: a hung test fails the run with what it hung in.
 Stdlib only; the engines come from the project virtualenv made by scripts/bootstrap.sh.
 """
 from __future__ import annotations
@@ -171,7 +174,56 @@ def log_dir() -> Path:
     return path
 
 
-def run(command: list[str]) -> int:
+def process_group(pgid: int) -> list[int]:
+    """The pids of the processes in process group `pgid`."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                # After the parenthesised command name: state, parent pid, process group.
+                if int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                    pids.append(int(proc.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return sorted(pids)
+
+
+def report_hang(pgid: int, deadline: float) -> None:
+    """What every process of the group was doing: its command line, and each thread's name, state and the kernel
+    function it waits in (libtest names a test's thread after the test); the stacks of the test binaries (Rust
+    executables under target/*/deps) when gdb is installed."""
+    print(f"\n==> still running after its deadline of {deadline:.0f} s: what each process was doing", flush=True)
+    gdb = shutil.which("gdb")
+    for pid in process_group(pgid):
+        proc = Path("/proc") / str(pid)
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        print(f"\n--- pid {pid}: {b' '.join(argv).decode(errors='replace')[:300]}", flush=True)
+        threads: dict[str, int] = {}
+        for task in sorted((proc / "task").glob("*")):
+            try:
+                name = (task / "comm").read_text().strip()
+                state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                wchan = (task / "wchan").read_text().strip() or "-"
+            except (OSError, IndexError):
+                continue
+            key = f"{name} [{state} {wchan}]"
+            threads[key] = threads.get(key, 0) + 1
+        for key, count in sorted(threads.items()):
+            print(f"    {count} x {key}")
+        if gdb and "/deps/" in argv[0].decode(errors="replace"):
+            try:
+                stacks = subprocess.run([gdb, "-p", str(pid), "-batch", "-nx", "-ex", "thread apply all bt 40"],
+                                        capture_output=True, text=True, timeout=120)
+                print(stacks.stdout, flush=True)
+            except subprocess.TimeoutExpired:
+                print("    (gdb did not answer within 120 s)")
+    sys.stdout.flush()
+
+
+def run(command: list[str], deadline: float | None = None) -> int:
     engines: list[Engine] = []
 
     def on_signal(signum, _frame):
@@ -187,15 +239,21 @@ def run(command: list[str]) -> int:
         env = {**os.environ, **engine_env(mongo, kafka)}
         print(f"engines: MongoDB protocol on 127.0.0.1:{mongo.port} (pid {mongo.proc.pid}), "
               f"Kafka protocol on 127.0.0.1:{kafka.port} (pid {kafka.proc.pid}); logs in {logs}", flush=True)
-        child = subprocess.Popen(command, env=env)
+        # Its own process group, so that a command past its deadline is stopped with everything it started.
+        child = subprocess.Popen(command, env=env, process_group=0)
         try:
-            return child.wait()
+            return child.wait(deadline)
+        except subprocess.TimeoutExpired:
+            report_hang(child.pid, deadline or 0)
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+            return 124
         except KeyboardInterrupt:
-            child.send_signal(signal.SIGINT)
+            os.killpg(child.pid, signal.SIGINT)
             try:
                 child.wait(30)
             except subprocess.TimeoutExpired:
-                child.kill()
+                os.killpg(child.pid, signal.SIGKILL)
             return 130
     except KeyboardInterrupt:
         return 130
@@ -205,8 +263,16 @@ def run(command: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
+    deadline = None
+    if argv[:2] == ["run", "--deadline"] and len(argv) > 2:
+        try:
+            deadline = float(argv[2])
+        except ValueError:
+            print(f"--deadline takes a number of seconds, not {argv[2]!r}", file=sys.stderr)
+            return 2
+        argv = ["run"] + argv[3:]
     if len(argv) >= 2 and argv[0] == "run" and argv[1] == "--" and len(argv) > 2:
-        return run(argv[2:])
+        return run(argv[2:], deadline)
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -1,11 +1,12 @@
 //! The Kafka connection settings ([`KafkaConnection`], read by `platform::config`) applied to librdkafka's
 //! configuration, so every client of every service connects the same way; the loop of a consumer that works in
-//! batches; and the JSON envelope every event travels in (each service keeps its own event types).
+//! batches; a client torn down off the async threads ([`Detached`]); and the JSON envelope every event travels in
+//! (each service keeps its own event types).
 //!
 //! librdkafka is built with its own OpenSSL (rdkafka's `ssl-vendored`), statically linked: without a CA file,
 //! TLS connections use `ssl.ca.location=probe` (the system's usual CA locations). librdkafka checks the
 //! broker's host name (`ssl.endpoint.identification.algorithm=https`, its default).
-use std::time::Duration;
+use std::{ops::Deref, time::Duration};
 
 use rdkafka::{
     ClientConfig,
@@ -23,6 +24,10 @@ use crate::shutdown::StopSignal;
 
 /// How long topic creation may take before it is retried.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a consumer stopping gracefully waits to commit its offsets and leave its group; after that it is left
+/// to finish on its own thread ([`Detached::close`]). Well within `shutdown::WORKER_DRAIN`.
+pub const CONSUMER_CLOSE: Duration = Duration::from_secs(5);
 
 impl KafkaConnection {
     /// A librdkafka configuration with the brokers and the security settings; the caller adds its own.
@@ -77,6 +82,58 @@ impl KafkaConnection {
             }
         }
         Ok(())
+    }
+}
+
+/// A librdkafka client that is never torn down on an async thread. Dropping a group consumer closes it, and
+/// librdkafka's close waits for the group's coordinator: forever when no broker answers
+/// (confluentinc/librdkafka#4519). On a runtime thread that would hang a service's shutdown (and the runtime's own
+/// shutdown, which waits for its threads), so the client is dropped on a thread of its own, which the process does
+/// not wait for at exit.
+pub struct Detached<T: Send + 'static>(Option<T>);
+
+impl<T: Send + 'static> Detached<T> {
+    pub fn new(client: T) -> Self {
+        Self(Some(client))
+    }
+
+    /// Tears the client down (a consumer commits what it stored and leaves its group) and waits for that at most
+    /// `deadline`; false when it is still closing then, left to its thread.
+    pub async fn close(mut self, deadline: Duration) -> bool {
+        let (closed, done) = tokio::sync::oneshot::channel();
+        if let Some(client) = self.0.take() {
+            drop_on_own_thread(client, Some(closed));
+        }
+        tokio::time::timeout(deadline, done).await.is_ok_and(|done| done.is_ok())
+    }
+}
+
+impl<T: Send + 'static> Deref for Detached<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.0.as_ref().expect("a client until it is closed")
+    }
+}
+
+impl<T: Send + 'static> Drop for Detached<T> {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop_on_own_thread(client, None);
+        }
+    }
+}
+
+fn drop_on_own_thread<T: Send + 'static>(client: T, closed: Option<tokio::sync::oneshot::Sender<()>>) {
+    let spawned = std::thread::Builder::new().name("kafka-close".into()).spawn(move || {
+        drop(client);
+        if let Some(closed) = closed {
+            let _ = closed.send(());
+        }
+    });
+    if let Err(error) = spawned {
+        // The closure, and the client with it, is dropped here: on this thread after all.
+        tracing::warn!(%error, "no thread to close a Kafka client on");
     }
 }
 
@@ -143,7 +200,7 @@ pub trait BatchWork {
 /// (`enable.auto.offset.store=false`, committed from the store): the first message is waited for, whatever else
 /// has already arrived joins it (up to `max`, no waiting), and the batch's offsets are stored only once the whole
 /// batch is done, in order, so that a crash redelivers rather than skips. When asked to stop, the stored offsets
-/// are committed before returning.
+/// are handed to a commit (closing the consumer waits for it: [`Detached::close`]) before returning.
 pub async fn consume_batches<C: ConsumerContext + 'static>(
     consumer: &StreamConsumer<C>,
     max: usize,
@@ -179,7 +236,8 @@ pub async fn consume_batches<C: ConsumerContext + 'static>(
             }
         }
     }
-    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+    // Not `Sync`: it would block this async thread for as long as the broker takes to answer, or is away.
+    if let Err(error) = consumer.commit_consumer_state(CommitMode::Async) {
         tracing::debug!(%error, "no offsets committed at shutdown");
     }
 }
@@ -207,6 +265,64 @@ mod tests {
         assert!(parse(Some(other.to_string().as_bytes())).is_err());
         let v2 = json!({"eventId": "e", "type": "new-order", "version": 2, "occurredAt": "t", "data": {}});
         assert_eq!(parse(Some(v2.to_string().as_bytes())), Err(Poison("unsupported version 2".into())));
+    }
+
+    /// A client whose teardown blocks its thread until released, as librdkafka's close does while it waits for a
+    /// coordinator that no broker provides.
+    struct StuckClient(std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<String>);
+
+    impl Drop for StuckClient {
+        fn drop(&mut self) {
+            let _ = self.0.recv();
+            let _ = self.1.send(std::thread::current().name().unwrap_or_default().to_owned());
+        }
+    }
+
+    fn stuck_client() -> (Detached<StuckClient>, std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<String>) {
+        let (release, released) = std::sync::mpsc::channel();
+        let (torn_down, teardowns) = std::sync::mpsc::channel();
+        (Detached::new(StuckClient(released, torn_down)), release, teardowns)
+    }
+
+    #[test]
+    fn dropping_a_client_whose_close_hangs_returns_at_once() {
+        let (client, release, teardowns) = stuck_client();
+        let (dropped, returned) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(client);
+            let _ = dropped.send(());
+        });
+        let returned_at_once = returned.recv_timeout(Duration::from_secs(10)).is_ok();
+        release.send(()).unwrap();
+        assert!(returned_at_once, "the drop waited for the teardown");
+        let thread = teardowns.recv_timeout(Duration::from_secs(10));
+        assert_eq!(thread.as_deref(), Ok("kafka-close"), "torn down on a thread of its own once released");
+    }
+
+    /// `close` on a runtime of its own thread: a close that blocked its caller fails the test instead of hanging it.
+    fn close_on_own_thread(client: Detached<StuckClient>, deadline: Duration) -> std::sync::mpsc::Receiver<bool> {
+        let (returned, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+            let _ = returned.send(runtime.block_on(client.close(deadline)));
+        });
+        outcome
+    }
+
+    #[test]
+    fn close_waits_for_the_teardown_up_to_its_deadline() {
+        let (client, release, teardowns) = stuck_client();
+        let outcome = close_on_own_thread(client, Duration::from_millis(100)).recv_timeout(Duration::from_secs(10));
+        release.send(()).unwrap();
+        assert_eq!(outcome, Ok(false), "close returns at its deadline, the client still closing");
+        let thread = teardowns.recv_timeout(Duration::from_secs(10));
+        assert_eq!(thread.as_deref(), Ok("kafka-close"), "and the teardown finishes later, on its own thread");
+
+        let (client, release, teardowns) = stuck_client();
+        release.send(()).unwrap();
+        let outcome = close_on_own_thread(client, Duration::from_secs(10)).recv_timeout(Duration::from_secs(20));
+        assert_eq!(outcome, Ok(true), "a teardown that completes is waited for");
+        assert_eq!(teardowns.try_recv().as_deref(), Ok("kafka-close"));
     }
 
     #[test]

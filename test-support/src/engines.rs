@@ -19,6 +19,21 @@ fn signal(child: &Child, name: &str) -> bool {
     std::process::Command::new("kill").args([name, &child.id().to_string()]).status().is_ok_and(|s| s.success())
 }
 
+/// Asks the process to stop with `name` (as an operator would) and waits for it at most 10 s, then kills it: an
+/// engine that does not stop must fail its test's expectations, not hang the test.
+fn stop_within_grace(mut child: Child, name: &str) {
+    signal(&child, name);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// A private MongoDB-protocol server (SecantusDB, journaling every commit) on its own port and data directory.
 pub struct PrivateMongo {
     pub port: u16,
@@ -62,13 +77,10 @@ impl PrivateMongo {
         }
     }
 
-    /// SIGTERM, as an operator stops it.
+    /// SIGTERM, as an operator stops it (killed if it has not stopped within 10 s).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(&child, "-TERM");
-            if child.wait().is_err() {
-                let _ = child.kill();
-            }
+        if let Some(child) = self.child.take() {
+            stop_within_grace(child, "-TERM");
         }
     }
 
@@ -126,13 +138,11 @@ impl PrivateBroker {
         wait_listening(self.port, "the private broker").await;
     }
 
-    /// Stops the broker like an operator would (SIGINT), keeping its data.
+    /// Stops the broker like an operator would (SIGINT), keeping its data (killed if it has not stopped within
+    /// 10 s).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(&child, "-INT");
-            if child.wait().is_err() {
-                let _ = child.kill();
-            }
+        if let Some(child) = self.child.take() {
+            stop_within_grace(child, "-INT");
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Reading what a service published, as a test checks it.
 use std::{collections::HashMap, time::Duration};
 
+use platform::kafka::Detached;
+
 use rdkafka::{
     ClientConfig, Message as _, Offset, TopicPartitionList,
     consumer::{Consumer as _, StreamConsumer},
@@ -20,12 +22,15 @@ pub struct Record {
 /// Every message of `topic`, all partitions from the beginning, read for `window` (no consumer group: the
 /// partitions are assigned directly, so nothing is committed and other readers are not disturbed).
 pub async fn read_topic(brokers: &str, topic: &str, window: Duration) -> Vec<Record> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("test-reader-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("a Kafka reader");
+    // Closed off the test's thread, whatever the broker's state by then (see `Detached`).
+    let consumer: Detached<StreamConsumer> = Detached::new(
+        ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", format!("test-reader-{}", uuid::Uuid::new_v4()))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("a Kafka reader"),
+    );
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).expect("topic metadata");
     let mut assignment = TopicPartitionList::new();
     for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {

@@ -98,13 +98,18 @@ impl Running {
         assert!(!after.contains("/no/such/route"), "raw paths never become label values");
     }
 
-    /// Graceful shutdown, waiting for the server task to finish cleanly.
+    /// Graceful shutdown, waiting for the server task to finish cleanly (at most 30 s: its workers have a drain
+    /// deadline of 15 s).
     pub async fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(handle) = self.handle.take() {
-            handle.await.expect("server task").expect("server ran cleanly");
+            tokio::time::timeout(Duration::from_secs(30), handle)
+                .await
+                .expect("the server stopped within 30 s")
+                .expect("server task")
+                .expect("server ran cleanly");
         }
     }
 }

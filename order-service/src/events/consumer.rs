@@ -156,6 +156,9 @@ impl LifecycleConsumer {
             return;
         }
         platform::kafka::consume_batches(&self.consumer, BATCH, &mut shutdown, &self).await;
+        if !self.consumer.close(platform::kafka::CONSUMER_CLOSE).await {
+            tracing::warn!("the lifecycle consumer was still closing at the deadline; left to close on its own");
+        }
         tracing::info!("lifecycle consumer stopped");
     }
 

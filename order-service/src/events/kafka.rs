@@ -1,7 +1,7 @@
 //! Kafka clients with the settings the lifecycle relies on.
 use std::{collections::HashMap, time::Duration};
 
-use platform::config::KafkaConnection;
+use platform::{config::KafkaConnection, kafka::Detached};
 use rdkafka::{
     ClientContext, Statistics,
     consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer},
@@ -65,7 +65,8 @@ impl ConsumerContext for LagContext {
     }
 }
 
-pub type LifecycleStream = StreamConsumer<LagContext>;
+/// Torn down off the async threads: see [`Detached`].
+pub type LifecycleStream = Detached<StreamConsumer<LagContext>>;
 
 /// A group consumer that commits only offsets stored after their message's work is durable.
 /// `instance` makes it a static member of the group (KIP-345): a replica that restarts under the
@@ -96,6 +97,7 @@ pub fn consumer(
         // the time an order takes from `pending` to `processed` when the system is idle.
         .set("fetch.wait.max.ms", "100")
         .create_with_context(LagContext { lag, assigned })
+        .map(Detached::new)
 }
 
 /// True when a broker answers a metadata request within the timeout (runs off the executor).

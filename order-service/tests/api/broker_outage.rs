@@ -35,3 +35,29 @@ async fn orders_accepted_while_the_broker_is_down_all_reach_processed_once_it_re
     }
     app.stop().await;
 }
+
+/// With its group's coordinator gone, the consumer's close cannot complete as usual (librdkafka waits for the
+/// coordinator; forever in some of its versions); the service stops all the same, within its drain deadlines. It
+/// runs on a runtime of its own thread, so that a stop that blocked its thread fails this test instead of hanging
+/// it.
+#[test]
+fn a_graceful_stop_completes_while_the_broker_is_gone() {
+    let (stopped, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        runtime.block_on(async {
+            let mut broker = support::PrivateBroker::start().await;
+            let app = support::settings().with("KAFKA_BROKERS", broker.address()).spawn().await;
+            // Processed: the consumer is in its group, its coordinator the broker.
+            let order = app.insert_pending_order("user-1").await;
+            app.wait_for_status(std::slice::from_ref(&order.id), OrderStatus::Processed, Duration::from_secs(60)).await;
+
+            broker.stop();
+            let started = std::time::Instant::now();
+            app.stop().await;
+            let _ = stopped.send(started.elapsed());
+        });
+    });
+    let took = outcome.recv_timeout(Duration::from_secs(120)).expect("the service stopped, its thread not blocked");
+    println!("stopped in {took:?} with the broker gone");
+}

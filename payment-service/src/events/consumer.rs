@@ -6,7 +6,7 @@
 //! are safely in the dead-letter topic), and committed from there, so a crash redelivers rather than skips.
 //! Applying is idempotent, so redeliveries change nothing. A message that can never be applied (not an order
 //! event, an unknown version, a missing field) goes to `<topic>.dlq` with the reason, and is counted.
-use platform::kafka::{BatchWork, Poison};
+use platform::kafka::{BatchWork, Detached, Poison};
 use rdkafka::{
     ClientContext, Message as _,
     consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance, StreamConsumer},
@@ -82,7 +82,8 @@ impl ConsumerContext for AssignmentContext {
 }
 
 pub struct OrderEventsConsumer {
-    consumer: StreamConsumer<AssignmentContext>,
+    /// Torn down off the async threads: see [`Detached`].
+    consumer: Detached<StreamConsumer<AssignmentContext>>,
     projection: OrderProjection,
     /// Told of every order recorded as processed, for the `Pay` calls waiting for it.
     processed: ProcessedOrders,
@@ -115,7 +116,8 @@ impl OrderEventsConsumer {
             // How long the projection may lag behind an order event is mostly this wait for a fetch to fill
             // (librdkafka's default is 500 ms): a payment right after `processed` should find the order ready.
             .set("fetch.wait.max.ms", "100")
-            .create_with_context(AssignmentContext { metrics: metrics.clone() })?;
+            .create_with_context(AssignmentContext { metrics: metrics.clone() })
+            .map(Detached::new)?;
         for topic in [&kafka.new_order_topic, &kafka.order_processed_topic] {
             metrics.expect_consumed_topic(topic);
         }
@@ -131,6 +133,9 @@ impl OrderEventsConsumer {
             return;
         }
         platform::kafka::consume_batches(&self.consumer, BATCH, &mut stop, &self).await;
+        if !self.consumer.close(platform::kafka::CONSUMER_CLOSE).await {
+            tracing::warn!("the order events consumer was still closing at the deadline; left to close on its own");
+        }
         tracing::info!("order events consumer stopped");
     }
 

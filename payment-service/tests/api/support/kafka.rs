@@ -2,6 +2,7 @@
 use std::time::Duration;
 
 use payment_service::events::{Envelope, PaymentProcessed};
+use platform::kafka::Detached;
 use rdkafka::{
     ClientConfig, Message as _,
     consumer::{Consumer as _, StreamConsumer},
@@ -39,7 +40,8 @@ impl RawMessage {
 
 /// A consumer in a group of its own, reading `topic` from the beginning.
 pub struct EventReader {
-    consumer: Option<StreamConsumer>,
+    /// Closing it blocks while it leaves its group: done off the async threads.
+    consumer: Detached<StreamConsumer>,
 }
 
 impl EventReader {
@@ -54,7 +56,7 @@ impl EventReader {
             .create()
             .expect("a Kafka consumer");
         consumer.subscribe(&[topic]).expect("subscribed");
-        Self { consumer: Some(consumer) }
+        Self { consumer: Detached::new(consumer) }
     }
 
     /// The next event, or `None` when none arrives within `wait`.
@@ -66,7 +68,7 @@ impl EventReader {
 
     /// The next message as it is, or `None` when none arrives within `wait`.
     pub async fn next_raw(&self, wait: Duration) -> Option<RawMessage> {
-        let consumer = self.consumer.as_ref()?;
+        let consumer = &self.consumer;
         let message = tokio::time::timeout(wait, async {
             loop {
                 match consumer.recv().await {
@@ -111,15 +113,6 @@ impl EventReader {
             panic!("expected exactly {count} events, got another: {extra:#?}");
         }
         events
-    }
-}
-
-impl Drop for EventReader {
-    fn drop(&mut self) {
-        // Closing a consumer blocks while it leaves its group: keep that off the async workers.
-        if let Some(consumer) = self.consumer.take() {
-            std::thread::spawn(move || drop(consumer));
-        }
     }
 }
 

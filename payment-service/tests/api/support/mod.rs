@@ -284,13 +284,16 @@ impl TestApp {
         self.stored_payments(doc! { "orderId": order_id }).await
     }
 
-    /// Graceful shutdown, waiting for `run_until` to return.
+    /// Graceful shutdown, waiting for `run_until` to return (at most 30 s: its drains have deadlines well within).
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
         match self.handle.take() {
-            Some(handle) => handle.await.expect("the server task did not panic"),
+            Some(handle) => tokio::time::timeout(Duration::from_secs(30), handle)
+                .await
+                .expect("the server stopped within 30 s")
+                .expect("the server task did not panic"),
             None => Ok(()),
         }
     }
