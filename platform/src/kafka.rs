@@ -86,10 +86,10 @@ impl KafkaConnection {
 }
 
 /// A librdkafka client that is never torn down on an async thread. Dropping a group consumer closes it, and
-/// librdkafka's close waits for the group's coordinator: forever when no broker answers
-/// (confluentinc/librdkafka#4519). On a runtime thread that would hang a service's shutdown (and the runtime's own
-/// shutdown, which waits for its threads), so the client is dropped on a thread of its own, which the process does
-/// not wait for at exit.
+/// librdkafka's close waits for the group's coordinator: about 6 s here once the broker is gone, and forever in the
+/// cases of confluentinc/librdkafka#4519. On a runtime thread that stalls every task of the thread (a test's
+/// runtime has one), and a runtime's shutdown waits for its threads; so the client is dropped on a thread of its
+/// own, which the process does not wait for at exit.
 pub struct Detached<T: Send + 'static>(Option<T>);
 
 impl<T: Send + 'static> Detached<T> {
