@@ -11,7 +11,7 @@ use payment_service::{
     config::{LogFormat, TracingConfig},
     telemetry,
 };
-use support::{engines::free_port, kafka::EventReader};
+use support::{closed_port, kafka::EventReader};
 
 const ARRIVAL: Duration = Duration::from_secs(30);
 
@@ -26,7 +26,7 @@ fn parse_traceparent(value: &str) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pay_joins_the_callers_trace_and_the_event_carries_it() {
     // Tracing on, exporting to a port nobody listens on: export failures are only logged.
-    let traces_url = format!("http://127.0.0.1:{}/v1/traces", free_port());
+    let traces_url = format!("http://127.0.0.1:{}/v1/traces", closed_port());
     let config = TracingConfig::exporting_to(&traces_url, "payment-service-test");
     let telemetry = telemetry::init(LogFormat::Text, &config);
 

@@ -116,16 +116,22 @@ pub struct PrivateBroker {
 
 impl PrivateBroker {
     pub async fn start() -> Self {
-        let data_dir = std::env::temp_dir().join(format!("noida-{}", uuid::Uuid::new_v4().simple()));
-        let mut broker = Self { port: closed_port(), data_dir, child: None };
+        let mut broker = Self::not_started();
         broker.restart().await;
         broker
+    }
+
+    /// One that is down at first: its address refuses connections until `restart` starts it.
+    pub fn not_started() -> Self {
+        let data_dir = std::env::temp_dir().join(format!("noida-{}", uuid::Uuid::new_v4().simple()));
+        Self { port: closed_port(), data_dir, child: None }
     }
 
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// Starts it (again) on the same port and data directory.
     pub async fn restart(&mut self) {
         let child = std::process::Command::new(env("NOIDA_BIN"))
             .args(["start", "--only", "kafka", "--kafka-port", &self.port.to_string(), "--data-dir"])

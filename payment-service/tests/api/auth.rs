@@ -93,7 +93,7 @@ async fn an_admin_may_pay_for_any_user() {
 
 #[tokio::test]
 async fn an_unreachable_jwks_is_unavailable_not_unauthenticated() {
-    let closed = format!("http://127.0.0.1:{}/.well-known/jwks.json", support::engines::free_port());
+    let closed = format!("http://127.0.0.1:{}/.well-known/jwks.json", support::closed_port());
     let app = support::spawn(&[("JWKS_URL", &closed)]).await;
     let token = app.issuer.token_for("user-1", "customer");
     for _ in 0..2 {

@@ -4,10 +4,8 @@ use crate::support;
 use std::time::Duration;
 
 use payment_service::{domain::PaymentStatus, proto::PaymentStatus as WireStatus};
-use support::{
-    engines::{DataDir, EngineProcess, free_port},
-    kafka::{EventReader, partition_count},
-};
+use support::kafka::{EventReader, partition_count};
+use test_support::engines::PrivateBroker;
 
 const ARRIVAL: Duration = Duration::from_secs(30);
 const QUIET: Duration = Duration::from_secs(2);
@@ -72,15 +70,15 @@ async fn the_topic_is_created_with_the_configured_partitions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_made_while_kafka_is_down_is_published_once_kafka_is_up() {
-    let port = free_port();
-    let brokers = format!("127.0.0.1:{port}");
+    let mut kafka = PrivateBroker::not_started();
+    let brokers = kafka.address();
     let app = support::spawn(&[("KAFKA_BROKERS", &brokers)]).await;
     let order = app.known_order("alice", 1_000).await;
     let paid = app.pay(&order, "alice", 1_000, "key-1").await.expect("paid without Kafka");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(app.stored_payments(mongodb::bson::doc! { "outboxPending": true }).await.len(), 1, "kept in the outbox");
 
-    let _kafka = EngineProcess::kafka(port);
+    kafka.restart().await;
     let reader = EventReader::subscribe(&brokers, &app.topic);
     let events = reader.exactly(1, Duration::from_secs(45), QUIET).await;
     assert_eq!(events[0].envelope.data.payment_id, paid.payment_id);
@@ -89,10 +87,8 @@ async fn a_payment_made_while_kafka_is_down_is_published_once_kafka_is_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_resumes_after_the_broker_restarts() {
-    let port = free_port();
-    let brokers = format!("127.0.0.1:{port}");
-    let data = DataDir::new();
-    let kafka = EngineProcess::durable_kafka(port, &data);
+    let mut kafka = PrivateBroker::start().await;
+    let brokers = kafka.address();
     let app = support::spawn(&[("KAFKA_BROKERS", &brokers)]).await;
     let before = app.pay(&app.known_order("alice", 1_000).await, "alice", 1_000, "key-1").await.expect("paid");
     let reader = EventReader::subscribe(&brokers, &app.topic);
@@ -101,7 +97,7 @@ async fn publishing_resumes_after_the_broker_restarts() {
 
     kafka.stop();
     let after = app.pay(&app.known_order("alice", 1_000).await, "alice", 1_000, "key-2").await.expect("paid");
-    let _kafka = EngineProcess::durable_kafka(port, &data);
+    kafka.restart().await;
     let reader = EventReader::subscribe(&brokers, &app.topic);
     let mut events = reader.exactly(2, Duration::from_secs(60), QUIET).await;
     events.sort_by_key(|event| event.envelope.data.payment_id != before.payment_id);

@@ -65,7 +65,7 @@ async fn the_metrics_port_answers_404_in_json_for_anything_but_metrics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_outbox_backlog_counts_events_waiting_for_kafka() {
-    let brokers = format!("127.0.0.1:{}", support::engines::free_port());
+    let brokers = format!("127.0.0.1:{}", support::closed_port());
     let app = support::spawn(&[("KAFKA_BROKERS", &brokers)]).await;
     app.pay(&app.known_order("alice", 1_000).await, "alice", 1_000, "key-1").await.expect("paid without Kafka");
     app.pay(&app.known_order("alice", 1_000).await, "alice", 1_000, "key-2").await.expect("paid without Kafka");

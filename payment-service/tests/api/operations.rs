@@ -4,7 +4,8 @@ use crate::support;
 use std::time::{Duration, Instant};
 
 use payment_service::proto::{GetPaymentRequest, PaymentStatus};
-use support::{PAYMENT_SERVICE, ServingStatus, engines};
+use support::{PAYMENT_SERVICE, ServingStatus};
+use test_support::engines::PrivateMongo;
 use tonic::{Code, Request};
 use tonic_reflection::pb::v1::{
     ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
@@ -73,12 +74,9 @@ async fn a_call_whose_deadline_passes_gets_deadline_exceeded_promptly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_calls_follow_mongodb_going_away_and_coming_back() {
-    // Declared first, so it is removed last: after the app and the engine have stopped.
-    let data_dir = engines::DataDir::new();
-    let port = engines::free_port();
-    let mongodb = engines::EngineProcess::mongodb(port, &data_dir);
-    let uri = format!("mongodb://127.0.0.1:{port}/?directConnection=true");
-    let app = support::spawn(&[("MONGODB_URI", &uri), ("MONGODB_TIMEOUT_MS", "500")]).await;
+    // Declared first, so it is stopped (and its data removed) last: after the app.
+    let mut mongodb = PrivateMongo::start().await;
+    let app = support::spawn(&[("MONGODB_URI", &mongodb.uri()), ("MONGODB_TIMEOUT_MS", "500")]).await;
     let order = app.known_order("alice", 1_000).await;
     let (later, latest) = (app.known_order("alice", 1_000).await, app.known_order("alice", 1_000).await);
     let paid = app.pay(&order, "alice", 1_000, "key-1").await.expect("paid");
@@ -95,7 +93,7 @@ async fn health_and_calls_follow_mongodb_going_away_and_coming_back() {
     request.set_timeout(Duration::from_millis(200));
     assert_eq!(app.client().await.pay(request).await.unwrap_err().code(), Code::DeadlineExceeded);
 
-    let _mongodb = engines::EngineProcess::mongodb(port, &data_dir);
+    mongodb.restart().await;
     app.wait_for_health(ServingStatus::Serving).await;
     let replay = app.pay(&order, "alice", 1_000, "key-1").await.expect("replayed");
     assert_eq!((replay.payment_id, replay.replayed), (paid.payment_id, true), "the data survived");

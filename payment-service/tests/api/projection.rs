@@ -9,7 +9,6 @@ use payment_service::{
     proto::PaymentStatus,
 };
 use support::{
-    engines::free_port,
     kafka::{EventReader, order_event, produce, produce_all},
     pay_request, with_token,
 };
@@ -216,7 +215,7 @@ async fn a_backlog_of_order_events_is_applied_in_batches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offsets_are_committed_only_once_the_events_are_written() {
     // A first replica has the events but cannot write them: its database is not there.
-    let uri = format!("mongodb://127.0.0.1:{}/?directConnection=true", free_port());
+    let uri = test_support::unreachable_mongodb_uri();
     let first = support::spawn_unready(&[("MONGODB_URI", &uri), ("KAFKA_PARTITIONS", "1")]).await;
     let prefix = first.new_order_topic.trim_end_matches("new-order").to_owned();
     let group = first.group.clone();

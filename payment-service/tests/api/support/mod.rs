@@ -3,7 +3,6 @@
 //! in parallel without seeing each other's data.
 #![allow(dead_code)]
 
-pub mod engines;
 pub mod kafka;
 
 use std::{collections::HashMap, time::Duration};
@@ -23,7 +22,7 @@ use tonic::{
 pub use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-pub use test_support::Issuer;
+pub use test_support::{Issuer, closed_port};
 
 pub const PAYMENT_SERVICE: &str = "payment.v1.PaymentService";
 
