@@ -94,14 +94,22 @@ class Engine:
 
 
 MONGO_BUILDS = ("python", "rust")
+# The services that keep data. scripts/stack gives each a MongoDB-protocol server of its own, as each would
+# have its own database in production: the Python SecantusDB runs its commands on one core (Python's global
+# interpreter lock), and one server per service lets the order-service's and the payment-service's writes
+# use both cores. (Tests share one server per run, each test with databases of its own.)
+DATABASE_OWNERS = ("user-service", "product-service", "order-service", "payment-service")
 
 
-def start_mongo(log_dir: Path, port: int | None = None, data_dir: Path | None = None, build: str = "python") -> Engine:
+def start_mongo(log_dir: Path, port: int | None = None, data_dir: Path | None = None, build: str = "python",
+                owner: str = "") -> Engine:
     """SecantusDB: the Python server (`secantusd-py`, from the virtualenv; what the tests use) or, with
-    build="rust", the Rust build (`secantusd-rs`, ~10x faster on writes; for benchmarks)."""
+    build="rust", the Rust build (`secantusd-rs`, ~10x faster on writes; for benchmarks). `owner` names the
+    service whose databases it serves, if only one's: in its name, its log's and its temporary directory's."""
     port = port or free_port()
     owned = data_dir is None
-    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="secantus-"))
+    tag = f"{owner}-" if owner else ""
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix=f"secantus-{tag}"))
     if build == "rust":
         command = [secantusd_rs_bin(), "--cache-size", "256M"]
     elif build == "python":
@@ -111,7 +119,7 @@ def start_mongo(log_dir: Path, port: int | None = None, data_dir: Path | None = 
         command = [secantusd_bin(), "--sync-on-commit"]
     else:
         raise ValueError(f"unknown SecantusDB build {build!r}: expected one of {', '.join(MONGO_BUILDS)}")
-    log = open(log_dir / f"secantus-{port}.log", "ab")
+    log = open(log_dir / f"secantus-{tag}{port}.log", "ab")
     proc = subprocess.Popen(
         command + ["--host", "127.0.0.1", "--port", str(port), "--storage-path", str(data_dir)],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
@@ -122,7 +130,8 @@ def start_mongo(log_dir: Path, port: int | None = None, data_dir: Path | None = 
         # after a few thousand writes that caps it near 100 writes/s until restarted. Real MongoDB keeps
         # retryable writes on (the driver's default).
         uri += "&retryWrites=false"
-    engine = Engine(f"secantus (MongoDB protocol, {build})", port, proc, signal.SIGTERM, [data_dir] if owned else [], uri)
+    name = f"secantus (MongoDB protocol, {build}{', ' + owner if owner else ''})"
+    engine = Engine(name, port, proc, signal.SIGTERM, [data_dir] if owned else [], uri)
     try:
         wait_for_port(port, proc, engine.name)
     except Exception:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from client import Client, Endpoints
 from events import EventMeter, scrape
-from procs import ENGINES, descendants, name_of
+from procs import BROKER, descendants, name_of
 
 THREADS = 16
 ORDER_PROCESSED = ("consumed", "order-processed")
@@ -29,7 +29,7 @@ ORDER_PROCESSED = ("consumed", "order-processed")
 def broker_pid(stack_pid: int | None) -> int | None:
     """The Tansu broker of the stack (attached: the one running on this machine), if there is exactly one."""
     pids = descendants(stack_pid) if stack_pid is not None else [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
-    brokers = [pid for pid in pids if name_of(pid) == ENGINES[1]]
+    brokers = [pid for pid in pids if name_of(pid) == BROKER]
     return brokers[0] if len(brokers) == 1 else None
 
 

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engines import DATABASE_OWNERS  # scripts/stack starts a SecantusDB for each
+
 SERVICES = ["api-gateway", "user-service", "product-service", "order-service", "payment-service"]
-ENGINES = ["secantus (MongoDB protocol)", "tansu (Kafka protocol)"]
+BROKER = "tansu (Kafka protocol)"
+ENGINES = [f"secantus (MongoDB protocol, {owner})" for owner in DATABASE_OWNERS] + [BROKER]
 
 
 def children() -> dict[int, list[int]]:
@@ -37,9 +40,13 @@ def name_of(pid: int) -> str | None:
     argv0 = argv[0].decode(errors="replace") if argv else ""
     joined = b" ".join(argv).decode(errors="replace")
     if "secantusd" in joined:
-        return ENGINES[0]
+        # Which service's: its storage path names the owner (.local/databases/<service>, or a temporary
+        # directory secantus-<service>-*).
+        storage = joined.split("--storage-path", 1)[-1]
+        owner = next((owner for owner in DATABASE_OWNERS if owner in storage), "shared")
+        return f"secantus (MongoDB protocol, {owner})"
     if "tansu" in Path(argv0).name and "broker" in joined:
-        return ENGINES[1]
+        return BROKER
     return Path(argv0).name if Path(argv0).name in SERVICES else None
 
 

@@ -33,6 +33,8 @@ import threading
 import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from client import Endpoints, new_user, wait_ready  # noqa: E402
 from events import EventMeter, describe, describe_commands  # noqa: E402
@@ -44,8 +46,6 @@ from pipeline import order_pipeline  # noqa: E402
 from procs import peak_rss  # noqa: E402
 import report as output  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
 from engines import MONGO_BUILDS, free_port  # noqa: E402
 
 # The ports scripts/stack uses by default (its --ports keys).
