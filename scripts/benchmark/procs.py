@@ -40,10 +40,12 @@ def name_of(pid: int) -> str | None:
     argv0 = argv[0].decode(errors="replace") if argv else ""
     joined = b" ".join(argv).decode(errors="replace")
     if "secantusd" in joined:
-        # Which service's: its storage path names the owner (.local/databases/<service>, or a temporary
-        # directory secantus-<service>-*).
-        storage = joined.split("--storage-path", 1)[-1]
-        owner = next((owner for owner in DATABASE_OWNERS if owner in storage), "shared")
+        # Which service's: the last part of its storage path names the owner (.local/databases/<service>, or a
+        # temporary directory secantus-<service>-*).
+        args = [arg.decode(errors="replace") for arg in argv]
+        storage = Path(args[args.index("--storage-path") + 1]).name if "--storage-path" in args[:-1] else ""
+        owner = next((owner for owner in DATABASE_OWNERS
+                      if storage == owner or storage.startswith(f"secantus-{owner}-")), "shared")
         return f"secantus (MongoDB protocol, {owner})"
     if "tansu" in Path(argv0).name and "broker" in joined:
         return BROKER
