@@ -30,6 +30,9 @@ class OrderPool:
         self.used: set[str] = set()
         self.ready: list[tuple[str, float]] = []
         self.created = 0
+        # The newest order of the last settled listing: every order up to it is in `ready` or used already.
+        # Order ids are UUIDv7, so they sort by creation time, and GET /orders lists newest first.
+        self.settled_up_to: str | None = None
 
     def top_up(self, wanted: int, timeout: float) -> None:
         """Create orders until at least `wanted` unused processed ones exist (or the time is up)."""
@@ -60,26 +63,36 @@ class OrderPool:
         self.settle(max(5.0, deadline - time.monotonic()))
 
     def settle(self, timeout: float) -> None:
-        """Wait until none of the user's orders is pending; keep the processed, unused ones."""
+        """Wait until none of the user's orders created since the last settling is pending; keep the processed
+        ones. (Only the new orders are listed: listing them all again made the pool's cost grow with its size.)"""
         deadline = time.monotonic() + timeout
         while True:
-            orders = self.list_orders()
+            orders = self.list_orders(newer_than=self.settled_up_to)
             pending = sum(1 for order in orders if order["status"] == "pending")
             if pending == 0 or time.monotonic() > deadline:
                 break
             time.sleep(0.25)
-        self.ready = [(o["id"], o["total"]) for o in orders if o["status"] == "processed" and o["id"] not in self.used]
+        known = self.used | {order_id for order_id, _ in self.ready}
+        self.ready += [(o["id"], o["total"]) for o in orders if o["status"] == "processed" and o["id"] not in known]
+        # Up to the newest order older than every one still pending (after a timeout): those are listed again.
+        oldest_pending = min((o["id"] for o in orders if o["status"] == "pending"), default=None)
+        settled = [o["id"] for o in orders if oldest_pending is None or o["id"] < oldest_pending]
+        if settled:
+            self.settled_up_to = max(settled)
 
-    def list_orders(self) -> list[dict]:
+    def list_orders(self, newer_than: str | None) -> list[dict]:
+        """The user's orders newer than the order `newer_than` (all, for None), newest first."""
         orders, cursor = [], None
         while True:
             query = "limit=100" + (f"&before={cursor}" if cursor else "")
             status, body = call("GET", f"{self.endpoints.orders}/orders?{query}", token=self.token, timeout=30)
             if status != 200:
                 raise SystemExit(f"bench: GET /orders answered {status}: {body}")
-            orders += body["orders"]
+            page = body["orders"]
+            newer = [order for order in page if newer_than is None or order["id"] > newer_than]
+            orders += newer
             cursor = body.get("nextCursor")
-            if not cursor:
+            if not cursor or len(newer) < len(page):
                 return orders
 
     def hand_out(self, count: int, directory: Path) -> Path:
