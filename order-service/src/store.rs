@@ -284,7 +284,7 @@ impl OrderStore {
                 "status": OrderStatus::Processed.as_str(),
                 "updatedAt": now,
                 "outboxPending": true,
-                "outbox": { "$concatArrays": ["$outbox", [pick(events, &position)]] },
+                "outbox": { "$concatArrays": ["$outbox", [pick(events, position)]] },
             };
             if let Some(lease) = &self.lease {
                 for (field, value) in lease.held_from_now() {
@@ -301,23 +301,28 @@ impl OrderStore {
             let totals: Vec<Bson> = paid.iter().map(|&(_, _, _, total, ..)| total.into()).collect();
             let payment_ids: Vec<Bson> = paid.iter().map(|&(.., payment_id, _)| payment_id.into()).collect();
             let event_ids: Vec<Bson> = paid.iter().map(|&(.., event_id)| event_id.into()).collect();
-            let position = position_of_id(&ids);
             // Conditional on the owner and total the payment was checked against. That condition is in the
             // update, not in the filter: SecantusDB answers a filter with a top-level `$expr` by scanning the
             // whole collection, one with `_id` through the index. An order that fails it keeps its values,
-            // which leaves it unmodified.
+            // which leaves it unmodified. The engine evaluates an expression wherever it appears, so the order's
+            // position in the chunk and the check are computed once, into fields the last stage removes.
             let checked = doc! { "$and": [
-                { "$eq": ["$userId", pick(user_ids, &position)] },
-                { "$eq": ["$totalCents", pick(totals, &position)] },
+                { "$eq": ["$userId", pick(user_ids, "$_position")] },
+                { "$eq": ["$totalCents", pick(totals, "$_position")] },
             ] };
-            let when_checked = |value: Bson, field: &str| doc! { "$cond": [&checked, value, format!("${field}")] };
+            let when_checked = |value: Bson, field: &str| doc! { "$cond": ["$_checked", value, format!("${field}")] };
             let filter = doc! { "_id": { "$in": &ids }, "status": OrderStatus::Processed.as_str() };
-            let update = vec![doc! { "$set": {
-                "status": when_checked(OrderStatus::Paid.as_str().into(), "status"),
-                "paymentId": when_checked(pick(payment_ids, &position).into(), "paymentId"),
-                "paidByEventId": when_checked(pick(event_ids, &position).into(), "paidByEventId"),
-                "updatedAt": when_checked(now.into(), "updatedAt"),
-            } }];
+            let update = vec![
+                doc! { "$set": { "_position": position_of_id(&ids) } },
+                doc! { "$set": { "_checked": checked } },
+                doc! { "$set": {
+                    "status": when_checked(OrderStatus::Paid.as_str().into(), "status"),
+                    "paymentId": when_checked(pick(payment_ids, "$_position").into(), "paymentId"),
+                    "paidByEventId": when_checked(pick(event_ids, "$_position").into(), "paidByEventId"),
+                    "updatedAt": when_checked(now.into(), "updatedAt"),
+                } },
+                doc! { "$unset": ["_position", "_checked"] },
+            ];
             changed += self.orders.update_many(filter, update).write_concern(durable).await?.modified_count;
         }
 

@@ -176,7 +176,7 @@ impl OrderProjection {
                     .map_err(|error| StoreError::Other(error.into()))?;
                 let position = position_of_id(&ids);
                 let filter = doc! { "_id": { "$in": &ids }, "rank": { "$lt": rank } };
-                let update = vec![doc! { "$replaceWith": pick(replacements, &position) }];
+                let update = vec![doc! { "$replaceWith": pick(replacements, position) }];
                 let durable = WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build();
                 self.orders.update_many(filter, update).write_concern(durable).await?;
             }

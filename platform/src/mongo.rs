@@ -194,8 +194,10 @@ pub fn position_of_id(ids: &[&str]) -> Document {
     doc! { "$indexOfArray": [{ "$literal": ids }, "$_id"] }
 }
 
-/// The value at `position` in `values`, taken literally (a `$` in a value is not a field path).
-pub fn pick(values: Vec<Bson>, position: &Document) -> Document {
+/// The value at `position` (an expression: [`position_of_id`], or the field it was stored in) in `values`, taken
+/// literally (a `$` in a value is not a field path).
+pub fn pick(values: Vec<Bson>, position: impl Into<Bson>) -> Document {
+    let position = position.into();
     doc! { "$arrayElemAt": [{ "$literal": values }, position] }
 }
 

@@ -16,6 +16,8 @@ use order_service::{
 
 struct Probe {
     store: OrderStore,
+    /// The same collection, read as stored.
+    orders: mongodb::Collection<mongodb::bson::Document>,
     commands: prometheus::IntCounterVec,
 }
 
@@ -26,9 +28,10 @@ impl Probe {
             .await
             .unwrap();
         let commands = metrics.commands;
-        let store = OrderStore::new(client.database(&format!("orders_batch_{}", uuid::Uuid::new_v4().simple())));
+        let database = client.database(&format!("orders_batch_{}", uuid::Uuid::new_v4().simple()));
+        let store = OrderStore::new(database.clone());
         store.ensure_indexes().await.unwrap();
-        Self { store, commands }
+        Self { store, orders: database.collection("orders"), commands }
     }
 
     /// Commands sent by `operation` so far.
@@ -179,34 +182,43 @@ async fn a_batch_of_transitions_is_one_update_per_kind_and_each_applies_only_fro
     let orders: Vec<OrderDocument> = (0..20).map(|_| order("u", None)).collect();
     assert!(probe.store.insert_batch(&orders).await.iter().all(Result::is_ok));
     let processed = |order: &OrderDocument| processed(order, &uuid::Uuid::new_v4().to_string(), "{}");
-    let paid = |order: &OrderDocument, total_cents| TransitionWrite::Paid {
+    let paid = |order: &OrderDocument, user_id: &str, total_cents| TransitionWrite::Paid {
         order_id: order.id.clone(),
-        user_id: order.user_id.clone(),
+        user_id: user_id.to_owned(),
         total_cents,
         payment_id: format!("pay-{}", order.id),
         event_id: "e".into(),
     };
     // 19 pending → processed, then in the same batch: a second processed of one of them (nothing left
-    // to do), a payment of the right total (applies), one of a wrong total (refused by the filter), and
-    // one of a pending order (too early).
+    // to do), a payment of the right owner and total (applies), one of a wrong total and one of another
+    // owner (both refused by the update's check), and one of a pending order (too early).
     let mut writes: Vec<TransitionWrite> = orders[..19].iter().map(processed).collect();
     writes.push(processed(&orders[0]));
-    writes.push(paid(&orders[1], 179_998));
-    writes.push(paid(&orders[2], 1));
-    writes.push(paid(&orders[19], 179_998));
+    writes.push(paid(&orders[1], "u", 179_998));
+    writes.push(paid(&orders[2], "u", 1));
+    writes.push(paid(&orders[3], "someone-else", 179_998));
+    writes.push(paid(&orders[19], "u", 179_998));
     let before = (probe.sent("update"), probe.sent("bulkWrite"));
     let applied = probe.store.apply_transitions(&writes).await.unwrap();
     assert_eq!(probe.sent("update") - before.0, 2, "one update for the processed, one for the paid");
     assert_eq!(probe.sent("bulkWrite") - before.1, 0, "no statement per order");
     assert_eq!(&applied[..19], &[true; 19]);
-    assert_eq!(&applied[19..], &[false, true, false, false]);
+    assert_eq!(&applied[19..], &[false, true, false, false, false]);
 
     let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
     let stored = probe.store.find_many(&ids).await.unwrap();
     assert_eq!(stored[&orders[0].id].outbox.len(), 2, "new-order and one order-processed");
     assert_eq!(stored[&orders[1].id].status, OrderStatus::Paid);
+    assert_eq!(stored[&orders[1].id].payment_id.as_deref(), Some(format!("pay-{}", orders[1].id).as_str()));
     assert_eq!(stored[&orders[2].id].status, OrderStatus::Processed);
+    assert_eq!(stored[&orders[3].id].status, OrderStatus::Processed);
+    assert_eq!(stored[&orders[3].id].payment_id, None);
     assert_eq!(stored[&orders[19].id].status, OrderStatus::Pending);
+    // The fields the paid update computes its check in are not left behind, applied or refused.
+    for order in &orders[1..4] {
+        let raw = probe.orders.find_one(mongodb::bson::doc! { "_id": &order.id }).await.unwrap().unwrap();
+        assert!(!raw.contains_key("_position") && !raw.contains_key("_checked"), "{raw:?}");
+    }
     for (order, write) in orders[..19].iter().zip(&writes) {
         let TransitionWrite::Processed { event, .. } = write else { unreachable!() };
         assert_eq!(stored[&order.id].outbox.last(), Some(event), "each order queues its own event");
