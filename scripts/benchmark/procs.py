@@ -7,7 +7,14 @@ from engines import DATABASE_OWNERS  # scripts/stack starts a SecantusDB for eac
 
 SERVICES = ["api-gateway", "user-service", "product-service", "order-service", "payment-service"]
 BROKER = "tansu (Kafka protocol)"
-ENGINES = [f"secantus (MongoDB protocol, {owner})" for owner in DATABASE_OWNERS] + [BROKER]
+
+
+def secantus(owner: str) -> str:
+    """The name the report gives the MongoDB-protocol server of `owner` ("shared": one serving several)."""
+    return f"secantus (MongoDB protocol, {owner})"
+
+
+ENGINES = [secantus(owner) for owner in DATABASE_OWNERS] + [BROKER]
 
 
 def children() -> dict[int, list[int]]:
@@ -46,7 +53,7 @@ def name_of(pid: int) -> str | None:
         storage = Path(args[args.index("--storage-path") + 1]).name if "--storage-path" in args[:-1] else ""
         owner = next((owner for owner in DATABASE_OWNERS
                       if storage == owner or storage.startswith(f"secantus-{owner}-")), "shared")
-        return f"secantus (MongoDB protocol, {owner})"
+        return secantus(owner)
     if "tansu" in Path(argv0).name and "broker" in joined:
         return BROKER
     return Path(argv0).name if Path(argv0).name in SERVICES else None
