@@ -104,7 +104,6 @@ impl Application {
             store: state.store.clone(),
             producer,
             topics: config.topics.clone(),
-            relay_wake: state.relay_wake.clone(),
             topic_setup: topic_setup.clone(),
             last_repair: Default::default(),
             metrics,

@@ -1,5 +1,5 @@
-//! The `orders` collection. Each order document carries its own outbox: the events still to be
-//! published, written in the same single-document write as the state change they announce.
+//! The `orders` collection. Each order document carries its own outbox: its `new-order` event until the relay
+//! has published it, written in the same insert as the order it announces.
 use std::{
     collections::{HashMap, HashSet},
     time::Duration,
@@ -19,7 +19,7 @@ use crate::{
     product_client::ProductSnapshot,
 };
 
-/// An event waiting in an order's outbox.
+/// An event to publish: waiting in an order's outbox (`new-order`), or announcing a processed order.
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -73,6 +73,9 @@ pub struct OrderDocument {
     /// What the keyed request asked for, so a reused key with another body is refused.
     pub request_fingerprint: Option<String>,
     pub payment_id: Option<String>,
+    /// The consumer batch that made the order processed (see [`OrderStore::apply_transitions`]); none before then,
+    /// and on orders processed by versions that queued `order-processed` in the outbox.
+    pub processed_by: Option<String>,
     /// The trace context of the request that created the order: its payment links to it.
     pub traceparent: Option<String>,
     #[serde(default)]
@@ -113,6 +116,7 @@ impl OrderDocument {
             idempotency_scope,
             request_fingerprint,
             payment_id: None,
+            processed_by: None,
             traceparent,
             outbox: Vec::new(),
             outbox_pending: true,
@@ -159,16 +163,24 @@ impl From<mongodb::error::Error> for StoreError {
 /// One conditional status change of a batch the consumer applies together.
 #[derive(Debug, Clone)]
 pub enum TransitionWrite {
-    /// pending → processed, queuing the `order-processed` event in the same write.
-    Processed { order_id: String, event: OutboxEvent },
+    /// pending → processed. Its `order-processed` event is not queued here: the consumer publishes it once the
+    /// write is durable, before it stores the `new-order` offset, and then records the batch as announced
+    /// (see `events::consumer`).
+    Processed { order_id: String },
     /// processed → paid, conditional on the owner and total the payment was checked against.
     Paid { order_id: String, user_id: String, total_cents: i64, payment_id: String, event_id: String },
 }
+
+/// How long a consumer batch's announcement is remembered: Kafka's default retention, after which a
+/// `new-order` message can no longer be delivered again.
+pub const ANNOUNCED_BATCHES_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
 
 #[derive(Clone)]
 pub struct OrderStore {
     database: Database,
     orders: Collection<OrderDocument>,
+    /// The consumer batches whose `order-processed` events were all published: `{_id: batch, at}`.
+    announced: Collection<Document>,
     /// The hold this replica's writes put on the outbox entries they create, if any.
     lease: Option<Lease>,
 }
@@ -176,10 +188,11 @@ pub struct OrderStore {
 impl OrderStore {
     pub fn new(database: Database) -> Self {
         let orders = database.collection("orders");
-        Self { database, orders, lease: None }
+        let announced = database.collection("announced_batches");
+        Self { database, orders, announced, lease: None }
     }
 
-    /// A store whose new orders and `order-processed` events are written held by `lease`: that replica's relay
+    /// A store whose new orders (and their `new-order` events) are written held by `lease`: that replica's relay
     /// publishes them without claiming them first.
     pub fn holding_new_events(mut self, lease: Lease) -> Self {
         self.lease = Some(lease);
@@ -243,24 +256,26 @@ impl OrderStore {
 
     /// Applies a batch of conditional transitions, each kind with one `update` command whatever the
     /// batch's size; for each write, whether it changed its order (false: the order was not in the
-    /// state the transition expects, or an earlier write of the batch already moved it).
+    /// state the transition expects, or an earlier write of the batch already moved it). The orders
+    /// made processed record `batch` (`processedBy`), so that a redelivered `new-order` can tell whether
+    /// their announcement got out ([`Self::record_announced`]).
     ///
     /// The engine commits every statement of a `bulkWrite` on its own (one journal flush each), so a
-    /// batch is written as one multi-document update per kind instead: the per-order values come from
-    /// literal arrays, picked by the order's position (`$indexOfArray` on `_id`). Pending → processed
-    /// runs before processed → paid. When an update changed fewer orders than it was given, the batch's
+    /// batch is written as one multi-document update per kind instead; the paid update takes its per-order
+    /// values from literal arrays, picked by the order's position (`$indexOfArray` on `_id`). Pending →
+    /// processed runs before processed → paid. When an update changed fewer orders than it was given, the batch's
     /// orders are read once to tell which writes applied (each applied write stamps `updatedAt` with
     /// this call's time). A failure fails the batch, which the caller retries whole: every transition
     /// is conditional, so what already applied is not applied twice.
-    pub async fn apply_transitions(&self, writes: &[TransitionWrite]) -> Result<Vec<bool>, StoreError> {
+    pub async fn apply_transitions(&self, writes: &[TransitionWrite], batch: &str) -> Result<Vec<bool>, StoreError> {
         let now = bson::DateTime::now();
         // The first write for each order, per kind: a second one in the same batch has nothing left to do.
         let (mut processed, mut paid) = (Vec::new(), Vec::new());
         let (mut processed_ids, mut paid_ids) = (HashSet::new(), HashSet::new());
         for (index, write) in writes.iter().enumerate() {
             match write {
-                TransitionWrite::Processed { order_id, event } if processed_ids.insert(order_id.as_str()) => {
-                    processed.push((index, order_id.as_str(), event));
+                TransitionWrite::Processed { order_id } if processed_ids.insert(order_id.as_str()) => {
+                    processed.push((index, order_id.as_str()));
                 }
                 TransitionWrite::Paid { order_id, user_id, total_cents, payment_id, event_id }
                     if paid_ids.insert(order_id.as_str()) =>
@@ -273,26 +288,10 @@ impl OrderStore {
         let durable = WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build();
         let mut changed = 0;
         if !processed.is_empty() {
-            let ids: Vec<&str> = processed.iter().map(|&(_, order_id, _)| order_id).collect();
-            let events = processed
-                .iter()
-                .map(|&(_, _, event)| bson::to_bson(event))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|error| StoreError::Other(error.into()))?;
-            let position = position_of_id(&ids);
-            let mut set = doc! {
-                "status": OrderStatus::Processed.as_str(),
-                "updatedAt": now,
-                "outboxPending": true,
-                "outbox": { "$concatArrays": ["$outbox", [pick(events, position)]] },
-            };
-            if let Some(lease) = &self.lease {
-                for (field, value) in lease.held_from_now() {
-                    set.insert(field, doc! { "$literal": value });
-                }
-            }
-            let update = vec![doc! { "$set": set }];
+            let ids: Vec<&str> = processed.iter().map(|&(_, order_id)| order_id).collect();
             let filter = doc! { "_id": { "$in": &ids }, "status": OrderStatus::Pending.as_str() };
+            let update =
+                doc! { "$set": { "status": OrderStatus::Processed.as_str(), "updatedAt": now, "processedBy": batch } };
             changed += self.orders.update_many(filter, update).write_concern(durable.clone()).await?.modified_count;
         }
         if !paid.is_empty() {
@@ -357,6 +356,23 @@ impl OrderStore {
         Ok(())
     }
 
+    /// Records that every `order-processed` event of the consumer batch `batch` was published: one small
+    /// insert per batch, instead of a write per order. Recording it twice is no error.
+    pub async fn record_announced(&self, batch: &str) -> Result<(), StoreError> {
+        let inserted = self.announced.insert_one(doc! { "_id": batch, "at": bson::DateTime::now() }).await;
+        match inserted {
+            Err(error) if platform::mongo::is_duplicate_key(&error) => Ok(()),
+            other => Ok(other.map(|_| ())?),
+        }
+    }
+
+    /// Which of these consumer batches had all their `order-processed` events published, in one query.
+    pub async fn announced(&self, batches: &[String]) -> Result<HashSet<String>, StoreError> {
+        let cursor = self.announced.find(doc! { "_id": { "$in": batches } }).projection(doc! { "_id": 1 }).await?;
+        let found: Vec<Document> = cursor.try_collect().await?;
+        Ok(found.into_iter().filter_map(|batch| batch.get_str("_id").ok().map(str::to_owned)).collect())
+    }
+
     pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
         let index = |keys: Document, options: IndexOptions| IndexModel::builder().keys(keys).options(options).build();
         self.orders
@@ -372,6 +388,12 @@ impl OrderStore {
                 ),
             ])
             .await?;
+        // A batch record matters only while its `new-order` messages can still be delivered again.
+        let expiry = IndexOptions::builder()
+            .name("expire_with_the_topics".to_owned())
+            .expire_after(ANNOUNCED_BATCHES_KEPT)
+            .build();
+        self.announced.create_index(index(doc! { "at": 1 }, expiry)).await?;
         Ok(())
     }
 

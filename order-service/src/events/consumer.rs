@@ -1,8 +1,21 @@
 //! The lifecycle consumer (group `order-service`): `new-order` moves an order pending → processed
-//! and queues `order-processed`; `payment-processed` moves it processed → paid. Transitions are
-//! conditional, so a redelivered event changes nothing. An offset is stored only after its work
-//! is durable (or the message is safely in the dead-letter topic), and committed from there.
-use std::{collections::HashMap, time::Duration};
+//! and announces it with `order-processed`; `payment-processed` moves it processed → paid.
+//! Transitions are conditional, so a redelivered event changes no order. An offset is stored only
+//! after its work is durable and its announcement acknowledged by the broker (or the message is
+//! safely in the dead-letter topic), and committed from there.
+//!
+//! `order-processed` needs no outbox, nor a write per order to mark it published: the `new-order`
+//! message whose offset is not stored yet is what makes it happen again after a crash. The transition
+//! records the consumer batch that made it (`processedBy`), and once all of a batch's announcements are
+//! acknowledged the batch is recorded as announced (one insert per batch). A `new-order` that finds its
+//! order already processed, by a batch not recorded, is a redelivery after a crash between the two, and
+//! announces the order again; one processed by a recorded batch (a redelivery after the broker lost the
+//! group's offsets, a relay's duplicate) announces nothing. `order-processed` is at-least-once; its
+//! consumers are idempotent.
+use std::{
+    collections::{HashMap, HashSet},
+    time::Duration,
+};
 
 use futures::future::join_all;
 use platform::config::KafkaConnection;
@@ -18,7 +31,6 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
 };
 use serde::Deserialize;
-use tokio::sync::Notify;
 use tracing::Instrument as _;
 
 use crate::{
@@ -26,13 +38,12 @@ use crate::{
     domain::{OrderStatus, OrderView},
     events::{
         envelope::{self, Envelope, Poison},
-        kafka::LifecycleStream,
+        kafka::{self, LifecycleStream},
     },
     metrics::Metrics,
     store::{OrderDocument, OrderStore, OutboxEvent, StoreError, TransitionWrite},
     telemetry::{self, TraceContext},
 };
-use std::sync::Arc;
 
 /// The `data` of a `payment-processed` event, as the payment-service publishes it. Every field is required: a
 /// payment that does not say who paid how much for what cannot be checked against its order.
@@ -107,8 +118,6 @@ pub struct LifecycleConsumer {
     pub store: OrderStore,
     pub producer: FutureProducer,
     pub topics: Topics,
-    /// Wakes the relay when a transition queued an event.
-    pub relay_wake: Arc<Notify>,
     /// Topics to re-create when the broker says a subscribed one is missing.
     pub topic_setup: TopicSetup,
     /// When the topics were last re-created.
@@ -140,6 +149,15 @@ const REPAIR_INTERVAL: Duration = Duration::from_secs(5);
 enum Outcome {
     Done,
     DeadLetter(Poison),
+}
+
+/// What a batch decided: each message's outcome, the `order-processed` events to publish, each with the
+/// index of the `new-order` message it answers, and the batch to record as announced once they are out (when it
+/// made orders processed).
+struct Decided {
+    outcomes: Vec<Outcome>,
+    announcements: Vec<(usize, OutboxEvent)>,
+    announced_batch: Option<String>,
 }
 
 /// A message of a batch, parsed.
@@ -178,9 +196,37 @@ impl LifecycleConsumer {
             }
             tracing::warn!(%error, messages = batch.len(), "retrying a batch of lifecycle events");
         };
-        let Some(outcomes) = retry(&mut shutdown, || self.process_batch(batch, &spans), retried).await else {
+        let Some(Decided { outcomes, announcements, announced_batch }) =
+            retry(&mut shutdown, || self.process_batch(batch, &spans), retried).await
+        else {
             return false;
         };
+        // Announced before the offsets are stored: a crash before the broker has them redelivers the messages.
+        let announced = join_all(announcements.iter().map(|(index, event)| {
+            let mut shutdown = shutdown.clone();
+            let span = spans[*index].clone();
+            async move {
+                let retried = |error: String, _delay| {
+                    tracing::warn!(%error, order_id = %event.key, "retrying an order-processed announcement");
+                };
+                retry(&mut shutdown, || kafka::publish(&self.producer, &self.metrics, event), retried)
+                    .instrument(span)
+                    .await
+                    .is_some()
+            }
+        }))
+        .await;
+        if announced.contains(&false) {
+            return false;
+        }
+        if let Some(announced_batch) = announced_batch {
+            let retried = |error: StoreError, _delay| {
+                tracing::warn!(%error, "retrying the record of an announced batch");
+            };
+            if retry(&mut shutdown, || self.store.record_announced(&announced_batch), retried).await.is_none() {
+                return false;
+            }
+        }
         let finished = join_all(batch.iter().zip(outcomes).zip(&spans).map(|((message, outcome), span)| {
             let shutdown = shutdown.clone();
             async move {
@@ -204,7 +250,7 @@ impl LifecycleConsumer {
         &self,
         batch: &[BorrowedMessage<'_>],
         spans: &[tracing::Span],
-    ) -> Result<Vec<Outcome>, StoreError> {
+    ) -> Result<Decided, StoreError> {
         let parsed: Vec<Parsed> = batch.iter().map(|message| self.parse(message)).collect();
         let mut ids: Vec<String> = parsed
             .iter()
@@ -219,25 +265,39 @@ impl LifecycleConsumer {
         let orders = if ids.is_empty() { HashMap::new() } else { self.store.find_many(&ids).await? };
 
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
+        let mut announcements = Vec::new();
         let mut writes = Vec::new();
-        // The message each write is for.
+        // The message each write is for, and the announcement of a processed transition once it applies.
         let mut write_of = Vec::new();
-        let mut processing = std::collections::HashSet::new();
+        let mut processed_event = HashMap::new();
+        let mut processing = HashSet::new();
+        // Already processed: (message index, order), announced again unless their batch is recorded.
+        let mut redelivered = Vec::new();
         for (index, parsed) in parsed.into_iter().enumerate() {
             let span = &spans[index];
             let outcome = match parsed {
                 Parsed::Poison(poison) => Outcome::DeadLetter(poison),
                 Parsed::NewOrder(event) => match orders.get(&event.data.id) {
                     None => Outcome::DeadLetter(Poison(format!("unknown order {}", event.data.id))),
-                    // Redelivered, or twice in this batch: the transition is done or on its way.
-                    Some(order) if order.status != OrderStatus::Pending || !processing.insert(order.id.clone()) => {
-                        span.in_scope(|| tracing::debug!(order_id = %order.id, "new-order redelivered; nothing to do"));
+                    // Twice in this batch: the first one does the work.
+                    Some(order) if !processing.insert(order.id.clone()) => Outcome::Done,
+                    Some(order) if order.status == OrderStatus::Pending => {
+                        let request_id = header(&batch[index], "x-request-id");
+                        let mut processed = order.clone();
+                        processed.status = OrderStatus::Processed;
+                        processed.updated_at = mongodb::bson::DateTime::now();
+                        processed_event.insert(writes.len(), self.announcement(&processed, request_id, span));
+                        writes.push(TransitionWrite::Processed { order_id: order.id.clone() });
+                        write_of.push(index);
                         Outcome::Done
                     }
+                    Some(order) if order.status == OrderStatus::Processed => {
+                        redelivered.push((index, order));
+                        Outcome::Done
+                    }
+                    // Paid: its payment needed the announcement, which therefore got out.
                     Some(order) => {
-                        let request_id = header(&batch[index], "x-request-id");
-                        writes.push(self.processed_write(order, request_id, span));
-                        write_of.push(index);
+                        span.in_scope(|| tracing::debug!(order_id = %order.id, "new-order redelivered; nothing to do"));
                         Outcome::Done
                     }
                 },
@@ -254,16 +314,38 @@ impl LifecycleConsumer {
             outcomes.push(outcome);
         }
 
-        let applied = self.store.apply_transitions(&writes).await?;
+        // Redelivered after their transition: announced again when the batch that made them processed was not
+        // recorded as announced (it crashed in between). Orders processed before `processedBy` existed were
+        // announced through the outbox.
+        let batches: Vec<String> = redelivered.iter().filter_map(|(_, order)| order.processed_by.clone()).collect();
+        let recorded = if batches.is_empty() { HashSet::new() } else { self.store.announced(&batches).await? };
+        for (index, order) in redelivered {
+            let span = &spans[index];
+            match &order.processed_by {
+                Some(by) if !recorded.contains(by) => {
+                    span.in_scope(|| tracing::info!(order_id = %order.id, "new-order redelivered; announced again"));
+                    let request_id = header(&batch[index], "x-request-id");
+                    announcements.push((index, self.announcement(order, request_id, span)));
+                }
+                _ => span.in_scope(|| tracing::debug!(order_id = %order.id, "new-order redelivered; nothing to do")),
+            }
+        }
+
+        let batch_id = uuid::Uuid::now_v7().to_string();
+        let applied = self.store.apply_transitions(&writes, &batch_id).await?;
+        let mut announced_batch = None;
         let mut recheck = Vec::new();
-        for ((write, index), applied) in writes.iter().zip(write_of).zip(applied) {
+        for (position, ((write, index), applied)) in writes.iter().zip(write_of).zip(applied).enumerate() {
             let span = &spans[index];
             match (write, applied) {
-                (TransitionWrite::Processed { order_id, .. }, true) => {
+                (TransitionWrite::Processed { order_id }, true) => {
                     span.in_scope(|| tracing::info!(order_id = %order_id, "order processed"));
-                    self.relay_wake.notify_one();
+                    if let Some(event) = processed_event.remove(&position) {
+                        announcements.push((index, event));
+                        announced_batch = Some(batch_id.clone());
+                    }
                 }
-                // Another consumer (a rebalance) got there first: done all the same.
+                // Another consumer (a rebalance) got there first, and announces it.
                 (TransitionWrite::Processed { .. }, false) => {}
                 (TransitionWrite::Paid { order_id, payment_id, .. }, true) => {
                     span.in_scope(|| tracing::info!(order_id = %order_id, payment_id = %payment_id, "order paid"));
@@ -279,7 +361,7 @@ impl LifecycleConsumer {
                 outcomes[index] = self.after_payment_missed(&event.data, now.get(&order_id), &spans[index]);
             }
         }
-        Ok(outcomes)
+        Ok(Decided { outcomes, announcements, announced_batch })
     }
 
     fn parse(&self, message: &BorrowedMessage<'_>) -> Parsed {
@@ -295,29 +377,18 @@ impl LifecycleConsumer {
         }
     }
 
-    /// pending → processed with its `order-processed` event, which continues this message's trace (the order's).
-    fn processed_write(
-        &self,
-        order: &OrderDocument,
-        request_id: Option<String>,
-        span: &tracing::Span,
-    ) -> TransitionWrite {
-        let mut processed = order.clone();
-        processed.status = OrderStatus::Processed;
-        processed.updated_at = mongodb::bson::DateTime::now();
-        let envelope = envelope::event(envelope::ORDER_PROCESSED, envelope::OrderEventData::of(&processed));
+    /// The `order-processed` event of `order`, continuing this message's trace (the order's).
+    fn announcement(&self, order: &OrderDocument, request_id: Option<String>, span: &tracing::Span) -> OutboxEvent {
+        let envelope = envelope::event(envelope::ORDER_PROCESSED, envelope::OrderEventData::of(order));
         let trace = span.in_scope(TraceContext::current);
-        TransitionWrite::Processed {
-            order_id: order.id.clone(),
-            event: OutboxEvent {
-                event_id: envelope.event_id.clone(),
-                topic: self.topics.order_processed.clone(),
-                key: order.id.clone(),
-                payload: serde_json::to_string(&envelope).unwrap_or_default(),
-                request_id,
-                traceparent: trace.traceparent,
-                tracestate: trace.tracestate,
-            },
+        OutboxEvent {
+            event_id: envelope.event_id.clone(),
+            topic: self.topics.order_processed.clone(),
+            key: order.id.clone(),
+            payload: serde_json::to_string(&envelope).unwrap_or_default(),
+            request_id,
+            traceparent: trace.traceparent,
+            tracestate: trace.tracestate,
         }
     }
 

@@ -6,8 +6,18 @@ use rdkafka::{
     ClientContext, Statistics,
     consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer},
     error::KafkaError,
-    producer::{FutureProducer, Producer as _},
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord, Producer as _},
 };
+use tracing::Instrument as _;
+
+use crate::{
+    metrics::Metrics,
+    store::OutboxEvent,
+    telemetry::{self, TraceContext},
+};
+
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The platform's durable producer. It never lets a send auto-create a topic: topics are created explicitly
 /// with the configured partition count, and a missing topic is an error the relay repairs (see
@@ -20,6 +30,41 @@ pub fn producer(kafka: &KafkaConnection) -> Result<FutureProducer, KafkaError> {
         .set("message.timeout.ms", "5000")
         .set("socket.connection.setup.timeout.ms", "3000")
         .create()
+}
+
+/// Sends one event, in a producer span of the trace that queued it, and waits for the broker's acknowledgement.
+/// The span's context goes with the message, so the consumer's work joins the same trace.
+pub async fn publish(producer: &FutureProducer, metrics: &Metrics, event: &OutboxEvent) -> Result<(), String> {
+    let span = tracing::info_span!(
+        "publish",
+        otel.name = %format!("publish {}", event.topic),
+        otel.kind = "producer",
+        messaging.system = "kafka",
+        messaging.destination.name = %event.topic,
+        order_id = %event.key,
+        trace_id = tracing::field::Empty,
+    );
+    let origin = TraceContext { traceparent: event.traceparent.clone(), tracestate: event.tracestate.clone() };
+    telemetry::continue_stored_trace(&span, &origin);
+    async {
+        let trace_context = TraceContext::current();
+        let mut headers = OwnedHeaders::new().insert(Header { key: "event-id", value: Some(event.event_id.as_str()) });
+        if let Some(request_id) = &event.request_id {
+            headers = headers.insert(Header { key: "x-request-id", value: Some(request_id.as_str()) });
+        }
+        for (name, value) in trace_context.headers() {
+            headers = headers.insert(Header { key: name, value: Some(value) });
+        }
+        let record = FutureRecord::to(&event.topic).key(&event.key).payload(&event.payload).headers(headers);
+        let sent = producer.send(record, SEND_TIMEOUT).await;
+        match &sent {
+            Ok(_) => metrics.kafka_produced.with_label_values(&[event.topic.as_str()]).inc(),
+            Err(_) => metrics.kafka_failed.with_label_values(&[event.topic.as_str(), "produce"]).inc(),
+        }
+        sent.map(|_| ()).map_err(|(error, _)| error.to_string())
+    }
+    .instrument(span)
+    .await
 }
 
 /// The consumer's client context: librdkafka's statistics (every few seconds) feed the

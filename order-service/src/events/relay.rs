@@ -5,26 +5,22 @@
 //! Replicas share the outbox through leases: a relay first claims the orders with unpublished
 //! events that no live lease holds (`leaseOwner`, `leaseUntil`), then publishes only its own, so
 //! each event goes out once while every replica lives; a dead replica's claims expire after
-//! `OUTBOX_LEASE_MS` and another takes them over (then an event may go out twice). The events this
-//! replica writes (new orders, `order-processed`) are written already held by it, so between two
-//! claims (at most one a second) the relay only reads what it holds.
+//! `OUTBOX_LEASE_MS` and another takes them over (then an event may go out twice). The orders this
+//! replica inserts are written already held by it, so between two claims (at most one a second) the
+//! relay only reads what it holds. (`order-processed` is not in the outbox: the consumer publishes it,
+//! see `events::consumer`.)
 use std::{sync::Arc, time::Duration};
 
 use futures::future::join_all;
 use platform::{mongo::ClaimSchedule, shutdown::StopSignal};
-use rdkafka::{
-    message::{Header, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord, Producer as _},
-};
+use rdkafka::producer::{FutureProducer, Producer as _};
 use tokio::sync::Notify;
-use tracing::Instrument as _;
 
 use crate::{
     backoff::Backoff,
     events::{consumer::TopicSetup, kafka},
     metrics::Metrics,
     store::{OrderStore, OutboxEvent},
-    telemetry::{self, TraceContext},
 };
 
 /// Orders read per round. A read costs the engine every pending entry whatever its limit (SecantusDB decodes and
@@ -35,7 +31,6 @@ use crate::{
 const BATCH: usize = 500;
 /// Events handed to the producer at once, whatever a round read: what waits in librdkafka's queues stays bounded.
 const PUBLISH_WINDOW: usize = 200;
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct OutboxRelay {
     pub store: OrderStore,
@@ -119,7 +114,8 @@ impl OutboxRelay {
             for window in events.chunks(PUBLISH_WINDOW) {
                 // Sends are enqueued in order, and a window goes only once the one before it is acknowledged, so
                 // one order's events keep their order on its partition.
-                let results = join_all(window.iter().map(|event| self.publish(event))).await;
+                let results =
+                    join_all(window.iter().map(|event| kafka::publish(&self.producer, &self.metrics, event))).await;
                 let published: Vec<(String, String)> = window
                     .iter()
                     .zip(&results)
@@ -132,42 +128,6 @@ impl OutboxRelay {
                 }
             }
         }
-    }
-
-    /// Sends one event in a producer span of the trace that queued it; the span's context goes
-    /// with the message, so the consumer's work joins the same trace.
-    async fn publish(&self, event: &OutboxEvent) -> Result<(), String> {
-        let span = tracing::info_span!(
-            "publish",
-            otel.name = %format!("publish {}", event.topic),
-            otel.kind = "producer",
-            messaging.system = "kafka",
-            messaging.destination.name = %event.topic,
-            order_id = %event.key,
-            trace_id = tracing::field::Empty,
-        );
-        let origin = TraceContext { traceparent: event.traceparent.clone(), tracestate: event.tracestate.clone() };
-        telemetry::continue_stored_trace(&span, &origin);
-        async {
-            let trace_context = TraceContext::current();
-            let mut headers =
-                OwnedHeaders::new().insert(Header { key: "event-id", value: Some(event.event_id.as_str()) });
-            if let Some(request_id) = &event.request_id {
-                headers = headers.insert(Header { key: "x-request-id", value: Some(request_id.as_str()) });
-            }
-            for (name, value) in trace_context.headers() {
-                headers = headers.insert(Header { key: name, value: Some(value) });
-            }
-            let record = FutureRecord::to(&event.topic).key(&event.key).payload(&event.payload).headers(headers);
-            let sent = self.producer.send(record, SEND_TIMEOUT).await;
-            match &sent {
-                Ok(_) => self.metrics.kafka_produced.with_label_values(&[event.topic.as_str()]).inc(),
-                Err(_) => self.metrics.kafka_failed.with_label_values(&[event.topic.as_str(), "produce"]).inc(),
-            }
-            sent.map(|_| ()).map_err(|(error, _)| error.to_string())
-        }
-        .instrument(span)
-        .await
     }
 
     /// Makes the next attempt possible after a failure: the topics exist again (a broker that

@@ -11,7 +11,7 @@ use order_service::{
     domain::{Money, OrderStatus, Quantity},
     events::envelope,
     product_client::ProductSnapshot,
-    store::{OrderDocument, OrderStore, OutboxEvent, StoreError, TransitionWrite},
+    store::{OrderDocument, OrderStore, StoreError, TransitionWrite},
 };
 
 struct Probe {
@@ -40,20 +40,9 @@ impl Probe {
     }
 }
 
-/// The pending → processed transition of `order`, queuing an `order-processed` event with this id and payload.
-fn processed(order: &OrderDocument, event_id: &str, payload: &str) -> TransitionWrite {
-    TransitionWrite::Processed {
-        order_id: order.id.clone(),
-        event: OutboxEvent {
-            event_id: event_id.to_owned(),
-            topic: "order-processed".into(),
-            key: order.id.clone(),
-            payload: payload.to_owned(),
-            request_id: None,
-            traceparent: None,
-            tracestate: None,
-        },
-    }
+/// The pending → processed transition of `order`.
+fn processed(order: &OrderDocument) -> TransitionWrite {
+    TransitionWrite::Processed { order_id: order.id.clone() }
 }
 
 fn order(user: &str, key: Option<&str>) -> OrderDocument {
@@ -97,16 +86,16 @@ async fn what_a_replica_writes_is_held_by_it_so_its_relay_reads_it_without_a_cla
     assert_eq!((held.len(), probe.sent("update") - updates), (10, 0), "all of them, without a claim");
     assert!(store.claim_outbox("replica-b", Duration::from_secs(30), 200).await.unwrap().is_empty(), "held by a");
 
-    // Published; then the order-processed events are held by the replica that applied the transitions.
+    // Published; then processed: the transition queues nothing (the consumer announces it).
     let published: Vec<(String, String)> =
         held.iter().map(|order| (order.id.clone(), order.outbox[0].event_id.clone())).collect();
     store.acknowledge_published(&published).await.unwrap();
     assert!(store.held_outbox("replica-a", 200).await.unwrap().is_empty());
-    let writes: Vec<TransitionWrite> =
-        orders.iter().map(|order| processed(order, &uuid::Uuid::new_v4().to_string(), "{}")).collect();
-    assert_eq!(store.apply_transitions(&writes).await.unwrap(), vec![true; 10]);
-    assert_eq!(store.held_outbox("replica-a", 200).await.unwrap().len(), 10);
-    assert!(store.claim_outbox("replica-b", Duration::from_secs(30), 200).await.unwrap().is_empty(), "held by a");
+    let writes: Vec<TransitionWrite> = orders.iter().map(processed).collect();
+    assert_eq!(store.apply_transitions(&writes, "batch-1").await.unwrap(), vec![true; 10]);
+    assert!(store.held_outbox("replica-a", 200).await.unwrap().is_empty());
+    assert!(store.claim_outbox("replica-b", Duration::from_secs(30), 200).await.unwrap().is_empty());
+    assert_eq!(store.outbox_backlog().await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -136,26 +125,27 @@ async fn the_relay_claims_in_one_command_and_marks_published_in_one_command_per_
 }
 
 #[tokio::test]
-async fn an_acknowledgement_keeps_an_event_queued_after_the_published_one_whatever_chunk_its_order_is_in() {
+async fn an_acknowledgement_keeps_an_order_s_unpublished_event_whatever_chunk_its_order_is_in() {
     let probe = Probe::new().await;
-    let orders: Vec<OrderDocument> = (0..UPDATE_CHUNK + 10).map(|_| order("u", None)).collect();
+    let mut orders: Vec<OrderDocument> = (0..UPDATE_CHUNK + 10).map(|_| order("u", None)).collect();
+    // Two orders, one in each chunk, have a second event queued (as an earlier version queued order-processed),
+    // which the relay has not published yet.
+    let late = [3, UPDATE_CHUNK + 3];
+    for &index in &late {
+        let second = envelope::new_order_event(&orders[index], "order-processed", None, Default::default()).unwrap();
+        orders[index].outbox.push(second);
+    }
     assert!(probe.store.insert_batch(&orders).await.iter().all(Result::is_ok));
     let published: Vec<(String, String)> =
         orders.iter().map(|order| (order.id.clone(), order.outbox[0].event_id.clone())).collect();
-    // Two orders, one in each chunk, are processed while their new-order events are being published.
-    let late = [&orders[3], &orders[UPDATE_CHUNK + 3]];
-    let writes: Vec<TransitionWrite> =
-        late.iter().map(|order| processed(order, &format!("p-{}", order.id), "{}")).collect();
-    assert_eq!(probe.store.apply_transitions(&writes).await.unwrap(), vec![true; 2]);
 
     probe.store.acknowledge_published(&published).await.unwrap();
     let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
     let stored = probe.store.find_many(&ids).await.unwrap();
-    for order in &orders {
+    for (index, order) in orders.iter().enumerate() {
         let stored = &stored[&order.id];
-        if late.iter().any(|late| late.id == order.id) {
-            let left: Vec<&str> = stored.outbox.iter().map(|event| event.event_id.as_str()).collect();
-            assert_eq!(left, [format!("p-{}", order.id)], "the order-processed event stays");
+        if late.contains(&index) {
+            assert_eq!(stored.outbox, order.outbox[1..], "the unpublished event stays");
             assert!(stored.outbox_pending);
         } else {
             assert!(stored.outbox.is_empty() && !stored.outbox_pending, "{stored:?}");
@@ -181,7 +171,6 @@ async fn a_batch_of_transitions_is_one_update_per_kind_and_each_applies_only_fro
     let probe = Probe::new().await;
     let orders: Vec<OrderDocument> = (0..20).map(|_| order("u", None)).collect();
     assert!(probe.store.insert_batch(&orders).await.iter().all(Result::is_ok));
-    let processed = |order: &OrderDocument| processed(order, &uuid::Uuid::new_v4().to_string(), "{}");
     let paid = |order: &OrderDocument, user_id: &str, total_cents| TransitionWrite::Paid {
         order_id: order.id.clone(),
         user_id: user_id.to_owned(),
@@ -199,7 +188,7 @@ async fn a_batch_of_transitions_is_one_update_per_kind_and_each_applies_only_fro
     writes.push(paid(&orders[3], "someone-else", 179_998));
     writes.push(paid(&orders[19], "u", 179_998));
     let before = (probe.sent("update"), probe.sent("bulkWrite"));
-    let applied = probe.store.apply_transitions(&writes).await.unwrap();
+    let applied = probe.store.apply_transitions(&writes, "batch-1").await.unwrap();
     assert_eq!(probe.sent("update") - before.0, 2, "one update for the processed, one for the paid");
     assert_eq!(probe.sent("bulkWrite") - before.1, 0, "no statement per order");
     assert_eq!(&applied[..19], &[true; 19]);
@@ -207,7 +196,10 @@ async fn a_batch_of_transitions_is_one_update_per_kind_and_each_applies_only_fro
 
     let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
     let stored = probe.store.find_many(&ids).await.unwrap();
-    assert_eq!(stored[&orders[0].id].outbox.len(), 2, "new-order and one order-processed");
+    for order in &orders[..19] {
+        assert_eq!(stored[&order.id].outbox, order.outbox, "the transition queues no event");
+    }
+    assert!(orders[4..19].iter().chain([&orders[0]]).all(|order| stored[&order.id].status == OrderStatus::Processed));
     assert_eq!(stored[&orders[1].id].status, OrderStatus::Paid);
     assert_eq!(stored[&orders[1].id].payment_id.as_deref(), Some(format!("pay-{}", orders[1].id).as_str()));
     assert_eq!(stored[&orders[2].id].status, OrderStatus::Processed);
@@ -219,10 +211,6 @@ async fn a_batch_of_transitions_is_one_update_per_kind_and_each_applies_only_fro
         let raw = probe.orders.find_one(mongodb::bson::doc! { "_id": &order.id }).await.unwrap().unwrap();
         assert!(!raw.contains_key("_position") && !raw.contains_key("_checked"), "{raw:?}");
     }
-    for (order, write) in orders[..19].iter().zip(&writes) {
-        let TransitionWrite::Processed { event, .. } = write else { unreachable!() };
-        assert_eq!(stored[&order.id].outbox.last(), Some(event), "each order queues its own event");
-    }
 }
 
 #[tokio::test]
@@ -230,20 +218,33 @@ async fn a_batch_whose_transitions_all_apply_is_one_update_and_no_read() {
     let probe = Probe::new().await;
     let orders: Vec<OrderDocument> = (0..30).map(|_| order("u", None)).collect();
     assert!(probe.store.insert_batch(&orders).await.iter().all(Result::is_ok));
-    let writes: Vec<TransitionWrite> =
-        orders.iter().map(|order| processed(order, &format!("$processed-{}", order.id), "$not-a-field-path")).collect();
+    let writes: Vec<TransitionWrite> = orders.iter().map(processed).collect();
     let before = (probe.sent("update"), probe.sent("find"));
-    assert_eq!(probe.store.apply_transitions(&writes).await.unwrap(), vec![true; 30]);
+    assert_eq!(probe.store.apply_transitions(&writes, "batch-1").await.unwrap(), vec![true; 30]);
     assert_eq!((probe.sent("update") - before.0, probe.sent("find") - before.1), (1, 0));
     let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
     let stored = probe.store.find_many(&ids).await.unwrap();
-    for order in &orders {
-        let queued = stored[&order.id].outbox.last().expect("an event");
-        assert_eq!(
-            queued.event_id,
-            format!("$processed-{}", order.id),
-            "values starting with $ are stored as they are"
-        );
-        assert_eq!(queued.payload, "$not-a-field-path");
-    }
+    assert!(stored.values().all(|order| order.status == OrderStatus::Processed));
+}
+
+#[tokio::test]
+async fn processed_orders_name_their_batch_and_a_batch_recorded_as_announced_is_found_in_one_query() {
+    let probe = Probe::new().await;
+    let orders: Vec<OrderDocument> = (0..3).map(|_| order("u", None)).collect();
+    assert!(probe.store.insert_batch(&orders).await.iter().all(Result::is_ok));
+    let writes: Vec<TransitionWrite> = orders.iter().map(processed).collect();
+    assert_eq!(probe.store.apply_transitions(&writes, "batch-7").await.unwrap(), vec![true; 3]);
+    let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
+    let stored = probe.store.find_many(&ids).await.unwrap();
+    assert!(stored.values().all(|order| order.processed_by.as_deref() == Some("batch-7")));
+
+    let batches = vec!["batch-7".to_owned(), "batch-8".to_owned()];
+    assert!(probe.store.announced(&batches).await.unwrap().is_empty(), "not recorded yet");
+    probe.store.record_announced("batch-7").await.unwrap();
+    probe.store.record_announced("batch-7").await.unwrap();
+    let (finds, inserts) = (probe.sent("find"), probe.sent("insert"));
+    probe.store.record_announced("batch-8").await.unwrap();
+    let announced = probe.store.announced(&batches).await.unwrap();
+    assert_eq!(announced, batches.iter().cloned().collect(), "recording twice is no error");
+    assert_eq!((probe.sent("insert") - inserts, probe.sent("find") - finds), (1, 1));
 }

@@ -3,7 +3,7 @@ use crate::support;
 
 use std::time::Duration;
 
-use order_service::domain::OrderStatus;
+use order_service::{domain::OrderStatus, store::TransitionWrite};
 use serde_json::json;
 
 #[tokio::test]
@@ -48,6 +48,35 @@ async fn a_redelivered_new_order_event_changes_nothing() {
     let processed = support::read_topic(&app.brokers, &app.topic("order-processed"), Duration::from_secs(3)).await;
     let for_order = processed.iter().filter(|m| m.key.as_deref() == Some(order.id.as_str())).count();
     assert_eq!(for_order, 1, "the duplicate did not announce the order twice");
+}
+
+#[tokio::test]
+async fn an_order_processed_by_a_consumer_that_died_before_announcing_it_is_announced_on_redelivery() {
+    let app = support::settings().spawn().await;
+    // The state a crash leaves: the transition is durable, its announcement never reached the broker, and the
+    // new-order offset was not stored (so the broker delivers the message again).
+    let mut order = support::new_pending_order("user-1", &app.topic("new-order"));
+    let new_order = order.outbox.pop().expect("the new-order event");
+    order.outbox_pending = false;
+    app.state.store.insert(&order).await.unwrap();
+    let write = TransitionWrite::Processed { order_id: order.id.clone() };
+    assert_eq!(app.state.store.apply_transitions(&[write], "a-batch-never-recorded").await.unwrap(), vec![true]);
+
+    support::produce(&app.brokers, &app.topic("new-order"), &order.id, new_order.payload.as_bytes()).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let announced = loop {
+        let processed = support::read_topic(&app.brokers, &app.topic("order-processed"), Duration::from_secs(2)).await;
+        if let Some(record) = processed.into_iter().find(|m| m.key.as_deref() == Some(order.id.as_str())) {
+            break record;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the redelivered new-order was not answered by an announcement"
+        );
+    };
+    assert_eq!(announced.payload["type"], "order-processed");
+    assert_eq!(announced.payload["data"]["status"], "processed");
+    assert_eq!(announced.payload["data"]["totalCents"], 179_998);
 }
 
 #[tokio::test]
