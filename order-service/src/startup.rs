@@ -102,7 +102,7 @@ impl Application {
         let lifecycle = LifecycleConsumer {
             consumer,
             store: state.store.clone(),
-            producer,
+            producer: std::sync::Mutex::new(producer),
             topics: config.topics.clone(),
             topic_setup: topic_setup.clone(),
             last_repair: Default::default(),

@@ -28,7 +28,7 @@ use rdkafka::{
     consumer::Consumer as _,
     error::{KafkaError, RDKafkaErrorCode},
     message::{BorrowedMessage, Header, Headers as _, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord},
+    producer::{FutureProducer, FutureRecord, Producer as _},
 };
 use serde::Deserialize;
 use tracing::Instrument as _;
@@ -116,7 +116,8 @@ pub fn check_payment(order: &OrderDocument, payment: &PaymentData) -> Result<(),
 pub struct LifecycleConsumer {
     pub consumer: LifecycleStream,
     pub store: OrderStore,
-    pub producer: FutureProducer,
+    /// Announces processed orders and writes dead letters; replaced when stuck in a fatal state.
+    pub producer: std::sync::Mutex<FutureProducer>,
     pub topics: Topics,
     /// Topics to re-create when the broker says a subscribed one is missing.
     pub topic_setup: TopicSetup,
@@ -208,11 +209,13 @@ impl LifecycleConsumer {
             async move {
                 let retried = |error: String, _delay| {
                     tracing::warn!(%error, order_id = %event.key, "retrying an order-processed announcement");
+                    self.replace_producer_if_fatal();
                 };
-                retry(&mut shutdown, || kafka::publish(&self.producer, &self.metrics, event), retried)
-                    .instrument(span)
-                    .await
-                    .is_some()
+                let announce = || {
+                    let producer = self.producer();
+                    async move { kafka::publish(&producer, &self.metrics, event).await }
+                };
+                retry(&mut shutdown, announce, retried).instrument(span).await.is_some()
             }
         }))
         .await;
@@ -453,6 +456,26 @@ impl LifecycleConsumer {
         Outcome::DeadLetter(Poison(format!("order {} is {} and cannot be paid", data.order_id, order.status.as_str())))
     }
 
+    fn producer(&self) -> FutureProducer {
+        self.producer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Replaces a producer stuck in a fatal state (an idempotent producer whose broker restarted without its state
+    /// and forgot its id), as the relay does with its own: otherwise every announcement would fail from then on.
+    fn replace_producer_if_fatal(&self) {
+        let mut current = self.producer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(fatal) = current.client().fatal_error() else { return };
+        tracing::warn!(?fatal, "replacing the lifecycle consumer's Kafka producer");
+        match kafka::producer(&self.topic_setup.kafka) {
+            Ok(producer) => {
+                // Dropping a producer flushes and waits for librdkafka: not on the executor.
+                let old = std::mem::replace(&mut *current, producer);
+                tokio::task::spawn_blocking(move || drop(old));
+            }
+            Err(error) => tracing::error!(%error, "cannot create a new producer"),
+        }
+    }
+
     /// Dead-letters a message, retrying while the broker fails; false when shutting down first.
     async fn dead_letter_until_sent(
         &self,
@@ -485,7 +508,11 @@ impl LifecycleConsumer {
         if let Some(payload) = message.payload() {
             record = record.payload(payload);
         }
-        self.producer.send(record, Duration::from_secs(10)).await.map(|_| ()).map_err(|(error, _)| error.to_string())
+        let sent = self.producer().send(record, Duration::from_secs(10)).await;
+        sent.map(|_| ()).map_err(|(error, _)| {
+            self.replace_producer_if_fatal();
+            error.to_string()
+        })
     }
 }
 
