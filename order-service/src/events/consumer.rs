@@ -466,14 +466,7 @@ impl LifecycleConsumer {
         let mut current = self.producer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(fatal) = current.client().fatal_error() else { return };
         tracing::warn!(?fatal, "replacing the lifecycle consumer's Kafka producer");
-        match kafka::producer(&self.topic_setup.kafka) {
-            Ok(producer) => {
-                // Dropping a producer flushes and waits for librdkafka: not on the executor.
-                let old = std::mem::replace(&mut *current, producer);
-                tokio::task::spawn_blocking(move || drop(old));
-            }
-            Err(error) => tracing::error!(%error, "cannot create a new producer"),
-        }
+        kafka::replace_producer(&mut current, &self.topic_setup.kafka);
     }
 
     /// Dead-letters a message, retrying while the broker fails; false when shutting down first.

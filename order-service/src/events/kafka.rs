@@ -32,6 +32,20 @@ pub fn producer(kafka: &KafkaConnection) -> Result<FutureProducer, KafkaError> {
         .create()
 }
 
+/// Puts a new producer in `slot`, as a relay or consumer does when its own is stuck in a fatal state (an
+/// idempotent producer whose broker restarted without its state and forgot its id) or keeps failing. When no
+/// new producer can be created the old one stays, and the next failure tries again.
+pub fn replace_producer(slot: &mut FutureProducer, kafka: &KafkaConnection) {
+    match producer(kafka) {
+        Ok(producer) => {
+            // Dropping a producer flushes and waits for librdkafka: not on the executor.
+            let old = std::mem::replace(slot, producer);
+            tokio::task::spawn_blocking(move || drop(old));
+        }
+        Err(error) => tracing::error!(%error, "cannot create a new producer"),
+    }
+}
+
 /// Sends one event, in a producer span of the trace that queued it, and waits for the broker's acknowledgement.
 /// The span's context goes with the message, so the consumer's work joins the same trace.
 pub async fn publish(producer: &FutureProducer, metrics: &Metrics, event: &OutboxEvent) -> Result<(), String> {

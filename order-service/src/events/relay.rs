@@ -141,14 +141,7 @@ impl OutboxRelay {
         let fatal = self.producer.client().fatal_error();
         if fatal.is_some() || consecutive_failures >= FAILURES_BEFORE_NEW_PRODUCER {
             tracing::warn!(?fatal, consecutive_failures, "replacing the Kafka producer");
-            match kafka::producer(&self.topic_setup.kafka) {
-                Ok(producer) => {
-                    // Dropping a producer flushes and waits for librdkafka: not on the executor.
-                    let old = std::mem::replace(&mut self.producer, producer);
-                    tokio::task::spawn_blocking(move || drop(old));
-                }
-                Err(error) => tracing::error!(%error, "cannot create a new producer"),
-            }
+            kafka::replace_producer(&mut self.producer, &self.topic_setup.kafka);
         }
     }
 }
