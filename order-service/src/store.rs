@@ -55,6 +55,22 @@ impl PendingOutbox {
     }
 }
 
+/// An event the broker acknowledged, as the relay read it ([`OrderStore::acknowledge_published`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Published {
+    pub order_id: String,
+    pub event_id: String,
+    /// Whether it was the only event in its order's outbox when the relay read it.
+    pub only_event_read: bool,
+}
+
+impl Published {
+    /// `event`, read in `order`'s outbox.
+    pub fn of(order: &PendingOutbox, event: &OutboxEvent) -> Self {
+        Self { order_id: order.id.clone(), event_id: event.event_id.clone(), only_event_read: order.outbox.len() == 1 }
+    }
+}
+
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -443,16 +459,51 @@ impl OrderStore {
         Ok(cursor.try_collect().await?)
     }
 
-    /// Removes published events from their orders' outboxes, sets `outboxPending` to whether any
-    /// event is left (one pushed meanwhile), and frees the orders' leases: one command per
-    /// [`UPDATE_CHUNK`] orders.
-    pub async fn acknowledge_published(&self, published: &[(String, String)]) -> Result<(), StoreError> {
+    /// Records what the broker acknowledged: removes those events from their orders' outboxes, sets
+    /// `outboxPending` to whether any event is left, and frees the orders' leases, one command per
+    /// [`UPDATE_CHUNK`] orders in the normal case.
+    ///
+    /// The normal case is an order whose outbox held one event when `owner`'s relay read it, that event now
+    /// published: it is cleared with a plain `$set`, on condition that `owner` still holds it and its outbox
+    /// still holds one event. Events are only ever added to an outbox and only the lease holder removes them,
+    /// so such an outbox holds exactly the event published. Any other order (more events, some unpublished, or
+    /// one whose outbox or lease changed since the read) has only its published events taken out, by id, with
+    /// a pipeline update: SecantusDB evaluates that `$filter` per document, and it took 1.25 ms per document
+    /// against 0.84 for the plain `$set` (engine CPU, commands of 50, the orders' four indexes).
+    pub async fn acknowledge_published(&self, owner: &str, published: &[Published]) -> Result<(), StoreError> {
+        let (sole, others): (Vec<&Published>, Vec<&Published>) =
+            published.iter().partition(|event| event.only_event_read);
+        for chunk in sole.chunks(UPDATE_CHUNK) {
+            let order_ids: Vec<&str> = chunk.iter().map(|event| event.order_id.as_str()).collect();
+            let cleared = self
+                .orders
+                .update_many(
+                    doc! { "_id": { "$in": &order_ids }, "leaseOwner": owner, "outbox": { "$size": 1 } },
+                    doc! {
+                        "$set": { "outbox": [], "outboxPending": false, "leaseUntil": unleased() },
+                        "$unset": { "leaseOwner": "" },
+                    },
+                )
+                .await?
+                .modified_count;
+            if usize::try_from(cleared).ok() != Some(chunk.len()) {
+                // Some changed since the read: take out only their published events (the ones cleared above have
+                // none left, and stay as they are).
+                self.remove_published(chunk).await?;
+            }
+        }
+        self.remove_published(&others).await
+    }
+
+    /// Removes these published events from their orders' outboxes, wherever they are in them, sets `outboxPending`
+    /// to whether any event is left, and frees the orders' leases: one command per [`UPDATE_CHUNK`] orders.
+    async fn remove_published(&self, published: &[&Published]) -> Result<(), StoreError> {
         // One order's events stay in one command.
         let mut by_order: Vec<(&str, Vec<&str>)> = Vec::new();
-        for (order_id, event_id) in published {
+        for event in published {
             match by_order.last_mut() {
-                Some((last, events)) if *last == order_id.as_str() => events.push(event_id.as_str()),
-                _ => by_order.push((order_id.as_str(), vec![event_id.as_str()])),
+                Some((last, events)) if *last == event.order_id => events.push(event.event_id.as_str()),
+                _ => by_order.push((event.order_id.as_str(), vec![event.event_id.as_str()])),
             }
         }
         for chunk in by_order.chunks(UPDATE_CHUNK) {

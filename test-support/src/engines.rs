@@ -106,11 +106,13 @@ impl Drop for PrivateMongo {
     }
 }
 
-/// A private, durable Kafka-protocol broker (noida-db: topics, groups and offsets survive a restart, as with
-/// real Kafka) that a test may stop and restart on the same port.
+/// A private Kafka-protocol broker that a test may stop, restart, freeze and thaw on the same port: durable by
+/// default (noida-db: topics, groups and offsets survive a restart, as with real Kafka), or in memory (Tansu, the
+/// broker `scripts/stack` runs, which loses everything when it stops).
 pub struct PrivateBroker {
     pub port: u16,
     data_dir: PathBuf,
+    in_memory: bool,
     child: Option<Child>,
 }
 
@@ -121,41 +123,70 @@ impl PrivateBroker {
         broker
     }
 
+    /// A Tansu broker, in memory as `scripts/stack` runs it.
+    pub async fn start_in_memory() -> Self {
+        let mut broker = Self::not_started();
+        broker.in_memory = true;
+        broker.restart().await;
+        broker
+    }
+
     /// One that is down at first: its address refuses connections until `restart` starts it.
     pub fn not_started() -> Self {
         let data_dir = std::env::temp_dir().join(format!("noida-{}", uuid::Uuid::new_v4().simple()));
-        Self { port: closed_port(), data_dir, child: None }
+        Self { port: closed_port(), data_dir, in_memory: false, child: None }
     }
 
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Starts it (again) on the same port and data directory.
+    /// Starts it (again) on the same port (and, when durable, the same data directory).
     pub async fn restart(&mut self) {
-        let child = std::process::Command::new(env("NOIDA_BIN"))
-            .args(["start", "--only", "kafka", "--kafka-port", &self.port.to_string(), "--data-dir"])
-            .arg(&self.data_dir)
+        let mut command = if self.in_memory {
+            let listener = format!("tcp://{}", self.address());
+            let mut command = std::process::Command::new(env("TANSU_BIN"));
+            command.args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener]);
+            command.args(["--storage-engine", "memory://tansu/"]);
+            command
+        } else {
+            let mut command = std::process::Command::new(env("NOIDA_BIN"));
+            command.args(["start", "--only", "kafka", "--kafka-port", &self.port.to_string(), "--data-dir"]);
+            command.arg(&self.data_dir);
+            command
+        };
+        let child = command
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("noida-db starts");
+            .expect("the private broker starts");
         self.child = Some(child);
         wait_listening(self.port, "the private broker").await;
     }
 
-    /// Stops the broker like an operator would (SIGINT), keeping its data (killed if it has not stopped within
-    /// 10 s).
+    /// Stops the broker like an operator would (SIGINT, the stop signal of both), keeping a durable one's data
+    /// (killed if it has not stopped within 10 s).
     pub fn stop(&mut self) {
         if let Some(child) = self.child.take() {
             stop_within_grace(child, "-INT");
         }
+    }
+
+    /// Freezes the broker (SIGSTOP): connections stay open, nothing is answered.
+    pub fn freeze(&self) {
+        assert!(self.child.as_ref().is_some_and(|child| signal(child, "-STOP")), "kill -STOP");
+    }
+
+    pub fn thaw(&self) {
+        assert!(self.child.as_ref().is_some_and(|child| signal(child, "-CONT")), "kill -CONT");
     }
 }
 
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // A frozen process must be thawed to die cleanly.
+            signal(&child, "-CONT");
             let _ = child.kill();
             let _ = child.wait();
         }

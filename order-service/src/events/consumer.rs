@@ -209,11 +209,15 @@ impl LifecycleConsumer {
             async move {
                 let retried = |error: String, _delay| {
                     tracing::warn!(%error, order_id = %event.key, "retrying an order-processed announcement");
-                    self.replace_producer_if_fatal();
                 };
                 let announce = || {
                     let producer = self.producer();
-                    async move { kafka::publish(&producer, &self.metrics, event).await }
+                    async move {
+                        kafka::publish(&producer, &self.metrics, event).await.map_err(|error| {
+                            self.replace_producer_if_stuck(&producer, &error);
+                            error.to_string()
+                        })
+                    }
                 };
                 retry(&mut shutdown, announce, retried).instrument(span).await.is_some()
             }
@@ -460,12 +464,15 @@ impl LifecycleConsumer {
         self.producer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
-    /// Replaces a producer stuck in a fatal state (an idempotent producer whose broker restarted without its state
-    /// and forgot its id), as the relay does with its own: otherwise every announcement would fail from then on.
-    fn replace_producer_if_fatal(&self) {
+    /// Replaces `used`, the producer that just failed with `error`, when it will never deliver again
+    /// ([`kafka::is_stuck`]): otherwise every announcement would fail from then on. Only while it is still the
+    /// current one, so that announcements failing together replace it once.
+    fn replace_producer_if_stuck(&self, used: &FutureProducer, error: &KafkaError) {
         let mut current = self.producer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(fatal) = current.client().fatal_error() else { return };
-        tracing::warn!(?fatal, "replacing the lifecycle consumer's Kafka producer");
+        if current.client().native_ptr() != used.client().native_ptr() || !kafka::is_stuck(used, error) {
+            return;
+        }
+        tracing::warn!(%error, fatal = ?used.client().fatal_error(), "replacing the lifecycle consumer's Kafka producer");
         kafka::replace_producer(&mut current, &self.topic_setup.kafka);
     }
 
@@ -501,9 +508,10 @@ impl LifecycleConsumer {
         if let Some(payload) = message.payload() {
             record = record.payload(payload);
         }
-        let sent = self.producer().send(record, Duration::from_secs(10)).await;
+        let producer = self.producer();
+        let sent = producer.send(record, Duration::from_secs(10)).await;
         sent.map(|_| ()).map_err(|(error, _)| {
-            self.replace_producer_if_fatal();
+            self.replace_producer_if_stuck(&producer, &error);
             error.to_string()
         })
     }

@@ -46,9 +46,30 @@ pub fn replace_producer(slot: &mut FutureProducer, kafka: &KafkaConnection) {
     }
 }
 
+/// Whether `producer`, which just failed with `error`, will never deliver again, so that only a new one can: it is
+/// in librdkafka's fatal state, or the broker refused its producer id or epoch. Tansu answers `ProducerFenced` to an
+/// idempotent producer whose sends timed out while it stalled (librdkafka bumped the epoch meanwhile), and librdkafka
+/// keeps retrying with the refused id instead of failing for good.
+pub fn is_stuck(producer: &FutureProducer, error: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode::{
+        InvalidProducerEpoch, InvalidProducerIdMapping, OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId,
+    };
+    producer.client().fatal_error().is_some()
+        || matches!(
+            error.rdkafka_error_code(),
+            Some(
+                ProducerFenced
+                    | InvalidProducerEpoch
+                    | UnknownProducerId
+                    | OutOfOrderSequenceNumber
+                    | InvalidProducerIdMapping
+            )
+        )
+}
+
 /// Sends one event, in a producer span of the trace that queued it, and waits for the broker's acknowledgement.
 /// The span's context goes with the message, so the consumer's work joins the same trace.
-pub async fn publish(producer: &FutureProducer, metrics: &Metrics, event: &OutboxEvent) -> Result<(), String> {
+pub async fn publish(producer: &FutureProducer, metrics: &Metrics, event: &OutboxEvent) -> Result<(), KafkaError> {
     let span = tracing::info_span!(
         "publish",
         otel.name = %format!("publish {}", event.topic),
@@ -75,7 +96,7 @@ pub async fn publish(producer: &FutureProducer, metrics: &Metrics, event: &Outbo
             Ok(_) => metrics.kafka_produced.with_label_values(&[event.topic.as_str()]).inc(),
             Err(_) => metrics.kafka_failed.with_label_values(&[event.topic.as_str(), "produce"]).inc(),
         }
-        sent.map(|_| ()).map_err(|(error, _)| error.to_string())
+        sent.map(|_| ()).map_err(|(error, _)| error)
     }
     .instrument(span)
     .await

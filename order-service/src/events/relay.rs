@@ -20,7 +20,7 @@ use crate::{
     backoff::Backoff,
     events::{consumer::TopicSetup, kafka},
     metrics::Metrics,
-    store::{OrderStore, OutboxEvent},
+    store::{OrderStore, OutboxEvent, Published},
 };
 
 /// Orders read per round. A read costs the engine every pending entry whatever its limit (SecantusDB decodes and
@@ -110,21 +110,25 @@ impl OutboxRelay {
             if orders.is_empty() {
                 return Ok(());
             }
-            let events: Vec<&OutboxEvent> = orders.iter().flat_map(|order| order.outbox.iter()).collect();
+            let events: Vec<(&OutboxEvent, Published)> = orders
+                .iter()
+                .flat_map(|order| order.outbox.iter().map(move |event| (event, Published::of(order, event))))
+                .collect();
             for window in events.chunks(PUBLISH_WINDOW) {
                 // Sends are enqueued in order, and a window goes only once the one before it is acknowledged, so
                 // one order's events keep their order on its partition.
                 let results =
-                    join_all(window.iter().map(|event| kafka::publish(&self.producer, &self.metrics, event))).await;
-                let published: Vec<(String, String)> = window
+                    join_all(window.iter().map(|(event, _)| kafka::publish(&self.producer, &self.metrics, event)))
+                        .await;
+                let published: Vec<Published> = window
                     .iter()
                     .zip(&results)
                     .filter(|(_, result)| result.is_ok())
-                    .map(|(event, _)| (event.key.clone(), event.event_id.clone()))
+                    .map(|((_, published), _)| published.clone())
                     .collect();
-                self.store.acknowledge_published(&published).await.map_err(|error| error.to_string())?;
+                self.store.acknowledge_published(&self.owner, &published).await.map_err(|error| error.to_string())?;
                 if let Some(Err(error)) = results.into_iter().find(Result::is_err) {
-                    return Err(error);
+                    return Err(error.to_string());
                 }
             }
         }

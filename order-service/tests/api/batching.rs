@@ -11,7 +11,7 @@ use order_service::{
     domain::{Money, OrderStatus, Quantity},
     events::envelope,
     product_client::ProductSnapshot,
-    store::{OrderDocument, OrderStore, StoreError, TransitionWrite},
+    store::{OrderDocument, OrderStore, PendingOutbox, Published, StoreError, TransitionWrite},
 };
 
 struct Probe {
@@ -43,6 +43,11 @@ impl Probe {
 /// The pending → processed transition of `order`.
 fn processed(order: &OrderDocument) -> TransitionWrite {
     TransitionWrite::Processed { order_id: order.id.clone() }
+}
+
+/// Every event of `orders`, as their relay read them, published.
+fn all_published(orders: &[PendingOutbox]) -> Vec<Published> {
+    orders.iter().flat_map(|order| order.outbox.iter().map(|event| Published::of(order, event))).collect()
 }
 
 fn order(user: &str, key: Option<&str>) -> OrderDocument {
@@ -87,9 +92,7 @@ async fn what_a_replica_writes_is_held_by_it_so_its_relay_reads_it_without_a_cla
     assert!(store.claim_outbox("replica-b", Duration::from_secs(30), 200).await.unwrap().is_empty(), "held by a");
 
     // Published; then processed: the transition queues nothing (the consumer announces it).
-    let published: Vec<(String, String)> =
-        held.iter().map(|order| (order.id.clone(), order.outbox[0].event_id.clone())).collect();
-    store.acknowledge_published(&published).await.unwrap();
+    store.acknowledge_published("replica-a", &all_published(&held)).await.unwrap();
     assert!(store.held_outbox("replica-a", 200).await.unwrap().is_empty());
     let writes: Vec<TransitionWrite> = orders.iter().map(processed).collect();
     assert_eq!(store.apply_transitions(&writes, "batch-1").await.unwrap(), vec![true; 10]);
@@ -112,10 +115,8 @@ async fn the_relay_claims_in_one_command_and_marks_published_in_one_command_per_
     assert_eq!(probe.sent("update") - updates, 1, "one claim for the whole outbox");
     assert!(probe.store.claim_outbox("replica-b", Duration::from_secs(30), 1000).await.unwrap().is_empty(), "leased");
 
-    let published: Vec<(String, String)> =
-        claimed.iter().map(|order| (order.id.clone(), order.outbox[0].event_id.clone())).collect();
     let updates = probe.sent("update");
-    probe.store.acknowledge_published(&published).await.unwrap();
+    probe.store.acknowledge_published("replica-a", &all_published(&claimed)).await.unwrap();
     assert_eq!(probe.sent("update") - updates, 3, "one command per chunk of orders");
     let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
     for order in probe.store.find_many(&ids).await.unwrap().values() {
@@ -136,10 +137,12 @@ async fn an_acknowledgement_keeps_an_order_s_unpublished_event_whatever_chunk_it
         orders[index].outbox.push(second);
     }
     assert!(probe.store.insert_batch(&orders).await.iter().all(Result::is_ok));
-    let published: Vec<(String, String)> =
-        orders.iter().map(|order| (order.id.clone(), order.outbox[0].event_id.clone())).collect();
+    let claimed = probe.store.claim_outbox("replica-a", Duration::from_secs(30), 1000).await.unwrap();
+    assert_eq!(claimed.len(), orders.len());
+    // Only the first event of each order went out.
+    let published: Vec<Published> = claimed.iter().map(|order| Published::of(order, &order.outbox[0])).collect();
 
-    probe.store.acknowledge_published(&published).await.unwrap();
+    probe.store.acknowledge_published("replica-a", &published).await.unwrap();
     let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
     let stored = probe.store.find_many(&ids).await.unwrap();
     for (index, order) in orders.iter().enumerate() {
@@ -152,6 +155,40 @@ async fn an_acknowledgement_keeps_an_order_s_unpublished_event_whatever_chunk_it
         }
     }
     assert_eq!(probe.store.outbox_backlog().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn an_acknowledgement_takes_out_only_the_published_event_of_an_outbox_that_changed_since_the_relay_read_it() {
+    let probe = Probe::new().await;
+    let lease = Lease { owner: "replica-a".into(), duration: Duration::from_secs(30) };
+    let store = probe.store.clone().holding_new_events(lease);
+    let orders: Vec<OrderDocument> = (0..3).map(|_| order("u", None)).collect();
+    assert!(store.insert_batch(&orders).await.iter().all(Result::is_ok));
+    let held = store.held_outbox("replica-a", 10).await.unwrap();
+    assert!(held.iter().all(|order| order.outbox.len() == 1));
+    let later = |order: &OrderDocument| {
+        let event = envelope::new_order_event(order, "order-processed", None, Default::default()).unwrap();
+        (mongodb::bson::to_document(&event).unwrap(), event)
+    };
+    // After the read, the first order got a second event (as an earlier version queued order-processed); the second
+    // was taken over by another replica, which published its event, after which a new one was queued.
+    let (second_raw, second) = later(&orders[0]);
+    let (replaced_raw, replaced) = later(&orders[1]);
+    let changed = [
+        (&orders[0].id, mongodb::bson::doc! { "$push": { "outbox": second_raw } }),
+        (&orders[1].id, mongodb::bson::doc! { "$set": { "outbox": [replaced_raw], "leaseOwner": "replica-b" } }),
+    ];
+    for (id, update) in changed {
+        probe.orders.update_one(mongodb::bson::doc! { "_id": id }, update).await.unwrap();
+    }
+
+    store.acknowledge_published("replica-a", &all_published(&held)).await.unwrap();
+    let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
+    let stored = store.find_many(&ids).await.unwrap();
+    assert_eq!((&stored[&orders[0].id].outbox, stored[&orders[0].id].outbox_pending), (&vec![second], true));
+    assert_eq!((&stored[&orders[1].id].outbox, stored[&orders[1].id].outbox_pending), (&vec![replaced], true));
+    assert!(stored[&orders[2].id].outbox.is_empty() && !stored[&orders[2].id].outbox_pending);
+    assert_eq!(store.outbox_backlog().await.unwrap(), 2);
 }
 
 #[tokio::test]

@@ -36,6 +36,41 @@ async fn orders_accepted_while_the_broker_is_down_all_reach_processed_once_it_re
     app.stop().await;
 }
 
+/// A broker that stalls (here frozen) for longer than a send may wait (`message.timeout.ms`, 5 s) leaves the
+/// idempotent producer that was sending to it refused once it answers again (Tansu fences its producer id); the
+/// relay and the consumer then replace their producers. Every order placed during the stall is processed and
+/// announced.
+#[tokio::test]
+async fn orders_placed_while_the_broker_stalls_are_processed_and_announced_once_it_answers_again() {
+    let broker = support::PrivateBroker::start_in_memory().await;
+    let app = support::settings().with("KAFKA_BROKERS", broker.address()).spawn().await;
+    let first = app.insert_pending_order("user-1").await;
+    app.wait_for_status(std::slice::from_ref(&first.id), OrderStatus::Processed, Duration::from_secs(60)).await;
+
+    broker.freeze();
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(app.insert_pending_order("user-1").await.id);
+    }
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    broker.thaw();
+
+    app.wait_for_status(&ids, OrderStatus::Processed, Duration::from_secs(60)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let processed =
+            support::read_topic(&broker.address(), &app.topic("order-processed"), Duration::from_secs(2)).await;
+        let announced: std::collections::HashSet<String> =
+            processed.into_iter().filter_map(|message| message.key).collect();
+        let missing: Vec<&String> = ids.iter().filter(|id| !announced.contains(*id)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never announced: {missing:?}");
+    }
+    app.stop().await;
+}
+
 /// With its group's coordinator gone, the consumer's close cannot complete as usual (librdkafka waits for the
 /// coordinator; forever in some of its versions); the service stops all the same, within its drain deadlines. It
 /// runs on a runtime of its own thread, so that a stop that blocked its thread fails this test instead of hanging

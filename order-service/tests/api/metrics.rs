@@ -43,7 +43,17 @@ async fn metrics_count_the_lifecycle_events_and_the_outbox_backlog() {
 
     let new_order = app.topic("new-order");
     let processed = app.topic("order-processed");
-    let text = scrape(&app).await;
+    // The consumer counts a message once its batch is finished, after the order is processed and announced.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = scrape(&app).await;
+        if sample(&text, "kafka_messages_consumed_total", &[("topic", &new_order)]) >= 1.0
+            || tokio::time::Instant::now() > deadline
+        {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(sample(&text, "kafka_messages_produced_total", &[("topic", &new_order)]), 1.0, "{text}");
     assert_eq!(sample(&text, "kafka_messages_consumed_total", &[("topic", &new_order)]), 1.0);
     assert_eq!(sample(&text, "kafka_messages_produced_total", &[("topic", &processed)]), 1.0);
