@@ -116,7 +116,8 @@ pub fn check_payment(order: &OrderDocument, payment: &PaymentData) -> Result<(),
 pub struct LifecycleConsumer {
     pub consumer: LifecycleStream,
     pub store: OrderStore,
-    /// Announces processed orders and writes dead letters; replaced when stuck in a fatal state.
+    /// Announces processed orders and writes dead letters; replaced once it can no longer deliver
+    /// ([`kafka::is_stuck`]).
     pub producer: std::sync::Mutex<FutureProducer>,
     pub topics: Topics,
     /// Topics to re-create when the broker says a subscribed one is missing.

@@ -32,8 +32,8 @@ pub fn producer(kafka: &KafkaConnection) -> Result<FutureProducer, KafkaError> {
         .create()
 }
 
-/// Puts a new producer in `slot`, as a relay or consumer does when its own is stuck in a fatal state (an
-/// idempotent producer whose broker restarted without its state and forgot its id) or keeps failing. When no
+/// Puts a new producer in `slot`, as the relay and the consumer do when theirs can no longer deliver (a fatal
+/// state, or a broker that refused its producer id: see [`is_stuck`]) or, for the relay, keeps failing. When no
 /// new producer can be created the old one stays, and the next failure tries again.
 pub fn replace_producer(slot: &mut FutureProducer, kafka: &KafkaConnection) {
     match producer(kafka) {
