@@ -51,7 +51,7 @@ impl Application {
         // Idle connections are dropped before the product-service's HEADER_READ_TIMEOUT_MS (10 s by
         // default), which closes them too: never reuse one just as the service closes it.
         let http = platform::tls::http_client(&config.common.tls)?.pool_idle_timeout(Duration::from_secs(5)).build()?;
-        let producer = kafka::producer(&config.kafka).context("KAFKA_BROKERS")?;
+        let producer = Arc::new(kafka::producer(&config.kafka).context("KAFKA_BROKERS")?);
         let consumer = kafka::consumer(
             &config.kafka,
             &config.kafka_consumer_group,
@@ -102,7 +102,7 @@ impl Application {
         let lifecycle = LifecycleConsumer {
             consumer,
             store: state.store.clone(),
-            producer: std::sync::Mutex::new(producer),
+            producer,
             topics: config.topics.clone(),
             topic_setup: topic_setup.clone(),
             last_repair: Default::default(),

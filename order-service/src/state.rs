@@ -5,7 +5,7 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
-use rdkafka::producer::FutureProducer;
+use platform::kafka::ReplaceableProducer;
 use tokio::sync::Notify;
 
 use crate::{
@@ -32,7 +32,7 @@ pub struct Inner {
     pub place_order: PlaceOrder,
     pub verifier: JwksVerifier,
     /// Asked whether the broker answers (`/ready`).
-    pub producer: FutureProducer,
+    pub producer: Arc<ReplaceableProducer>,
     pub topics: Topics,
     /// Wakes the outbox relay.
     pub relay_wake: Arc<Notify>,

@@ -1,12 +1,17 @@
 //! The Kafka connection settings ([`KafkaConnection`], read by `platform::config`) applied to librdkafka's
 //! configuration, so every client of every service connects the same way; the loop of a consumer that works in
-//! batches; a client torn down off the async threads ([`Detached`]); and the JSON envelope every event travels in
+//! batches; a producer replaced when it can no longer deliver ([`ReplaceableProducer`]); a client torn down off the
+//! async threads ([`Detached`]); and the JSON envelope every event travels in
 //! (each service keeps its own event types).
 //!
 //! librdkafka is built with its own OpenSSL (rdkafka's `ssl-vendored`), statically linked: without a CA file,
 //! TLS connections use `ssl.ca.location=probe` (the system's usual CA locations). librdkafka checks the
 //! broker's host name (`ssl.endpoint.identification.algorithm=https`, its default).
-use std::{ops::Deref, time::Duration};
+use std::{
+    ops::Deref,
+    sync::{Mutex, PoisonError},
+    time::Duration,
+};
 
 use rdkafka::{
     ClientConfig,
@@ -15,6 +20,7 @@ use rdkafka::{
     consumer::{CommitMode, Consumer as _, ConsumerContext, StreamConsumer},
     error::{KafkaError, RDKafkaErrorCode},
     message::BorrowedMessage,
+    producer::{FutureProducer, Producer as _},
 };
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -83,6 +89,87 @@ impl KafkaConnection {
         }
         Ok(())
     }
+}
+
+/// The producer a service's events leave through, shared by the tasks that publish, and replaced by a new one when it
+/// can no longer deliver. A replaced producer is dropped off the async threads (dropping flushes and joins
+/// librdkafka's threads).
+pub struct ReplaceableProducer {
+    config: ClientConfig,
+    current: Mutex<FutureProducer>,
+}
+
+/// After this many failed publishing rounds in a row a relay replaces its producer even when no error said the
+/// producer was stuck: a broker that restarted may refuse its idempotence state in ways librdkafka does not report.
+pub const FAILED_ROUNDS_BEFORE_NEW_PRODUCER: u32 = 3;
+
+impl ReplaceableProducer {
+    /// Creates the first producer from `config`; this does no I/O, so it succeeds while the brokers are down.
+    pub fn new(config: ClientConfig) -> Result<Self, KafkaError> {
+        let producer = config.create()?;
+        Ok(Self { config, current: Mutex::new(producer) })
+    }
+
+    /// The producer to send through now (clones share one librdkafka client). Keep it to report a failure with.
+    pub fn current(&self) -> FutureProducer {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Called with the producer a send went through and the error it failed with: replaces that producer when no
+    /// retry can mend the failure ([`cannot_deliver_again`]). Returns whether it was replaced.
+    pub fn after_failure(&self, used: &FutureProducer, error: &KafkaError) -> bool {
+        if !cannot_deliver_again(used, error) {
+            return false;
+        }
+        let replaced = self.replace(used);
+        if replaced {
+            tracing::warn!(%error, fatal = ?used.client().fatal_error(), "replaced a Kafka producer that cannot deliver again");
+        }
+        replaced
+    }
+
+    /// Puts a new producer in the place of `used`, unless `used` was replaced already: sends that fail together
+    /// replace their producer once. When no new producer can be created the old one stays, and the next failure
+    /// tries again. Returns whether it was replaced.
+    pub fn replace(&self, used: &FutureProducer) -> bool {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.client().native_ptr() != used.client().native_ptr() {
+            return false;
+        }
+        match self.config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                let old = std::mem::replace(&mut *current, fresh);
+                drop(current);
+                drop_on_own_thread(old, None);
+                true
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot create a new Kafka producer; keeping the old one");
+                false
+            }
+        }
+    }
+}
+
+/// Whether `producer`, which just failed with `error`, will never deliver again, so that only a new one can: it is in
+/// librdkafka's fatal state, or the broker refused its producer id or epoch. Tansu answers `ProducerFenced` to an
+/// idempotent producer whose sends timed out while it stalled (librdkafka bumped the epoch meanwhile), and
+/// librdkafka keeps retrying with the refused id instead of failing for good.
+pub fn cannot_deliver_again(producer: &FutureProducer, error: &KafkaError) -> bool {
+    use RDKafkaErrorCode::{
+        InvalidProducerEpoch, InvalidProducerIdMapping, OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId,
+    };
+    producer.client().fatal_error().is_some()
+        || matches!(
+            error.rdkafka_error_code(),
+            Some(
+                ProducerFenced
+                    | InvalidProducerEpoch
+                    | UnknownProducerId
+                    | OutOfOrderSequenceNumber
+                    | InvalidProducerIdMapping
+            )
+        )
 }
 
 /// A librdkafka client that is never torn down on an async thread. Dropping a group consumer closes it, and
@@ -323,6 +410,49 @@ mod tests {
         let outcome = close_on_own_thread(client, Duration::from_secs(10)).recv_timeout(Duration::from_secs(20));
         assert_eq!(outcome, Ok(true), "a teardown that completes is waited for");
         assert_eq!(teardowns.try_recv().as_deref(), Ok("kafka-close"));
+    }
+
+    /// A producer of a broker nobody listens on: creating one does no I/O.
+    fn producers() -> ReplaceableProducer {
+        let config = KafkaConnection::plaintext(&format!("127.0.0.1:{}", closed_port())).durable_producer();
+        ReplaceableProducer::new(config).expect("a producer needs no broker to be created")
+    }
+
+    fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    fn same(a: &FutureProducer, b: &FutureProducer) -> bool {
+        a.client().native_ptr() == b.client().native_ptr()
+    }
+
+    #[test]
+    fn a_producer_the_broker_fenced_is_replaced_once_however_many_sends_report_it() {
+        let producers = producers();
+        let fenced = producers.current();
+        let error = KafkaError::MessageProduction(RDKafkaErrorCode::ProducerFenced);
+        assert!(producers.after_failure(&fenced, &error), "the first report replaces it");
+        let fresh = producers.current();
+        assert!(!same(&fresh, &fenced));
+        assert!(!producers.after_failure(&fenced, &error), "a second report of the same producer changes nothing");
+        assert!(same(&producers.current(), &fresh));
+        for code in [RDKafkaErrorCode::UnknownProducerId, RDKafkaErrorCode::InvalidProducerEpoch] {
+            let used = producers.current();
+            assert!(producers.after_failure(&used, &KafkaError::MessageProduction(code)), "{code:?}");
+        }
+    }
+
+    #[test]
+    fn a_producer_whose_send_timed_out_or_found_no_broker_is_kept() {
+        let producers = producers();
+        let used = producers.current();
+        for code in [RDKafkaErrorCode::MessageTimedOut, RDKafkaErrorCode::AllBrokersDown, RDKafkaErrorCode::QueueFull] {
+            assert!(!producers.after_failure(&used, &KafkaError::MessageProduction(code)), "{code:?}");
+        }
+        assert!(same(&producers.current(), &used), "a retry may still deliver: the producer stays");
+        assert!(producers.replace(&used), "but it can be replaced on purpose");
+        assert!(!same(&producers.current(), &used));
     }
 
     #[test]

@@ -14,13 +14,14 @@
 //! consumers are idempotent.
 use std::{
     collections::{HashMap, HashSet},
+    sync::Arc,
     time::Duration,
 };
 
 use futures::future::join_all;
 use platform::config::KafkaConnection;
 use platform::{
-    kafka::BatchWork,
+    kafka::{BatchWork, ReplaceableProducer},
     shutdown::{StopSignal, retry},
 };
 use rdkafka::{
@@ -28,7 +29,7 @@ use rdkafka::{
     consumer::Consumer as _,
     error::{KafkaError, RDKafkaErrorCode},
     message::{BorrowedMessage, Header, Headers as _, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord, Producer as _},
+    producer::FutureRecord,
 };
 use serde::Deserialize;
 use tracing::Instrument as _;
@@ -116,9 +117,9 @@ pub fn check_payment(order: &OrderDocument, payment: &PaymentData) -> Result<(),
 pub struct LifecycleConsumer {
     pub consumer: LifecycleStream,
     pub store: OrderStore,
-    /// Announces processed orders and writes dead letters; replaced once it can no longer deliver
-    /// ([`kafka::is_stuck`]).
-    pub producer: std::sync::Mutex<FutureProducer>,
+    /// Announces processed orders and writes dead letters; shared with the relay, and replaced once it can no
+    /// longer deliver (`platform::kafka::cannot_deliver_again`).
+    pub producer: Arc<ReplaceableProducer>,
     pub topics: Topics,
     /// Topics to re-create when the broker says a subscribed one is missing.
     pub topic_setup: TopicSetup,
@@ -208,18 +209,10 @@ impl LifecycleConsumer {
             let mut shutdown = shutdown.clone();
             let span = spans[*index].clone();
             async move {
-                let retried = |error: String, _delay| {
+                let retried = |error: KafkaError, _delay| {
                     tracing::warn!(%error, order_id = %event.key, "retrying an order-processed announcement");
                 };
-                let announce = || {
-                    let producer = self.producer();
-                    async move {
-                        kafka::publish(&producer, &self.metrics, event).await.map_err(|error| {
-                            self.replace_producer_if_stuck(&producer, &error);
-                            error.to_string()
-                        })
-                    }
-                };
+                let announce = || kafka::publish(&self.producer, &self.metrics, event);
                 retry(&mut shutdown, announce, retried).instrument(span).await.is_some()
             }
         }))
@@ -461,22 +454,6 @@ impl LifecycleConsumer {
         Outcome::DeadLetter(Poison(format!("order {} is {} and cannot be paid", data.order_id, order.status.as_str())))
     }
 
-    fn producer(&self) -> FutureProducer {
-        self.producer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
-    }
-
-    /// Replaces `used`, the producer that just failed with `error`, when it will never deliver again
-    /// ([`kafka::is_stuck`]): otherwise every announcement would fail from then on. Only while it is still the
-    /// current one, so that announcements failing together replace it once.
-    fn replace_producer_if_stuck(&self, used: &FutureProducer, error: &KafkaError) {
-        let mut current = self.producer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if current.client().native_ptr() != used.client().native_ptr() || !kafka::is_stuck(used, error) {
-            return;
-        }
-        tracing::warn!(%error, fatal = ?used.client().fatal_error(), "replacing the lifecycle consumer's Kafka producer");
-        kafka::replace_producer(&mut current, &self.topic_setup.kafka);
-    }
-
     /// Dead-letters a message, retrying while the broker fails; false when shutting down first.
     async fn dead_letter_until_sent(
         &self,
@@ -509,10 +486,10 @@ impl LifecycleConsumer {
         if let Some(payload) = message.payload() {
             record = record.payload(payload);
         }
-        let producer = self.producer();
+        let producer = self.producer.current();
         let sent = producer.send(record, Duration::from_secs(10)).await;
         sent.map(|_| ()).map_err(|(error, _)| {
-            self.replace_producer_if_stuck(&producer, &error);
+            self.producer.after_failure(&producer, &error);
             error.to_string()
         })
     }

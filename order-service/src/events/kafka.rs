@@ -1,7 +1,10 @@
 //! Kafka clients with the settings the lifecycle relies on.
 use std::{collections::HashMap, time::Duration};
 
-use platform::{config::KafkaConnection, kafka::Detached};
+use platform::{
+    config::KafkaConnection,
+    kafka::{Detached, ReplaceableProducer},
+};
 use rdkafka::{
     ClientContext, Statistics,
     consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer},
@@ -19,57 +22,27 @@ use crate::{
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The platform's durable producer. It never lets a send auto-create a topic: topics are created explicitly
-/// with the configured partition count, and a missing topic is an error the relay repairs (see
-/// `OutboxRelay::recover`).
-pub fn producer(kafka: &KafkaConnection) -> Result<FutureProducer, KafkaError> {
-    kafka
-        .durable_producer()
+/// The platform's durable producer, replaced when it can no longer deliver. It never lets a send auto-create a topic:
+/// topics are created explicitly with the configured partition count, and a missing topic is an error the relay
+/// repairs (see `OutboxRelay::recover`). The relay, the lifecycle consumer and `/ready` share it.
+pub fn producer(kafka: &KafkaConnection) -> Result<ReplaceableProducer, KafkaError> {
+    let mut config = kafka.durable_producer();
+    config
         .set("allow.auto.create.topics", "false")
         .set("linger.ms", "2")
         .set("message.timeout.ms", "5000")
-        .set("socket.connection.setup.timeout.ms", "3000")
-        .create()
-}
-
-/// Puts a new producer in `slot`, as the relay and the consumer do when theirs can no longer deliver (a fatal
-/// state, or a broker that refused its producer id: see [`is_stuck`]) or, for the relay, keeps failing. When no
-/// new producer can be created the old one stays, and the next failure tries again.
-pub fn replace_producer(slot: &mut FutureProducer, kafka: &KafkaConnection) {
-    match producer(kafka) {
-        Ok(producer) => {
-            // Dropping a producer flushes and waits for librdkafka: not on the executor.
-            let old = std::mem::replace(slot, producer);
-            tokio::task::spawn_blocking(move || drop(old));
-        }
-        Err(error) => tracing::error!(%error, "cannot create a new producer"),
-    }
-}
-
-/// Whether `producer`, which just failed with `error`, will never deliver again, so that only a new one can: it is
-/// in librdkafka's fatal state, or the broker refused its producer id or epoch. Tansu answers `ProducerFenced` to an
-/// idempotent producer whose sends timed out while it stalled (librdkafka bumped the epoch meanwhile), and librdkafka
-/// keeps retrying with the refused id instead of failing for good.
-pub fn is_stuck(producer: &FutureProducer, error: &KafkaError) -> bool {
-    use rdkafka::types::RDKafkaErrorCode::{
-        InvalidProducerEpoch, InvalidProducerIdMapping, OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId,
-    };
-    producer.client().fatal_error().is_some()
-        || matches!(
-            error.rdkafka_error_code(),
-            Some(
-                ProducerFenced
-                    | InvalidProducerEpoch
-                    | UnknownProducerId
-                    | OutOfOrderSequenceNumber
-                    | InvalidProducerIdMapping
-            )
-        )
+        .set("socket.connection.setup.timeout.ms", "3000");
+    ReplaceableProducer::new(config)
 }
 
 /// Sends one event, in a producer span of the trace that queued it, and waits for the broker's acknowledgement.
-/// The span's context goes with the message, so the consumer's work joins the same trace.
-pub async fn publish(producer: &FutureProducer, metrics: &Metrics, event: &OutboxEvent) -> Result<(), KafkaError> {
+/// The span's context goes with the message, so the consumer's work joins the same trace. A producer that failed in a
+/// way no retry mends is replaced, so that the caller's retry goes through a new one.
+pub async fn publish(
+    producers: &ReplaceableProducer,
+    metrics: &Metrics,
+    event: &OutboxEvent,
+) -> Result<(), KafkaError> {
     let span = tracing::info_span!(
         "publish",
         otel.name = %format!("publish {}", event.topic),
@@ -91,12 +64,19 @@ pub async fn publish(producer: &FutureProducer, metrics: &Metrics, event: &Outbo
             headers = headers.insert(Header { key: name, value: Some(value) });
         }
         let record = FutureRecord::to(&event.topic).key(&event.key).payload(&event.payload).headers(headers);
+        let producer = producers.current();
         let sent = producer.send(record, SEND_TIMEOUT).await;
-        match &sent {
-            Ok(_) => metrics.kafka_produced.with_label_values(&[event.topic.as_str()]).inc(),
-            Err(_) => metrics.kafka_failed.with_label_values(&[event.topic.as_str(), "produce"]).inc(),
+        match sent {
+            Ok(_) => {
+                metrics.kafka_produced.with_label_values(&[event.topic.as_str()]).inc();
+                Ok(())
+            }
+            Err((error, _)) => {
+                metrics.kafka_failed.with_label_values(&[event.topic.as_str(), "produce"]).inc();
+                producers.after_failure(&producer, &error);
+                Err(error)
+            }
         }
-        sent.map(|_| ()).map_err(|(error, _)| error)
     }
     .instrument(span)
     .await

@@ -12,8 +12,12 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::future::join_all;
-use platform::{mongo::ClaimSchedule, shutdown::StopSignal};
-use rdkafka::producer::{FutureProducer, Producer as _};
+use platform::{
+    kafka::{FAILED_ROUNDS_BEFORE_NEW_PRODUCER, ReplaceableProducer},
+    mongo::ClaimSchedule,
+    shutdown::StopSignal,
+};
+use rdkafka::producer::Producer as _;
 use tokio::sync::Notify;
 
 use crate::{
@@ -34,7 +38,8 @@ const PUBLISH_WINDOW: usize = 200;
 
 pub struct OutboxRelay {
     pub store: OrderStore,
-    pub producer: FutureProducer,
+    /// Shared with the lifecycle consumer: a producer that cannot deliver again is replaced for both.
+    pub producer: Arc<ReplaceableProducer>,
     /// Re-created after failures: an in-memory broker that restarted has forgotten them.
     pub topic_setup: TopicSetup,
     pub wake: Arc<Notify>,
@@ -46,9 +51,6 @@ pub struct OutboxRelay {
     /// When to claim what no live lease holds; in between, the relay reads what it holds.
     pub claims: ClaimSchedule,
 }
-
-/// After this many failed rounds in a row, the producer is replaced even without a fatal error.
-const FAILURES_BEFORE_NEW_PRODUCER: u32 = 3;
 
 impl OutboxRelay {
     pub async fn run(mut self, mut shutdown: StopSignal) {
@@ -83,7 +85,7 @@ impl OutboxRelay {
         }
         // Whatever was handed to the producer gets its chance to reach the broker before exit
         // (flushing blocks, so it runs off the executor).
-        let producer = self.producer.clone();
+        let producer = self.producer.current();
         let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
         // What this replica claimed but did not publish is free for the others at once.
         if let Err(error) = self.store.release_leases(&self.owner).await {
@@ -135,17 +137,16 @@ impl OutboxRelay {
     }
 
     /// Makes the next attempt possible after a failure: the topics exist again (a broker that
-    /// restarted without storage lost them), and a producer stuck in a fatal state (an idempotent
-    /// producer whose broker forgot its id) or failing repeatedly is replaced.
+    /// restarted without storage lost them), and a producer that keeps failing is replaced. (One that
+    /// failed in a way no retry mends, fatal or fenced, was replaced by the failed send already.)
     async fn recover(&mut self, consecutive_failures: u32) {
         if let Err(error) = self.topic_setup.ensure().await {
             tracing::debug!(%error, "cannot ensure topics yet");
             return;
         }
-        let fatal = self.producer.client().fatal_error();
-        if fatal.is_some() || consecutive_failures >= FAILURES_BEFORE_NEW_PRODUCER {
-            tracing::warn!(?fatal, consecutive_failures, "replacing the Kafka producer");
-            kafka::replace_producer(&mut self.producer, &self.topic_setup.kafka);
+        if consecutive_failures >= FAILED_ROUNDS_BEFORE_NEW_PRODUCER && self.producer.replace(&self.producer.current())
+        {
+            tracing::warn!(consecutive_failures, "replaced the Kafka producer after repeated failures");
         }
     }
 }

@@ -17,7 +17,7 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         async {
             state.is_bootstrapped() && matches!(tokio::time::timeout(timeout, state.store.ping()).await, Ok(Ok(())))
         },
-        async { state.topics_ready() && kafka::broker_answers(&state.producer, timeout).await },
+        async { state.topics_ready() && kafka::broker_answers(&state.producer.current(), timeout).await },
     );
     let word = |up: bool| if up { "up" } else { "down" };
     let checks = json!({ "mongodb": word(mongodb_up), "kafka": word(kafka_up) });

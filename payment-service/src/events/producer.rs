@@ -1,11 +1,12 @@
-//! The Kafka producer events leave through: idempotent, `acks=all`, one awaited delivery report per event.
-use std::time::Duration;
+//! The Kafka producer events leave through: idempotent, `acks=all`, one awaited delivery report per event, and
+//! replaced when it can no longer deliver (`platform::kafka::ReplaceableProducer`).
+use std::{sync::Arc, time::Duration};
 
-use platform::config::KafkaConnection;
+use platform::{config::KafkaConnection, kafka::ReplaceableProducer};
 use rdkafka::{
     error::KafkaError,
     message::{Header, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord, Producer as _},
+    producer::{FutureRecord, Producer as _},
     util::Timeout,
 };
 
@@ -22,41 +23,42 @@ pub struct OutgoingEvent<'a> {
     pub headers: &'a [(&'a str, &'a str)],
 }
 
-/// Clones share one librdkafka client.
+/// Clones share one producer.
 #[derive(Clone)]
 pub struct EventProducer {
-    producer: FutureProducer,
+    producers: Arc<ReplaceableProducer>,
 }
 
 impl EventProducer {
     /// Creates the client; this does no I/O, so it succeeds while the brokers are down.
     pub fn new(kafka: &KafkaConnection) -> Result<Self, KafkaError> {
-        let producer = kafka
-            .durable_producer()
-            .set("client.id", "payment-service")
-            .set("message.timeout.ms", MESSAGE_TIMEOUT.as_millis().to_string())
-            .create()?;
-        Ok(Self { producer })
+        let mut config = kafka.durable_producer();
+        config.set("client.id", "payment-service").set("message.timeout.ms", MESSAGE_TIMEOUT.as_millis().to_string());
+        Ok(Self { producers: Arc::new(ReplaceableProducer::new(config)?) })
     }
 
-    /// Resolves once the brokers acknowledged the record (all in-sync replicas), or with the error.
+    /// Resolves once the brokers acknowledged the record (all in-sync replicas), or with the error. A producer that
+    /// failed in a way no retry mends (fatal, or fenced by the broker) is replaced, so the retry goes through a new one.
     pub async fn publish(&self, event: OutgoingEvent<'_>) -> Result<(), KafkaError> {
         let headers = event
             .headers
             .iter()
             .fold(OwnedHeaders::new(), |headers, (key, value)| headers.insert(Header { key, value: Some(*value) }));
         let record = FutureRecord::to(event.topic).key(event.key).payload(event.payload).headers(headers);
-        self.producer.send(record, Timeout::After(QUEUE_TIMEOUT)).await.map(|_delivery| ()).map_err(|(error, _)| error)
+        let producer = self.producers.current();
+        producer.send(record, Timeout::After(QUEUE_TIMEOUT)).await.map(|_delivery| ()).map_err(|(error, _)| {
+            self.producers.after_failure(&producer, &error);
+            error
+        })
     }
 
-    /// A fatal error (e.g. the idempotence state was lost when a broker restarted) leaves this client unusable:
-    /// the caller must replace it.
-    pub fn fatal_error(&self) -> Option<String> {
-        self.producer.client().fatal_error().map(|(code, reason)| format!("{code:?}: {reason}"))
+    /// Starts afresh with a new producer (a relay whose rounds keep failing); false when no new one could be made.
+    pub fn replace(&self) -> bool {
+        self.producers.replace(&self.producers.current())
     }
 
     /// Waits for everything queued to be delivered. Blocks the thread: call it from `spawn_blocking`.
     pub fn flush_blocking(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.producer.flush(Timeout::After(timeout))
+        self.producers.current().flush(Timeout::After(timeout))
     }
 }

@@ -8,7 +8,8 @@
 //! The relay first makes sure the topic exists, so that it gets the configured partitions rather than broker
 //! defaults (checked again after each Kafka error, in case the broker lost its data). It publishes as soon as a
 //! payment is stored (woken through a `Notify`) and polls every 500 ms otherwise, to pick up events left by a
-//! previous run or another replica. Kafka errors are retried with backoff and a new producer. On stop it
+//! previous run or another replica. Kafka errors are retried with backoff; a producer that cannot deliver again
+//! (fatal, or fenced by the broker) is replaced at once, and one whose rounds keep failing after three. On stop it
 //! publishes what is pending, within a bounded time (when Kafka is reachable), and flushes.
 //!
 //! Replicas share the outbox through leases: the relay claims, in one update, the pending events no live lease holds
@@ -25,7 +26,7 @@ use std::{
     time::Duration,
 };
 
-use platform::mongo::ClaimSchedule;
+use platform::{kafka::FAILED_ROUNDS_BEFORE_NEW_PRODUCER, mongo::ClaimSchedule};
 
 use rdkafka::error::KafkaError;
 use tokio::sync::Notify;
@@ -102,6 +103,7 @@ impl OutboxRelay {
     async fn publish_until_stopped(&mut self, stop: &mut StopSignal) -> bool {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut topic_ready = false;
+        let mut failures = 0;
         loop {
             // (Re)checked after every Kafka error: a broker that lost its data would otherwise auto-create the
             // topic with its own defaults on the next publish.
@@ -118,6 +120,7 @@ impl OutboxRelay {
             match outcome {
                 Ok(published) => {
                     backoff.reset();
+                    failures = 0;
                     if published < BATCH_SIZE {
                         tokio::select! {
                             () = self.wake.notified() => {}
@@ -131,7 +134,10 @@ impl OutboxRelay {
                     tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "outbox relay cannot publish");
                     if matches!(error, RelayError::Kafka(_)) {
                         topic_ready = false;
-                        self.replace_producer();
+                        failures += 1;
+                        if failures >= FAILED_ROUNDS_BEFORE_NEW_PRODUCER && self.producer.replace() {
+                            tracing::warn!(failures, "replaced the Kafka producer after repeated failures");
+                        }
                     }
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
@@ -257,24 +263,6 @@ impl OutboxRelay {
         match self.store.count_pending().await {
             Ok(count) => self.metrics.set_outbox_backlog(count),
             Err(error) => tracing::debug!(%error, "cannot count the outbox backlog"),
-        }
-    }
-
-    /// A producer that could not deliver within its own retry window starts afresh. After a broker restart its
-    /// idempotence state (producer id, sequence numbers) may be refused for good, which librdkafka reports as a
-    /// fatal error only sometimes; a new producer registers anew, and the outbox makes the retry safe.
-    fn replace_producer(&mut self) {
-        match EventProducer::new(&self.kafka.connection) {
-            Ok(fresh) => {
-                match self.producer.fatal_error() {
-                    Some(reason) => tracing::warn!(%reason, "Kafka producer hit a fatal error; replaced it"),
-                    None => tracing::info!("Kafka producer replaced after a failed delivery"),
-                }
-                let broken = std::mem::replace(&mut self.producer, fresh);
-                // Dropping a producer joins its polling thread: keep that off the async workers.
-                tokio::task::spawn_blocking(move || drop(broken));
-            }
-            Err(error) => tracing::error!(%error, "cannot create a new Kafka producer; keeping the old one"),
         }
     }
 

@@ -104,3 +104,48 @@ async fn publishing_resumes_after_the_broker_restarts() {
     assert_eq!(events[1].envelope.data.payment_id, after.payment_id, "the payment made while it was down");
     assert_eq!(partition_count(&brokers, &app.topic, ARRIVAL).await, Some(3));
 }
+
+/// A broker that stalls longer than the producer's message timeout (10 s) has the idempotent producer's sends time
+/// out, and Tansu refuses that producer once it answers again (it fences its id): the relay replaces it and
+/// publishes every payment made during the stall. (A send that timed out here may still have reached the broker, so
+/// an event may arrive twice: delivery is at-least-once.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_made_while_the_broker_stalls_are_published_once_it_answers_again() {
+    let kafka = PrivateBroker::start_in_memory().await;
+    let brokers = kafka.address();
+    let app = support::spawn(&[("KAFKA_BROKERS", &brokers)]).await;
+    let before = app.pay(&app.known_order("alice", 1_000).await, "alice", 1_000, "key-0").await.expect("paid");
+    let reader = EventReader::subscribe(&brokers, &app.topic);
+    assert_eq!(reader.exactly(1, ARRIVAL, Duration::ZERO).await[0].envelope.data.payment_id, before.payment_id);
+    drop(reader);
+
+    kafka.freeze();
+    let mut missing = std::collections::HashSet::new();
+    for n in 1..=10 {
+        let order = app.known_order("alice", 1_000).await;
+        let paid = app.pay(&order, "alice", 1_000, &format!("key-{n}")).await.expect("paid while it stalls");
+        missing.insert(paid.payment_id);
+    }
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    kafka.thaw();
+
+    let reader = EventReader::subscribe(&brokers, &app.topic);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !missing.is_empty() {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Some(event) = reader.next(left).await else {
+            panic!("never published: {missing:?}");
+        };
+        missing.remove(&event.envelope.data.payment_id);
+    }
+    // Marked published once the broker's acknowledgement reached the relay, a moment after the reader saw them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let pending = app.stored_payments(mongodb::bson::doc! { "outboxPending": true }).await;
+        if pending.is_empty() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "published but not marked: {pending:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
