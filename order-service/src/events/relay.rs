@@ -17,14 +17,14 @@ use platform::{
     mongo::ClaimSchedule,
     shutdown::StopSignal,
 };
-use rdkafka::producer::Producer as _;
+use rdkafka::{error::KafkaError, producer::Producer as _};
 use tokio::sync::Notify;
 
 use crate::{
     backoff::Backoff,
     events::{consumer::TopicSetup, kafka},
     metrics::Metrics,
-    store::{OrderStore, OutboxEvent, Published},
+    store::{OrderStore, OutboxEvent, Published, StoreError},
 };
 
 /// Orders read per round. A read costs the engine every pending entry whatever its limit (SecantusDB decodes and
@@ -35,6 +35,15 @@ use crate::{
 const BATCH: usize = 500;
 /// Events handed to the producer at once, whatever a round read: what waits in librdkafka's queues stays bounded.
 const PUBLISH_WINDOW: usize = 200;
+
+/// Why a round stopped: the outbox could not be read or updated, or the broker did not take an event.
+#[derive(Debug, thiserror::Error)]
+enum RoundError {
+    #[error("reading or updating the outbox: {0}")]
+    Store(#[from] StoreError),
+    #[error("publishing to Kafka: {0}")]
+    Kafka(#[from] KafkaError),
+}
 
 pub struct OutboxRelay {
     pub store: OrderStore,
@@ -55,7 +64,8 @@ pub struct OutboxRelay {
 impl OutboxRelay {
     pub async fn run(mut self, mut shutdown: StopSignal) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        let mut failures = 0;
+        // Failed rounds in a row that Kafka failed (a database outage says nothing about the producer).
+        let mut kafka_failures = 0;
         // What a previous run under this name claimed is this run's to publish at once.
         if let Err(error) = self.store.release_leases(&self.owner).await {
             tracing::debug!(%error, "earlier outbox leases left to expire");
@@ -64,13 +74,15 @@ impl OutboxRelay {
             match self.drain().await {
                 Ok(()) => {
                     backoff.reset();
-                    failures = 0;
+                    kafka_failures = 0;
                 }
                 Err(error) => {
-                    failures += 1;
                     let delay = backoff.next_delay();
                     tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "outbox relay could not publish");
-                    self.recover(failures).await;
+                    if matches!(error, RoundError::Kafka(_)) {
+                        kafka_failures += 1;
+                        self.recover(kafka_failures).await;
+                    }
                     tokio::select! {
                         () = tokio::time::sleep(delay) => continue,
                         _ = shutdown.stopped() => break,
@@ -95,12 +107,12 @@ impl OutboxRelay {
     }
 
     /// Publishes batches until the outbox is empty.
-    async fn drain(&mut self) -> Result<(), String> {
+    async fn drain(&mut self) -> Result<(), RoundError> {
         let mut renewed = tokio::time::Instant::now();
         loop {
             // A long drain keeps its claims: renewed at half the lease.
             if renewed.elapsed() > self.lease / 2 {
-                self.store.renew_leases(&self.owner, self.lease).await.map_err(|error| error.to_string())?;
+                self.store.renew_leases(&self.owner, self.lease).await?;
                 renewed = tokio::time::Instant::now();
             }
             let orders = if self.claims.due() {
@@ -108,7 +120,7 @@ impl OutboxRelay {
             } else {
                 self.store.held_outbox(&self.owner, BATCH).await
             };
-            let orders = orders.map_err(|error| error.to_string())?;
+            let orders = orders?;
             if orders.is_empty() {
                 return Ok(());
             }
@@ -128,17 +140,17 @@ impl OutboxRelay {
                     .filter(|(_, result)| result.is_ok())
                     .map(|((_, published), _)| published.clone())
                     .collect();
-                self.store.acknowledge_published(&self.owner, &published).await.map_err(|error| error.to_string())?;
+                self.store.acknowledge_published(&self.owner, &published).await?;
                 if let Some(Err(error)) = results.into_iter().find(Result::is_err) {
-                    return Err(error.to_string());
+                    return Err(error.into());
                 }
             }
         }
     }
 
-    /// Makes the next attempt possible after a failure: the topics exist again (a broker that
-    /// restarted without storage lost them), and a producer that keeps failing is replaced. (One that
-    /// failed in a way no retry mends, fatal or fenced, was replaced by the failed send already.)
+    /// Makes the next attempt possible after Kafka failed a round: the topics exist again (a broker
+    /// that restarted without storage lost them), and a producer that keeps failing is replaced. (One
+    /// that failed in a way no retry mends, fatal or fenced, was replaced by the failed send already.)
     async fn recover(&mut self, consecutive_failures: u32) {
         if let Err(error) = self.topic_setup.ensure().await {
             tracing::debug!(%error, "cannot ensure topics yet");
