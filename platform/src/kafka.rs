@@ -19,8 +19,8 @@ use rdkafka::{
     client::DefaultClientContext,
     consumer::{CommitMode, Consumer as _, ConsumerContext, StreamConsumer},
     error::{KafkaError, RDKafkaErrorCode},
-    message::BorrowedMessage,
-    producer::{FutureProducer, Producer as _},
+    message::{BorrowedMessage, ToBytes},
+    producer::{FutureProducer, FutureRecord, Producer as _},
 };
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -99,9 +99,9 @@ pub struct ReplaceableProducer {
     current: Mutex<FutureProducer>,
 }
 
-/// After this many failed publishing rounds in a row a relay replaces its producer even when no error said the
-/// producer was stuck: a broker that restarted may refuse its idempotence state in ways librdkafka does not report.
-pub const FAILED_ROUNDS_BEFORE_NEW_PRODUCER: u32 = 3;
+/// After this many publishing rounds in a row that Kafka failed, a relay replaces its producer even when no error said
+/// the producer was stuck: a broker that restarted may refuse its idempotence state in ways librdkafka does not report.
+const FAILED_ROUNDS_BEFORE_NEW_PRODUCER: u32 = 3;
 
 impl ReplaceableProducer {
     /// Creates the first producer from `config`; this does no I/O, so it succeeds while the brokers are down.
@@ -110,14 +110,42 @@ impl ReplaceableProducer {
         Ok(Self { config, current: Mutex::new(producer) })
     }
 
-    /// The producer to send through now (clones share one librdkafka client). Keep it to report a failure with.
+    /// The producer in use now (clones share one librdkafka client): to flush it, or to ask the broker for metadata.
     pub fn current(&self) -> FutureProducer {
         self.current.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
+    /// Sends `record` through the current producer and waits for the broker's acknowledgement (`queue_timeout`: how
+    /// long it may wait for room in librdkafka's queue). A failure that no retry mends replaces that producer, so that
+    /// the caller's retry goes through a new one.
+    pub async fn send<K, P>(&self, record: FutureRecord<'_, K, P>, queue_timeout: Duration) -> Result<(), KafkaError>
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
+        let producer = self.current();
+        match producer.send(record, queue_timeout).await {
+            Ok(_) => Ok(()),
+            Err((error, _)) => {
+                self.after_failure(&producer, &error);
+                Err(error)
+            }
+        }
+    }
+
+    /// A relay's publishing round failed in Kafka, the `consecutive`-th in a row: from the third on, the producer is
+    /// replaced. Returns whether it was.
+    pub fn after_failed_rounds(&self, consecutive: u32) -> bool {
+        let replaced = consecutive >= FAILED_ROUNDS_BEFORE_NEW_PRODUCER && self.replace(&self.current());
+        if replaced {
+            tracing::warn!(consecutive, "replaced a Kafka producer after repeated failures");
+        }
+        replaced
+    }
+
     /// Called with the producer a send went through and the error it failed with: replaces that producer when no
     /// retry can mend the failure ([`cannot_deliver_again`]). Returns whether it was replaced.
-    pub fn after_failure(&self, used: &FutureProducer, error: &KafkaError) -> bool {
+    fn after_failure(&self, used: &FutureProducer, error: &KafkaError) -> bool {
         if !cannot_deliver_again(used, error) {
             return false;
         }
@@ -131,7 +159,7 @@ impl ReplaceableProducer {
     /// Puts a new producer in the place of `used`, unless `used` was replaced already: sends that fail together
     /// replace their producer once. When no new producer can be created the old one stays, and the next failure
     /// tries again. Returns whether it was replaced.
-    pub fn replace(&self, used: &FutureProducer) -> bool {
+    fn replace(&self, used: &FutureProducer) -> bool {
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         if current.client().native_ptr() != used.client().native_ptr() {
             return false;
@@ -451,7 +479,9 @@ mod tests {
             assert!(!producers.after_failure(&used, &KafkaError::MessageProduction(code)), "{code:?}");
         }
         assert!(same(&producers.current(), &used), "a retry may still deliver: the producer stays");
-        assert!(producers.replace(&used), "but it can be replaced on purpose");
+        assert!(!producers.after_failed_rounds(1) && !producers.after_failed_rounds(2), "two failed rounds keep it");
+        assert!(same(&producers.current(), &used));
+        assert!(producers.after_failed_rounds(3), "the third replaces it");
         assert!(!same(&producers.current(), &used));
     }
 

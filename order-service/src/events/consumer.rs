@@ -486,12 +486,7 @@ impl LifecycleConsumer {
         if let Some(payload) = message.payload() {
             record = record.payload(payload);
         }
-        let producer = self.producer.current();
-        let sent = producer.send(record, Duration::from_secs(10)).await;
-        sent.map(|_| ()).map_err(|(error, _)| {
-            self.producer.after_failure(&producer, &error);
-            error.to_string()
-        })
+        self.producer.send(record, Duration::from_secs(10)).await.map_err(|error| error.to_string())
     }
 }
 

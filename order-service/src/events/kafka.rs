@@ -64,19 +64,12 @@ pub async fn publish(
             headers = headers.insert(Header { key: name, value: Some(value) });
         }
         let record = FutureRecord::to(&event.topic).key(&event.key).payload(&event.payload).headers(headers);
-        let producer = producers.current();
-        let sent = producer.send(record, SEND_TIMEOUT).await;
-        match sent {
-            Ok(_) => {
-                metrics.kafka_produced.with_label_values(&[event.topic.as_str()]).inc();
-                Ok(())
-            }
-            Err((error, _)) => {
-                metrics.kafka_failed.with_label_values(&[event.topic.as_str(), "produce"]).inc();
-                producers.after_failure(&producer, &error);
-                Err(error)
-            }
+        let sent = producers.send(record, SEND_TIMEOUT).await;
+        match &sent {
+            Ok(()) => metrics.kafka_produced.with_label_values(&[event.topic.as_str()]).inc(),
+            Err(_) => metrics.kafka_failed.with_label_values(&[event.topic.as_str(), "produce"]).inc(),
         }
+        sent
     }
     .instrument(span)
     .await

@@ -12,11 +12,7 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::future::join_all;
-use platform::{
-    kafka::{FAILED_ROUNDS_BEFORE_NEW_PRODUCER, ReplaceableProducer},
-    mongo::ClaimSchedule,
-    shutdown::StopSignal,
-};
+use platform::{kafka::ReplaceableProducer, mongo::ClaimSchedule, shutdown::StopSignal};
 use rdkafka::{error::KafkaError, producer::Producer as _};
 use tokio::sync::Notify;
 
@@ -156,9 +152,6 @@ impl OutboxRelay {
             tracing::debug!(%error, "cannot ensure topics yet");
             return;
         }
-        if consecutive_failures >= FAILED_ROUNDS_BEFORE_NEW_PRODUCER && self.producer.replace(&self.producer.current())
-        {
-            tracing::warn!(consecutive_failures, "replaced the Kafka producer after repeated failures");
-        }
+        self.producer.after_failed_rounds(consecutive_failures);
     }
 }

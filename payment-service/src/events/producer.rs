@@ -45,16 +45,12 @@ impl EventProducer {
             .iter()
             .fold(OwnedHeaders::new(), |headers, (key, value)| headers.insert(Header { key, value: Some(*value) }));
         let record = FutureRecord::to(event.topic).key(event.key).payload(event.payload).headers(headers);
-        let producer = self.producers.current();
-        producer.send(record, Timeout::After(QUEUE_TIMEOUT)).await.map(|_delivery| ()).map_err(|(error, _)| {
-            self.producers.after_failure(&producer, &error);
-            error
-        })
+        self.producers.send(record, QUEUE_TIMEOUT).await
     }
 
-    /// Starts afresh with a new producer (a relay whose rounds keep failing); false when no new one could be made.
-    pub fn replace(&self) -> bool {
-        self.producers.replace(&self.producers.current())
+    /// After the `consecutive`-th round in a row that Kafka failed: see `ReplaceableProducer::after_failed_rounds`.
+    pub fn after_failed_rounds(&self, consecutive: u32) -> bool {
+        self.producers.after_failed_rounds(consecutive)
     }
 
     /// Waits for everything queued to be delivered. Blocks the thread: call it from `spawn_blocking`.

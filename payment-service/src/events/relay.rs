@@ -26,7 +26,7 @@ use std::{
     time::Duration,
 };
 
-use platform::{kafka::FAILED_ROUNDS_BEFORE_NEW_PRODUCER, mongo::ClaimSchedule};
+use platform::mongo::ClaimSchedule;
 
 use rdkafka::error::KafkaError;
 use tokio::sync::Notify;
@@ -135,9 +135,7 @@ impl OutboxRelay {
                     if matches!(error, RelayError::Kafka(_)) {
                         topic_ready = false;
                         failures += 1;
-                        if failures >= FAILED_ROUNDS_BEFORE_NEW_PRODUCER && self.producer.replace() {
-                            tracing::warn!(failures, "replaced the Kafka producer after repeated failures");
-                        }
+                        self.producer.after_failed_rounds(failures);
                     }
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
