@@ -19,6 +19,18 @@ fn signal(child: &Child, name: &str) -> bool {
     std::process::Command::new("kill").args([name, &child.id().to_string()]).status().is_ok_and(|s| s.success())
 }
 
+/// Sends `name` to a running engine; a test that freezes or thaws one that is not running fails.
+fn signal_running(child: Option<&Child>, name: &str) {
+    assert!(child.is_some_and(|child| signal(child, name)), "kill {name}");
+}
+
+/// SIGKILL, then reaps it; a frozen process is thawed first, so that it dies cleanly.
+fn kill_thawed(mut child: Child) {
+    signal(&child, "-CONT");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// Asks the process to stop with `name` (as an operator would) and waits for it at most 10 s, then kills it: an
 /// engine that does not stop must fail its test's expectations, not hang the test.
 fn stop_within_grace(mut child: Child, name: &str) {
@@ -86,21 +98,18 @@ impl PrivateMongo {
 
     /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
     pub fn freeze(&self) {
-        assert!(self.child.as_ref().is_some_and(|child| signal(child, "-STOP")), "kill -STOP");
+        signal_running(self.child.as_ref(), "-STOP");
     }
 
     pub fn thaw(&self) {
-        assert!(self.child.as_ref().is_some_and(|child| signal(child, "-CONT")), "kill -CONT");
+        signal_running(self.child.as_ref(), "-CONT");
     }
 }
 
 impl Drop for PrivateMongo {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // A frozen process must be thawed to die cleanly.
-            signal(&child, "-CONT");
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            kill_thawed(child);
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
@@ -174,21 +183,18 @@ impl PrivateBroker {
 
     /// Freezes the broker (SIGSTOP): connections stay open, nothing is answered.
     pub fn freeze(&self) {
-        assert!(self.child.as_ref().is_some_and(|child| signal(child, "-STOP")), "kill -STOP");
+        signal_running(self.child.as_ref(), "-STOP");
     }
 
     pub fn thaw(&self) {
-        assert!(self.child.as_ref().is_some_and(|child| signal(child, "-CONT")), "kill -CONT");
+        signal_running(self.child.as_ref(), "-CONT");
     }
 }
 
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // A frozen process must be thawed to die cleanly.
-            signal(&child, "-CONT");
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            kill_thawed(child);
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
