@@ -55,6 +55,9 @@ pub struct Config {
     pub replica_id: String,
     /// How long a relay's claim on outbox entries lasts before another replica may take them.
     pub outbox_lease: Duration,
+    /// How long after publishing a `new-order` event the relay leaves taking it out of the outbox to the
+    /// `processed` transition, before it acknowledges the event itself.
+    pub outbox_acknowledge_after: Duration,
 }
 
 /// What production requires of this service; see `platform::config`.
@@ -77,6 +80,15 @@ impl Config {
             return Err(ConfigError { variable: "JWKS_URL", reason: "expected an http(s):// URL".into() });
         }
         let kafka = KafkaConnection::from_source(source, "127.0.0.1:9092", &common.tls)?;
+        let outbox_lease = millis(source, "OUTBOX_LEASE_MS", 30_000)?;
+        let outbox_acknowledge_after = millis(source, "OUTBOX_ACKNOWLEDGE_AFTER_MS", 2_000)?;
+        // Past half the lease, another replica could take over an event published and still in the outbox.
+        if outbox_acknowledge_after >= outbox_lease / 2 {
+            return Err(ConfigError {
+                variable: "OUTBOX_ACKNOWLEDGE_AFTER_MS",
+                reason: "must be less than half of OUTBOX_LEASE_MS".into(),
+            });
+        }
         Ok(Self {
             common,
             mongodb: MongoSettings::from_source(source, "orders")?,
@@ -100,7 +112,8 @@ impl Config {
             write_queue: bounded(source, "ORDER_WRITE_QUEUE", 1024, 1..=1_000_000)?,
             write_batch: bounded(source, "ORDER_WRITE_BATCH", 256, 1..=10_000)?,
             replica_id: source.get("REPLICA_ID").unwrap_or_else(default_replica_id),
-            outbox_lease: millis(source, "OUTBOX_LEASE_MS", 30_000)?,
+            outbox_lease,
+            outbox_acknowledge_after,
         })
     }
 }
@@ -137,6 +150,7 @@ mod tests {
             ("ORDER_WRITE_QUEUE", "0"),
             ("ORDER_WRITE_BATCH", "x"),
             ("OUTBOX_LEASE_MS", "soon"),
+            ("OUTBOX_ACKNOWLEDGE_AFTER_MS", "15000"),
         ] {
             let error = Config::from_source(&HashMap::from([(name, value)])).unwrap_err();
             assert_eq!(error.variable, name);

@@ -22,6 +22,9 @@ pub struct Metrics {
     /// `payment-processed` events refused because they do not match their order, by reason.
     pub payments_rejected: IntCounterVec,
     pub outbox_backlog: IntGauge,
+    /// Events taken out of the outbox, by the write that did it (`writer`: the consumer's `processed` transition, or
+    /// the relay's own acknowledgement).
+    pub outbox_acknowledged: IntCounterVec,
     /// What the MongoDB client's command monitoring feeds; `mongodb_commands_total` divided by the orders
     /// created is the engine's cost of an order.
     pub mongodb: MongoMetrics,
@@ -69,8 +72,17 @@ impl Metrics {
                 "payment-processed events dead-lettered because they do not match their order, by reason",
                 &["reason"],
             ),
-            outbox_backlog: IntGauge::new("outbox_backlog", "Orders with events not yet published to Kafka")
-                .expect("valid metric"),
+            outbox_backlog: IntGauge::new(
+                "outbox_backlog",
+                "Orders with events in their outbox: not yet published, or published and not yet taken out",
+            )
+            .expect("valid metric"),
+            outbox_acknowledged: counter(
+                "outbox_events_acknowledged_total",
+                "Published events taken out of the outbox, by the write that did it: the consumer's processed \
+                 transition, or the relay's own acknowledgement",
+                &["writer"],
+            ),
             mongodb,
             write_queue_rejected: counter(
                 "write_queue_rejected_total",
@@ -97,6 +109,7 @@ impl Metrics {
             Box::new(metrics.kafka_consumer_lag.clone()),
             Box::new(metrics.kafka_consumer_assigned.clone()),
             Box::new(metrics.outbox_backlog.clone()),
+            Box::new(metrics.outbox_acknowledged.clone()),
             Box::new(metrics.write_queue_rejected.clone()),
             Box::new(metrics.write_queue_skipped.clone()),
             Box::new(metrics.write_batch_size.clone()),

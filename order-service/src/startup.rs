@@ -8,7 +8,7 @@ use platform::{
     group_commit::Limits,
     mongo::{ClaimSchedule, Lease},
 };
-use tokio::{net::TcpListener, sync::Notify};
+use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use platform::shutdown::{StopSignal, WORKER_DRAIN, Workers, retry_until_ok};
@@ -19,7 +19,7 @@ use crate::{
     events::{
         consumer::{LifecycleConsumer, TopicSetup},
         kafka,
-        relay::OutboxRelay,
+        relay::{AwaitingAcknowledgement, OutboxRelay, RelayInbox},
     },
     metrics::Metrics,
     product_client::ProductClient,
@@ -62,14 +62,14 @@ impl Application {
         .context("KAFKA_BROKERS")?;
         let store = OrderStore::new(client.database(&config.mongodb.database))
             .holding_new_events(Lease { owner: config.replica_id.clone(), duration: config.outbox_lease });
-        let relay_wake = Arc::new(Notify::new());
+        let relay_inbox = Arc::new(RelayInbox::default());
         let place_order = PlaceOrder::new(
             store.clone(),
             Limits { queue: config.write_queue, max_batch: config.write_batch },
             ProductClient::new(http.clone(), &config.product_service_url, config.product_service_timeout),
             config.topics.new_order.clone(),
             config.idempotency_ttl,
-            relay_wake.clone(),
+            relay_inbox.clone(),
             metrics.clone(),
         );
         let state = AppState::new(Inner {
@@ -78,7 +78,7 @@ impl Application {
             verifier: JwksVerifier::new(&config.jwks_url, &config.jwt_issuer, &config.jwt_audience, http),
             producer: producer.clone(),
             topics: config.topics.clone(),
-            relay_wake,
+            relay_inbox,
             metrics: metrics.clone(),
         });
 
@@ -92,12 +92,13 @@ impl Application {
             store: state.store.clone(),
             producer: producer.clone(),
             topic_setup: topic_setup.clone(),
-            wake: state.relay_wake.clone(),
+            inbox: state.relay_inbox.clone(),
             poll_interval: config.outbox_poll_interval,
             metrics: metrics.clone(),
             owner: config.replica_id.clone(),
             lease: config.outbox_lease,
             claims: ClaimSchedule::default(),
+            awaiting: AwaitingAcknowledgement::new(config.outbox_acknowledge_after),
         };
         let lifecycle = LifecycleConsumer {
             consumer,
@@ -106,6 +107,7 @@ impl Application {
             topics: config.topics.clone(),
             topic_setup: topic_setup.clone(),
             last_repair: Default::default(),
+            relay_inbox: state.relay_inbox.clone(),
             metrics,
         };
         let workers = Workers::new();

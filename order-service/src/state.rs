@@ -5,13 +5,11 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
-use platform::kafka::ReplaceableProducer;
-use tokio::sync::Notify;
-
 use crate::{
-    auth::JwksVerifier, config::Topics, error::ApiError, metrics::Metrics, store::OrderStore,
-    use_cases::place_order::PlaceOrder,
+    auth::JwksVerifier, config::Topics, error::ApiError, events::relay::RelayInbox, metrics::Metrics,
+    store::OrderStore, use_cases::place_order::PlaceOrder,
 };
+use platform::kafka::ReplaceableProducer;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -34,8 +32,8 @@ pub struct Inner {
     /// Asked whether the broker answers (`/ready`).
     pub producer: Arc<ReplaceableProducer>,
     pub topics: Topics,
-    /// Wakes the outbox relay.
-    pub relay_wake: Arc<Notify>,
+    /// What the requests and the lifecycle consumer tell the outbox relay.
+    pub relay_inbox: Arc<RelayInbox>,
     pub metrics: Metrics,
 }
 

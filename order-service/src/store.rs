@@ -181,8 +181,10 @@ impl From<mongodb::error::Error> for StoreError {
 pub enum TransitionWrite {
     /// pending → processed. Its `order-processed` event is not queued here: the consumer publishes it once the
     /// write is durable, before it stores the `new-order` offset, and then records the batch as announced
-    /// (see `events::consumer`).
-    Processed { order_id: String },
+    /// (see `events::consumer`). `published_event` is the `new-order` event the consumer received, when it was
+    /// the only one in the order's outbox as read: received means published, so the same write takes it out of
+    /// the outbox, and the relay writes no acknowledgement of its own.
+    Processed { order_id: String, published_event: Option<String> },
     /// processed → paid, conditional on the owner and total the payment was checked against.
     Paid { order_id: String, user_id: String, total_cents: i64, payment_id: String, event_id: String },
 }
@@ -288,10 +290,16 @@ impl OrderStore {
         // The first write for each order, per kind: a second one in the same batch has nothing left to do.
         let (mut processed, mut paid) = (Vec::new(), Vec::new());
         let (mut processed_ids, mut paid_ids) = (HashSet::new(), HashSet::new());
+        // The orders whose processed write also takes their published `new-order` event out of the outbox.
+        let (mut clearing, mut published_events) = (Vec::new(), Vec::new());
         for (index, write) in writes.iter().enumerate() {
             match write {
-                TransitionWrite::Processed { order_id } if processed_ids.insert(order_id.as_str()) => {
+                TransitionWrite::Processed { order_id, published_event } if processed_ids.insert(order_id.as_str()) => {
                     processed.push((index, order_id.as_str()));
+                    if let Some(event_id) = published_event {
+                        clearing.push(order_id.as_str());
+                        published_events.push(event_id.as_str());
+                    }
                 }
                 TransitionWrite::Paid { order_id, user_id, total_cents, payment_id, event_id }
                     if paid_ids.insert(order_id.as_str()) =>
@@ -304,11 +312,32 @@ impl OrderStore {
         let durable = WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build();
         let mut changed = 0;
         if !processed.is_empty() {
-            let ids: Vec<&str> = processed.iter().map(|&(_, order_id)| order_id).collect();
-            let filter = doc! { "_id": { "$in": &ids }, "status": OrderStatus::Pending.as_str() };
-            let update =
-                doc! { "$set": { "status": OrderStatus::Processed.as_str(), "updatedAt": now, "processedBy": batch } };
-            changed += self.orders.update_many(filter, update).write_concern(durable.clone()).await?.modified_count;
+            let processed_now =
+                doc! { "status": OrderStatus::Processed.as_str(), "updatedAt": now, "processedBy": batch };
+            // The engine rewrites every index entry of each document it updates, whatever changed: one write that
+            // makes the order processed and empties its outbox costs it about half of two writes doing each.
+            let mut cleared = 0;
+            if !clearing.is_empty() {
+                let filter = doc! {
+                    "_id": { "$in": &clearing },
+                    "status": OrderStatus::Pending.as_str(),
+                    "outbox": { "$size": 1 },
+                    "outbox.eventId": { "$in": &published_events },
+                };
+                let mut set = processed_now.clone();
+                set.extend(doc! { "outbox": [], "outboxPending": false, "leaseUntil": unleased() });
+                let update = doc! { "$set": set, "$unset": { "leaseOwner": "" } };
+                cleared = self.orders.update_many(filter, update).write_concern(durable.clone()).await?.modified_count;
+            }
+            // The others, and any whose outbox changed since the consumer read it (the relay acknowledged the
+            // event meanwhile): made processed only. The ones the write above changed are no longer pending.
+            if usize::try_from(cleared).ok() != Some(processed.len()) {
+                let ids: Vec<&str> = processed.iter().map(|&(_, order_id)| order_id).collect();
+                let filter = doc! { "_id": { "$in": &ids }, "status": OrderStatus::Pending.as_str() };
+                let update = doc! { "$set": processed_now };
+                changed += self.orders.update_many(filter, update).write_concern(durable.clone()).await?.modified_count;
+            }
+            changed += cleared;
         }
         if !paid.is_empty() {
             let ids: Vec<&str> = paid.iter().map(|&(_, order_id, ..)| order_id).collect();
@@ -514,9 +543,12 @@ impl OrderStore {
                 "input": "$outbox",
                 "cond": { "$not": [{ "$in": ["$$this.eventId", &event_ids] }] },
             } };
+            // Only the orders that still hold one of these events: most of a late acknowledgement's orders had
+            // theirs taken out by their `processed` transition, and the engine evaluates the pipeline for every
+            // document the filter gives.
             self.orders
                 .update_many(
-                    doc! { "_id": { "$in": &order_ids } },
+                    doc! { "_id": { "$in": &order_ids }, "outbox.eventId": { "$in": &event_ids } },
                     vec![
                         doc! { "$set": { "outbox": remaining } },
                         doc! { "$set": {

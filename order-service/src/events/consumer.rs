@@ -40,6 +40,7 @@ use crate::{
     events::{
         envelope::{self, Envelope, Poison},
         kafka::{self, LifecycleStream},
+        relay::RelayInbox,
     },
     metrics::Metrics,
     store::{OrderDocument, OrderStore, OutboxEvent, StoreError, TransitionWrite},
@@ -125,6 +126,9 @@ pub struct LifecycleConsumer {
     pub topic_setup: TopicSetup,
     /// When the topics were last re-created.
     pub last_repair: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Told which orders' `processed` transitions took their `new-order` events out of the outbox, so that the
+    /// relay does not acknowledge them too.
+    pub relay_inbox: Arc<RelayInbox>,
     pub metrics: Metrics,
 }
 
@@ -288,7 +292,11 @@ impl LifecycleConsumer {
                         processed.status = OrderStatus::Processed;
                         processed.updated_at = mongodb::bson::DateTime::now();
                         processed_event.insert(writes.len(), self.announcement(&processed, request_id, span));
-                        writes.push(TransitionWrite::Processed { order_id: order.id.clone() });
+                        // Received, so published: if it is all the outbox holds, the transition takes it out.
+                        let published_event =
+                            matches!(order.outbox.as_slice(), [only] if only.event_id == event.event_id)
+                                .then(|| event.event_id.clone());
+                        writes.push(TransitionWrite::Processed { order_id: order.id.clone(), published_event });
                         write_of.push(index);
                         Outcome::Done
                     }
@@ -336,11 +344,15 @@ impl LifecycleConsumer {
         let applied = self.store.apply_transitions(&writes, &batch_id).await?;
         let mut announced_batch = None;
         let mut recheck = Vec::new();
+        let mut cleared = Vec::new();
         for (position, ((write, index), applied)) in writes.iter().zip(write_of).zip(applied).enumerate() {
             let span = &spans[index];
             match (write, applied) {
-                (TransitionWrite::Processed { order_id }, true) => {
+                (TransitionWrite::Processed { order_id, published_event }, true) => {
                     span.in_scope(|| tracing::info!(order_id = %order_id, "order processed"));
+                    if published_event.is_some() {
+                        cleared.push(order_id.clone());
+                    }
                     if let Some(event) = processed_event.remove(&position) {
                         announcements.push((index, event));
                         announced_batch = Some(batch_id.clone());
@@ -354,6 +366,9 @@ impl LifecycleConsumer {
                 (TransitionWrite::Paid { order_id, .. }, false) => recheck.push((index, order_id.clone())),
             }
         }
+        // Out of the outbox now (or acknowledged by the relay first): nothing left for the relay to acknowledge.
+        self.metrics.outbox_acknowledged.with_label_values(&["consumer"]).inc_by(cleared.len() as u64);
+        self.relay_inbox.cleared(cleared);
         if !recheck.is_empty() {
             let ids: Vec<String> = recheck.iter().map(|(_, order_id)| order_id.clone()).collect();
             let now = self.store.find_many(&ids).await?;

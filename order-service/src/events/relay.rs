@@ -6,21 +6,32 @@
 //! events that no live lease holds (`leaseOwner`, `leaseUntil`), then publishes only its own, so
 //! each event goes out once while every replica lives; a dead replica's claims expire after
 //! `OUTBOX_LEASE_MS` and another takes them over (then an event may go out twice). The orders this
-//! replica inserts are written already held by it, so between two claims (at most one a second) the
-//! relay only reads what it holds. (`order-processed` is not in the outbox: the consumer publishes it,
-//! see `events::consumer`.)
-use std::{sync::Arc, time::Duration};
+//! replica inserts are written already held by it. (`order-processed` is not in the outbox: the
+//! consumer publishes it, see `events::consumer`.)
+//!
+//! In the normal case the relay neither reads the outbox nor writes to it: a request hands it the
+//! order it has just stored ([`RelayInbox`]), and the lifecycle consumer, which receives the
+//! published `new-order`, takes the event out of the outbox in the same write that makes the order
+//! processed. The engine rewrites every index entry of a document at each update, so that is one
+//! write fewer per order. The relay acknowledges an event itself when that has not happened
+//! `OUTBOX_ACKNOWLEDGE_AFTER_MS` after publishing it (the consumer lags or is stopped), and it reads the
+//! outbox (the source of truth) at start, with each claim (at most one a second), after a failure,
+//! when idle for `OUTBOX_POLL_INTERVAL_MS`, and when more orders were stored than the inbox holds.
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use futures::future::join_all;
 use platform::{kafka::ReplaceableProducer, mongo::ClaimSchedule, shutdown::StopSignal};
 use rdkafka::{error::KafkaError, producer::Producer as _};
-use tokio::sync::Notify;
 
 use crate::{
     backoff::Backoff,
     events::{consumer::TopicSetup, kafka},
     metrics::Metrics,
-    store::{OrderStore, OutboxEvent, Published, StoreError},
+    store::{OrderStore, OutboxEvent, PendingOutbox, Published, StoreError},
 };
 
 /// Orders read per round. A read costs the engine every pending entry whatever its limit (SecantusDB decodes and
@@ -31,6 +42,136 @@ use crate::{
 const BATCH: usize = 500;
 /// Events handed to the producer at once, whatever a round read: what waits in librdkafka's queues stays bounded.
 const PUBLISH_WINDOW: usize = 200;
+/// The most stored orders the inbox keeps for the relay; past this, the relay reads the outbox instead.
+const INBOX_LIMIT: usize = 4 * BATCH;
+/// The most published events whose acknowledgement waits; past this, the oldest are acknowledged at once.
+const AWAITING_LIMIT: usize = 10_000;
+
+/// What the rest of this replica tells its relay: the orders a request has just stored, with their events (so
+/// the relay publishes them without reading the outbox), and the orders whose `processed` transition took their
+/// `new-order` event out of the outbox (so the relay writes no acknowledgement for it). Losing any of it costs
+/// time, never an event: the outbox stays the source of truth.
+#[derive(Default)]
+pub struct RelayInbox {
+    news: Mutex<News>,
+    wake: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct News {
+    stored: Vec<PendingOutbox>,
+    /// More orders were stored than the inbox holds, or something was written outside it: read the outbox.
+    read_outbox: bool,
+    cleared: Vec<String>,
+}
+
+impl RelayInbox {
+    /// `order` and its events are durable, held by this replica's lease: publish them.
+    pub fn stored(&self, order: PendingOutbox) {
+        {
+            let mut news = self.news.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if news.stored.len() < INBOX_LIMIT {
+                news.stored.push(order);
+            } else {
+                news.read_outbox = true;
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// These orders' `processed` transitions took their published `new-order` events out of the outbox.
+    pub fn cleared(&self, order_ids: impl IntoIterator<Item = String>) {
+        let mut news = self.news.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        news.cleared.extend(order_ids);
+    }
+
+    /// Events were written outside the inbox: the relay reads the outbox at its next round.
+    pub fn read_outbox(&self) {
+        self.news.lock().unwrap_or_else(std::sync::PoisonError::into_inner).read_outbox = true;
+        self.wake.notify_one();
+    }
+
+    fn take_cleared(&self) -> Vec<String> {
+        std::mem::take(&mut self.news.lock().unwrap_or_else(std::sync::PoisonError::into_inner).cleared)
+    }
+
+    fn take(&self) -> News {
+        std::mem::take(&mut *self.news.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+}
+
+/// The events this relay published whose orders it has not seen leave the outbox yet, oldest first: each until the
+/// consumer reports its order cleared or `after` passes (`OUTBOX_ACKNOWLEDGE_AFTER_MS`: the consumer normally gets
+/// there within tens of milliseconds; it is kept under half the lease, so no other replica takes the event over
+/// meanwhile). It also remembers, for as long, the events it
+/// read and acknowledged itself, so that the inbox's copy of a just-stored order that a read got to first is not
+/// published again.
+pub struct AwaitingAcknowledgement {
+    after: Duration,
+    /// By order id: the event, and whether the relay acknowledged it already.
+    events: HashMap<String, (Published, bool)>,
+    /// Order ids in the order they were published (ids removed since are skipped when they come up).
+    by_age: VecDeque<(tokio::time::Instant, String)>,
+}
+
+impl AwaitingAcknowledgement {
+    pub fn new(after: Duration) -> Self {
+        Self { after, events: HashMap::new(), by_age: VecDeque::new() }
+    }
+
+    fn published(&mut self, published: Published, acknowledged: bool) {
+        let order_id = published.order_id.clone();
+        self.by_age.push_back((tokio::time::Instant::now(), order_id.clone()));
+        self.events.insert(order_id, (published, acknowledged));
+    }
+
+    fn contains(&self, order_id: &str) -> bool {
+        self.events.contains_key(order_id)
+    }
+
+    fn cleared(&mut self, order_id: &str) {
+        self.events.remove(order_id);
+    }
+
+    /// When the oldest one is due, if any is remembered.
+    fn next_due(&self) -> Option<tokio::time::Instant> {
+        self.by_age.front().map(|(at, _)| *at + self.after)
+    }
+
+    /// Forgets the ones published `after` ago or more, and the oldest beyond [`AWAITING_LIMIT`];
+    /// returns those of them the relay has yet to acknowledge.
+    fn take_due(&mut self) -> Vec<Published> {
+        let now = tokio::time::Instant::now();
+        let mut due = Vec::new();
+        while let Some((at, order_id)) = self.by_age.front() {
+            let overdue = now.duration_since(*at) >= self.after;
+            if !overdue && self.events.len() <= AWAITING_LIMIT && self.events.contains_key(order_id) {
+                break;
+            }
+            if let Some((published, false)) = self.events.remove(order_id) {
+                due.push(published);
+            }
+            self.by_age.pop_front();
+        }
+        due
+    }
+
+    /// Forgets every one; returns those the relay has yet to acknowledge.
+    fn take_all(&mut self) -> Vec<Published> {
+        self.by_age.clear();
+        self.events
+            .drain()
+            .filter(|(_, (_, acknowledged))| !acknowledged)
+            .map(|(_, (published, _))| published)
+            .collect()
+    }
+}
+
+/// What a publication got the broker to acknowledge, and the error that stopped it, if one did.
+struct PublishOutcome {
+    done: Vec<Published>,
+    error: Option<KafkaError>,
+}
 
 /// Why a round stopped: the outbox could not be read or updated, or the broker did not take an event.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +188,7 @@ pub struct OutboxRelay {
     pub producer: Arc<ReplaceableProducer>,
     /// Re-created after failures: an in-memory broker that restarted has forgotten them.
     pub topic_setup: TopicSetup,
-    pub wake: Arc<Notify>,
+    pub inbox: Arc<RelayInbox>,
     pub poll_interval: Duration,
     pub metrics: Metrics,
     /// This replica's name, the owner of its leases.
@@ -55,6 +196,8 @@ pub struct OutboxRelay {
     pub lease: Duration,
     /// When to claim what no live lease holds; in between, the relay reads what it holds.
     pub claims: ClaimSchedule,
+    /// Published events, until their order leaves the outbox or `OUTBOX_ACKNOWLEDGE_AFTER_MS` passes.
+    pub awaiting: AwaitingAcknowledgement,
 }
 
 impl OutboxRelay {
@@ -66,13 +209,17 @@ impl OutboxRelay {
         if let Err(error) = self.store.release_leases(&self.owner).await {
             tracing::debug!(%error, "earlier outbox leases left to expire");
         }
+        // The first round reads what earlier runs left; so does the one after a failure or an idle wait.
+        let mut read = true;
         loop {
-            match self.drain().await {
+            match self.round(read).await {
                 Ok(()) => {
                     backoff.reset();
                     kafka_failures = 0;
+                    read = false;
                 }
                 Err(error) => {
+                    read = true;
                     let delay = backoff.next_delay();
                     tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "outbox relay could not publish");
                     if matches!(error, RoundError::Kafka(_)) {
@@ -85,9 +232,12 @@ impl OutboxRelay {
                     }
                 }
             }
+            let idle = tokio::time::sleep(self.poll_interval);
+            let acknowledgements_due = self.awaiting.next_due();
             tokio::select! {
-                () = self.wake.notified() => {}
-                () = tokio::time::sleep(self.poll_interval) => {}
+                () = self.inbox.wake.notified() => {}
+                () = idle => read = true,
+                () = sleep_until(acknowledgements_due) => {}
                 _ = shutdown.stopped() => break,
             }
         }
@@ -95,6 +245,11 @@ impl OutboxRelay {
         // (flushing blocks, so it runs off the executor).
         let producer = self.producer.current();
         let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
+        // Published events are not published again by the next run.
+        let published = self.awaiting.take_all();
+        if let Err(error) = self.acknowledge(&published).await {
+            tracing::debug!(%error, "published events left in the outbox");
+        }
         // What this replica claimed but did not publish is free for the others at once.
         if let Err(error) = self.store.release_leases(&self.owner).await {
             tracing::debug!(%error, "outbox leases left to expire");
@@ -102,8 +257,73 @@ impl OutboxRelay {
         tracing::info!("outbox relay stopped");
     }
 
-    /// Publishes batches until the outbox is empty.
-    async fn drain(&mut self) -> Result<(), RoundError> {
+    /// Publishes what the inbox holds, reads the outbox when `read` asks for it or a claim is due, and acknowledges
+    /// the events whose `processed` transition has not taken them out of the outbox in time.
+    async fn round(&mut self, read: bool) -> Result<(), RoundError> {
+        let News { stored, read_outbox, cleared } = self.inbox.take();
+        for order_id in &cleared {
+            self.awaiting.cleared(order_id);
+        }
+        let stored: Vec<PendingOutbox> =
+            stored.into_iter().filter(|order| !self.awaiting.contains(&order.id)).collect();
+        let claim = self.claims.due();
+        let PublishOutcome { done, error } = self.publish(&stored).await;
+        for published in done {
+            self.awaiting.published(published, false);
+        }
+        if let Some(error) = error {
+            return Err(error.into());
+        }
+        if read || read_outbox || claim {
+            self.drain(claim).await?;
+        }
+        // What the consumer cleared while this round published or read is not acknowledged again.
+        for order_id in self.inbox.take_cleared() {
+            self.awaiting.cleared(&order_id);
+        }
+        let due = self.awaiting.take_due();
+        if let Err(error) = self.acknowledge(&due).await {
+            // Published all the same: remembered again, so that a read does not publish them a second time.
+            for published in due {
+                self.awaiting.published(published, false);
+            }
+            return Err(error.into());
+        }
+        Ok(())
+    }
+
+    /// Publishes these orders' events, a window at a time; what the broker acknowledged, and the first failure.
+    async fn publish(&self, orders: &[PendingOutbox]) -> PublishOutcome {
+        let events: Vec<(&OutboxEvent, Published)> = orders
+            .iter()
+            .flat_map(|order| order.outbox.iter().map(move |event| (event, Published::of(order, event))))
+            .collect();
+        let mut done = Vec::with_capacity(events.len());
+        for window in events.chunks(PUBLISH_WINDOW) {
+            // Sends are enqueued in order, and a window goes only once the one before it is acknowledged, so
+            // one order's events keep their order on its partition.
+            let results =
+                join_all(window.iter().map(|(event, _)| kafka::publish(&self.producer, &self.metrics, event))).await;
+            done.extend(
+                window
+                    .iter()
+                    .zip(&results)
+                    .filter(|(_, result)| result.is_ok())
+                    .map(|((_, published), _)| published.clone()),
+            );
+            if let Some(Err(error)) = results.into_iter().find(Result::is_err) {
+                return PublishOutcome { done, error: Some(error) };
+            }
+        }
+        PublishOutcome { done, error: None }
+    }
+
+    /// Reads the outbox (claiming first when `claim`) and publishes what it holds that this relay has not published
+    /// yet. A read that comes back short is all there is: its events are left to their `processed` transitions, as
+    /// the inbox's are. A full one is a backlog (after an outage, a restart, a dead replica's claims): its events are
+    /// acknowledged at once, since the next read takes the oldest first and must get past them, and reading goes
+    /// on. Only a full read goes on: under load, new orders keep arriving, and the inbox is what hands them over.
+    async fn drain(&mut self, mut claim: bool) -> Result<(), RoundError> {
         let mut renewed = tokio::time::Instant::now();
         loop {
             // A long drain keeps its claims: renewed at half the lease.
@@ -111,37 +331,43 @@ impl OutboxRelay {
                 self.store.renew_leases(&self.owner, self.lease).await?;
                 renewed = tokio::time::Instant::now();
             }
-            let orders = if self.claims.due() {
+            let orders = if claim {
                 self.store.claim_outbox(&self.owner, self.lease, BATCH).await
             } else {
                 self.store.held_outbox(&self.owner, BATCH).await
-            };
-            let orders = orders?;
+            }?;
+            claim = self.claims.due();
+            let backlog = orders.len() == BATCH;
+            // Published already, and waiting for their `processed` transition to take them out.
+            let orders: Vec<PendingOutbox> =
+                orders.into_iter().filter(|order| !self.awaiting.contains(&order.id)).collect();
             if orders.is_empty() {
                 return Ok(());
             }
-            let events: Vec<(&OutboxEvent, Published)> = orders
-                .iter()
-                .flat_map(|order| order.outbox.iter().map(move |event| (event, Published::of(order, event))))
-                .collect();
-            for window in events.chunks(PUBLISH_WINDOW) {
-                // Sends are enqueued in order, and a window goes only once the one before it is acknowledged, so
-                // one order's events keep their order on its partition.
-                let results =
-                    join_all(window.iter().map(|(event, _)| kafka::publish(&self.producer, &self.metrics, event)))
-                        .await;
-                let published: Vec<Published> = window
-                    .iter()
-                    .zip(&results)
-                    .filter(|(_, result)| result.is_ok())
-                    .map(|((_, published), _)| published.clone())
-                    .collect();
-                self.store.acknowledge_published(&self.owner, &published).await?;
-                if let Some(Err(error)) = results.into_iter().find(Result::is_err) {
-                    return Err(error.into());
-                }
+            let PublishOutcome { done, error } = self.publish(&orders).await;
+            if backlog {
+                self.acknowledge(&done).await?;
+            }
+            for published in done {
+                self.awaiting.published(published, backlog);
+            }
+            if let Some(error) = error {
+                return Err(error.into());
+            }
+            if !backlog {
+                return Ok(());
             }
         }
+    }
+
+    /// The relay's own acknowledgement of these events, counted.
+    async fn acknowledge(&self, published: &[Published]) -> Result<(), StoreError> {
+        if published.is_empty() {
+            return Ok(());
+        }
+        self.store.acknowledge_published(&self.owner, published).await?;
+        self.metrics.outbox_acknowledged.with_label_values(&["relay"]).inc_by(published.len() as u64);
+        Ok(())
     }
 
     /// Makes the next attempt possible after Kafka failed a round: the topics exist again (a broker
@@ -153,5 +379,84 @@ impl OutboxRelay {
             return;
         }
         self.producer.after_failed_rounds(consecutive_failures);
+    }
+}
+
+/// Until `at`, or forever when there is nothing to wait for.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AFTER: Duration = Duration::from_secs(2);
+
+    fn published(order_id: &str) -> Published {
+        Published { order_id: order_id.to_owned(), event_id: format!("event-of-{order_id}"), only_event_read: true }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_whose_order_was_cleared_is_never_acknowledged_by_the_relay() {
+        let mut awaiting = AwaitingAcknowledgement::new(AFTER);
+        awaiting.published(published("o1"), false);
+        awaiting.published(published("o2"), false);
+        awaiting.cleared("o1");
+        tokio::time::advance(AFTER).await;
+        assert_eq!(awaiting.take_due(), vec![published("o2")]);
+        assert!(!awaiting.contains("o1") && !awaiting.contains("o2"));
+        assert_eq!(awaiting.next_due(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_is_acknowledged_only_once_its_grace_has_passed() {
+        let mut awaiting = AwaitingAcknowledgement::new(AFTER);
+        awaiting.published(published("o1"), false);
+        tokio::time::advance(AFTER / 2).await;
+        awaiting.published(published("o2"), false);
+        assert!(awaiting.take_due().is_empty());
+        tokio::time::advance(AFTER / 2).await;
+        assert_eq!(awaiting.take_due(), vec![published("o1")]);
+        assert!(awaiting.contains("o2"), "o2 still has half its grace");
+        assert_eq!(awaiting.take_all(), vec![published("o2")]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_the_relay_acknowledged_itself_is_remembered_but_not_acknowledged_again() {
+        let mut awaiting = AwaitingAcknowledgement::new(AFTER);
+        awaiting.published(published("o1"), true);
+        assert!(awaiting.contains("o1"), "so that the inbox's copy is not published again");
+        tokio::time::advance(AFTER).await;
+        assert!(awaiting.take_due().is_empty());
+        assert!(!awaiting.contains("o1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn past_the_limit_the_oldest_events_are_acknowledged_at_once() {
+        let mut awaiting = AwaitingAcknowledgement::new(AFTER);
+        for i in 0..AWAITING_LIMIT + 2 {
+            awaiting.published(published(&format!("o{i}")), false);
+        }
+        assert_eq!(awaiting.take_due(), vec![published("o0"), published("o1")]);
+        assert!(awaiting.contains("o2"));
+    }
+
+    #[test]
+    fn the_inbox_hands_over_stored_orders_and_asks_for_a_read_past_its_limit() {
+        let inbox = RelayInbox::default();
+        for i in 0..=INBOX_LIMIT {
+            inbox.stored(PendingOutbox { id: format!("o{i}"), outbox: Vec::new() });
+        }
+        inbox.cleared(["o0".to_owned()]);
+        let news = inbox.take();
+        assert_eq!(news.stored.len(), INBOX_LIMIT);
+        assert!(news.read_outbox, "the order past the limit is found by reading the outbox");
+        assert_eq!(news.cleared, vec!["o0".to_owned()]);
+        let news = inbox.take();
+        assert!(news.stored.is_empty() && !news.read_outbox && news.cleared.is_empty());
     }
 }

@@ -4,18 +4,16 @@
 //! concurrent requests' orders (group commit).
 use std::{sync::Arc, time::Duration};
 
-use mongodb::bson;
-use platform::group_commit::{GroupCommit, Limits, SubmitError};
-use tokio::sync::Notify;
-
 use crate::{
     domain::Quantity,
-    events::envelope,
+    events::{envelope, relay::RelayInbox},
     metrics::Metrics,
     product_client::ProductClient,
-    store::{OrderDocument, OrderStore, StoreError},
+    store::{OrderDocument, OrderStore, PendingOutbox, StoreError},
     telemetry::TraceContext,
 };
+use mongodb::bson;
+use platform::group_commit::{GroupCommit, Limits, SubmitError};
 
 /// New orders, written by one group-commit writer (`insert_many` per batch).
 pub type OrderWrites = GroupCommit<OrderDocument, Result<(), StoreError>>;
@@ -73,8 +71,8 @@ pub struct PlaceOrder {
     products: ProductClient,
     new_order_topic: String,
     idempotency_ttl: Duration,
-    /// Wakes the outbox relay as soon as an order is stored.
-    relay_wake: Arc<Notify>,
+    /// Hands each stored order to the outbox relay, which publishes it without reading the outbox.
+    relay_inbox: Arc<RelayInbox>,
     metrics: Metrics,
 }
 
@@ -86,7 +84,7 @@ impl PlaceOrder {
         products: ProductClient,
         new_order_topic: String,
         idempotency_ttl: Duration,
-        relay_wake: Arc<Notify>,
+        relay_inbox: Arc<RelayInbox>,
         metrics: Metrics,
     ) -> Self {
         let writer = store.clone();
@@ -113,7 +111,7 @@ impl PlaceOrder {
             },
             metrics.batch_observer("idempotency_lookups"),
         );
-        Self { store, writes, lookups, products, new_order_topic, idempotency_ttl, relay_wake, metrics }
+        Self { store, writes, lookups, products, new_order_topic, idempotency_ttl, relay_inbox, metrics }
     }
 
     pub async fn place(&self, order: NewOrder) -> Result<Placed, PlaceOrderError> {
@@ -138,6 +136,7 @@ impl PlaceOrder {
         let event = envelope::new_order_event(&document, &self.new_order_topic, request_id, trace)?;
         document.outbox.push(event);
         let order_id = document.id.clone();
+        let handover = PendingOutbox { id: order_id.clone(), outbox: document.outbox.clone() };
         // Gathered with concurrent requests' orders into one durable insert; the answer is this order's own.
         match self.writes.submit(document).await.map_err(|error| self.queue_error("orders", error))? {
             Ok(()) => {}
@@ -148,7 +147,7 @@ impl PlaceOrder {
             }
             Err(error) => return Err(error.into()),
         }
-        self.relay_wake.notify_one();
+        self.relay_inbox.stored(handover);
         tracing::info!(order_id = %order_id, user_id = %user_id, "order created");
         Ok(Placed { order_id, replayed: false })
     }

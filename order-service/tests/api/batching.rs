@@ -5,6 +5,8 @@ use crate::support;
 
 use std::time::Duration;
 
+use futures::TryStreamExt as _;
+
 use platform::mongo::{Lease, UPDATE_CHUNK};
 
 use order_service::{
@@ -42,7 +44,7 @@ impl Probe {
 
 /// The pending → processed transition of `order`.
 fn processed(order: &OrderDocument) -> TransitionWrite {
-    TransitionWrite::Processed { order_id: order.id.clone() }
+    TransitionWrite::Processed { order_id: order.id.clone(), published_event: None }
 }
 
 /// Every event of `orders`, as their relay read them, published.
@@ -284,4 +286,68 @@ async fn processed_orders_name_their_batch_and_a_batch_recorded_as_announced_is_
     let announced = probe.store.announced(&batches).await.unwrap();
     assert_eq!(announced, batches.iter().cloned().collect(), "recording twice is no error");
     assert_eq!((probe.sent("insert") - inserts, probe.sent("find") - finds), (1, 1));
+}
+
+/// The pending → processed transition of `order`, by a consumer that received its `new-order` event `event_id`.
+fn processed_after_receiving(order: &OrderDocument, event_id: &str) -> TransitionWrite {
+    TransitionWrite::Processed { order_id: order.id.clone(), published_event: Some(event_id.to_owned()) }
+}
+
+#[tokio::test]
+async fn the_processed_transition_takes_the_received_event_out_of_the_outbox_in_the_same_write() {
+    let probe = Probe::new().await;
+    let lease = Lease { owner: "replica-a".into(), duration: Duration::from_secs(30) };
+    let store = probe.store.clone().holding_new_events(lease);
+    let orders: Vec<OrderDocument> = (0..30).map(|_| order("u", None)).collect();
+    assert!(store.insert_batch(&orders).await.iter().all(Result::is_ok));
+    let held = store.held_outbox("replica-a", 200).await.unwrap();
+    assert_eq!(held.len(), 30);
+
+    let writes: Vec<TransitionWrite> =
+        orders.iter().map(|order| processed_after_receiving(order, &order.outbox[0].event_id)).collect();
+    let updates = probe.sent("update");
+    assert_eq!(store.apply_transitions(&writes, "batch-1").await.unwrap(), vec![true; 30]);
+    assert_eq!(probe.sent("update") - updates, 1, "one write makes them processed and empties their outboxes");
+    for order in &orders {
+        let stored = probe.orders.find_one(mongodb::bson::doc! { "_id": &order.id }).await.unwrap().unwrap();
+        assert_eq!(stored.get_str("status").unwrap(), "processed");
+        assert!(stored.get_array("outbox").unwrap().is_empty());
+        assert!(!stored.get_bool("outboxPending").unwrap());
+        assert!(!stored.contains_key("leaseOwner"), "no relay holds it any more");
+    }
+    assert!(store.held_outbox("replica-a", 200).await.unwrap().is_empty(), "nothing left to publish");
+
+    // The relay's late acknowledgement of the same events finds nothing to change.
+    let before: Vec<_> = probe.orders.find(mongodb::bson::doc! {}).await.unwrap().try_collect().await.unwrap();
+    store.acknowledge_published("replica-a", &all_published(&held)).await.unwrap();
+    let after: Vec<_> = probe.orders.find(mongodb::bson::doc! {}).await.unwrap().try_collect().await.unwrap();
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn the_processed_transition_leaves_an_outbox_it_cannot_vouch_for_as_it_is() {
+    let probe = Probe::new().await;
+    let lease = Lease { owner: "replica-a".into(), duration: Duration::from_secs(30) };
+    let store = probe.store.clone().holding_new_events(lease);
+    // a: the relay acknowledged the event first; b: the event received is not the one in the outbox; c: the outbox
+    // holds a second event, not published yet.
+    let [a, b, mut c] = [order("u", None), order("u", None), order("u", None)];
+    c.outbox.push(envelope::new_order_event(&c, "new-order", None, Default::default()).unwrap());
+    assert!(store.insert_batch(&[a.clone(), b.clone(), c.clone()]).await.iter().all(Result::is_ok));
+    let held = store.held_outbox("replica-a", 200).await.unwrap();
+    let a_read: Vec<PendingOutbox> = held.iter().filter(|order| order.id == a.id).cloned().collect();
+    store.acknowledge_published("replica-a", &all_published(&a_read)).await.unwrap();
+
+    let writes = vec![
+        processed_after_receiving(&a, &a.outbox[0].event_id),
+        processed_after_receiving(&b, "an-event-of-another-order"),
+        processed_after_receiving(&c, &c.outbox[0].event_id),
+    ];
+    assert_eq!(store.apply_transitions(&writes, "batch-1").await.unwrap(), vec![true; 3], "all processed");
+    let pending: Vec<String> =
+        store.held_outbox("replica-a", 200).await.unwrap().into_iter().map(|order| order.id).collect();
+    assert_eq!(pending.len(), 2);
+    assert!(pending.contains(&b.id) && pending.contains(&c.id), "b and c keep their events: {pending:?}");
+    let c_stored = probe.orders.find_one(mongodb::bson::doc! { "_id": &c.id }).await.unwrap().unwrap();
+    assert_eq!(c_stored.get_array("outbox").unwrap().len(), 2);
 }

@@ -59,7 +59,7 @@ async fn an_order_processed_by_a_consumer_that_died_before_announcing_it_is_anno
     let new_order = order.outbox.pop().expect("the new-order event");
     order.outbox_pending = false;
     app.state.store.insert(&order).await.unwrap();
-    let write = TransitionWrite::Processed { order_id: order.id.clone() };
+    let write = TransitionWrite::Processed { order_id: order.id.clone(), published_event: None };
     assert_eq!(app.state.store.apply_transitions(&[write], "a-batch-never-recorded").await.unwrap(), vec![true]);
 
     support::produce(&app.brokers, &app.topic("new-order"), &order.id, new_order.payload.as_bytes()).await;
@@ -180,4 +180,34 @@ async fn a_forged_payment_that_does_not_match_its_order_is_dead_lettered_and_the
                  "currency": "EUR", "status": "SUCCESS"}});
     support::produce(&app.brokers, &app.topic("payment-processed"), &order.id, event.to_string().as_bytes()).await;
     app.wait_for_status(std::slice::from_ref(&order.id), OrderStatus::Paid, Duration::from_secs(20)).await;
+}
+
+#[tokio::test]
+async fn an_event_whose_order_never_becomes_processed_is_acknowledged_by_the_relay_after_its_grace() {
+    let app = support::settings().with("OUTBOX_ACKNOWLEDGE_AFTER_MS", "300").spawn().await;
+    // Its event names an order that does not exist: the consumer dead-letters it, and no transition takes it out.
+    let mut order = support::new_pending_order("user-1", &app.topic("new-order"));
+    let event = &mut order.outbox[0];
+    let mut payload: serde_json::Value = serde_json::from_str(&event.payload).unwrap();
+    payload["data"]["id"] = json!("no-such-order");
+    event.payload = payload.to_string();
+    app.state.store.insert(&order).await.unwrap();
+    app.state.relay_inbox.read_outbox();
+
+    // Once the consumer has handled it (dead-lettered: it could not process it), nothing else will take it out.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let new_order = app.topic("new-order");
+    while support::sample(&app.metrics().await, "kafka_messages_consumed_total", &[("topic", &new_order)]) < 1.0 {
+        assert!(tokio::time::Instant::now() < deadline, "the consumer never handled the event");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.wait_outbox_drained(Duration::from_secs(20)).await;
+    let dead = support::read_topic(&app.brokers, &app.topic("new-order.dlq"), Duration::from_secs(3)).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(app.status(&order.id).await, Some(OrderStatus::Pending));
+    let metrics = app.metrics().await;
+    let by = |writer| support::sample(&metrics, "outbox_events_acknowledged_total", &[("writer", writer)]);
+    assert_eq!((by("consumer"), by("relay")), (0.0, 1.0));
+    let published = support::read_topic(&app.brokers, &app.topic("new-order"), Duration::from_secs(3)).await;
+    assert_eq!(published.len(), 1, "published once, not again after its grace");
 }

@@ -22,7 +22,7 @@ async fn two_replicas_on_one_database_publish_each_event_once() {
         let (mine, other) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
         async move {
             let order = mine.insert_pending_order("user-1").await;
-            other.state.relay_wake.notify_one();
+            other.state.relay_inbox.read_outbox();
             order.id
         }
     }))

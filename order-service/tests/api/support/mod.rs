@@ -112,7 +112,7 @@ impl TestApp {
     pub async fn insert_pending_order(&self, user_id: &str) -> OrderDocument {
         let order = new_pending_order(user_id, &self.state.topics.new_order);
         self.state.store.insert(&order).await.unwrap();
-        self.state.relay_wake.notify_one();
+        self.state.relay_inbox.read_outbox();
         order
     }
 
