@@ -17,8 +17,8 @@ use crate::{
     auth::JwksVerifier,
     config::{Config, ServerLimits, Topics},
     events::{
-        consumer::{LifecycleConsumer, TopicSetup},
-        kafka,
+        consumer::LifecycleConsumer,
+        kafka::{self, TopicSetup},
         relay::{AwaitingAcknowledgement, OutboxRelay, RelayInbox},
     },
     metrics::Metrics,

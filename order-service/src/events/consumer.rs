@@ -19,7 +19,6 @@ use std::{
 };
 
 use futures::future::join_all;
-use platform::config::KafkaConnection;
 use platform::{
     kafka::{BatchWork, ReplaceableProducer},
     shutdown::{StopSignal, retry},
@@ -39,7 +38,7 @@ use crate::{
     domain::{OrderStatus, OrderView},
     events::{
         envelope::{self, Envelope, Poison},
-        kafka::{self, LifecycleStream},
+        kafka::{self, LifecycleStream, TopicSetup},
         relay::RelayInbox,
     },
     metrics::Metrics,
@@ -130,21 +129,6 @@ pub struct LifecycleConsumer {
     /// relay does not acknowledge them too.
     pub relay_inbox: Arc<RelayInbox>,
     pub metrics: Metrics,
-}
-
-#[derive(Clone)]
-pub struct TopicSetup {
-    pub kafka: KafkaConnection,
-    pub names: Vec<String>,
-    pub partitions: i32,
-    pub replication: i32,
-}
-
-impl TopicSetup {
-    pub async fn ensure(&self) -> Result<(), rdkafka::error::KafkaError> {
-        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
-        self.kafka.ensure_topics(&names, self.partitions, self.replication).await
-    }
 }
 
 /// Most messages worked on at once.

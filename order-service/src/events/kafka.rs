@@ -22,6 +22,23 @@ use crate::{
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The topics this service uses, and how to create them: at start, and again after a failure (a broker that
+/// restarted without storage has lost them).
+#[derive(Clone)]
+pub struct TopicSetup {
+    pub kafka: KafkaConnection,
+    pub names: Vec<String>,
+    pub partitions: i32,
+    pub replication: i32,
+}
+
+impl TopicSetup {
+    pub async fn ensure(&self) -> Result<(), rdkafka::error::KafkaError> {
+        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        self.kafka.ensure_topics(&names, self.partitions, self.replication).await
+    }
+}
+
 /// The platform's durable producer, replaced when it can no longer deliver. It never lets a send auto-create a topic:
 /// topics are created explicitly with the configured partition count, and a missing topic is an error the relay
 /// repairs (see `OutboxRelay::recover`). The relay, the lifecycle consumer and `/ready` share it.

@@ -29,7 +29,7 @@ use rdkafka::{error::KafkaError, producer::Producer as _};
 
 use crate::{
     backoff::Backoff,
-    events::{consumer::TopicSetup, kafka},
+    events::kafka::{self, TopicSetup},
     metrics::Metrics,
     store::{OrderStore, OutboxEvent, PendingOutbox, Published, StoreError},
 };
