@@ -54,6 +54,7 @@ const AWAITING_LIMIT: usize = 10_000;
 #[derive(Default)]
 pub struct RelayInbox {
     news: Mutex<News>,
+    cleared: Mutex<Vec<String>>,
     wake: tokio::sync::Notify,
 }
 
@@ -62,7 +63,6 @@ struct News {
     stored: Vec<PendingOutbox>,
     /// More orders were stored than the inbox holds, or something was written outside it: read the outbox.
     read_outbox: bool,
-    cleared: Vec<String>,
 }
 
 impl RelayInbox {
@@ -81,8 +81,7 @@ impl RelayInbox {
 
     /// These orders' `processed` transitions took their published `new-order` events out of the outbox.
     pub fn cleared(&self, order_ids: impl IntoIterator<Item = String>) {
-        let mut news = self.news.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        news.cleared.extend(order_ids);
+        self.cleared.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(order_ids);
     }
 
     /// Events were written outside the inbox: the relay reads the outbox at its next round.
@@ -92,7 +91,7 @@ impl RelayInbox {
     }
 
     fn take_cleared(&self) -> Vec<String> {
-        std::mem::take(&mut self.news.lock().unwrap_or_else(std::sync::PoisonError::into_inner).cleared)
+        std::mem::take(&mut *self.cleared.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     fn take(&self) -> News {
@@ -260,10 +259,7 @@ impl OutboxRelay {
     /// Publishes what the inbox holds, reads the outbox when `read` asks for it or a claim is due, and acknowledges
     /// the events whose `processed` transition has not taken them out of the outbox in time.
     async fn round(&mut self, read: bool) -> Result<(), RoundError> {
-        let News { stored, read_outbox, cleared } = self.inbox.take();
-        for order_id in &cleared {
-            self.awaiting.cleared(order_id);
-        }
+        let News { stored, read_outbox } = self.inbox.take();
         let stored: Vec<PendingOutbox> =
             stored.into_iter().filter(|order| !self.awaiting.contains(&order.id)).collect();
         let claim = self.claims.due();
@@ -277,7 +273,7 @@ impl OutboxRelay {
         if read || read_outbox || claim {
             self.drain(claim).await?;
         }
-        // What the consumer cleared while this round published or read is not acknowledged again.
+        // What the consumer took out of the outbox is not acknowledged again.
         for order_id in self.inbox.take_cleared() {
             self.awaiting.cleared(&order_id);
         }
@@ -455,8 +451,8 @@ mod tests {
         let news = inbox.take();
         assert_eq!(news.stored.len(), INBOX_LIMIT);
         assert!(news.read_outbox, "the order past the limit is found by reading the outbox");
-        assert_eq!(news.cleared, vec!["o0".to_owned()]);
+        assert_eq!(inbox.take_cleared(), vec!["o0".to_owned()]);
         let news = inbox.take();
-        assert!(news.stored.is_empty() && !news.read_outbox && news.cleared.is_empty());
+        assert!(news.stored.is_empty() && !news.read_outbox && inbox.take_cleared().is_empty());
     }
 }

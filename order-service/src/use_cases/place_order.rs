@@ -4,6 +4,9 @@
 //! concurrent requests' orders (group commit).
 use std::{sync::Arc, time::Duration};
 
+use mongodb::bson;
+use platform::group_commit::{GroupCommit, Limits, SubmitError};
+
 use crate::{
     domain::Quantity,
     events::{envelope, relay::RelayInbox},
@@ -12,8 +15,6 @@ use crate::{
     store::{OrderDocument, OrderStore, PendingOutbox, StoreError},
     telemetry::TraceContext,
 };
-use mongodb::bson;
-use platform::group_commit::{GroupCommit, Limits, SubmitError};
 
 /// New orders, written by one group-commit writer (`insert_many` per batch).
 pub type OrderWrites = GroupCommit<OrderDocument, Result<(), StoreError>>;
