@@ -19,7 +19,7 @@
 //! when idle for `OUTBOX_POLL_INTERVAL_MS`, and when more orders were stored than the inbox holds.
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
@@ -69,7 +69,7 @@ impl RelayInbox {
     /// `order` and its events are durable, held by this replica's lease: publish them.
     pub fn stored(&self, order: PendingOutbox) {
         {
-            let mut news = self.news.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut news = self.news.lock().unwrap_or_else(PoisonError::into_inner);
             if news.stored.len() < INBOX_LIMIT {
                 news.stored.push(order);
             } else {
@@ -81,30 +81,29 @@ impl RelayInbox {
 
     /// These orders' `processed` transitions took their published `new-order` events out of the outbox.
     pub fn cleared(&self, order_ids: impl IntoIterator<Item = String>) {
-        self.cleared.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(order_ids);
+        self.cleared.lock().unwrap_or_else(PoisonError::into_inner).extend(order_ids);
     }
 
     /// Events were written outside the inbox: the relay reads the outbox at its next round.
     pub fn read_outbox(&self) {
-        self.news.lock().unwrap_or_else(std::sync::PoisonError::into_inner).read_outbox = true;
+        self.news.lock().unwrap_or_else(PoisonError::into_inner).read_outbox = true;
         self.wake.notify_one();
     }
 
     fn take_cleared(&self) -> Vec<String> {
-        std::mem::take(&mut *self.cleared.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+        std::mem::take(&mut *self.cleared.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     fn take(&self) -> News {
-        std::mem::take(&mut *self.news.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+        std::mem::take(&mut *self.news.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
 /// The events this relay published whose orders it has not seen leave the outbox yet, oldest first: each until the
 /// consumer reports its order cleared or `after` passes (`OUTBOX_ACKNOWLEDGE_AFTER_MS`: the consumer normally gets
 /// there within tens of milliseconds; it is kept under half the lease, so no other replica takes the event over
-/// meanwhile). It also remembers, for as long, the events it
-/// read and acknowledged itself, so that the inbox's copy of a just-stored order that a read got to first is not
-/// published again.
+/// meanwhile). It also remembers, for as long, the events it read and acknowledged itself, so that the inbox's copy
+/// of a just-stored order that a read got to first is not published again.
 pub struct AwaitingAcknowledgement {
     after: Duration,
     /// By order id: the event, and whether the relay acknowledged it already.
