@@ -1,9 +1,12 @@
-//! The outbox relay: publishes every payment event stored with `outboxPending: true`, then clears the flag.
+//! The outbox relay: publishes every event waiting in `payment_outbox` whose payment is stored, then deletes it.
 //!
-//! The payment and its event are written in one insert, so an event exists exactly when its payment does; the
-//! relay only clears the flag after Kafka acknowledged the record, so nothing is lost when Kafka or this process
-//! fails in between. The price is at-least-once delivery (a crash after the acknowledgement republishes the
-//! event), which consumers absorb by deduplicating on `eventId`.
+//! An event is written before its payment, so a stored payment always has its event; the relay publishes an event
+//! only once it finds its payment, so an event goes out exactly when its payment exists. An event whose payment is
+//! still missing `ABANDONED_AFTER` after it was written (a crash between the two writes) is set aside, and put back
+//! should its payment appear after all (checked at start and every `REVIVE_INTERVAL`). The relay deletes an event
+//! only after Kafka acknowledged the record, so nothing is lost when Kafka or this process fails in between. The
+//! price is at-least-once delivery (a crash after the acknowledgement republishes the event), which consumers absorb
+//! by deduplicating on `eventId`.
 //!
 //! The relay first makes sure the topic exists, so that it gets the configured partitions rather than broker
 //! defaults (checked again after each Kafka error, in case the broker lost its data). It publishes as soon as a
@@ -14,7 +17,7 @@
 //!
 //! Replicas share the outbox through leases: the relay claims, in one update, the pending events no live lease holds
 //! (`leaseOwner` = REPLICA_ID, `leaseUntil` = now + OUTBOX_LEASE_MS), publishes only its own, and marks everything
-//! the broker acknowledged published (one update per `UPDATE_CHUNK` events). The payments this replica stores are written held by it
+//! the broker acknowledged published (one delete per `UPDATE_CHUNK` events). The payments this replica stores are written held by it
 //! already, so the relay claims at most once a second and otherwise reads only what it holds. While every replica lives an event goes out
 //! once; a crashed replica's claims expire and another takes them (then an event may go out twice).
 //!
@@ -23,7 +26,7 @@
 //! The relay counts messages produced and failed, and keeps the `outbox_backlog` gauge current.
 use std::{
     sync::{Arc, Mutex, PoisonError},
-    time::Duration,
+    time::{Duration, Instant, SystemTime},
 };
 
 use platform::mongo::ClaimSchedule;
@@ -51,6 +54,12 @@ const BATCH_SIZE: usize = 100;
 /// How long the last publishing pass may take when the service stops; what is left stays for the next start.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long after an event was written its payment may still be on its way: the payment is inserted right after
+/// the event, so one still missing then was never stored (its call failed, or its process crashed in between).
+const ABANDONED_AFTER: Duration = Duration::from_secs(30);
+/// How often the relay looks for set-aside events whose payment was stored after all (a write held up longer than
+/// `ABANDONED_AFTER`): they are published late rather than lost.
+const REVIVE_INTERVAL: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 enum RelayError {
@@ -68,6 +77,8 @@ pub struct OutboxRelay {
     metrics: Arc<Metrics>,
     lease: Lease,
     claims: Mutex<ClaimSchedule>,
+    /// When the relay last looked for set-aside events to put back; none yet at start.
+    revived: Mutex<Option<Instant>>,
 }
 
 /// Who this relay's outbox claims belong to, and for how long they hold: relays of several replicas
@@ -85,7 +96,16 @@ impl OutboxRelay {
     ) -> Result<Self, KafkaError> {
         let producer = EventProducer::new(&kafka.connection)?;
         metrics.expect_topic(&kafka.payment_processed_topic);
-        Ok(Self { store, kafka, producer, wake, metrics, lease, claims: Mutex::new(ClaimSchedule::default()) })
+        Ok(Self {
+            store,
+            kafka,
+            producer,
+            wake,
+            metrics,
+            lease,
+            claims: Mutex::new(ClaimSchedule::default()),
+            revived: Mutex::new(None),
+        })
     }
 
     pub async fn run(mut self, mut stop: StopSignal) {
@@ -177,14 +197,20 @@ impl OutboxRelay {
         }
     }
 
-    /// Publishes one batch of pending events; returns how many were published.
+    /// Publishes one batch of waiting events whose payment is stored; returns how many it found to publish (a full
+    /// batch means more may wait; events whose payment is still being written wake the relay when it is).
     async fn publish_pending(&self) -> Result<usize, RelayError> {
         let claim = self.claims.lock().unwrap_or_else(PoisonError::into_inner).due();
-        let batch = if claim {
+        if claim {
+            self.revive_when_due().await?;
+        }
+        let read = if claim {
             self.store.claim_pending_events(&self.lease.owner, self.lease.duration, BATCH_SIZE).await?
         } else {
             self.store.held_pending_events(&self.lease.owner, BATCH_SIZE).await?
         };
+        let read_count = read.len();
+        let batch = self.with_stored_payment(read).await?;
         // Sent together so librdkafka can batch them; the idempotent producer keeps their order per partition.
         let deliveries = futures::future::join_all(batch.iter().map(|event| self.publish(event))).await;
         let mut first_error = None;
@@ -200,10 +226,10 @@ impl OutboxRelay {
         // One command for everything the broker acknowledged.
         self.store.mark_published(&delivered).await?;
         let published = delivered.len();
-        if batch.len() < BATCH_SIZE {
-            // A short batch was the whole outbox: what it left behind is the backlog, no count needed.
+        if read_count < BATCH_SIZE {
+            // A short read was the whole outbox: what it left behind is the backlog, no count needed.
             // (Events stored since then wake the relay for another round.)
-            self.metrics.set_outbox_backlog((batch.len() - published) as u64);
+            self.metrics.set_outbox_backlog((read_count - published) as u64);
         } else {
             self.count_backlog().await;
         }
@@ -214,6 +240,45 @@ impl OutboxRelay {
             tracing::debug!(count = batch.len(), "outbox events published");
         }
         Ok(batch.len())
+    }
+
+    /// The events of `read` whose payment is stored, in their order. The others wait for their payment, and are
+    /// set aside once `ABANDONED_AFTER` has passed since they were written.
+    async fn with_stored_payment(&self, read: Vec<PendingEvent>) -> Result<Vec<PendingEvent>, StoreError> {
+        let ids: Vec<&str> = read.iter().map(|event| event.payment_id.as_str()).collect();
+        let stored = self.store.stored_payment_ids(&ids).await?;
+        if stored.len() == read.len() {
+            return Ok(read);
+        }
+        let abandoned: Vec<&str> = read
+            .iter()
+            .filter(|event| !stored.contains(&event.payment_id) && written_before(&event.payment_id, ABANDONED_AFTER))
+            .map(|event| event.payment_id.as_str())
+            .collect();
+        if !abandoned.is_empty() {
+            tracing::warn!(payment_ids = ?abandoned, "events whose payment was never stored set aside");
+            self.store.set_aside(&abandoned).await?;
+        }
+        Ok(read.into_iter().filter(|event| stored.contains(&event.payment_id)).collect())
+    }
+
+    /// Puts back the set-aside events whose payment is stored by now, at the first claim and then every
+    /// `REVIVE_INTERVAL`.
+    async fn revive_when_due(&self) -> Result<(), StoreError> {
+        let due = self
+            .revived
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_none_or(|last| last.elapsed() >= REVIVE_INTERVAL);
+        if !due {
+            return Ok(());
+        }
+        let revived = self.store.revive_set_aside().await?;
+        if revived > 0 {
+            tracing::warn!(count = revived, "set-aside events whose payment was stored after all put back");
+        }
+        *self.revived.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        Ok(())
     }
 
     /// One event, in a producer span continuing the trace stored with it; the span's context goes along as
@@ -285,5 +350,33 @@ impl OutboxRelay {
             Ok(Err(error)) => tracing::warn!(%error, "Kafka producer flush incomplete"),
             Err(error) => tracing::warn!(%error, "Kafka producer flush task failed"),
         }
+    }
+}
+
+/// Whether the payment `payment_id` (a UUID v7, so it carries its creation time) was created more than `age` ago.
+/// An id that is no UUID v7 was not written by this service: it is old enough to be set aside.
+fn written_before(payment_id: &str, age: Duration) -> bool {
+    let Some((seconds, nanos)) =
+        uuid::Uuid::parse_str(payment_id).ok().and_then(|id| id.get_timestamp()).map(|at| at.to_unix())
+    else {
+        return true;
+    };
+    let written = SystemTime::UNIX_EPOCH + Duration::new(seconds, nanos);
+    SystemTime::now().duration_since(written).is_ok_and(|elapsed| elapsed >= age)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_is_abandoned_only_once_its_payment_id_is_older_than_the_grace() {
+        let now = uuid::Uuid::now_v7().to_string();
+        assert!(!written_before(&now, ABANDONED_AFTER));
+        let earlier = SystemTime::now() - ABANDONED_AFTER - Duration::from_secs(1);
+        let since_epoch = earlier.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+        let timestamp = uuid::Timestamp::from_unix(uuid::NoContext, since_epoch.as_secs(), since_epoch.subsec_nanos());
+        assert!(written_before(&uuid::Uuid::new_v7(timestamp).to_string(), ABANDONED_AFTER));
+        assert!(written_before("not-a-uuid", ABANDONED_AFTER));
     }
 }

@@ -11,7 +11,7 @@ use crate::{
     events::PaymentProcessed,
     metrics::Metrics,
     projection::{KnownOrder, OrderProjection, OrderStage, ProcessedOrders},
-    store::{PaymentDocument, PaymentStore, StoreError},
+    store::{NewPayment, PaymentDocument, PaymentStore, PendingEvent, StoreError},
     telemetry::TraceContext,
 };
 
@@ -56,14 +56,15 @@ pub enum PayError {
     Overloaded,
 }
 
-/// New payments, written by one group-commit writer (`insert_many` per batch).
-pub type PaymentWrites = GroupCommit<PaymentDocument, Result<(), StoreError>>;
+/// New payments and their events, written by one group-commit writer (one `insert_many` of events and one of
+/// payments per batch).
+pub type PaymentWrites = GroupCommit<NewPayment, Result<(), StoreError>>;
 
 /// Starts the group-commit writer of `store`'s payments.
 pub fn payment_writer(store: PaymentStore, limits: platform::group_commit::Limits, metrics: &Metrics) -> PaymentWrites {
     GroupCommit::spawn(
         limits,
-        move |payments: Vec<PaymentDocument>| {
+        move |payments: Vec<NewPayment>| {
             let store = store.clone();
             async move { store.insert_batch(&payments).await }
         },
@@ -248,12 +249,14 @@ impl Payments {
                 Err(PayError::OrderAlreadyPaid)
             };
         }
-        let payment = self.new_payment(request, decision, scope.clone(), request_id, trace)?;
+        let new = self.new_payment(request, decision, scope.clone(), request_id, trace)?;
+        let has_event = new.event.is_some();
+        let payment = new.payment.clone();
         // Gathered with concurrent calls' payments into one durable insert; the outcome is this payment's own.
-        let written = self.writes.submit(payment.clone()).await.map_err(|error| self.refused("payments", error))?;
+        let written = self.writes.submit(new).await.map_err(|error| self.refused("payments", error))?;
         match written {
             Ok(()) => {
-                if payment.outbox_pending {
+                if has_event {
                     self.outbox_wake.notify_one();
                 }
                 tracing::info!(
@@ -300,7 +303,7 @@ impl Payments {
         Ok(payment.filter(|payment| caller.may_act_for(&payment.user_id)))
     }
 
-    /// Decides the payment and, for a success, writes its event into the same document (the outbox).
+    /// Decides the payment and, for a success, the event that announces it.
     fn new_payment(
         &self,
         request: &PaymentRequest,
@@ -308,7 +311,7 @@ impl Payments {
         idempotency_scope: String,
         request_id: Option<&str>,
         trace: &TraceContext,
-    ) -> Result<PaymentDocument, PayError> {
+    ) -> Result<NewPayment, PayError> {
         let created_at = bson::DateTime::now();
         let id = uuid::Uuid::now_v7().to_string();
         let (status, reason) = match decision {
@@ -331,9 +334,26 @@ impl Payments {
             }
             PaymentStatus::Declined => None,
         };
-        Ok(PaymentDocument {
+        // Only an event has a publication to join the trace to.
+        let (traceparent, tracestate) = match outbox_event {
+            Some(_) => (trace.traceparent.clone(), trace.tracestate.clone()),
+            None => (None, None),
+        };
+        let request_id = request_id.map(str::to_owned);
+        let order_id = request.order_id.as_str().to_owned();
+        let event = outbox_event.map(|outbox_event| PendingEvent {
+            payment_id: id.clone(),
+            order_id: order_id.clone(),
+            outbox_event,
+            request_id: request_id.clone(),
+            traceparent: traceparent.clone(),
+            tracestate: tracestate.clone(),
+            outbox_pending: true,
+            lease_until: crate::store::unleased(),
+        });
+        let payment = PaymentDocument {
             id,
-            order_id: request.order_id.as_str().to_owned(),
+            order_id,
             user_id: request.user_id.as_str().to_owned(),
             amount_cents: request.amount.cents(),
             currency: request.amount.currency().code().to_owned(),
@@ -342,14 +362,11 @@ impl Payments {
             idempotency_scope,
             success_order_id: (status == PaymentStatus::Success).then(|| request.order_id.as_str().to_owned()),
             created_at,
-            request_id: request_id.map(str::to_owned),
-            // Only an event has a publication to join the trace to.
-            traceparent: outbox_event.as_ref().and(trace.traceparent.clone()),
-            tracestate: outbox_event.as_ref().and(trace.tracestate.clone()),
-            outbox_pending: outbox_event.is_some(),
-            outbox_event,
-            lease_until: crate::store::unleased(),
-        })
+            request_id,
+            traceparent,
+            tracestate,
+        };
+        Ok(NewPayment { payment, event })
     }
 }
 

@@ -43,7 +43,7 @@ async fn each_successful_payment_publishes_exactly_one_envelope_and_declined_one
     assert_eq!(second_event.key, second_order);
     assert_eq!(second_event.envelope.data.payment_id, second.payment_id);
     assert_ne!(second_event.envelope.event_id, envelope.event_id);
-    let pending = app.stored_payments(mongodb::bson::doc! { "outboxPending": true }).await;
+    let pending = app.waiting_events().await;
     assert!(pending.is_empty(), "every published event is marked: {pending:?}");
 }
 
@@ -76,7 +76,7 @@ async fn a_payment_made_while_kafka_is_down_is_published_once_kafka_is_up() {
     let order = app.known_order("alice", 1_000).await;
     let paid = app.pay(&order, "alice", 1_000, "key-1").await.expect("paid without Kafka");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(app.stored_payments(mongodb::bson::doc! { "outboxPending": true }).await.len(), 1, "kept in the outbox");
+    assert_eq!(app.waiting_events().await.len(), 1, "kept in the outbox");
 
     kafka.restart().await;
     let reader = EventReader::subscribe(&brokers, &app.topic);
@@ -141,7 +141,7 @@ async fn payments_made_while_the_broker_stalls_are_published_once_it_answers_aga
     // Marked published once the broker's acknowledgement reached the relay, a moment after the reader saw them.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let pending = app.stored_payments(mongodb::bson::doc! { "outboxPending": true }).await;
+        let pending = app.waiting_events().await;
         if pending.is_empty() {
             break;
         }

@@ -1,5 +1,6 @@
-//! Concurrent `Pay` calls are written by one group-commit writer: one `insert_many` per batch, each call with its
-//! own outcome; the relay claims and marks a batch of events published in one command each.
+//! Concurrent `Pay` calls are written by one group-commit writer: per batch one `insert_many` of events into the
+//! outbox, then one of payments, each call with its own outcome; the relay claims and deletes a batch of events in
+//! one command each. An event whose payment is not stored is never published.
 use crate::support;
 
 use std::{collections::HashSet, time::Duration};
@@ -10,12 +11,12 @@ use payment_service::{
     domain::PaymentStatus,
     projection::OrderStage,
     proto::PaymentStatus as WireStatus,
-    store::{self, PaymentDocument, PaymentStore},
+    store::{self, NewPayment, PaymentDocument, PaymentStore, PendingEvent},
 };
 use tonic::Code;
 
 #[tokio::test]
-async fn a_burst_of_concurrent_payments_gets_its_own_success_each_in_a_few_inserts() {
+async fn a_burst_of_concurrent_payments_gets_its_own_success_each_in_two_inserts_per_batch() {
     let app = support::spawn(&[]).await;
     let user = support::unique("user-");
     let mut orders = Vec::new();
@@ -35,7 +36,7 @@ async fn a_burst_of_concurrent_payments_gets_its_own_success_each_in_a_few_inser
     let inserts = app.metric("mongodb_commands_total", &[("operation", "insert")]).await;
     let batches = app.metric("write_batch_size_count", &[("queue", "payments")]).await;
     println!("100 concurrent payments: {batches} batches, {inserts} insert commands");
-    assert_eq!(inserts, batches, "one insert command per batch");
+    assert_eq!(inserts, 2.0 * batches, "one insert of events and one of payments per batch");
 }
 
 #[tokio::test]
@@ -61,9 +62,20 @@ async fn duplicates_of_a_key_in_one_burst_store_one_payment_and_the_others_repla
     assert_eq!(app.stored_payments_for_order(&order).await.len(), 1, "charged once");
 }
 
-fn payment(order_id: &str) -> PaymentDocument {
-    PaymentDocument {
-        id: uuid::Uuid::now_v7().to_string(),
+fn payment(order_id: &str) -> NewPayment {
+    let id = uuid::Uuid::now_v7().to_string();
+    let event = PendingEvent {
+        payment_id: id.clone(),
+        order_id: order_id.to_owned(),
+        outbox_event: format!(r#"{{"eventId":"{}"}}"#, uuid::Uuid::new_v4()),
+        request_id: None,
+        traceparent: None,
+        tracestate: None,
+        outbox_pending: true,
+        lease_until: store::unleased(),
+    };
+    let payment = PaymentDocument {
+        id,
         order_id: order_id.to_owned(),
         user_id: "u".into(),
         amount_cents: 1_000,
@@ -76,10 +88,8 @@ fn payment(order_id: &str) -> PaymentDocument {
         request_id: None,
         traceparent: None,
         tracestate: None,
-        outbox_event: Some(format!(r#"{{"eventId":"{}"}}"#, uuid::Uuid::new_v4())),
-        outbox_pending: true,
-        lease_until: store::unleased(),
-    }
+    };
+    NewPayment { payment, event: Some(event) }
 }
 
 /// A payment store on a fresh database (its writes held by `lease`, when given), with a counter of the engine
@@ -100,17 +110,18 @@ async fn counted_store(
 }
 
 #[tokio::test]
-async fn the_relay_claims_and_marks_a_batch_published_in_one_command_each_and_a_live_lease_is_respected() {
+async fn the_relay_claims_and_deletes_a_batch_in_one_command_each_and_a_live_lease_is_respected() {
     let (store, commands) = counted_store("payments_batch_", None).await;
     let sent = |operation: &str| commands.with_label_values(&[operation]).get();
 
-    let mut payments: Vec<PaymentDocument> = (0..50).map(|n| payment(&format!("order-{n}"))).collect();
+    let mut payments: Vec<NewPayment> = (0..50).map(|n| payment(&format!("order-{n}"))).collect();
     payments[7] = payment("order-3");
     let inserts = sent("insert");
     let outcomes = store.insert_batch(&payments).await;
-    assert_eq!(sent("insert") - inserts, 1, "one command for the batch");
+    assert_eq!(sent("insert") - inserts, 2, "one command for the events, one for the payments");
     assert!(matches!(outcomes[7], Err(store::StoreError::Duplicate)), "only the duplicate fails: {:?}", outcomes[7]);
     assert_eq!(outcomes.iter().filter(|outcome| outcome.is_ok()).count(), 49);
+    assert_eq!(store.count_pending().await.unwrap(), 49, "the refused payment's event is gone with it");
 
     let updates = sent("update");
     let claimed = store.claim_pending_events("replica-a", Duration::from_secs(30), 100).await.unwrap();
@@ -119,9 +130,9 @@ async fn the_relay_claims_and_marks_a_batch_published_in_one_command_each_and_a_
     assert!(store.claim_pending_events("replica-b", Duration::from_secs(30), 100).await.unwrap().is_empty());
 
     let ids: Vec<&str> = claimed.iter().map(|event| event.payment_id.as_str()).collect();
-    let updates = sent("update");
+    let deletes = sent("delete");
     store.mark_published(&ids).await.unwrap();
-    assert_eq!(sent("update") - updates, 1, "one command marks the batch published");
+    assert_eq!(sent("delete") - deletes, 1, "one command takes the batch out of the outbox");
     assert_eq!(store.count_pending().await.unwrap(), 0);
 }
 
@@ -129,15 +140,15 @@ async fn the_relay_claims_and_marks_a_batch_published_in_one_command_each_and_a_
 async fn more_events_than_a_chunk_are_marked_published_in_one_command_per_chunk() {
     let (store, commands) = counted_store("payments_chunks_", None).await;
     let count = platform::mongo::UPDATE_CHUNK + 1;
-    let payments: Vec<PaymentDocument> = (0..count).map(|n| payment(&format!("order-{n}"))).collect();
+    let payments: Vec<NewPayment> = (0..count).map(|n| payment(&format!("order-{n}"))).collect();
     assert!(store.insert_batch(&payments).await.iter().all(Result::is_ok));
     let claimed = store.claim_pending_events("replica-a", Duration::from_secs(30), 100).await.unwrap();
     assert_eq!(claimed.len(), count);
 
     let ids: Vec<&str> = claimed.iter().map(|event| event.payment_id.as_str()).collect();
-    let updates = commands.with_label_values(&["update"]).get();
+    let deletes = commands.with_label_values(&["delete"]).get();
     store.mark_published(&ids).await.unwrap();
-    assert_eq!(commands.with_label_values(&["update"]).get() - updates, 2, "a full chunk, then the one left");
+    assert_eq!(commands.with_label_values(&["delete"]).get() - deletes, 2, "a full chunk, then the one left");
     assert_eq!(store.count_pending().await.unwrap(), 0);
 }
 
@@ -145,12 +156,11 @@ async fn more_events_than_a_chunk_are_marked_published_in_one_command_per_chunk(
 async fn the_events_of_the_payments_a_replica_stores_are_held_by_it_and_read_without_a_claim() {
     let lease = platform::mongo::Lease { owner: "replica-a".into(), duration: Duration::from_secs(30) };
     let (store, commands) = counted_store("payments_held_", Some(lease)).await;
-    let mut payments: Vec<PaymentDocument> = (0..20).map(|n| payment(&format!("order-{n}"))).collect();
+    let mut payments: Vec<NewPayment> = (0..20).map(|n| payment(&format!("order-{n}"))).collect();
     // A declined payment has no event: nothing to hold.
-    payments[0].status = PaymentStatus::Declined;
-    payments[0].success_order_id = None;
-    payments[0].outbox_event = None;
-    payments[0].outbox_pending = false;
+    payments[0].payment.status = PaymentStatus::Declined;
+    payments[0].payment.success_order_id = None;
+    payments[0].event = None;
     assert!(store.insert_batch(&payments).await.iter().all(Result::is_ok));
 
     let updates = commands.with_label_values(&["update"]).get();

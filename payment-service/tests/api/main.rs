@@ -9,6 +9,7 @@ mod get_payment;
 mod group_commit;
 mod metrics;
 mod operations;
+mod outbox;
 mod pay;
 mod projection;
 mod tls;

@@ -279,6 +279,15 @@ impl TestApp {
         cursor.expect("a cursor").try_collect().await.expect("documents")
     }
 
+    /// The raw entries of the outbox (`payment_outbox`) whose events still wait to be published.
+    pub async fn waiting_events(&self) -> Vec<Document> {
+        use futures::TryStreamExt as _;
+        let client = mongodb::Client::with_uri_str(&self.mongodb_uri).await.expect("a MongoDB client");
+        let outbox = client.database(&self.database).collection::<Document>("payment_outbox");
+        let cursor = outbox.find(doc! { "outboxPending": true }).await;
+        cursor.expect("a cursor").try_collect().await.expect("documents")
+    }
+
     pub async fn stored_payments_for_order(&self, order_id: &str) -> Vec<Document> {
         self.stored_payments(doc! { "orderId": order_id }).await
     }

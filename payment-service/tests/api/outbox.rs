@@ -1,0 +1,158 @@
+//! The outbox (`payment_outbox`): an event is published only once its payment is stored; one whose payment never is
+//! gets set aside, and comes back if the payment appears after all; events that payments of an earlier version kept
+//! in their own document move into the outbox at start.
+use crate::support;
+
+use std::time::{Duration, SystemTime};
+
+use futures::TryStreamExt as _;
+use mongodb::bson::{self, Document, doc};
+use payment_service::store::PaymentStore;
+use support::kafka::EventReader;
+
+const ARRIVAL: Duration = Duration::from_secs(30);
+const QUIET: Duration = Duration::from_secs(3);
+
+/// A UUID v7 from `age` ago, as the id of a payment written then.
+fn id_from(age: Duration) -> String {
+    let at = (SystemTime::now() - age).duration_since(SystemTime::UNIX_EPOCH).unwrap();
+    uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, at.as_secs(), at.subsec_nanos())).to_string()
+}
+
+fn envelope(payment_id: &str, order_id: &str) -> String {
+    serde_json::json!({
+        "eventId": uuid::Uuid::new_v4().to_string(),
+        "eventType": "payment-processed",
+        "version": 1,
+        "occurredAt": "2026-01-01T00:00:00.000Z",
+        "data": {
+            "paymentId": payment_id, "orderId": order_id, "userId": "alice",
+            "amountCents": 1_000, "currency": "EUR", "status": "SUCCESS",
+        },
+    })
+    .to_string()
+}
+
+async fn database(uri: &str, name: &str) -> mongodb::Database {
+    mongodb::Client::with_uri_str(uri).await.expect("a MongoDB client").database(name)
+}
+
+async fn all(collection: mongodb::Collection<Document>, filter: Document) -> Vec<Document> {
+    collection.find(filter).await.expect("a cursor").try_collect().await.expect("documents")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_whose_payment_was_never_stored_is_set_aside_and_not_published() {
+    let app = support::spawn(&[]).await;
+    let database = database(&app.mongodb_uri, &app.database).await;
+    let outbox = database.collection::<Document>("payment_outbox");
+    // What a crash between writing an event and its payment leaves: the event, a minute old, and no payment.
+    let orphan = id_from(Duration::from_secs(60));
+    outbox
+        .insert_one(doc! {
+            "_id": &orphan, "orderId": "order-never-paid", "outboxEvent": envelope(&orphan, "order-never-paid"),
+            "outboxPending": true, "leaseUntil": bson::DateTime::from_millis(0),
+        })
+        .await
+        .unwrap();
+
+    let order = app.known_order("alice", 1_000).await;
+    let paid = app.pay(&order, "alice", 1_000, "key-1").await.expect("paid");
+    let reader = EventReader::subscribe(&app.brokers, &app.topic);
+    let events = reader.exactly(1, ARRIVAL, QUIET).await;
+    assert_eq!(events[0].envelope.data.payment_id, paid.payment_id, "only the stored payment's event");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let entry = outbox.find_one(doc! { "_id": &orphan }).await.unwrap().expect("kept, not deleted");
+        if entry.get_bool("outboxPending") == Ok(false) {
+            assert!(entry.get_datetime("setAsideAt").is_ok(), "{entry:?}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never set aside: {entry:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(app.waiting_events().await.is_empty(), "nothing else waits");
+}
+
+#[tokio::test]
+async fn a_set_aside_event_goes_back_into_the_outbox_once_its_payment_is_stored_and_not_before() {
+    let uri = support::mongodb_uri();
+    let name = support::unique("payments_revive_");
+    let store = PaymentStore::new(database(&uri, &name).await);
+    store.ensure_indexes().await.unwrap();
+    let database = database(&uri, &name).await;
+    let (late, never) = (id_from(Duration::from_secs(60)), id_from(Duration::from_secs(60)));
+    for id in [&late, &never] {
+        database
+            .collection::<Document>("payment_outbox")
+            .insert_one(doc! {
+                "_id": id, "orderId": "o", "outboxEvent": envelope(id, "o"), "outboxPending": true,
+                "leaseUntil": bson::DateTime::from_millis(0),
+            })
+            .await
+            .unwrap();
+    }
+    store.set_aside(&[late.as_str(), never.as_str()]).await.unwrap();
+    assert_eq!(store.count_pending().await.unwrap(), 0);
+    assert_eq!(store.revive_set_aside().await.unwrap(), 0, "no payment yet");
+
+    // The payment write that was held up lands after all.
+    database.collection::<Document>("payments").insert_one(doc! { "_id": &late, "orderId": "o" }).await.unwrap();
+    assert_eq!(store.revive_set_aside().await.unwrap(), 1);
+    let waiting = store.claim_pending_events("replica-a", Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(waiting.iter().map(|event| event.payment_id.as_str()).collect::<Vec<_>>(), [late.as_str()]);
+}
+
+#[tokio::test]
+async fn events_kept_in_payment_documents_by_an_earlier_version_move_into_the_outbox_at_start() {
+    let uri = support::mongodb_uri();
+    let name = support::unique("payments_legacy_");
+    let database = database(&uri, &name).await;
+    let payments = database.collection::<Document>("payments");
+    // The earlier version's shape: the event in the payment's document, flagged and indexed.
+    payments
+        .create_index(
+            mongodb::IndexModel::builder()
+                .keys(doc! { "outboxPending": 1 })
+                .options(mongodb::options::IndexOptions::builder().name("outbox_pending".to_owned()).build())
+                .build(),
+        )
+        .await
+        .unwrap();
+    let (waiting, published) = (id_from(Duration::from_secs(5)), id_from(Duration::from_secs(5)));
+    for (id, pending) in [(&waiting, true), (&published, false)] {
+        payments
+            .insert_one(doc! {
+                "_id": id, "orderId": format!("order-{id}"), "userId": "alice", "amountCents": 1_000_i64,
+                "currency": "EUR", "status": "SUCCESS", "reason": "", "idempotencyScope": format!("alice:{id}"),
+                "successOrderId": format!("order-{id}"), "createdAt": bson::DateTime::now(), "requestId": "req-7",
+                "outboxEvent": envelope(id, &format!("order-{id}")), "outboxPending": pending,
+                "leaseUntil": bson::DateTime::from_millis(0),
+            })
+            .await
+            .unwrap();
+    }
+
+    let store = PaymentStore::new(database.clone());
+    store.ensure_indexes().await.unwrap();
+    // A second replica starting alongside moves nothing twice.
+    PaymentStore::new(database.clone()).ensure_indexes().await.unwrap();
+
+    let moved = all(database.collection("payment_outbox"), doc! {}).await;
+    assert_eq!(moved.len(), 1, "only the event still waiting: {moved:?}");
+    assert_eq!(moved[0].get_str("_id"), Ok(waiting.as_str()));
+    assert_eq!(moved[0].get_str("requestId"), Ok("req-7"));
+    assert_eq!(moved[0].get_str("outboxEvent"), Ok(envelope_of(&payments, &waiting).await.as_str()));
+    assert!(all(payments.clone(), doc! { "outboxPending": true }).await.is_empty(), "no payment keeps it");
+    let indexes = payments.list_index_names().await.unwrap();
+    assert!(!indexes.contains(&"outbox_pending".to_owned()), "the old index is gone: {indexes:?}");
+    let claimed = store.claim_pending_events("replica-a", Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].order_id, format!("order-{waiting}"));
+}
+
+async fn envelope_of(payments: &mongodb::Collection<Document>, id: &str) -> String {
+    let payment = payments.find_one(doc! { "_id": id }).await.unwrap().expect("the payment");
+    payment.get_str("outboxEvent").expect("kept in the payment").to_owned()
+}
