@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use axum::Router;
 use platform::{
     group_commit::Limits,
-    mongo::{ClaimSchedule, Lease},
+    mongo::{CLAIM_INTERVAL, Lease, RoundSchedule},
 };
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -97,7 +97,7 @@ impl Application {
             metrics: metrics.clone(),
             owner: config.replica_id.clone(),
             lease: config.outbox_lease,
-            claims: ClaimSchedule::default(),
+            claims: RoundSchedule::every(CLAIM_INTERVAL),
             awaiting: AwaitingAcknowledgement::new(config.outbox_acknowledge_after),
         };
         let lifecycle = LifecycleConsumer {

@@ -206,16 +206,22 @@ pub fn pick(values: Vec<Bson>, position: impl Into<Bson>) -> Document {
 /// wrote: a claim reads every pending entry, and its own entries need none.
 pub const CLAIM_INTERVAL: Duration = Duration::from_secs(1);
 
-/// When a relay claims: at its first round, then once [`CLAIM_INTERVAL`] has passed since the last claim.
-#[derive(Debug, Default)]
-pub struct ClaimSchedule {
+/// Which rounds of a relay do a periodic task (a claim every [`CLAIM_INTERVAL`], say): the first round, then the
+/// first round once `interval` has passed since the task was last due.
+#[derive(Debug)]
+pub struct RoundSchedule {
+    interval: Duration,
     last: Option<std::time::Instant>,
 }
 
-impl ClaimSchedule {
-    /// Whether this round claims (and if so, the next claim is [`CLAIM_INTERVAL`] from now).
+impl RoundSchedule {
+    pub fn every(interval: Duration) -> Self {
+        Self { interval, last: None }
+    }
+
+    /// Whether this round does the task (and if so, the next one is `interval` from now).
     pub fn due(&mut self) -> bool {
-        if self.last.is_some_and(|last| last.elapsed() < CLAIM_INTERVAL) {
+        if self.last.is_some_and(|last| last.elapsed() < self.interval) {
             return false;
         }
         self.last = Some(std::time::Instant::now());
@@ -374,7 +380,7 @@ mod tests {
 
     #[test]
     fn a_relay_claims_at_its_first_round_then_once_per_interval() {
-        let mut schedule = ClaimSchedule::default();
+        let mut schedule = RoundSchedule::every(CLAIM_INTERVAL);
         assert!(schedule.due(), "the first round claims");
         assert!(!schedule.due(), "the next rounds read what they hold");
         schedule.last = Some(std::time::Instant::now() - CLAIM_INTERVAL);

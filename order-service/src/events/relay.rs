@@ -24,7 +24,7 @@ use std::{
 };
 
 use futures::future::join_all;
-use platform::{kafka::ReplaceableProducer, mongo::ClaimSchedule, shutdown::StopSignal};
+use platform::{kafka::ReplaceableProducer, mongo::RoundSchedule, shutdown::StopSignal};
 use rdkafka::{error::KafkaError, producer::Producer as _};
 
 use crate::{
@@ -193,7 +193,7 @@ pub struct OutboxRelay {
     pub owner: String,
     pub lease: Duration,
     /// When to claim what no live lease holds; in between, the relay reads what it holds.
-    pub claims: ClaimSchedule,
+    pub claims: RoundSchedule,
     /// Published events, until their order leaves the outbox or `OUTBOX_ACKNOWLEDGE_AFTER_MS` passes.
     pub awaiting: AwaitingAcknowledgement,
 }

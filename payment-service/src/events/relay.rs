@@ -26,10 +26,10 @@
 //! The relay counts messages produced and failed, and keeps the `outbox_backlog` gauge current.
 use std::{
     sync::{Arc, Mutex, PoisonError},
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, SystemTime},
 };
 
-use platform::mongo::ClaimSchedule;
+use platform::mongo::{CLAIM_INTERVAL, RoundSchedule};
 
 use rdkafka::error::KafkaError;
 use tokio::sync::Notify;
@@ -76,9 +76,9 @@ pub struct OutboxRelay {
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
     lease: Lease,
-    claims: Mutex<ClaimSchedule>,
-    /// When the relay last looked for set-aside events to put back; none yet at start.
-    revived: Mutex<Option<Instant>>,
+    claims: Mutex<RoundSchedule>,
+    /// When the relay looks for set-aside events to put back.
+    revivals: Mutex<RoundSchedule>,
 }
 
 /// Who this relay's outbox claims belong to, and for how long they hold: relays of several replicas
@@ -103,8 +103,8 @@ impl OutboxRelay {
             wake,
             metrics,
             lease,
-            claims: Mutex::new(ClaimSchedule::default()),
-            revived: Mutex::new(None),
+            claims: Mutex::new(RoundSchedule::every(CLAIM_INTERVAL)),
+            revivals: Mutex::new(RoundSchedule::every(REVIVE_INTERVAL)),
         })
     }
 
@@ -263,21 +263,15 @@ impl OutboxRelay {
     }
 
     /// Puts back the set-aside events whose payment is stored by now, at the first claim and then every
-    /// `REVIVE_INTERVAL`.
+    /// `REVIVE_INTERVAL` (a failed look waits for the next interval).
     async fn revive_when_due(&self) -> Result<(), StoreError> {
-        let due = self
-            .revived
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_none_or(|last| last.elapsed() >= REVIVE_INTERVAL);
-        if !due {
+        if !self.revivals.lock().unwrap_or_else(PoisonError::into_inner).due() {
             return Ok(());
         }
         let revived = self.store.revive_set_aside().await?;
         if revived > 0 {
             tracing::warn!(count = revived, "set-aside events whose payment was stored after all put back");
         }
-        *self.revived.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         Ok(())
     }
 
