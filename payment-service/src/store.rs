@@ -223,10 +223,13 @@ impl PaymentStore {
                 event.outbox_pending = true;
                 event.lease_until = unleased();
             }
-            match self.outbox.insert_many(&events).ordered(false).await {
-                Ok(_) => {}
-                Err(error) if only_duplicates(&error) => {}
-                Err(error) => return Err(error.into()),
+            // An event moved already (by another replica, or by a pass cut short) is a duplicate: moved all the same.
+            let moved = self.outbox.insert_many(&events).ordered(false).await;
+            let moved = platform::mongo::insert_many_outcomes(events.len(), moved, StoreError::Duplicate);
+            if let Some(Err(error)) =
+                moved.into_iter().find(|outcome| !matches!(outcome, Ok(()) | Err(StoreError::Duplicate)))
+            {
+                return Err(error);
             }
             let ids: Vec<&str> = events.iter().map(|event| event.payment_id.as_str()).collect();
             self.payments
@@ -402,16 +405,5 @@ impl PaymentStore {
                 .await?;
         }
         Ok(revived.len())
-    }
-}
-
-/// Whether an unordered `insert_many` failed only on duplicate keys (every other document is written).
-fn only_duplicates(error: &mongodb::error::Error) -> bool {
-    match &*error.kind {
-        ErrorKind::InsertMany(failure) => {
-            failure.write_concern_error.is_none()
-                && failure.write_errors.iter().flatten().all(|write_error| write_error.code == 11000)
-        }
-        _ => false,
     }
 }
