@@ -414,9 +414,7 @@ impl OrderStore {
 
     /// Which of these consumer batches had all their `order-processed` events published, in one query.
     pub async fn announced(&self, batches: &[String]) -> Result<HashSet<String>, StoreError> {
-        let cursor = self.announced.find(doc! { "_id": { "$in": batches } }).projection(doc! { "_id": 1 }).await?;
-        let found: Vec<Document> = cursor.try_collect().await?;
-        Ok(found.into_iter().filter_map(|batch| batch.get_str("_id").ok().map(str::to_owned)).collect())
+        Ok(platform::mongo::existing_ids(&self.announced, batches).await?)
     }
 
     pub async fn ensure_indexes(&self) -> Result<(), StoreError> {

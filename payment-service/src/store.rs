@@ -324,13 +324,7 @@ impl PaymentStore {
 
     /// Which of these payments are stored, in one command.
     pub async fn stored_payment_ids(&self, payment_ids: &[&str]) -> Result<HashSet<String>, StoreError> {
-        if payment_ids.is_empty() {
-            return Ok(HashSet::new());
-        }
-        let ids = self.payments.clone_with_type::<bson::Document>();
-        let cursor = ids.find(doc! { "_id": { "$in": payment_ids } }).projection(doc! { "_id": 1 }).await?;
-        let found: Vec<bson::Document> = cursor.try_collect().await?;
-        Ok(found.into_iter().filter_map(|payment| payment.get_str("_id").ok().map(str::to_owned)).collect())
+        Ok(platform::mongo::existing_ids(&self.payments, payment_ids).await?)
     }
 
     /// Claims for `owner`, until `lease` from now, every waiting event whose lease has expired (or that none holds),

@@ -135,6 +135,21 @@ pub fn insert_many_outcomes<T, E: From<Error> + Clone>(
     outcomes
 }
 
+/// Which of `ids` are the `_id` of a document in `collection`, in one command (none for no ids).
+pub async fn existing_ids<T: Send + Sync>(
+    collection: &Collection<T>,
+    ids: &[impl AsRef<str>],
+) -> Result<std::collections::HashSet<String>, Error> {
+    if ids.is_empty() {
+        return Ok(std::collections::HashSet::new());
+    }
+    let ids: Vec<&str> = ids.iter().map(AsRef::as_ref).collect();
+    let documents = collection.clone_with_type::<Document>();
+    let found: Vec<Document> =
+        documents.find(doc! { "_id": { "$in": ids } }).projection(doc! { "_id": 1 }).await?.try_collect().await?;
+    Ok(found.into_iter().filter_map(|document| document.get_str("_id").ok().map(str::to_owned)).collect())
+}
+
 /// A replica's hold on outbox entries: its name (`REPLICA_ID`) and how long a hold lasts (`OUTBOX_LEASE_MS`).
 #[derive(Debug, Clone)]
 pub struct Lease {
