@@ -145,6 +145,13 @@ def start_mongo(log_dir: Path, port: int | None = None, data_dir: Path | None = 
     return engine
 
 
+# How the services' consumers join their groups on Tansu (test-support's TANSU_GROUP_MEMBERSHIP says the same for the
+# tests): Tansu 0.6.0 holds every JoinGroup and SyncGroup of a static member for 3 s, so a dynamic member with a
+# one-second session gets its partitions back sooner after a restart. Kafka refuses sessions under 6 s by default;
+# the services' defaults are for it.
+TANSU_GROUP_MEMBERSHIP = {"KAFKA_SESSION_TIMEOUT_MS": "1000", "KAFKA_STATIC_MEMBERSHIP": "false"}
+
+
 def start_kafka(log_dir: Path, port: int | None = None) -> Engine:
     port = port or free_port()
     listener = f"tcp://127.0.0.1:{port}"

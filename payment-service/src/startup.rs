@@ -70,6 +70,7 @@ impl Application {
         let processed = ProcessedOrders::new(config.write_queue);
         let consumer = OrderEventsConsumer::new(
             config.kafka.clone(),
+            &config.replica_id,
             projection.clone(),
             processed.clone(),
             dead_letters,

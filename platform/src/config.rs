@@ -639,12 +639,61 @@ pub struct KafkaConnection {
     pub sasl: Option<SaslCredentials>,
     /// KAFKA_SSL_CA_FILE, else TLS_CA_FILE (TLS protocols only); None: the system's CA certificates.
     pub ca_file: Option<String>,
+    /// How the service's group consumers take part in their groups.
+    pub membership: GroupMembership,
+}
+
+/// How every group consumer of a service takes part in its group (`platform::kafka` applies it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupMembership {
+    /// KAFKA_SESSION_TIMEOUT_MS (default 6000, the least a Kafka broker accepts unless configured otherwise): how
+    /// long the group's coordinator waits for a member's heartbeat before it hands that member's partitions to the
+    /// others. Heartbeats go every fifth of it.
+    pub session_timeout: Duration,
+    /// KAFKA_STATIC_MEMBERSHIP (default true): consumers join as static members named by REPLICA_ID (KIP-345), so
+    /// that a replica that restarts takes its partitions back at once instead of after a rebalance.
+    pub static_members: bool,
+}
+
+impl Default for GroupMembership {
+    fn default() -> Self {
+        Self { session_timeout: Duration::from_secs(6), static_members: true }
+    }
+}
+
+impl GroupMembership {
+    /// librdkafka's bound on `session.timeout.ms` is one hour; under a second, heartbeats every 200 ms or less
+    /// would make a busy machine's members miss their sessions.
+    const SESSION_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 1_000..=3_600_000;
+
+    fn from_source(source: &dyn Source) -> Result<Self, ConfigError> {
+        let session_timeout = millis(source, "KAFKA_SESSION_TIMEOUT_MS", 6_000)?;
+        let range = Self::SESSION_TIMEOUT_MS;
+        if !range.contains(&(session_timeout.as_millis() as u64)) {
+            return Err(ConfigError::new(
+                "KAFKA_SESSION_TIMEOUT_MS",
+                format!("must be from {} to {} milliseconds", range.start(), range.end()),
+            ));
+        }
+        Ok(Self { session_timeout, static_members: parsed(source, "KAFKA_STATIC_MEMBERSHIP", true)? })
+    }
+
+    /// How often a member tells the coordinator it lives: a fifth of the session, so several may go missing.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.session_timeout / 5
+    }
 }
 
 impl KafkaConnection {
     /// Plaintext to `brokers`: the development default, and what tests use.
     pub fn plaintext(brokers: &str) -> Self {
-        Self { brokers: brokers.to_owned(), protocol: KafkaProtocol::Plaintext, sasl: None, ca_file: None }
+        Self {
+            brokers: brokers.to_owned(),
+            protocol: KafkaProtocol::Plaintext,
+            sasl: None,
+            ca_file: None,
+            membership: GroupMembership::default(),
+        }
     }
 
     /// Reads KAFKA_BROKERS (default `default_brokers`) and the security settings; `tls` is TLS_CA_FILE's, the
@@ -704,7 +753,8 @@ impl KafkaConnection {
         } else {
             None
         };
-        Ok(Self { brokers, protocol, sasl, ca_file })
+        let membership = GroupMembership::from_source(source)?;
+        Ok(Self { brokers, protocol, sasl, ca_file, membership })
     }
 }
 
@@ -939,6 +989,27 @@ mod tests {
     fn kafka_is_plaintext_by_default() {
         let kafka = KafkaConnection::from_source(&HashMap::new(), "k:9092", &TlsRoots::default()).unwrap();
         assert_eq!(kafka, KafkaConnection::plaintext("k:9092"));
+    }
+
+    #[test]
+    fn kafka_group_membership_is_static_with_a_six_second_session_unless_configured() {
+        let read = |pairs: &[(&str, &str)]| {
+            let source: HashMap<&str, &str> = pairs.iter().copied().collect();
+            KafkaConnection::from_source(&source, "k:9092", &TlsRoots::default()).map(|kafka| kafka.membership)
+        };
+        let default = read(&[]).unwrap();
+        assert_eq!(default, GroupMembership { session_timeout: Duration::from_secs(6), static_members: true });
+        assert_eq!(default.heartbeat_interval(), Duration::from_millis(1_200));
+        let tuned = read(&[("KAFKA_SESSION_TIMEOUT_MS", "1000"), ("KAFKA_STATIC_MEMBERSHIP", "false")]).unwrap();
+        assert_eq!(tuned, GroupMembership { session_timeout: Duration::from_secs(1), static_members: false });
+        for (variable, value) in [
+            ("KAFKA_SESSION_TIMEOUT_MS", "999"),
+            ("KAFKA_SESSION_TIMEOUT_MS", "3600001"),
+            ("KAFKA_SESSION_TIMEOUT_MS", "6s"),
+            ("KAFKA_STATIC_MEMBERSHIP", "yes"),
+        ] {
+            assert_eq!(read(&[(variable, value)]).unwrap_err().variable, variable, "{variable}={value}");
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ use rdkafka::{
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-pub use crate::config::{KafkaConnection, KafkaProtocol, SaslMechanism};
+pub use crate::config::{GroupMembership, KafkaConnection, KafkaProtocol, SaslMechanism};
 use crate::shutdown::StopSignal;
 
 /// How long topic creation may take before it is retried.
@@ -53,6 +53,23 @@ impl KafkaConnection {
             None if self.protocol.uses_tls() => config.set("ssl.ca.location", "probe"),
             None => &mut config,
         };
+        config
+    }
+}
+
+impl KafkaConnection {
+    /// A group consumer's configuration: the client's, the group, the session and heartbeat of
+    /// [`GroupMembership`], and `instance` (the replica's name) as the static
+    /// member's `group.instance.id` when membership is static. The caller adds its own settings.
+    pub fn group_consumer(&self, group: &str, instance: &str) -> ClientConfig {
+        let mut config = self.client_config();
+        config
+            .set("group.id", group)
+            .set("session.timeout.ms", self.membership.session_timeout.as_millis().to_string())
+            .set("heartbeat.interval.ms", self.membership.heartbeat_interval().as_millis().to_string());
+        if self.membership.static_members {
+            config.set("group.instance.id", instance);
+        }
         config
     }
 }
@@ -483,6 +500,25 @@ mod tests {
         assert!(same(&producers.current(), &used));
         assert!(producers.after_failed_rounds(3), "the third replaces it");
         assert!(!same(&producers.current(), &used));
+    }
+
+    #[test]
+    fn a_group_consumer_is_a_static_member_only_when_membership_is_static() {
+        let mut kafka = KafkaConnection::plaintext("b:9092");
+        let config = kafka.group_consumer("orders", "replica-a");
+        assert_eq!(config.get("group.id"), Some("orders"));
+        assert_eq!(config.get("group.instance.id"), Some("replica-a"));
+        assert_eq!(
+            (config.get("session.timeout.ms"), config.get("heartbeat.interval.ms")),
+            (Some("6000"), Some("1200"))
+        );
+        kafka.membership = GroupMembership { session_timeout: Duration::from_secs(1), static_members: false };
+        let config = kafka.group_consumer("orders", "replica-a");
+        assert_eq!(config.get("group.instance.id"), None);
+        assert_eq!(
+            (config.get("session.timeout.ms"), config.get("heartbeat.interval.ms")),
+            (Some("1000"), Some("200"))
+        );
     }
 
     #[test]

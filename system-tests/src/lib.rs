@@ -140,7 +140,6 @@ impl Stack {
         test_support::logs_on_request("system-tests");
         let id = uuid::Uuid::new_v4().simple().to_string();
         let mongodb = env("MONGODB_URI");
-        let kafka = env("KAFKA_BROKERS");
         let local = |extra: &[(&'static str, String)]| -> Vec<(&'static str, String)> {
             let mut base =
                 vec![("HOST", "127.0.0.1".to_owned()), ("PORT", "0".to_owned()), ("MONGODB_URI", mongodb.clone())];
@@ -178,12 +177,12 @@ impl Stack {
         let products_url = format!("http://127.0.0.1:{}", app.port());
         running.push(spawn("product-service", |stopped| app.run_until(until(stopped))));
 
-        let kafka_common = [
-            ("KAFKA_BROKERS", kafka.clone()),
+        let mut kafka_common = test_support::engines::shared_broker_settings();
+        kafka_common.extend([
             ("KAFKA_TOPIC_PREFIX", format!("st{id}.")),
             ("KAFKA_PARTITIONS", "2".to_owned()),
             ("JWKS_URL", jwks.clone()),
-        ];
+        ]);
         let mut order_base = local(&kafka_common);
         order_base.extend([
             ("MONGODB_DATABASE", format!("st_orders_{id}")),

@@ -115,6 +115,25 @@ impl Drop for PrivateMongo {
     }
 }
 
+/// How the services' consumers join their groups on Tansu (the tests' shared broker, and `scripts/stack`'s, which
+/// `scripts/engines.py` tunes alike): Tansu 0.6.0 holds every JoinGroup and SyncGroup of a static member for 3 s, so a
+/// dynamic member with a one-second session gets its partitions back sooner after a restart (DOCUMENTATION.md,
+/// "Consumer-group membership").
+pub const TANSU_GROUP_MEMBERSHIP: [(&str, &str); 2] =
+    [("KAFKA_SESSION_TIMEOUT_MS", "1000"), ("KAFKA_STATIC_MEMBERSHIP", "false")];
+
+/// The services' defaults, for a broker that behaves like Kafka (noida-db): it refuses sessions under 6 s.
+const KAFKA_GROUP_MEMBERSHIP: [(&str, &str); 2] =
+    [("KAFKA_SESSION_TIMEOUT_MS", "6000"), ("KAFKA_STATIC_MEMBERSHIP", "true")];
+
+/// What a service needs to use the tests' shared broker (`KAFKA_BROKERS` from `scripts/engines.py`, a Tansu): its
+/// address and [`TANSU_GROUP_MEMBERSHIP`].
+pub fn shared_broker_settings() -> Vec<(&'static str, String)> {
+    let mut settings = vec![("KAFKA_BROKERS", env("KAFKA_BROKERS"))];
+    settings.extend(TANSU_GROUP_MEMBERSHIP.map(|(name, value)| (name, value.to_owned())));
+    settings
+}
+
 /// A private Kafka-protocol broker that a test may stop, restart, freeze and thaw on the same port: durable by
 /// default (noida-db: topics, groups and offsets survive a restart, as with real Kafka), or in memory (Tansu, the
 /// broker `scripts/stack` runs, which loses everything when it stops).
@@ -148,6 +167,14 @@ impl PrivateBroker {
 
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// What a service needs to use this broker: its address, and the group membership that works on it.
+    pub fn service_settings(&self) -> Vec<(&'static str, String)> {
+        let membership = if self.in_memory { TANSU_GROUP_MEMBERSHIP } else { KAFKA_GROUP_MEMBERSHIP };
+        let mut settings = vec![("KAFKA_BROKERS", self.address())];
+        settings.extend(membership.map(|(name, value)| (name, value.to_owned())));
+        settings
     }
 
     /// Starts it (again) on the same port (and, when durable, the same data directory).

@@ -138,12 +138,10 @@ impl ConsumerContext for LagContext {
 /// Torn down off the async threads: see [`Detached`].
 pub type LifecycleStream = Detached<StreamConsumer<LagContext>>;
 
-/// A group consumer that commits only offsets stored after their message's work is durable.
-/// `instance` makes it a static member of the group (KIP-345): a replica that restarts under the
-/// same name takes its partitions back at once, instead of the group waiting for the dead member's
-/// session to time out and rebalancing. (Measured on Tansu after a SIGKILL: consuming again 6.4 s
-/// after the restart instead of 11.3 s; what is left is Tansu holding every JoinGroup and SyncGroup
-/// for ~3 s, also for a fresh group. A shorter `session.timeout.ms` changed nothing there.)
+/// A group consumer that commits only offsets stored after their message's work is durable. It joins as
+/// `KafkaConnection::group_consumer` says: by default a static member named `instance` (KIP-345), so that a replica
+/// that restarts under the same name takes its partitions back at once instead of the group waiting for the dead
+/// member's session to time out and rebalancing (see DOCUMENTATION.md, "Consumer-group membership").
 pub fn consumer(
     kafka: &KafkaConnection,
     group: &str,
@@ -152,14 +150,11 @@ pub fn consumer(
     assigned: prometheus::IntGaugeVec,
 ) -> Result<LifecycleStream, KafkaError> {
     kafka
-        .client_config()
-        .set("group.id", group)
-        .set("group.instance.id", instance)
+        .group_consumer(group, instance)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
         .set("max.poll.interval.ms", "10000")
         .set("topic.metadata.refresh.interval.ms", "5000")
         .set("statistics.interval.ms", "5000")

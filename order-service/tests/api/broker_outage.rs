@@ -9,7 +9,7 @@ use order_service::domain::OrderStatus;
 #[tokio::test]
 async fn orders_accepted_while_the_broker_is_down_all_reach_processed_once_it_returns() {
     let mut broker = support::PrivateBroker::start().await;
-    let app = support::settings().with("KAFKA_BROKERS", broker.address()).spawn().await;
+    let app = support::settings().with_broker(&broker).spawn().await;
 
     broker.stop();
     let mut ids = Vec::new();
@@ -43,7 +43,7 @@ async fn orders_accepted_while_the_broker_is_down_all_reach_processed_once_it_re
 #[tokio::test]
 async fn orders_placed_while_the_broker_stalls_are_processed_and_announced_once_it_answers_again() {
     let broker = support::PrivateBroker::start_in_memory().await;
-    let app = support::settings().with("KAFKA_BROKERS", broker.address()).spawn().await;
+    let app = support::settings().with_broker(&broker).spawn().await;
     let first = app.insert_pending_order("user-1").await;
     app.wait_for_status(std::slice::from_ref(&first.id), OrderStatus::Processed, Duration::from_secs(60)).await;
 
@@ -82,7 +82,7 @@ fn a_graceful_stop_completes_while_the_broker_is_gone() {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         runtime.block_on(async {
             let mut broker = support::PrivateBroker::start().await;
-            let app = support::settings().with("KAFKA_BROKERS", broker.address()).spawn().await;
+            let app = support::settings().with_broker(&broker).spawn().await;
             // Processed: the consumer is in its group, its coordinator the broker.
             let order = app.insert_pending_order("user-1").await;
             app.wait_for_status(std::slice::from_ref(&order.id), OrderStatus::Processed, Duration::from_secs(60)).await;

@@ -93,9 +93,11 @@ pub struct OrderEventsConsumer {
 }
 
 impl OrderEventsConsumer {
-    /// Creates the client; no I/O, so it succeeds while Kafka is down.
+    /// Creates the client; no I/O, so it succeeds while Kafka is down. `instance` names this replica in its group
+    /// when membership is static (`KafkaConnection::group_consumer`).
     pub fn new(
         kafka: KafkaConfig,
+        instance: &str,
         projection: OrderProjection,
         processed: ProcessedOrders,
         producer: EventProducer,
@@ -103,15 +105,13 @@ impl OrderEventsConsumer {
     ) -> Result<Self, KafkaError> {
         let consumer = kafka
             .connection
-            .client_config()
-            .set("group.id", &kafka.consumer_group)
+            .group_consumer(&kafka.consumer_group, instance)
             .set("client.id", "payment-service")
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")
             // Offsets are stored by hand, after the event is durably applied.
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", "6000")
             .set("topic.metadata.refresh.interval.ms", "5000")
             // How long the projection may lag behind an order event is mostly this wait for a fetch to fill
             // (librdkafka's default is 500 ms): a payment right after `processed` should find the order ready.

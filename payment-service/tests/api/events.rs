@@ -72,7 +72,7 @@ async fn the_topic_is_created_with_the_configured_partitions() {
 async fn a_payment_made_while_kafka_is_down_is_published_once_kafka_is_up() {
     let mut kafka = PrivateBroker::not_started();
     let brokers = kafka.address();
-    let app = support::spawn(&[("KAFKA_BROKERS", &brokers)]).await;
+    let app = support::spawn_on(&kafka).await;
     let order = app.known_order("alice", 1_000).await;
     let paid = app.pay(&order, "alice", 1_000, "key-1").await.expect("paid without Kafka");
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -89,7 +89,7 @@ async fn a_payment_made_while_kafka_is_down_is_published_once_kafka_is_up() {
 async fn publishing_resumes_after_the_broker_restarts() {
     let mut kafka = PrivateBroker::start().await;
     let brokers = kafka.address();
-    let app = support::spawn(&[("KAFKA_BROKERS", &brokers)]).await;
+    let app = support::spawn_on(&kafka).await;
     let before = app.pay(&app.known_order("alice", 1_000).await, "alice", 1_000, "key-1").await.expect("paid");
     let reader = EventReader::subscribe(&brokers, &app.topic);
     assert_eq!(reader.exactly(1, ARRIVAL, Duration::ZERO).await[0].envelope.data.payment_id, before.payment_id);
@@ -113,7 +113,7 @@ async fn publishing_resumes_after_the_broker_restarts() {
 async fn payments_made_while_the_broker_stalls_are_published_once_it_answers_again() {
     let kafka = PrivateBroker::start_in_memory().await;
     let brokers = kafka.address();
-    let app = support::spawn(&[("KAFKA_BROKERS", &brokers)]).await;
+    let app = support::spawn_on(&kafka).await;
     let before = app.pay(&app.known_order("alice", 1_000).await, "alice", 1_000, "key-0").await.expect("paid");
     let reader = EventReader::subscribe(&brokers, &app.topic);
     assert_eq!(reader.exactly(1, ARRIVAL, Duration::ZERO).await[0].envelope.data.payment_id, before.payment_id);

@@ -243,8 +243,8 @@ async fn a_database_killed_under_order_load_loses_no_order_answered_201_and_leav
 async fn orders_posted_while_the_broker_is_down_are_all_accepted_and_all_processed_once_it_returns() {
     let mut broker = system_tests::PrivateBroker::start().await;
     let mut overrides = Overrides::default();
-    overrides.orders.push(("KAFKA_BROKERS", broker.address()));
-    overrides.payments.push(("KAFKA_BROKERS", broker.address()));
+    overrides.orders.extend(broker.service_settings());
+    overrides.payments.extend(broker.service_settings());
     let stack = Stack::start_with(overrides).await;
     let (_, token) = stack.customer().await;
 

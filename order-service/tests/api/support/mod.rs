@@ -50,26 +50,31 @@ pub struct Settings {
 pub fn settings() -> Settings {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let nowhere = format!("http://127.0.0.1:{}", closed_port());
-    Settings {
-        values: HashMap::from([
-            ("HOST", "127.0.0.1".to_owned()),
-            ("PORT", "0".to_owned()),
-            ("MONGODB_URI", env("MONGODB_URI")),
-            ("MONGODB_DATABASE", format!("orders_test_{id}")),
-            ("KAFKA_BROKERS", env("KAFKA_BROKERS")),
-            ("KAFKA_TOPIC_PREFIX", format!("t{id}.")),
-            ("KAFKA_CONSUMER_GROUP", format!("order-service-{id}")),
-            ("KAFKA_PARTITIONS", "2".to_owned()),
-            ("PRODUCT_SERVICE_URL", nowhere.clone()),
-            ("JWKS_URL", format!("{nowhere}/.well-known/jwks.json")),
-            ("OUTBOX_POLL_INTERVAL_MS", "200".to_owned()),
-        ]),
-    }
+    let mut values = HashMap::from([
+        ("HOST", "127.0.0.1".to_owned()),
+        ("PORT", "0".to_owned()),
+        ("MONGODB_URI", env("MONGODB_URI")),
+        ("MONGODB_DATABASE", format!("orders_test_{id}")),
+        ("KAFKA_TOPIC_PREFIX", format!("t{id}.")),
+        ("KAFKA_CONSUMER_GROUP", format!("order-service-{id}")),
+        ("KAFKA_PARTITIONS", "2".to_owned()),
+        ("PRODUCT_SERVICE_URL", nowhere.clone()),
+        ("JWKS_URL", format!("{nowhere}/.well-known/jwks.json")),
+        ("OUTBOX_POLL_INTERVAL_MS", "200".to_owned()),
+    ]);
+    values.extend(test_support::engines::shared_broker_settings());
+    Settings { values }
 }
 
 impl Settings {
     pub fn with(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.values.insert(name, value.into());
+        self
+    }
+
+    /// On `broker` instead of the shared one.
+    pub fn with_broker(mut self, broker: &PrivateBroker) -> Self {
+        self.values.extend(broker.service_settings());
         self
     }
 

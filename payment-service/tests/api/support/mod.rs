@@ -22,7 +22,7 @@ use tonic::{
 pub use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-pub use test_support::{Issuer, closed_port};
+pub use test_support::{Issuer, closed_port, engines::PrivateBroker};
 
 pub const PAYMENT_SERVICE: &str = "payment.v1.PaymentService";
 
@@ -65,6 +65,13 @@ pub async fn spawn(settings: &[(&str, &str)]) -> TestApp {
     app
 }
 
+/// Like [`spawn`], on `broker` instead of the shared one.
+pub async fn spawn_on(broker: &PrivateBroker) -> TestApp {
+    let settings = broker.service_settings();
+    let pairs: Vec<(&str, &str)> = settings.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    spawn(&pairs).await
+}
+
 pub async fn spawn_unready(settings: &[(&str, &str)]) -> TestApp {
     spawn_with_jwks_delay(settings, Duration::ZERO).await
 }
@@ -74,7 +81,8 @@ pub async fn spawn_with_jwks_delay(settings: &[(&str, &str)], jwks_delay: Durati
     test_support::logs_on_request("payment-service");
     let issuer = Issuer::start_answering_after(jwks_delay).await;
     let jwks_url = issuer.jwks_url();
-    let (uri, brokers) = (mongodb_uri(), kafka_brokers());
+    let uri = mongodb_uri();
+    let shared_broker = test_support::engines::shared_broker_settings();
     let (database, prefix) = (unique("payments_test_"), unique("t") + ".");
     // A group of its own: apps that share one would rebalance each other's partitions away.
     let group = unique("payment-service-");
@@ -84,11 +92,11 @@ pub async fn spawn_with_jwks_delay(settings: &[(&str, &str)], jwks_delay: Durati
         ("METRICS_PORT", "0"),
         ("MONGODB_URI", uri.as_str()),
         ("MONGODB_DATABASE", database.as_str()),
-        ("KAFKA_BROKERS", brokers.as_str()),
         ("KAFKA_TOPIC_PREFIX", prefix.as_str()),
         ("KAFKA_CONSUMER_GROUP", group.as_str()),
         ("JWKS_URL", jwks_url.as_str()),
     ]);
+    source.extend(shared_broker.iter().map(|(name, value)| (*name, value.as_str())));
     source.extend(settings.iter().copied());
     let config = Config::from_source(&source).expect("test configuration is valid");
     let topic = config.kafka.payment_processed_topic.clone();
