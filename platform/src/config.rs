@@ -662,8 +662,8 @@ impl Default for GroupMembership {
 }
 
 impl GroupMembership {
-    /// librdkafka's bound on `session.timeout.ms` is one hour; under a second, heartbeats every 200 ms or less
-    /// would make a busy machine's members miss their sessions.
+    /// librdkafka's bound on `session.timeout.ms` is one hour; a session under a second would leave a busy machine's
+    /// members almost no room for a late heartbeat.
     const SESSION_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 1_000..=3_600_000;
 
     fn from_source(source: &dyn Source) -> Result<Self, ConfigError> {
