@@ -129,8 +129,12 @@ const KAFKA_GROUP_MEMBERSHIP: [(&str, &str); 2] =
 /// What a service needs to use the tests' shared broker (`KAFKA_BROKERS` from `scripts/engines.py`, a Tansu): its
 /// address and [`TANSU_GROUP_MEMBERSHIP`].
 pub fn shared_broker_settings() -> Vec<(&'static str, String)> {
-    let mut settings = vec![("KAFKA_BROKERS", env("KAFKA_BROKERS"))];
-    settings.extend(TANSU_GROUP_MEMBERSHIP.map(|(name, value)| (name, value.to_owned())));
+    broker_settings(env("KAFKA_BROKERS"), TANSU_GROUP_MEMBERSHIP)
+}
+
+fn broker_settings(address: String, membership: [(&'static str, &str); 2]) -> Vec<(&'static str, String)> {
+    let mut settings = vec![("KAFKA_BROKERS", address)];
+    settings.extend(membership.map(|(name, value)| (name, value.to_owned())));
     settings
 }
 
@@ -171,10 +175,7 @@ impl PrivateBroker {
 
     /// What a service needs to use this broker: its address, and the group membership that works on it.
     pub fn service_settings(&self) -> Vec<(&'static str, String)> {
-        let membership = if self.in_memory { TANSU_GROUP_MEMBERSHIP } else { KAFKA_GROUP_MEMBERSHIP };
-        let mut settings = vec![("KAFKA_BROKERS", self.address())];
-        settings.extend(membership.map(|(name, value)| (name, value.to_owned())));
-        settings
+        broker_settings(self.address(), if self.in_memory { TANSU_GROUP_MEMBERSHIP } else { KAFKA_GROUP_MEMBERSHIP })
     }
 
     /// Starts it (again) on the same port (and, when durable, the same data directory).

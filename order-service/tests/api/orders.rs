@@ -60,8 +60,7 @@ async fn a_burst_of_concurrent_orders_gets_its_own_201_each_and_every_order_is_s
 
 /// How many batches of `order-processed` announcements the lifecycle consumer recorded (one insert each).
 async fn announced_batches(database: &str) -> f64 {
-    let client = mongodb::Client::with_uri_str(support::env("MONGODB_URI")).await.expect("a MongoDB client");
-    let announced = client.database(database).collection::<mongodb::bson::Document>("announced_batches");
+    let announced = support::raw_database(database).await.collection::<mongodb::bson::Document>("announced_batches");
     announced.count_documents(mongodb::bson::doc! {}).await.expect("a count") as f64
 }
 

@@ -171,9 +171,14 @@ pub fn new_pending_order(user_id: &str, new_order_topic: &str) -> OrderDocument 
 
 /// The test's own client of a test app's database (no workers, no app).
 pub async fn raw_store(database: &str) -> order_service::store::OrderStore {
+    order_service::store::OrderStore::new(raw_database(database).await)
+}
+
+/// The test's own connection to a test app's database, to read what no store function returns.
+pub async fn raw_database(database: &str) -> mongodb::Database {
     let metrics = platform::mongo::MongoMetrics::register(&prometheus::Registry::new());
     let client = platform::mongo::connect(&env("MONGODB_URI"), "test", Duration::from_secs(5), &metrics).await.unwrap();
-    order_service::store::OrderStore::new(client.database(database))
+    client.database(database)
 }
 
 /// Waits until the order has `status`, or panics after `timeout`.

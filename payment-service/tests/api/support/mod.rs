@@ -30,10 +30,6 @@ pub fn mongodb_uri() -> String {
     test_support::env("MONGODB_URI")
 }
 
-pub fn kafka_brokers() -> String {
-    test_support::env("KAFKA_BROKERS")
-}
-
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}", uuid::Uuid::new_v4().simple())
 }
