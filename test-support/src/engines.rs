@@ -122,19 +122,24 @@ impl Drop for PrivateMongo {
 pub const TANSU_GROUP_MEMBERSHIP: [(&str, &str); 2] =
     [("KAFKA_SESSION_TIMEOUT_MS", "1000"), ("KAFKA_STATIC_MEMBERSHIP", "false")];
 
-/// The services' defaults, for a broker that behaves like Kafka (noida-db): it refuses sessions under 6 s.
-const KAFKA_GROUP_MEMBERSHIP: [(&str, &str); 2] =
-    [("KAFKA_SESSION_TIMEOUT_MS", "6000"), ("KAFKA_STATIC_MEMBERSHIP", "true")];
-
 /// What a service needs to use the tests' shared broker (`KAFKA_BROKERS` from `scripts/engines.py`, a Tansu): its
 /// address and [`TANSU_GROUP_MEMBERSHIP`].
 pub fn shared_broker_settings() -> Vec<(&'static str, String)> {
-    broker_settings(env("KAFKA_BROKERS"), TANSU_GROUP_MEMBERSHIP)
+    broker_settings(env("KAFKA_BROKERS"), TANSU_GROUP_MEMBERSHIP.map(|(name, value)| (name, value.to_owned())))
 }
 
-fn broker_settings(address: String, membership: [(&'static str, &str); 2]) -> Vec<(&'static str, String)> {
+/// The services' own defaults, for a broker that behaves like Kafka (noida-db): it refuses sessions under 6 s.
+fn kafka_group_membership() -> [(&'static str, String); 2] {
+    let defaults = platform::config::GroupMembership::default();
+    [
+        ("KAFKA_SESSION_TIMEOUT_MS", defaults.session_timeout.as_millis().to_string()),
+        ("KAFKA_STATIC_MEMBERSHIP", defaults.static_members.to_string()),
+    ]
+}
+
+fn broker_settings(address: String, membership: [(&'static str, String); 2]) -> Vec<(&'static str, String)> {
     let mut settings = vec![("KAFKA_BROKERS", address)];
-    settings.extend(membership.map(|(name, value)| (name, value.to_owned())));
+    settings.extend(membership);
     settings
 }
 
@@ -175,7 +180,12 @@ impl PrivateBroker {
 
     /// What a service needs to use this broker: its address, and the group membership that works on it.
     pub fn service_settings(&self) -> Vec<(&'static str, String)> {
-        broker_settings(self.address(), if self.in_memory { TANSU_GROUP_MEMBERSHIP } else { KAFKA_GROUP_MEMBERSHIP })
+        let membership = if self.in_memory {
+            TANSU_GROUP_MEMBERSHIP.map(|(name, value)| (name, value.to_owned()))
+        } else {
+            kafka_group_membership()
+        };
+        broker_settings(self.address(), membership)
     }
 
     /// Starts it (again) on the same port (and, when durable, the same data directory).

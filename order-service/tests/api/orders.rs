@@ -37,6 +37,8 @@ async fn a_burst_of_concurrent_orders_gets_its_own_201_each_and_every_order_is_s
 
     // The lifecycle consumer may be processing these orders already, recording each batch it announced with an
     // insert of its own: the figures are read once nothing is in flight (the same twice, half a second apart).
+    let announcements =
+        support::raw_database(&app.database).await.collection::<mongodb::bson::Document>("announced_batches");
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut previous = None;
     let (inserts, batches, announced) = loop {
@@ -44,7 +46,7 @@ async fn a_burst_of_concurrent_orders_gets_its_own_201_each_and_every_order_is_s
         let figures = (
             support::sample(&metrics, "mongodb_commands_total", &[("operation", "insert")]),
             support::sample(&metrics, "write_batch_size_count", &[("queue", "orders")]),
-            announced_batches(&app.database).await,
+            announcements.count_documents(mongodb::bson::doc! {}).await.expect("a count") as f64,
         );
         if previous == Some(figures) {
             break figures;
@@ -56,12 +58,6 @@ async fn a_burst_of_concurrent_orders_gets_its_own_201_each_and_every_order_is_s
     println!("{burst} concurrent orders: {batches} batches, {inserts} insert commands, {announced} announced batches");
     assert_eq!(inserts, batches + announced, "one insert command per batch of orders");
     app.stop().await;
-}
-
-/// How many batches of `order-processed` announcements the lifecycle consumer recorded (one insert each).
-async fn announced_batches(database: &str) -> f64 {
-    let announced = support::raw_database(database).await.collection::<mongodb::bson::Document>("announced_batches");
-    announced.count_documents(mongodb::bson::doc! {}).await.expect("a count") as f64
 }
 
 #[tokio::test]
