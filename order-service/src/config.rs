@@ -60,6 +60,10 @@ pub struct Config {
     pub outbox_acknowledge_after: Duration,
 }
 
+/// How long after publishing a `new-order` event the relay waits for the `processed` transition to take it out of
+/// the outbox, unless `OUTBOX_ACKNOWLEDGE_AFTER_MS` says otherwise (or the lease is shorter than twice this).
+const ACKNOWLEDGE_AFTER_DEFAULT: Duration = Duration::from_secs(10);
+
 /// What production requires of this service; see `platform::config`.
 const SERVICE: ServiceDefaults = ServiceDefaults {
     name: "order-service",
@@ -81,7 +85,15 @@ impl Config {
         }
         let kafka = KafkaConnection::from_source(source, "127.0.0.1:9092", &common.tls)?;
         let outbox_lease = millis(source, "OUTBOX_LEASE_MS", 30_000)?;
-        let outbox_acknowledge_after = millis(source, "OUTBOX_ACKNOWLEDGE_AFTER_MS", 2_000)?;
+        // Long enough for a consumer working through a backlog that the relay publishes just ahead of it, and by
+        // default under half of whatever lease is set.
+        let acknowledge_after_default =
+            ACKNOWLEDGE_AFTER_DEFAULT.min((outbox_lease / 2).saturating_sub(Duration::from_millis(1)));
+        let outbox_acknowledge_after = millis(
+            source,
+            "OUTBOX_ACKNOWLEDGE_AFTER_MS",
+            acknowledge_after_default.as_millis().try_into().unwrap_or(1),
+        )?;
         // Past half the lease, another replica could take over an event published and still in the outbox.
         if outbox_acknowledge_after >= outbox_lease / 2 {
             return Err(ConfigError {
@@ -155,6 +167,14 @@ mod tests {
             let error = Config::from_source(&HashMap::from([(name, value)])).unwrap_err();
             assert_eq!(error.variable, name);
         }
+    }
+
+    #[test]
+    fn the_relay_acknowledges_after_ten_seconds_by_default_and_under_half_of_a_shorter_lease() {
+        let config = Config::from_source(&HashMap::new()).unwrap();
+        assert_eq!(config.outbox_acknowledge_after, Duration::from_secs(10));
+        let config = Config::from_source(&HashMap::from([("OUTBOX_LEASE_MS", "8000")])).unwrap();
+        assert_eq!(config.outbox_acknowledge_after, Duration::from_millis(3_999));
     }
 
     #[test]

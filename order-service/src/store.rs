@@ -11,7 +11,7 @@ use mongodb::{
     bson::{self, Bson, Document, doc},
     options::{Acknowledgment, IndexOptions, WriteConcern},
 };
-use platform::mongo::{Lease, OutboxLeases, UPDATE_CHUNK, pick, position_of_id};
+use platform::mongo::{Lease, OutboxLeases, OutboxPage, UPDATE_CHUNK, pick, position_of_id};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -243,21 +243,21 @@ impl OrderStore {
     }
 
     /// Claims for `owner`, until `lease` from now, every order with unpublished events whose lease
-    /// has expired (or that none holds), then returns at most `limit` of `owner`'s claimed orders,
+    /// has expired (or that none holds), then returns the page `page` of `owner`'s claimed orders,
     /// oldest first.
     pub async fn claim_outbox(
         &self,
         owner: &str,
         lease: Duration,
-        limit: usize,
+        page: OutboxPage<'_>,
     ) -> Result<Vec<PendingOutbox>, StoreError> {
-        Ok(OutboxLeases::new(&self.orders).claim_oldest(owner, lease, limit, Some(PendingOutbox::fields())).await?)
+        Ok(OutboxLeases::new(&self.orders).claim_oldest(owner, lease, page, Some(PendingOutbox::fields())).await?)
     }
 
-    /// At most `limit` of the orders with unpublished events `owner` holds, oldest first, without claiming
+    /// The page `page` of the orders with unpublished events `owner` holds, oldest first, without claiming
     /// anything (what this replica wrote is held by it already).
-    pub async fn held_outbox(&self, owner: &str, limit: usize) -> Result<Vec<PendingOutbox>, StoreError> {
-        Ok(OutboxLeases::new(&self.orders).oldest_claimed(owner, limit, Some(PendingOutbox::fields())).await?)
+    pub async fn held_outbox(&self, owner: &str, page: OutboxPage<'_>) -> Result<Vec<PendingOutbox>, StoreError> {
+        Ok(OutboxLeases::new(&self.orders).oldest_claimed(owner, page, Some(PendingOutbox::fields())).await?)
     }
 
     /// Extends `owner`'s claims by `lease` from now: a relay draining a long backlog keeps it.

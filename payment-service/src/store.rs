@@ -30,7 +30,7 @@ use mongodb::{
     error::ErrorKind,
     options::IndexOptions,
 };
-use platform::mongo::{Lease, OutboxLeases, UPDATE_CHUNK};
+use platform::mongo::{Lease, OutboxLeases, OutboxPage, UPDATE_CHUNK};
 use serde::{Deserialize, Serialize};
 
 use crate::{domain::PaymentStatus, telemetry::TraceContext};
@@ -335,13 +335,13 @@ impl PaymentStore {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<PendingEvent>, StoreError> {
-        Ok(OutboxLeases::new(&self.outbox).claim_oldest(owner, lease, limit, None).await?)
+        Ok(OutboxLeases::new(&self.outbox).claim_oldest(owner, lease, OutboxPage::first(limit), None).await?)
     }
 
     /// The oldest `limit` waiting events `owner` holds, without claiming anything (what this replica wrote is held
     /// by it already).
     pub async fn held_pending_events(&self, owner: &str, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
-        Ok(OutboxLeases::new(&self.outbox).oldest_claimed(owner, limit, None).await?)
+        Ok(OutboxLeases::new(&self.outbox).oldest_claimed(owner, OutboxPage::first(limit), None).await?)
     }
 
     /// Frees `owner`'s claims (at start, what a previous run under this name left; at shutdown, what it did not

@@ -262,6 +262,21 @@ fn lease_end(now: DateTime, lease: Duration) -> DateTime {
     DateTime::from_millis(now.timestamp_millis().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)))
 }
 
+/// Which of its pending entries a relay reads: the oldest `limit`, or the oldest `limit` after the entry `after`
+/// (the last of the page before: ids sort by creation time).
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxPage<'a> {
+    pub limit: usize,
+    pub after: Option<&'a str>,
+}
+
+impl OutboxPage<'_> {
+    /// The oldest `limit`.
+    pub fn first(limit: usize) -> Self {
+        Self { limit, after: None }
+    }
+}
+
 impl OutboxLeases {
     pub fn new<T: Send + Sync>(collection: &Collection<T>) -> Self {
         Self { collection: collection.clone_with_type() }
@@ -292,32 +307,35 @@ impl OutboxLeases {
         &self,
         owner: &str,
         lease: Duration,
-        limit: usize,
+        page: OutboxPage<'_>,
         projection: Option<Document>,
     ) -> Result<Vec<T>, Error>
     where
         T: serde::de::DeserializeOwned + Send + Sync,
     {
         self.claim(owner, lease).await?;
-        self.oldest_claimed(owner, limit, projection).await
+        self.oldest_claimed(owner, page, projection).await
     }
 
-    /// The oldest `limit` of the pending entries `owner` holds, as `T` (only the fields of `projection`, when
-    /// given), in one command: between two claims, a relay reads what its own replica wrote under its lease.
+    /// The oldest `page.limit` of the pending entries `owner` holds (after `page.after`, when given), as `T` (only the
+    /// fields of `projection`, when given), in one command: between two claims, a relay reads what its own replica
+    /// wrote under its lease.
     pub async fn oldest_claimed<T>(
         &self,
         owner: &str,
-        limit: usize,
+        page: OutboxPage<'_>,
         projection: Option<Document>,
     ) -> Result<Vec<T>, Error>
     where
         T: serde::de::DeserializeOwned + Send + Sync,
     {
         let entries = self.collection.clone_with_type::<T>();
-        let mut find = entries
-            .find(Self::claimed_by(owner))
-            .sort(doc! { "_id": 1 })
-            .limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        let mut filter = Self::claimed_by(owner);
+        if let Some(after) = page.after {
+            filter.insert("_id", doc! { "$gt": after });
+        }
+        let limit = page.limit;
+        let mut find = entries.find(filter).sort(doc! { "_id": 1 }).limit(i64::try_from(limit).unwrap_or(i64::MAX));
         if let Some(projection) = projection {
             find = find.projection(projection);
         }

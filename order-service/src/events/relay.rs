@@ -16,7 +16,9 @@
 //! write fewer per order. The relay acknowledges an event itself when that has not happened
 //! `OUTBOX_ACKNOWLEDGE_AFTER_MS` after publishing it (the consumer lags or is stopped), and it reads the
 //! outbox (the source of truth) at start, with each claim (at most one a second), after a failure,
-//! when idle for `OUTBOX_POLL_INTERVAL_MS`, and when more orders were stored than the inbox holds.
+//! when idle for `OUTBOX_POLL_INTERVAL_MS`, and when more orders were stored than the inbox holds. A backlog
+//! (after an outage, a restart, a dead replica's claims) is read a page at a time and paced by the consumer, so
+//! that its events too leave the outbox with their `processed` transition.
 use std::{
     collections::{HashMap, VecDeque},
     sync::{Arc, Mutex, PoisonError},
@@ -24,7 +26,11 @@ use std::{
 };
 
 use futures::future::join_all;
-use platform::{kafka::ReplaceableProducer, mongo::RoundSchedule, shutdown::StopSignal};
+use platform::{
+    kafka::ReplaceableProducer,
+    mongo::{OutboxPage, RoundSchedule},
+    shutdown::StopSignal,
+};
 use rdkafka::{error::KafkaError, producer::Producer as _};
 
 use crate::{
@@ -46,6 +52,13 @@ const PUBLISH_WINDOW: usize = 200;
 const INBOX_LIMIT: usize = 4 * BATCH;
 /// The most published events whose acknowledgement waits; past this, the oldest are acknowledged at once.
 const AWAITING_LIMIT: usize = 10_000;
+/// How many published events a backlog's drain lets wait for their `processed` transition before it reads the next
+/// page: two pages keep the consumer busy, and the relay stays close enough ahead of it that the transitions, not
+/// the relay, take the events out of the outbox (one write per order instead of two).
+const PACING_WINDOW: usize = 2 * BATCH;
+/// How long a paced drain waits without the consumer taking any of its events out before it reads on regardless:
+/// what remains is what this replica's consumer does not process (another replica's partitions) or cannot now.
+const PACING_QUIET: Duration = Duration::from_secs(1);
 
 /// What the rest of this replica tells its relay: the orders a request has just stored, with their events (so
 /// the relay publishes them without reading the outbox), and the orders whose `processed` transition took their
@@ -56,6 +69,8 @@ pub struct RelayInbox {
     news: Mutex<News>,
     cleared: Mutex<Vec<String>>,
     wake: tokio::sync::Notify,
+    /// Wakes a drain that waits for the consumer ([`OutboxRelay::pace`]).
+    cleared_wake: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -82,6 +97,7 @@ impl RelayInbox {
     /// These orders' `processed` transitions took their published `new-order` events out of the outbox.
     pub fn cleared(&self, order_ids: impl IntoIterator<Item = String>) {
         self.cleared.lock().unwrap_or_else(PoisonError::into_inner).extend(order_ids);
+        self.cleared_wake.notify_one();
     }
 
     /// Events were written outside the inbox: the relay reads the outbox at its next round.
@@ -101,8 +117,8 @@ impl RelayInbox {
 
 /// The events this relay published whose orders it has not seen leave the outbox yet, oldest first: each until the
 /// consumer reports its order cleared or `after` passes (`OUTBOX_ACKNOWLEDGE_AFTER_MS`: the consumer normally gets
-/// there within tens of milliseconds; it is kept under half the lease, so no other replica takes the event over
-/// meanwhile). It also remembers, for as long, the events it read and acknowledged itself, so that the inbox's copy
+/// there within tens of milliseconds, and within seconds through a backlog; it is kept under half the lease, so no
+/// other replica takes the event over meanwhile). It also remembers, for as long, the events it read and acknowledged itself, so that the inbox's copy
 /// of a just-stored order that a read got to first is not published again.
 pub struct AwaitingAcknowledgement {
     after: Duration,
@@ -125,6 +141,11 @@ impl AwaitingAcknowledgement {
 
     fn contains(&self, order_id: &str) -> bool {
         self.events.contains_key(order_id)
+    }
+
+    /// How many of them the relay has not acknowledged itself: those still waiting for their transition.
+    fn unacknowledged(&self) -> usize {
+        self.events.values().filter(|(_, acknowledged)| !acknowledged).count()
     }
 
     fn cleared(&mut self, order_id: &str) {
@@ -210,7 +231,7 @@ impl OutboxRelay {
         // The first round reads what earlier runs left; so does the one after a failure or an idle wait.
         let mut read = true;
         loop {
-            match self.round(read).await {
+            match self.round(read, &mut shutdown).await {
                 Ok(()) => {
                     backoff.reset();
                     kafka_failures = 0;
@@ -257,7 +278,7 @@ impl OutboxRelay {
 
     /// Publishes what the inbox holds, reads the outbox when `read` asks for it or a claim is due, and acknowledges
     /// the events whose `processed` transition has not taken them out of the outbox in time.
-    async fn round(&mut self, read: bool) -> Result<(), RoundError> {
+    async fn round(&mut self, read: bool, shutdown: &mut StopSignal) -> Result<(), RoundError> {
         let News { stored, read_outbox } = self.inbox.take();
         let stored: Vec<PendingOutbox> =
             stored.into_iter().filter(|order| !self.awaiting.contains(&order.id)).collect();
@@ -270,9 +291,14 @@ impl OutboxRelay {
             return Err(error.into());
         }
         if read || read_outbox || claim {
-            self.drain(claim).await?;
+            self.drain(claim, shutdown).await?;
         }
-        // What the consumer took out of the outbox is not acknowledged again.
+        Ok(self.settle().await?)
+    }
+
+    /// Forgets the events the consumer took out of the outbox, and acknowledges those whose transition has not come
+    /// in time.
+    async fn settle(&mut self) -> Result<(), StoreError> {
         for order_id in self.inbox.take_cleared() {
             self.awaiting.cleared(&order_id);
         }
@@ -282,9 +308,28 @@ impl OutboxRelay {
             for published in due {
                 self.awaiting.published(published, false);
             }
-            return Err(error.into());
+            return Err(error);
         }
         Ok(())
+    }
+
+    /// Waits until fewer than [`PACING_WINDOW`] published events wait for their transition, or until the consumer
+    /// has taken none of them out for [`PACING_QUIET`]: it is stopped or stalled, or the waiting events are those of
+    /// another replica's partitions, whose transitions this relay does not hear of. Those are acknowledged
+    /// `OUTBOX_ACKNOWLEDGE_AFTER_MS` after publishing, as ever. A stop ends the wait at once.
+    async fn pace(&mut self, shutdown: &mut StopSignal) -> Result<(), StoreError> {
+        loop {
+            self.settle().await?;
+            if self.awaiting.unacknowledged() < PACING_WINDOW {
+                return Ok(());
+            }
+            tokio::select! {
+                () = self.inbox.cleared_wake.notified() => {}
+                () = sleep_until(self.awaiting.next_due()) => {}
+                () = tokio::time::sleep(PACING_QUIET) => return Ok(()),
+                () = shutdown.stopped() => return Ok(()),
+            }
+        }
     }
 
     /// Publishes these orders' events, a window at a time; what the broker acknowledged, and the first failure.
@@ -314,42 +359,44 @@ impl OutboxRelay {
     }
 
     /// Reads the outbox (claiming first when `claim`) and publishes what it holds that this relay has not published
-    /// yet. A read that comes back short is all there is: its events are left to their `processed` transitions, as
-    /// the inbox's are. A full one is a backlog (after an outage, a restart, a dead replica's claims): its events are
-    /// acknowledged at once, since the next read takes the oldest first and must get past them, and reading goes
-    /// on. Only a full read goes on: under load, new orders keep arriving, and the inbox is what hands them over.
-    async fn drain(&mut self, mut claim: bool) -> Result<(), RoundError> {
+    /// yet, a page at a time, oldest first. Its events are left to their `processed` transitions, as the inbox's
+    /// are. A full page is a backlog (after an outage, a restart, a dead replica's claims): the next page is read
+    /// from where that one ended, once the consumer has caught up ([`Self::pace`]). A short page is all there is:
+    /// under load, new orders keep arriving, and the inbox is what hands them over. (An order stored while a page
+    /// was read may sort before that page's end: the next drain, which starts at the oldest, finds it.)
+    async fn drain(&mut self, mut claim: bool, shutdown: &mut StopSignal) -> Result<(), RoundError> {
         let mut renewed = tokio::time::Instant::now();
+        let mut after: Option<String> = None;
         loop {
             // A long drain keeps its claims: renewed at half the lease.
             if renewed.elapsed() > self.lease / 2 {
                 self.store.renew_leases(&self.owner, self.lease).await?;
                 renewed = tokio::time::Instant::now();
             }
+            let page = OutboxPage { limit: BATCH, after: after.as_deref() };
             let orders = if claim {
-                self.store.claim_outbox(&self.owner, self.lease, BATCH).await
+                self.store.claim_outbox(&self.owner, self.lease, page).await
             } else {
-                self.store.held_outbox(&self.owner, BATCH).await
+                self.store.held_outbox(&self.owner, page).await
             }?;
             claim = self.claims.due();
             let backlog = orders.len() == BATCH;
+            after = orders.last().map(|order| order.id.clone());
             // Published already, and waiting for their `processed` transition to take them out.
             let orders: Vec<PendingOutbox> =
                 orders.into_iter().filter(|order| !self.awaiting.contains(&order.id)).collect();
-            if orders.is_empty() {
-                return Ok(());
-            }
             let PublishOutcome { done, error } = self.publish(&orders).await;
-            if backlog {
-                self.acknowledge(&done).await?;
-            }
             for published in done {
-                self.awaiting.published(published, backlog);
+                self.awaiting.published(published, false);
             }
             if let Some(error) = error {
                 return Err(error.into());
             }
             if !backlog {
+                return Ok(());
+            }
+            self.pace(shutdown).await?;
+            if shutdown.is_stopped() {
                 return Ok(());
             }
         }

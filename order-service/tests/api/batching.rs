@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::TryStreamExt as _;
 
-use platform::mongo::{Lease, UPDATE_CHUNK};
+use platform::mongo::{Lease, OutboxPage, UPDATE_CHUNK};
 
 use order_service::{
     domain::{Money, OrderStatus, Quantity},
@@ -89,17 +89,20 @@ async fn what_a_replica_writes_is_held_by_it_so_its_relay_reads_it_without_a_cla
     let orders: Vec<OrderDocument> = (0..10).map(|_| order("u", None)).collect();
     assert!(store.insert_batch(&orders).await.iter().all(Result::is_ok));
     let updates = probe.sent("update");
-    let held = store.held_outbox("replica-a", 200).await.unwrap();
+    let held = store.held_outbox("replica-a", OutboxPage::first(200)).await.unwrap();
     assert_eq!((held.len(), probe.sent("update") - updates), (10, 0), "all of them, without a claim");
-    assert!(store.claim_outbox("replica-b", Duration::from_secs(30), 200).await.unwrap().is_empty(), "held by a");
+    assert!(
+        store.claim_outbox("replica-b", Duration::from_secs(30), OutboxPage::first(200)).await.unwrap().is_empty(),
+        "held by a"
+    );
 
     // Published; then processed: the transition queues nothing (the consumer announces it).
     store.acknowledge_published("replica-a", &all_published(&held)).await.unwrap();
-    assert!(store.held_outbox("replica-a", 200).await.unwrap().is_empty());
+    assert!(store.held_outbox("replica-a", OutboxPage::first(200)).await.unwrap().is_empty());
     let writes: Vec<TransitionWrite> = orders.iter().map(processed).collect();
     assert_eq!(store.apply_transitions(&writes, "batch-1").await.unwrap(), vec![true; 10]);
-    assert!(store.held_outbox("replica-a", 200).await.unwrap().is_empty());
-    assert!(store.claim_outbox("replica-b", Duration::from_secs(30), 200).await.unwrap().is_empty());
+    assert!(store.held_outbox("replica-a", OutboxPage::first(200)).await.unwrap().is_empty());
+    assert!(store.claim_outbox("replica-b", Duration::from_secs(30), OutboxPage::first(200)).await.unwrap().is_empty());
     assert_eq!(store.outbox_backlog().await.unwrap(), 0);
 }
 
@@ -112,10 +115,19 @@ async fn the_relay_claims_in_one_command_and_marks_published_in_one_command_per_
     assert!(probe.store.insert_batch(&orders).await.iter().all(Result::is_ok));
 
     let updates = probe.sent("update");
-    let claimed = probe.store.claim_outbox("replica-a", Duration::from_secs(30), 1000).await.unwrap();
+    let claimed =
+        probe.store.claim_outbox("replica-a", Duration::from_secs(30), OutboxPage::first(1000)).await.unwrap();
     assert_eq!(claimed.len(), count);
     assert_eq!(probe.sent("update") - updates, 1, "one claim for the whole outbox");
-    assert!(probe.store.claim_outbox("replica-b", Duration::from_secs(30), 1000).await.unwrap().is_empty(), "leased");
+    assert!(
+        probe
+            .store
+            .claim_outbox("replica-b", Duration::from_secs(30), OutboxPage::first(1000))
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased"
+    );
 
     let updates = probe.sent("update");
     probe.store.acknowledge_published("replica-a", &all_published(&claimed)).await.unwrap();
@@ -139,7 +151,8 @@ async fn an_acknowledgement_keeps_an_order_s_unpublished_event_whatever_chunk_it
         orders[index].outbox.push(second);
     }
     assert!(probe.store.insert_batch(&orders).await.iter().all(Result::is_ok));
-    let claimed = probe.store.claim_outbox("replica-a", Duration::from_secs(30), 1000).await.unwrap();
+    let claimed =
+        probe.store.claim_outbox("replica-a", Duration::from_secs(30), OutboxPage::first(1000)).await.unwrap();
     assert_eq!(claimed.len(), orders.len());
     // Only the first event of each order went out.
     let published: Vec<Published> = claimed.iter().map(|order| Published::of(order, &order.outbox[0])).collect();
@@ -166,7 +179,7 @@ async fn an_acknowledgement_takes_out_only_the_published_event_of_an_outbox_that
     let store = probe.store.clone().holding_new_events(lease);
     let orders: Vec<OrderDocument> = (0..3).map(|_| order("u", None)).collect();
     assert!(store.insert_batch(&orders).await.iter().all(Result::is_ok));
-    let held = store.held_outbox("replica-a", 10).await.unwrap();
+    let held = store.held_outbox("replica-a", OutboxPage::first(10)).await.unwrap();
     assert!(held.iter().all(|order| order.outbox.len() == 1));
     let later = |order: &OrderDocument| {
         let event = envelope::new_order_event(order, "order-processed", None, Default::default()).unwrap();
@@ -197,12 +210,26 @@ async fn an_acknowledgement_takes_out_only_the_published_event_of_an_outbox_that
 async fn an_expired_lease_is_taken_over_and_a_live_one_is_not() {
     let probe = Probe::new().await;
     assert!(probe.store.insert_batch(&[order("u", None)]).await[0].is_ok());
-    assert_eq!(probe.store.claim_outbox("dead", Duration::ZERO, 10).await.unwrap().len(), 1);
-    assert_eq!(probe.store.claim_outbox("live", Duration::from_secs(60), 10).await.unwrap().len(), 1, "expired");
-    assert!(probe.store.claim_outbox("other", Duration::from_secs(60), 10).await.unwrap().is_empty());
-    assert_eq!(probe.store.claim_outbox("live", Duration::from_secs(60), 10).await.unwrap().len(), 1, "its own");
+    assert_eq!(probe.store.claim_outbox("dead", Duration::ZERO, OutboxPage::first(10)).await.unwrap().len(), 1);
+    assert_eq!(
+        probe.store.claim_outbox("live", Duration::from_secs(60), OutboxPage::first(10)).await.unwrap().len(),
+        1,
+        "expired"
+    );
+    assert!(
+        probe.store.claim_outbox("other", Duration::from_secs(60), OutboxPage::first(10)).await.unwrap().is_empty()
+    );
+    assert_eq!(
+        probe.store.claim_outbox("live", Duration::from_secs(60), OutboxPage::first(10)).await.unwrap().len(),
+        1,
+        "its own"
+    );
     probe.store.release_leases("live").await.unwrap();
-    assert_eq!(probe.store.claim_outbox("other", Duration::from_secs(60), 10).await.unwrap().len(), 1, "released");
+    assert_eq!(
+        probe.store.claim_outbox("other", Duration::from_secs(60), OutboxPage::first(10)).await.unwrap().len(),
+        1,
+        "released"
+    );
 }
 
 #[tokio::test]
@@ -300,7 +327,7 @@ async fn the_processed_transition_takes_the_received_event_out_of_the_outbox_in_
     let store = probe.store.clone().holding_new_events(lease);
     let orders: Vec<OrderDocument> = (0..30).map(|_| order("u", None)).collect();
     assert!(store.insert_batch(&orders).await.iter().all(Result::is_ok));
-    let held = store.held_outbox("replica-a", 200).await.unwrap();
+    let held = store.held_outbox("replica-a", OutboxPage::first(200)).await.unwrap();
     assert_eq!(held.len(), 30);
 
     let writes: Vec<TransitionWrite> =
@@ -315,7 +342,10 @@ async fn the_processed_transition_takes_the_received_event_out_of_the_outbox_in_
         assert!(!stored.get_bool("outboxPending").unwrap());
         assert!(!stored.contains_key("leaseOwner"), "no relay holds it any more");
     }
-    assert!(store.held_outbox("replica-a", 200).await.unwrap().is_empty(), "nothing left to publish");
+    assert!(
+        store.held_outbox("replica-a", OutboxPage::first(200)).await.unwrap().is_empty(),
+        "nothing left to publish"
+    );
 
     // The relay's late acknowledgement of the same events finds nothing to change.
     let before: Vec<_> = probe.orders.find(mongodb::bson::doc! {}).await.unwrap().try_collect().await.unwrap();
@@ -334,7 +364,7 @@ async fn the_processed_transition_leaves_an_outbox_it_cannot_vouch_for_as_it_is(
     let [a, b, mut c] = [order("u", None), order("u", None), order("u", None)];
     c.outbox.push(envelope::new_order_event(&c, "new-order", None, Default::default()).unwrap());
     assert!(store.insert_batch(&[a.clone(), b.clone(), c.clone()]).await.iter().all(Result::is_ok));
-    let held = store.held_outbox("replica-a", 200).await.unwrap();
+    let held = store.held_outbox("replica-a", OutboxPage::first(200)).await.unwrap();
     let a_read: Vec<PendingOutbox> = held.iter().filter(|order| order.id == a.id).cloned().collect();
     store.acknowledge_published("replica-a", &all_published(&a_read)).await.unwrap();
 
@@ -344,8 +374,13 @@ async fn the_processed_transition_leaves_an_outbox_it_cannot_vouch_for_as_it_is(
         processed_after_receiving(&c, &c.outbox[0].event_id),
     ];
     assert_eq!(store.apply_transitions(&writes, "batch-1").await.unwrap(), vec![true; 3], "all processed");
-    let pending: Vec<String> =
-        store.held_outbox("replica-a", 200).await.unwrap().into_iter().map(|order| order.id).collect();
+    let pending: Vec<String> = store
+        .held_outbox("replica-a", OutboxPage::first(200))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|order| order.id)
+        .collect();
     assert_eq!(pending.len(), 2);
     assert!(pending.contains(&b.id) && pending.contains(&c.id), "b and c keep their events: {pending:?}");
     let c_stored = probe.orders.find_one(mongodb::bson::doc! { "_id": &c.id }).await.unwrap().unwrap();

@@ -3,7 +3,10 @@ use crate::support;
 
 use std::time::Duration;
 
-use order_service::{domain::OrderStatus, store::TransitionWrite};
+use order_service::{
+    domain::OrderStatus,
+    store::{OrderDocument, TransitionWrite},
+};
 use serde_json::json;
 
 #[tokio::test]
@@ -210,4 +213,25 @@ async fn an_event_whose_order_never_becomes_processed_is_acknowledged_by_the_rel
     assert_eq!((by("consumer"), by("relay")), (0.0, 1.0));
     let published = support::read_topic(&app.brokers, &app.topic("new-order"), Duration::from_secs(3)).await;
     assert_eq!(published.len(), 1, "published once, not again after its grace");
+}
+
+#[tokio::test]
+async fn a_backlog_s_events_leave_the_outbox_with_their_transitions_and_the_relay_writes_no_acknowledgement() {
+    // Only a consumer lagging the relay by this long would make the relay acknowledge an event itself.
+    let app = support::settings().with("OUTBOX_ACKNOWLEDGE_AFTER_MS", "14000").spawn().await;
+    // More than two pages of the relay's reads, written outside the inbox, as a broker outage leaves them: the relay
+    // reads them page after page, each once the consumer has caught up with the one before.
+    let orders: Vec<OrderDocument> =
+        (0..1_200).map(|_| support::new_pending_order("user-1", &app.topic("new-order"))).collect();
+    assert!(app.state.store.insert_batch(&orders).await.iter().all(Result::is_ok));
+    app.state.relay_inbox.read_outbox();
+
+    let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
+    app.wait_for_status(&ids, OrderStatus::Processed, Duration::from_secs(120)).await;
+    app.wait_outbox_drained(Duration::from_secs(20)).await;
+    let metrics = app.metrics().await;
+    let by = |writer| support::sample(&metrics, "outbox_events_acknowledged_total", &[("writer", writer)]);
+    assert_eq!((by("consumer"), by("relay")), (1_200.0, 0.0), "taken out by the transitions alone");
+    let published = support::read_topic(&app.brokers, &app.topic("new-order"), Duration::from_secs(3)).await;
+    assert_eq!(published.len(), 1_200, "each published once");
 }
