@@ -118,12 +118,12 @@ impl RelayInbox {
 /// The events this relay published whose orders it has not seen leave the outbox yet, oldest first: each until the
 /// consumer reports its order cleared or `after` passes (`OUTBOX_ACKNOWLEDGE_AFTER_MS`: the consumer normally gets
 /// there within tens of milliseconds, and within seconds through a backlog; it is kept under half the lease, so no
-/// other replica takes the event over meanwhile). It also remembers, for as long, the events it read and acknowledged itself, so that the inbox's copy
-/// of a just-stored order that a read got to first is not published again.
+/// other replica takes the event over meanwhile). Remembering them also keeps the inbox's copy of a just-stored
+/// order that a read got to first from being published again.
 pub struct AwaitingAcknowledgement {
     after: Duration,
-    /// By order id: the event, and whether the relay acknowledged it already.
-    events: HashMap<String, (Published, bool)>,
+    /// By order id.
+    events: HashMap<String, Published>,
     /// Order ids in the order they were published (ids removed since are skipped when they come up).
     by_age: VecDeque<(tokio::time::Instant, String)>,
 }
@@ -133,19 +133,18 @@ impl AwaitingAcknowledgement {
         Self { after, events: HashMap::new(), by_age: VecDeque::new() }
     }
 
-    fn published(&mut self, published: Published, acknowledged: bool) {
+    fn published(&mut self, published: Published) {
         let order_id = published.order_id.clone();
         self.by_age.push_back((tokio::time::Instant::now(), order_id.clone()));
-        self.events.insert(order_id, (published, acknowledged));
+        self.events.insert(order_id, published);
     }
 
     fn contains(&self, order_id: &str) -> bool {
         self.events.contains_key(order_id)
     }
 
-    /// How many of them the relay has not acknowledged itself: those still waiting for their transition.
-    fn unacknowledged(&self) -> usize {
-        self.events.values().filter(|(_, acknowledged)| !acknowledged).count()
+    fn len(&self) -> usize {
+        self.events.len()
     }
 
     fn cleared(&mut self, order_id: &str) {
@@ -157,8 +156,8 @@ impl AwaitingAcknowledgement {
         self.by_age.front().map(|(at, _)| *at + self.after)
     }
 
-    /// Forgets the ones published `after` ago or more, and the oldest beyond [`AWAITING_LIMIT`];
-    /// returns those of them the relay has yet to acknowledge.
+    /// Forgets the ones published `after` ago or more, and the oldest beyond [`AWAITING_LIMIT`], and returns them:
+    /// the relay acknowledges them itself.
     fn take_due(&mut self) -> Vec<Published> {
         let now = tokio::time::Instant::now();
         let mut due = Vec::new();
@@ -167,7 +166,7 @@ impl AwaitingAcknowledgement {
             if !overdue && self.events.len() <= AWAITING_LIMIT && self.events.contains_key(order_id) {
                 break;
             }
-            if let Some((published, false)) = self.events.remove(order_id) {
+            if let Some(published) = self.events.remove(order_id) {
                 due.push(published);
             }
             self.by_age.pop_front();
@@ -175,14 +174,10 @@ impl AwaitingAcknowledgement {
         due
     }
 
-    /// Forgets every one; returns those the relay has yet to acknowledge.
+    /// Forgets every one, and returns them.
     fn take_all(&mut self) -> Vec<Published> {
         self.by_age.clear();
-        self.events
-            .drain()
-            .filter(|(_, (_, acknowledged))| !acknowledged)
-            .map(|(_, (published, _))| published)
-            .collect()
+        self.events.drain().map(|(_, published)| published).collect()
     }
 }
 
@@ -285,7 +280,7 @@ impl OutboxRelay {
         let claim = self.claims.due();
         let PublishOutcome { done, error } = self.publish(&stored).await;
         for published in done {
-            self.awaiting.published(published, false);
+            self.awaiting.published(published);
         }
         if let Some(error) = error {
             return Err(error.into());
@@ -306,7 +301,7 @@ impl OutboxRelay {
         if let Err(error) = self.acknowledge(&due).await {
             // Published all the same: remembered again, so that a read does not publish them a second time.
             for published in due {
-                self.awaiting.published(published, false);
+                self.awaiting.published(published);
             }
             return Err(error);
         }
@@ -320,7 +315,7 @@ impl OutboxRelay {
     async fn pace(&mut self, shutdown: &mut StopSignal) -> Result<(), StoreError> {
         loop {
             self.settle().await?;
-            if self.awaiting.unacknowledged() < PACING_WINDOW {
+            if self.awaiting.len() < PACING_WINDOW {
                 return Ok(());
             }
             tokio::select! {
@@ -387,7 +382,7 @@ impl OutboxRelay {
                 orders.into_iter().filter(|order| !self.awaiting.contains(&order.id)).collect();
             let PublishOutcome { done, error } = self.publish(&orders).await;
             for published in done {
-                self.awaiting.published(published, false);
+                self.awaiting.published(published);
             }
             if let Some(error) = error {
                 return Err(error.into());
@@ -445,8 +440,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_event_whose_order_was_cleared_is_never_acknowledged_by_the_relay() {
         let mut awaiting = AwaitingAcknowledgement::new(AFTER);
-        awaiting.published(published("o1"), false);
-        awaiting.published(published("o2"), false);
+        awaiting.published(published("o1"));
+        awaiting.published(published("o2"));
         awaiting.cleared("o1");
         tokio::time::advance(AFTER).await;
         assert_eq!(awaiting.take_due(), vec![published("o2")]);
@@ -457,9 +452,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_event_is_acknowledged_only_once_its_grace_has_passed() {
         let mut awaiting = AwaitingAcknowledgement::new(AFTER);
-        awaiting.published(published("o1"), false);
+        awaiting.published(published("o1"));
         tokio::time::advance(AFTER / 2).await;
-        awaiting.published(published("o2"), false);
+        awaiting.published(published("o2"));
         assert!(awaiting.take_due().is_empty());
         tokio::time::advance(AFTER / 2).await;
         assert_eq!(awaiting.take_due(), vec![published("o1")]);
@@ -468,20 +463,10 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_event_the_relay_acknowledged_itself_is_remembered_but_not_acknowledged_again() {
-        let mut awaiting = AwaitingAcknowledgement::new(AFTER);
-        awaiting.published(published("o1"), true);
-        assert!(awaiting.contains("o1"), "so that the inbox's copy is not published again");
-        tokio::time::advance(AFTER).await;
-        assert!(awaiting.take_due().is_empty());
-        assert!(!awaiting.contains("o1"));
-    }
-
-    #[tokio::test(start_paused = true)]
     async fn past_the_limit_the_oldest_events_are_acknowledged_at_once() {
         let mut awaiting = AwaitingAcknowledgement::new(AFTER);
         for i in 0..AWAITING_LIMIT + 2 {
-            awaiting.published(published(&format!("o{i}")), false);
+            awaiting.published(published(&format!("o{i}")));
         }
         assert_eq!(awaiting.take_due(), vec![published("o0"), published("o1")]);
         assert!(awaiting.contains("o2"));
