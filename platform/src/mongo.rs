@@ -334,8 +334,8 @@ impl OutboxLeases {
         if let Some(after) = page.after {
             filter.insert("_id", doc! { "$gt": after });
         }
-        let limit = page.limit;
-        let mut find = entries.find(filter).sort(doc! { "_id": 1 }).limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        let mut find =
+            entries.find(filter).sort(doc! { "_id": 1 }).limit(i64::try_from(page.limit).unwrap_or(i64::MAX));
         if let Some(projection) = projection {
             find = find.projection(projection);
         }

@@ -82,6 +82,33 @@ async fn a_batch_of_orders_is_one_insert_and_a_duplicate_key_fails_only_its_own_
 }
 
 #[tokio::test]
+async fn the_relay_reads_what_it_holds_a_page_at_a_time_each_from_where_the_last_ended() {
+    let probe = Probe::new().await;
+    let lease = Lease { owner: "replica-a".into(), duration: Duration::from_secs(30) };
+    let store = probe.store.clone().holding_new_events(lease);
+    let orders: Vec<OrderDocument> = (0..7).map(|_| order("u", None)).collect();
+    assert!(store.insert_batch(&orders).await.iter().all(Result::is_ok));
+    let mut ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
+    ids.sort();
+
+    let mut read = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.held_outbox("replica-a", OutboxPage { limit: 3, after: after.as_deref() }).await.unwrap();
+        read.push(page.iter().map(|order| order.id.clone()).collect::<Vec<_>>());
+        if page.len() < 3 {
+            break;
+        }
+        after = page.last().map(|order| order.id.clone());
+    }
+    assert_eq!(read, vec![ids[..3].to_vec(), ids[3..6].to_vec(), ids[6..].to_vec()], "oldest first, none twice");
+    let claimed =
+        store.claim_outbox("replica-a", Duration::from_secs(30), OutboxPage { limit: 10, after: Some(&ids[4]) });
+    let claimed: Vec<String> = claimed.await.unwrap().into_iter().map(|order| order.id).collect();
+    assert_eq!(claimed, ids[5..].to_vec(), "a claim reads on from the same place");
+}
+
+#[tokio::test]
 async fn what_a_replica_writes_is_held_by_it_so_its_relay_reads_it_without_a_claim() {
     let probe = Probe::new().await;
     let lease = Lease { owner: "replica-a".into(), duration: Duration::from_secs(30) };
