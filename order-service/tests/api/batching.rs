@@ -36,6 +36,11 @@ impl Probe {
         Self { store, orders: database.collection("orders"), commands }
     }
 
+    /// The store as replica-a's writes use it: what they insert is held by replica-a for 30 s.
+    fn held_by_replica_a(&self) -> OrderStore {
+        self.store.clone().holding_new_events(Lease { owner: "replica-a".into(), duration: Duration::from_secs(30) })
+    }
+
     /// Commands sent by `operation` so far.
     fn sent(&self, operation: &str) -> u64 {
         self.commands.with_label_values(&[operation]).get()
@@ -84,8 +89,7 @@ async fn a_batch_of_orders_is_one_insert_and_a_duplicate_key_fails_only_its_own_
 #[tokio::test]
 async fn the_relay_reads_what_it_holds_a_page_at_a_time_each_from_where_the_last_ended() {
     let probe = Probe::new().await;
-    let lease = Lease { owner: "replica-a".into(), duration: Duration::from_secs(30) };
-    let store = probe.store.clone().holding_new_events(lease);
+    let store = probe.held_by_replica_a();
     let orders: Vec<OrderDocument> = (0..7).map(|_| order("u", None)).collect();
     assert!(store.insert_batch(&orders).await.iter().all(Result::is_ok));
     let mut ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
@@ -111,8 +115,7 @@ async fn the_relay_reads_what_it_holds_a_page_at_a_time_each_from_where_the_last
 #[tokio::test]
 async fn what_a_replica_writes_is_held_by_it_so_its_relay_reads_it_without_a_claim() {
     let probe = Probe::new().await;
-    let lease = Lease { owner: "replica-a".into(), duration: Duration::from_secs(30) };
-    let store = probe.store.clone().holding_new_events(lease);
+    let store = probe.held_by_replica_a();
     let orders: Vec<OrderDocument> = (0..10).map(|_| order("u", None)).collect();
     assert!(store.insert_batch(&orders).await.iter().all(Result::is_ok));
     let updates = probe.sent("update");
@@ -202,8 +205,7 @@ async fn an_acknowledgement_keeps_an_order_s_unpublished_event_whatever_chunk_it
 #[tokio::test]
 async fn an_acknowledgement_takes_out_only_the_published_event_of_an_outbox_that_changed_since_the_relay_read_it() {
     let probe = Probe::new().await;
-    let lease = Lease { owner: "replica-a".into(), duration: Duration::from_secs(30) };
-    let store = probe.store.clone().holding_new_events(lease);
+    let store = probe.held_by_replica_a();
     let orders: Vec<OrderDocument> = (0..3).map(|_| order("u", None)).collect();
     assert!(store.insert_batch(&orders).await.iter().all(Result::is_ok));
     let held = store.held_outbox("replica-a", OutboxPage::first(10)).await.unwrap();
@@ -350,8 +352,7 @@ fn processed_after_receiving(order: &OrderDocument, event_id: &str) -> Transitio
 #[tokio::test]
 async fn the_processed_transition_takes_the_received_event_out_of_the_outbox_in_the_same_write() {
     let probe = Probe::new().await;
-    let lease = Lease { owner: "replica-a".into(), duration: Duration::from_secs(30) };
-    let store = probe.store.clone().holding_new_events(lease);
+    let store = probe.held_by_replica_a();
     let orders: Vec<OrderDocument> = (0..30).map(|_| order("u", None)).collect();
     assert!(store.insert_batch(&orders).await.iter().all(Result::is_ok));
     let held = store.held_outbox("replica-a", OutboxPage::first(200)).await.unwrap();
@@ -384,8 +385,7 @@ async fn the_processed_transition_takes_the_received_event_out_of_the_outbox_in_
 #[tokio::test]
 async fn the_processed_transition_leaves_an_outbox_it_cannot_vouch_for_as_it_is() {
     let probe = Probe::new().await;
-    let lease = Lease { owner: "replica-a".into(), duration: Duration::from_secs(30) };
-    let store = probe.store.clone().holding_new_events(lease);
+    let store = probe.held_by_replica_a();
     // a: the relay acknowledged the event first; b: the event received is not the one in the outbox; c: the outbox
     // holds a second event, not published yet.
     let [a, b, mut c] = [order("u", None), order("u", None), order("u", None)];
