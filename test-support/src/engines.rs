@@ -125,7 +125,12 @@ pub const TANSU_GROUP_MEMBERSHIP: [(&str, &str); 2] =
 /// What a service needs to use the tests' shared broker (`KAFKA_BROKERS` from `scripts/engines.py`, a Tansu): its
 /// address and [`TANSU_GROUP_MEMBERSHIP`].
 pub fn shared_broker_settings() -> Vec<(&'static str, String)> {
-    broker_settings(env("KAFKA_BROKERS"), TANSU_GROUP_MEMBERSHIP.map(|(name, value)| (name, value.to_owned())))
+    broker_settings(env("KAFKA_BROKERS"), tansu_group_membership())
+}
+
+/// [`TANSU_GROUP_MEMBERSHIP`], as settings.
+fn tansu_group_membership() -> [(&'static str, String); 2] {
+    TANSU_GROUP_MEMBERSHIP.map(|(name, value)| (name, value.to_owned()))
 }
 
 /// The services' own defaults, for a broker that behaves like Kafka (noida-db): it refuses sessions under 6 s.
@@ -180,11 +185,7 @@ impl PrivateBroker {
 
     /// What a service needs to use this broker: its address, and the group membership that works on it.
     pub fn service_settings(&self) -> Vec<(&'static str, String)> {
-        let membership = if self.in_memory {
-            TANSU_GROUP_MEMBERSHIP.map(|(name, value)| (name, value.to_owned()))
-        } else {
-            kafka_group_membership()
-        };
+        let membership = if self.in_memory { tansu_group_membership() } else { kafka_group_membership() };
         broker_settings(self.address(), membership)
     }
 
