@@ -99,7 +99,7 @@ pub struct OrderDocument {
     #[serde(default)]
     pub outbox_pending: bool,
     /// Until when a relay's claim on this order's events holds; the epoch when none does. Always
-    /// present, so that a claim selects on it next to `outboxPending` (the engine's index) rather
+    /// present, so that a claim selects on it next to `outboxPending` (the two fields of the claims' index) rather
     /// than with an `$or`, which SecantusDB answers by scanning the whole collection.
     #[serde(default = "unleased")]
     pub lease_until: bson::DateTime,
@@ -192,6 +192,9 @@ pub enum TransitionWrite {
 /// How long a consumer batch's announcement is remembered: Kafka's default retention, after which a
 /// `new-order` message can no longer be delivered again.
 pub const ANNOUNCED_BATCHES_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The index on `outboxPending` alone that versions before [`OutboxLeases::index`] created.
+const SUPERSEDED_OUTBOX_INDEX: &str = "outbox_pending";
 
 #[derive(Clone)]
 pub struct OrderStore {
@@ -425,13 +428,16 @@ impl OrderStore {
                     doc! { "userId": 1, "_id": -1 },
                     IndexOptions::builder().name("user_newest_first".to_owned()).build(),
                 ),
-                index(doc! { "outboxPending": 1 }, IndexOptions::builder().name("outbox_pending".to_owned()).build()),
+                OutboxLeases::index(),
                 index(
                     doc! { "idempotencyScope": 1 },
                     IndexOptions::builder().name("idempotency_scope".to_owned()).unique(true).sparse(true).build(),
                 ),
             ])
             .await?;
+        // Versions before the claims' index had one on `outboxPending` alone: each index costs every write of an
+        // order, and the new one's prefix serves what the old one did.
+        platform::mongo::drop_index_if_present(&self.orders, SUPERSEDED_OUTBOX_INDEX).await?;
         // A batch record matters only while its `new-order` messages can still be delivered again.
         let expiry = IndexOptions::builder()
             .name("expire_with_the_topics".to_owned())
@@ -477,7 +483,7 @@ impl OrderStore {
         Ok(cursor.try_collect().await?)
     }
 
-    /// How many orders have events waiting to be published (from the `outboxPending` index).
+    /// How many orders have events waiting to be published (from the prefix of the claims' index).
     pub async fn outbox_backlog(&self) -> Result<u64, StoreError> {
         Ok(self.orders.count_documents(doc! { "outboxPending": true }).await?)
     }

@@ -27,7 +27,6 @@ use futures::TryStreamExt as _;
 use mongodb::{
     Collection, Database, IndexModel,
     bson::{self, doc},
-    error::ErrorKind,
     options::IndexOptions,
 };
 use platform::mongo::{Lease, OutboxLeases, OutboxPage, UPDATE_CHUNK};
@@ -240,12 +239,7 @@ impl PaymentStore {
                 .await?;
             tracing::info!(count = ids.len(), "payment events of an earlier version moved into the outbox");
         }
-        match self.payments.drop_index(EMBEDDED_OUTBOX_INDEX).await {
-            Ok(()) => Ok(()),
-            // Another replica dropped it first.
-            Err(error) if matches!(&*error.kind, ErrorKind::Command(command) if command.code == 27) => Ok(()),
-            Err(error) => Err(error.into()),
-        }
+        Ok(platform::mongo::drop_index_if_present(&self.payments, EMBEDDED_OUTBOX_INDEX).await?)
     }
 
     /// Stores a batch of payments, each with its event, if any; one outcome per payment, in order. The events go

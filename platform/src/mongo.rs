@@ -4,11 +4,11 @@ use std::time::Duration;
 
 use futures::TryStreamExt as _;
 use mongodb::{
-    Client, Collection,
+    Client, Collection, IndexModel,
     bson::{Bson, DateTime, Document, doc},
     error::{Error, ErrorKind, WriteFailure},
     event::{EventHandler, command::CommandEvent},
-    options::{Acknowledgment, ClientOptions, WriteConcern},
+    options::{Acknowledgment, ClientOptions, IndexOptions, WriteConcern},
 };
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
@@ -218,7 +218,7 @@ pub fn pick(values: Vec<Bson>, position: impl Into<Bson>) -> Document {
 
 /// How often a relay claims what no live lease holds: entries of a replica that stopped or died, and entries
 /// written without a hold. In between it reads only what it holds already, which is what its own replica
-/// wrote: a claim reads every pending entry, and its own entries need none.
+/// wrote, and its own entries need no claim.
 pub const CLAIM_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Which rounds of a relay do a periodic task (a claim every [`CLAIM_INTERVAL`], say): the first round, then the
@@ -243,6 +243,18 @@ impl RoundSchedule {
         true
     }
 }
+
+/// Drops the index `name` of `collection` if it is there: one that an earlier version created and this one
+/// replaced (several replicas starting at once may each try).
+pub async fn drop_index_if_present<T: Send + Sync>(collection: &Collection<T>, name: &str) -> Result<(), Error> {
+    match collection.drop_index(name).await {
+        Err(error) if matches!(&*error.kind, ErrorKind::Command(command) if command.code == INDEX_NOT_FOUND) => Ok(()),
+        other => other,
+    }
+}
+
+/// The server's `IndexNotFound` error code.
+const INDEX_NOT_FOUND: i32 = 27;
 
 /// The leases of a transactional outbox kept in a service's own collection: documents with events to publish
 /// carry `outboxPending: true`, and a relay claims them with `leaseOwner` (its replica id) and `leaseUntil`, so
@@ -278,8 +290,21 @@ impl OutboxPage<'_> {
 }
 
 impl OutboxLeases {
+    /// The name of [`OutboxLeases::index`].
+    pub const INDEX: &str = "outbox_pending_by_lease";
+
     pub fn new<T: Send + Sync>(collection: &Collection<T>) -> Self {
         Self { collection: collection.clone_with_type() }
+    }
+
+    /// The index a claim walks: pending entries by lease end. A claim reads only the entries no live lease holds,
+    /// not every pending one, so a relay's claims during a long backlog cost what they find, not the backlog. Its
+    /// prefix serves every other read of the pending entries.
+    pub fn index() -> IndexModel {
+        IndexModel::builder()
+            .keys(doc! { "outboxPending": 1, "leaseUntil": 1 })
+            .options(IndexOptions::builder().name(Self::INDEX.to_owned()).build())
+            .build()
     }
 
     /// The filter of the pending entries `owner` holds.
@@ -287,17 +312,23 @@ impl OutboxLeases {
         doc! { "outboxPending": true, "leaseOwner": owner }
     }
 
-    /// Claims for `owner`, until `lease` from now, every pending entry no live lease holds (one command); the
-    /// caller then reads [`OutboxLeases::claimed_by`].
+    /// Claims for `owner`, until `lease` from now, every pending entry no live lease holds (one command, which walks
+    /// only those entries where the collection has [`OutboxLeases::index`]); the caller then reads
+    /// [`OutboxLeases::claimed_by`].
     pub async fn claim(&self, owner: &str, lease: Duration) -> Result<(), Error> {
         let now = DateTime::now();
         self.collection
             .update_many(
-                doc! { "outboxPending": true, "leaseUntil": { "$lte": now } },
+                Self::claimable(now),
                 doc! { "$set": { "leaseOwner": owner, "leaseUntil": lease_end(now, lease) } },
             )
             .await?;
         Ok(())
+    }
+
+    /// The filter of the pending entries no live lease holds at `now`: a range of [`OutboxLeases::index`].
+    pub fn claimable(now: DateTime) -> Document {
+        doc! { "outboxPending": true, "leaseUntil": { "$lte": now } }
     }
 
     /// Claims for `owner` (as [`OutboxLeases::claim`]), then reads the oldest `limit` of its claimed entries (as

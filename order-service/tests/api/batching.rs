@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::TryStreamExt as _;
 
-use platform::mongo::{Lease, OutboxPage, UPDATE_CHUNK};
+use platform::mongo::{Lease, OutboxLeases, OutboxPage, UPDATE_CHUNK};
 
 use order_service::{
     domain::{Money, OrderStatus, Quantity},
@@ -20,6 +20,7 @@ struct Probe {
     store: OrderStore,
     /// The same collection, read as stored.
     orders: mongodb::Collection<mongodb::bson::Document>,
+    database: mongodb::Database,
     commands: prometheus::IntCounterVec,
 }
 
@@ -33,7 +34,7 @@ impl Probe {
         let database = client.database(&format!("orders_batch_{}", uuid::Uuid::new_v4().simple()));
         let store = OrderStore::new(database.clone());
         store.ensure_indexes().await.unwrap();
-        Self { store, orders: database.collection("orders"), commands }
+        Self { store, orders: database.collection("orders"), database, commands }
     }
 
     /// The store as replica-a's writes use it: what they insert is held by replica-a for 30 s.
@@ -259,6 +260,36 @@ async fn an_expired_lease_is_taken_over_and_a_live_one_is_not() {
         1,
         "released"
     );
+}
+
+#[tokio::test]
+async fn a_claim_walks_the_index_of_pending_entries_by_lease_end_not_every_pending_entry() {
+    let probe = Probe::new().await;
+    let held: Vec<OrderDocument> = (0..5).map(|_| order("u", None)).collect();
+    assert!(probe.held_by_replica_a().insert_batch(&held).await.iter().all(Result::is_ok));
+    let filter = OutboxLeases::claimable(mongodb::bson::DateTime::now());
+    let explain =
+        mongodb::bson::doc! { "explain": { "find": "orders", "filter": filter }, "verbosity": "queryPlanner" };
+    let plan = probe.database.run_command(explain).await.unwrap();
+    let plan = serde_json::to_string(&plan).unwrap();
+    assert!(plan.contains(&format!("\"indexName\":\"{}\"", OutboxLeases::INDEX)), "{plan}");
+    assert!(!plan.contains("COLLSCAN"), "{plan}");
+}
+
+#[tokio::test]
+async fn ensure_indexes_replaces_the_outbox_index_of_earlier_versions() {
+    let probe = Probe::new().await;
+    probe.orders.drop_index(OutboxLeases::INDEX).await.unwrap();
+    let earlier = mongodb::IndexModel::builder()
+        .keys(mongodb::bson::doc! { "outboxPending": 1 })
+        .options(mongodb::options::IndexOptions::builder().name("outbox_pending".to_owned()).build())
+        .build();
+    probe.orders.create_index(earlier).await.unwrap();
+    probe.store.ensure_indexes().await.unwrap();
+    probe.store.ensure_indexes().await.unwrap();
+    let mut names = probe.orders.list_index_names().await.unwrap();
+    names.sort();
+    assert_eq!(names, ["_id_", "idempotency_scope", OutboxLeases::INDEX, "user_newest_first"]);
 }
 
 #[tokio::test]
