@@ -94,7 +94,8 @@ impl Config {
             "OUTBOX_ACKNOWLEDGE_AFTER_MS",
             acknowledge_after_default.as_millis().try_into().unwrap_or(1),
         )?;
-        // Past half the lease, another replica could take over an event published and still in the outbox.
+        // Well inside one lease: once this replica's heartbeat is late by a lease, another replica takes over the
+        // events it published and has not acknowledged yet, and publishes them again.
         if outbox_acknowledge_after >= outbox_lease / 2 {
             return Err(ConfigError {
                 variable: "OUTBOX_ACKNOWLEDGE_AFTER_MS",

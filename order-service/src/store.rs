@@ -98,11 +98,6 @@ pub struct OrderDocument {
     pub outbox: Vec<OutboxEvent>,
     #[serde(default)]
     pub outbox_pending: bool,
-    /// Until when a relay's claim on this order's events holds; the epoch when none does. Always
-    /// present, so that a claim selects on it next to `outboxPending` (the two fields of the claims' index) rather
-    /// than with an `$or`, which SecantusDB answers by scanning the whole collection.
-    #[serde(default = "unleased")]
-    pub lease_until: bson::DateTime,
     pub created_at: bson::DateTime,
     pub updated_at: bson::DateTime,
 }
@@ -136,7 +131,6 @@ impl OrderDocument {
             traceparent,
             outbox: Vec::new(),
             outbox_pending: true,
-            lease_until: unleased(),
             created_at: now,
             updated_at: now,
         }
@@ -157,8 +151,6 @@ impl OrderDocument {
         }
     }
 }
-
-pub use platform::mongo::unleased;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -193,8 +185,9 @@ pub enum TransitionWrite {
 /// `new-order` message can no longer be delivered again.
 pub const ANNOUNCED_BATCHES_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// The index on `outboxPending` alone that versions before [`OutboxLeases::index`] created.
-const SUPERSEDED_OUTBOX_INDEX: &str = "outbox_pending";
+/// The indexes of the outbox that earlier versions created: on `outboxPending` alone, and with `leaseUntil`, when
+/// leases were kept in the orders.
+const SUPERSEDED_OUTBOX_INDEXES: [&str; 2] = ["outbox_pending", "outbox_pending_by_lease"];
 
 #[derive(Clone)]
 pub struct OrderStore {
@@ -245,34 +238,42 @@ impl OrderStore {
         Ok(orders.into_iter().map(|order| (order.id.clone(), order)).collect())
     }
 
-    /// Claims for `owner`, until `lease` from now, every order with unpublished events whose lease
-    /// has expired (or that none holds), then returns the page `page` of `owner`'s claimed orders,
-    /// oldest first.
+    /// Claims for `owner` (its heartbeat lasting `lease` from now) every order with unpublished events that no live
+    /// replica holds, then returns the page `page` of `owner`'s orders with unpublished events, oldest first.
     pub async fn claim_outbox(
         &self,
         owner: &str,
         lease: Duration,
         page: OutboxPage<'_>,
     ) -> Result<Vec<PendingOutbox>, StoreError> {
-        Ok(OutboxLeases::new(&self.orders).claim_oldest(owner, lease, page, Some(PendingOutbox::fields())).await?)
+        Ok(self.leases().claim_oldest(owner, lease, page, Some(PendingOutbox::fields())).await?)
     }
 
     /// The page `page` of the orders with unpublished events `owner` holds, oldest first, without claiming
     /// anything (what this replica wrote is held by it already).
     pub async fn held_outbox(&self, owner: &str, page: OutboxPage<'_>) -> Result<Vec<PendingOutbox>, StoreError> {
-        Ok(OutboxLeases::new(&self.orders).oldest_claimed(owner, page, Some(PendingOutbox::fields())).await?)
+        Ok(self.leases().oldest_claimed(owner, page, Some(PendingOutbox::fields())).await?)
     }
 
-    /// Extends `owner`'s claims by `lease` from now: a relay draining a long backlog keeps it.
+    /// `owner`'s heartbeat, lasting `lease` from now: its hold on its orders' events lasts as long (one write,
+    /// whatever it holds).
     pub async fn renew_leases(&self, owner: &str, lease: Duration) -> Result<(), StoreError> {
-        Ok(OutboxLeases::new(&self.orders).renew(owner, lease).await?)
+        Ok(self.leases().heartbeat(owner, lease).await?)
     }
 
-    /// Frees `owner`'s claims (at start, what a previous run under this name left; at shutdown, what
-    /// it did not publish), so that no replica waits for them to expire; also gives entries written
-    /// before leases existed the field the claim selects on.
+    /// Starts `owner`'s hold at its relay's start ([`OutboxLeases::start`]): what a previous run under this name left
+    /// is its own again.
+    pub async fn hold_leases(&self, owner: &str, lease: Duration) -> Result<(), StoreError> {
+        Ok(self.leases().start(owner, lease).await?)
+    }
+
+    /// Ends `owner`'s hold at shutdown, so that the other replicas take what it did not publish at once.
     pub async fn release_leases(&self, owner: &str) -> Result<(), StoreError> {
-        Ok(OutboxLeases::new(&self.orders).release(owner).await?)
+        Ok(self.leases().release(owner).await?)
+    }
+
+    fn leases(&self) -> OutboxLeases {
+        OutboxLeases::new(&self.database, &self.orders)
     }
 
     /// Applies a batch of conditional transitions, each kind with one `update` command whatever the
@@ -328,7 +329,7 @@ impl OrderStore {
                     "outbox.eventId": { "$in": &published_events },
                 };
                 let mut set = processed_now.clone();
-                set.extend(doc! { "outbox": [], "outboxPending": false, "leaseUntil": unleased() });
+                set.extend(doc! { "outbox": [], "outboxPending": false });
                 let update = doc! { "$set": set, "$unset": { "leaseOwner": "" } };
                 cleared = self.orders.update_many(filter, update).write_concern(durable.clone()).await?.modified_count;
             }
@@ -435,9 +436,10 @@ impl OrderStore {
                 ),
             ])
             .await?;
-        // Versions before the claims' index had one on `outboxPending` alone: each index costs every write of an
-        // order, and the new one's prefix serves what the old one did.
-        platform::mongo::drop_index_if_present(&self.orders, SUPERSEDED_OUTBOX_INDEX).await?;
+        // Each index costs every write of an order, and the new one's prefix serves what the old ones did.
+        for superseded in SUPERSEDED_OUTBOX_INDEXES {
+            platform::mongo::drop_index_if_present(&self.orders, superseded).await?;
+        }
         // A batch record matters only while its `new-order` messages can still be delivered again.
         let expiry = IndexOptions::builder()
             .name("expire_with_the_topics".to_owned())
@@ -483,7 +485,7 @@ impl OrderStore {
         Ok(cursor.try_collect().await?)
     }
 
-    /// How many orders have events waiting to be published (from the prefix of the claims' index).
+    /// How many orders have events waiting to be published (from the prefix of [`OutboxLeases::index`]).
     pub async fn outbox_backlog(&self) -> Result<u64, StoreError> {
         Ok(self.orders.count_documents(doc! { "outboxPending": true }).await?)
     }
@@ -514,7 +516,7 @@ impl OrderStore {
                 .update_many(
                     doc! { "_id": { "$in": &order_ids }, "leaseOwner": owner, "outbox": { "$size": 1 } },
                     doc! {
-                        "$set": { "outbox": [], "outboxPending": false, "leaseUntil": unleased() },
+                        "$set": { "outbox": [], "outboxPending": false },
                         "$unset": { "leaseOwner": "" },
                     },
                 )
@@ -555,10 +557,7 @@ impl OrderStore {
                     doc! { "_id": { "$in": &order_ids }, "outbox.eventId": { "$in": &event_ids } },
                     vec![
                         doc! { "$set": { "outbox": remaining } },
-                        doc! { "$set": {
-                            "outboxPending": { "$gt": [{ "$size": "$outbox" }, 0] },
-                            "leaseUntil": unleased(),
-                        } },
+                        doc! { "$set": { "outboxPending": { "$gt": [{ "$size": "$outbox" }, 0] } } },
                         doc! { "$unset": ["leaseOwner"] },
                     ],
                 )

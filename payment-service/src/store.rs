@@ -61,8 +61,6 @@ pub struct PaymentDocument {
     pub tracestate: Option<String>,
 }
 
-pub use platform::mongo::unleased;
-
 /// An event waiting in the outbox (`payment_outbox`), under its payment's id.
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,9 +82,6 @@ pub struct PendingEvent {
     /// True while the event waits; false once the relay set it aside as abandoned (its payment was never stored).
     #[serde(default = "waiting")]
     pub outbox_pending: bool,
-    /// Until when a relay's claim on the event holds; the epoch when none does (see [`OutboxLeases`]).
-    #[serde(default = "unleased")]
-    pub lease_until: bson::DateTime,
 }
 
 fn waiting() -> bool {
@@ -157,6 +152,7 @@ const MOVE_BATCH: i64 = 500;
 
 #[derive(Clone)]
 pub struct PaymentStore {
+    database: Database,
     payments: Collection<PaymentDocument>,
     outbox: Collection<PendingEvent>,
     indexes_ready: Arc<AtomicBool>,
@@ -168,7 +164,7 @@ impl PaymentStore {
     pub fn new(database: Database) -> Self {
         let payments = database.collection("payments");
         let outbox = database.collection("payment_outbox");
-        Self { payments, outbox, indexes_ready: Arc::new(AtomicBool::new(false)), lease: None }
+        Self { database, payments, outbox, indexes_ready: Arc::new(AtomicBool::new(false)), lease: None }
     }
 
     /// A store whose new payments' events are written held by `lease`: that replica's relay publishes them
@@ -219,8 +215,8 @@ impl PaymentStore {
                 break;
             }
             for event in &mut events {
+                // No `leaseOwner`: any replica's relay claims it.
                 event.outbox_pending = true;
-                event.lease_until = unleased();
             }
             // An event moved already (by another replica, or by a pass cut short) is a duplicate: moved all the same.
             let moved = self.outbox.insert_many(&events).ordered(false).await;
@@ -321,27 +317,36 @@ impl PaymentStore {
         Ok(platform::mongo::existing_ids(&self.payments, payment_ids).await?)
     }
 
-    /// Claims for `owner`, until `lease` from now, every waiting event whose lease has expired (or that none holds),
-    /// then returns the oldest `limit` of its claimed events.
+    /// Claims for `owner` (its heartbeat lasting `lease` from now) every waiting event that no live replica holds,
+    /// then returns the oldest `limit` of the events it holds.
     pub async fn claim_pending_events(
         &self,
         owner: &str,
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<PendingEvent>, StoreError> {
-        Ok(OutboxLeases::new(&self.outbox).claim_oldest(owner, lease, OutboxPage::first(limit), None).await?)
+        Ok(self.leases().claim_oldest(owner, lease, OutboxPage::first(limit), None).await?)
     }
 
     /// The oldest `limit` waiting events `owner` holds, without claiming anything (what this replica wrote is held
     /// by it already).
     pub async fn held_pending_events(&self, owner: &str, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
-        Ok(OutboxLeases::new(&self.outbox).oldest_claimed(owner, OutboxPage::first(limit), None).await?)
+        Ok(self.leases().oldest_claimed(owner, OutboxPage::first(limit), None).await?)
     }
 
-    /// Frees `owner`'s claims (at start, what a previous run under this name left; at shutdown, what it did not
-    /// publish).
+    /// Starts `owner`'s hold at its relay's start ([`OutboxLeases::start`]): what a previous run under this name left
+    /// is its own again.
+    pub async fn hold_leases(&self, owner: &str, lease: Duration) -> Result<(), StoreError> {
+        Ok(self.leases().start(owner, lease).await?)
+    }
+
+    /// Ends `owner`'s hold at shutdown, so that the other replicas take what it did not publish at once.
     pub async fn release_leases(&self, owner: &str) -> Result<(), StoreError> {
-        Ok(OutboxLeases::new(&self.outbox).release(owner).await?)
+        Ok(self.leases().release(owner).await?)
+    }
+
+    fn leases(&self) -> OutboxLeases {
+        OutboxLeases::new(&self.database, &self.outbox)
     }
 
     /// How many events wait in the outbox.
@@ -367,7 +372,7 @@ impl PaymentStore {
                 .update_many(
                     doc! { "_id": { "$in": chunk }, "outboxPending": true },
                     doc! {
-                        "$set": { "outboxPending": false, "setAsideAt": bson::DateTime::now(), "leaseUntil": unleased() },
+                        "$set": { "outboxPending": false, "setAsideAt": bson::DateTime::now() },
                         "$unset": { "leaseOwner": "" },
                     },
                 )
@@ -388,7 +393,7 @@ impl PaymentStore {
             self.outbox
                 .update_many(
                     doc! { "_id": { "$in": chunk }, "outboxPending": false },
-                    doc! { "$set": { "outboxPending": true, "leaseUntil": unleased() }, "$unset": { "setAsideAt": "" } },
+                    doc! { "$set": { "outboxPending": true }, "$unset": { "setAsideAt": "", "leaseOwner": "" } },
                 )
                 .await?;
         }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use futures::TryStreamExt as _;
 use mongodb::{
-    Client, Collection, IndexModel,
+    Client, Collection, Database, IndexModel,
     bson::{Bson, DateTime, Document, doc},
     error::{Error, ErrorKind, WriteFailure},
     event::{EventHandler, command::CommandEvent},
@@ -150,7 +150,8 @@ pub async fn existing_ids<T: Send + Sync>(
     Ok(found.into_iter().filter_map(|document| document.get_str("_id").ok().map(str::to_owned)).collect())
 }
 
-/// A replica's hold on outbox entries: its name (`REPLICA_ID`) and how long a hold lasts (`OUTBOX_LEASE_MS`).
+/// A replica's hold on outbox entries: its name (`REPLICA_ID`) and how long its relay's heartbeat keeps the entries
+/// it holds (`OUTBOX_LEASE_MS`; see [`OutboxLeases`]).
 #[derive(Debug, Clone)]
 pub struct Lease {
     pub owner: String,
@@ -158,18 +159,17 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// `leaseOwner` and `leaseUntil` that hold an entry under this lease from now. A replica writes them with the
-    /// entries it creates, so that its own relay publishes them without claiming them first (a claim is one more
-    /// write of every entry); another replica's relay takes them only once the hold has expired, as it would a
-    /// claimed entry.
-    pub fn held_from_now(&self) -> Document {
-        doc! { "leaseOwner": &self.owner, "leaseUntil": lease_end(DateTime::now(), self.duration) }
+    /// The `leaseOwner` that holds an entry for this replica. A replica writes it with the entries it creates, so
+    /// that its own relay publishes them without claiming them first (a claim is one more write of every entry);
+    /// another replica's relay takes them only once this replica's heartbeat has stopped, as it would claimed ones.
+    pub fn held(&self) -> Document {
+        doc! { "leaseOwner": &self.owner }
     }
 }
 
 /// Inserts `entries` with one unordered `insert_many` (the client's write concern), each for which `has_event` holds
-/// written under `lease` from now, when there is one ([`Lease::held_from_now`]): its replica's relay publishes it
-/// without claiming it.
+/// written held by `lease`'s owner, when there is one ([`Lease::held`]): its replica's relay publishes it without
+/// claiming it.
 pub async fn insert_many_held<T>(
     collection: &Collection<T>,
     entries: &[T],
@@ -182,7 +182,7 @@ where
     let Some(lease) = lease else {
         return collection.insert_many(entries).ordered(false).await.map(|_| ());
     };
-    let held = lease.held_from_now();
+    let held = lease.held();
     let mut documents = Vec::with_capacity(entries.len());
     for entry in entries {
         let mut document = mongodb::bson::to_document(entry)?;
@@ -256,19 +256,22 @@ pub async fn drop_index_if_present<T: Send + Sync>(collection: &Collection<T>, n
 /// The server's `IndexNotFound` error code.
 const INDEX_NOT_FOUND: i32 = 27;
 
-/// The leases of a transactional outbox kept in a service's own collection: documents with events to publish
-/// carry `outboxPending: true`, and a relay claims them with `leaseOwner` (its replica id) and `leaseUntil`, so
-/// that with several replicas an event is published once in the normal case. Only the mechanism is shared here;
-/// each service keeps its collection, its documents and what it publishes.
+/// The leases of a transactional outbox kept in a service's own collection, so that with several replicas an event
+/// is published once in the normal case. Documents with events to publish carry `outboxPending: true` and the
+/// replica that holds them in `leaseOwner` (none: the field is absent). A replica's hold lasts as long as its
+/// relay's heartbeat: one document per replica in the database's `outbox_relays` collection (`_id` the replica's
+/// name, `aliveUntil`), which the relay writes again at every claim. A relay claims the entries no live replica
+/// holds. Keeping a hold costs one write per heartbeat, whatever the backlog: a lease kept in each entry would
+/// have to be written again in every entry, and a backlog of tens of thousands of orders would spend the engine
+/// on that. Only the mechanism is shared here; each service keeps its collection, its documents and what it
+/// publishes.
 pub struct OutboxLeases {
     collection: Collection<Document>,
+    relays: Collection<Document>,
 }
 
-/// The `leaseUntil` of an entry no relay holds (always present, so a claim selects on it next to
-/// `outboxPending`, which an index covers, rather than with an `$or`).
-pub fn unleased() -> DateTime {
-    DateTime::from_millis(0)
-}
+/// The collection of the relays' heartbeats, in the database of the outbox.
+pub const RELAYS: &str = "outbox_relays";
 
 fn lease_end(now: DateTime, lease: Duration) -> DateTime {
     DateTime::from_millis(now.timestamp_millis().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)))
@@ -291,18 +294,19 @@ impl OutboxPage<'_> {
 
 impl OutboxLeases {
     /// The name of [`OutboxLeases::index`].
-    pub const INDEX: &str = "outbox_pending_by_lease";
+    pub const INDEX: &str = "outbox_pending_by_owner";
 
-    pub fn new<T: Send + Sync>(collection: &Collection<T>) -> Self {
-        Self { collection: collection.clone_with_type() }
+    /// The leases of the outbox `collection`, whose relays' heartbeats are in `database`'s [`RELAYS`].
+    pub fn new<T: Send + Sync>(database: &Database, collection: &Collection<T>) -> Self {
+        Self { collection: collection.clone_with_type(), relays: database.collection(RELAYS) }
     }
 
-    /// The index a claim walks: pending entries by lease end. A claim reads only the entries no live lease holds,
-    /// not every pending one, so a relay's claims during a long backlog cost what they find, not the backlog. Its
-    /// prefix serves every other read of the pending entries.
+    /// The index of pending entries by owner, then age: a claim walks only the entries of the replicas it takes
+    /// over, and a relay's page only its own entries after the page before, not every pending entry. Its prefix
+    /// serves every other read of the pending entries.
     pub fn index() -> IndexModel {
         IndexModel::builder()
-            .keys(doc! { "outboxPending": 1, "leaseUntil": 1 })
+            .keys(doc! { "outboxPending": 1, "leaseOwner": 1, "_id": 1 })
             .options(IndexOptions::builder().name(Self::INDEX.to_owned()).build())
             .build()
     }
@@ -312,28 +316,38 @@ impl OutboxLeases {
         doc! { "outboxPending": true, "leaseOwner": owner }
     }
 
-    /// Claims for `owner`, until `lease` from now, every pending entry no live lease holds (one command, which walks
-    /// only those entries where the collection has [`OutboxLeases::index`]); the caller then reads
-    /// [`OutboxLeases::claimed_by`].
-    pub async fn claim(&self, owner: &str, lease: Duration) -> Result<(), Error> {
-        let now = DateTime::now();
-        self.collection
-            .update_many(
-                Self::claimable(now),
-                doc! { "$set": { "leaseOwner": owner, "leaseUntil": lease_end(now, lease) } },
-            )
-            .await?;
+    /// The filter of the pending entries that none of `owners` holds any more (`null`: entries no replica holds), a
+    /// range of [`OutboxLeases::index`].
+    pub fn held_by_any_of(owners: &[Bson]) -> Document {
+        doc! { "outboxPending": true, "leaseOwner": { "$in": owners } }
+    }
+
+    /// Says that `owner` is alive until `lease` from now, and so holds its entries until then (one write).
+    pub async fn heartbeat(&self, owner: &str, lease: Duration) -> Result<(), Error> {
+        self.set_alive_until(owner, lease_end(DateTime::now(), lease)).await
+    }
+
+    async fn set_alive_until(&self, owner: &str, until: DateTime) -> Result<(), Error> {
+        self.relays.update_one(doc! { "_id": owner }, doc! { "$set": { "aliveUntil": until } }).upsert(true).await?;
         Ok(())
     }
 
-    /// The filter of the pending entries no live lease holds at `now`: a range of [`OutboxLeases::index`].
-    pub fn claimable(now: DateTime) -> Document {
-        doc! { "outboxPending": true, "leaseUntil": { "$lte": now } }
+    /// Claims for `owner` every pending entry no live replica holds: those of replicas whose heartbeat stopped, and
+    /// those written without a hold. Three commands (this replica's heartbeat, the stopped ones, the claim, which
+    /// walks only the entries it takes); the caller then reads [`OutboxLeases::claimed_by`].
+    pub async fn claim(&self, owner: &str, lease: Duration) -> Result<(), Error> {
+        self.heartbeat(owner, lease).await?;
+        let stopped = doc! { "aliveUntil": { "$lte": DateTime::now() }, "_id": { "$ne": owner } };
+        let stopped: Vec<Document> =
+            self.relays.find(stopped).projection(doc! { "_id": 1 }).await?.try_collect().await?;
+        let mut owners = vec![Bson::Null];
+        owners.extend(stopped.into_iter().filter_map(|relay| relay.get("_id").cloned()));
+        self.collection.update_many(Self::held_by_any_of(&owners), doc! { "$set": { "leaseOwner": owner } }).await?;
+        Ok(())
     }
 
-    /// Claims for `owner` (as [`OutboxLeases::claim`]), then reads the oldest `limit` of its claimed entries (as
-    /// [`OutboxLeases::oldest_claimed`]): two commands, whatever the backlog, both selecting on `outboxPending`
-    /// first.
+    /// Claims for `owner` (as [`OutboxLeases::claim`]), then reads the page `page` of its claimed entries (as
+    /// [`OutboxLeases::oldest_claimed`]).
     pub async fn claim_oldest<T>(
         &self,
         owner: &str,
@@ -350,7 +364,7 @@ impl OutboxLeases {
 
     /// The oldest `page.limit` of the pending entries `owner` holds (after `page.after`, when given), as `T` (only the
     /// fields of `projection`, when given), in one command: between two claims, a relay reads what its own replica
-    /// wrote under its lease.
+    /// wrote under its hold.
     pub async fn oldest_claimed<T>(
         &self,
         owner: &str,
@@ -373,30 +387,26 @@ impl OutboxLeases {
         find.await?.try_collect().await
     }
 
-    /// Extends `owner`'s claims by `lease` from now: a relay draining a long backlog keeps it.
-    pub async fn renew(&self, owner: &str, lease: Duration) -> Result<(), Error> {
+    /// Starts `owner`'s hold: its heartbeat, and one for every replica that holds pending entries and has none (a
+    /// version that kept leases in the entries, or a replica that stopped before its first heartbeat), which ends a
+    /// lease from now unless that replica beats again. A replica restarted under the same name holds its own
+    /// leftovers again at once.
+    pub async fn start(&self, owner: &str, lease: Duration) -> Result<(), Error> {
+        let holders = self.collection.distinct("leaseOwner", doc! { "outboxPending": true }).await?;
         let until = lease_end(DateTime::now(), lease);
-        self.collection.update_many(Self::claimed_by(owner), doc! { "$set": { "leaseUntil": until } }).await?;
-        Ok(())
+        for holder in holders.iter().filter_map(Bson::as_str).filter(|&holder| holder != owner) {
+            self.relays
+                .update_one(doc! { "_id": holder }, doc! { "$setOnInsert": { "aliveUntil": until } })
+                .upsert(true)
+                .await?;
+        }
+        self.heartbeat(owner, lease).await
     }
 
-    /// Frees `owner`'s claims (at start, what a previous run under this name left; at shutdown, what it did not
-    /// publish), so that no replica waits for them to expire; also gives entries written before leases existed
-    /// the field the claim selects on.
+    /// Ends `owner`'s hold at once (at shutdown): the other replicas' relays take what it did not publish at their
+    /// next claim, instead of waiting for its heartbeat to run out.
     pub async fn release(&self, owner: &str) -> Result<(), Error> {
-        self.collection
-            .update_many(
-                doc! { "outboxPending": true, "leaseUntil": { "$exists": false } },
-                doc! { "$set": { "leaseUntil": unleased() } },
-            )
-            .await?;
-        self.collection
-            .update_many(
-                Self::claimed_by(owner),
-                doc! { "$set": { "leaseUntil": unleased() }, "$unset": { "leaseOwner": "" } },
-            )
-            .await?;
-        Ok(())
+        self.set_alive_until(owner, DateTime::from_millis(0)).await
     }
 }
 
@@ -453,13 +463,9 @@ mod tests {
     }
 
     #[test]
-    fn a_hold_names_its_owner_and_ends_a_lease_from_now() {
+    fn a_hold_names_its_owner() {
         let lease = Lease { owner: "replica-a".into(), duration: Duration::from_secs(30) };
-        let before = DateTime::now().timestamp_millis();
-        let held = lease.held_from_now();
-        assert_eq!(held.get_str("leaseOwner").unwrap(), "replica-a");
-        let until = held.get_datetime("leaseUntil").unwrap().timestamp_millis();
-        assert!((before + 30_000..=DateTime::now().timestamp_millis() + 30_000).contains(&until), "{until}");
+        assert_eq!(lease.held(), doc! { "leaseOwner": "replica-a" });
     }
 
     #[tokio::test]

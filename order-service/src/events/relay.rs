@@ -3,10 +3,11 @@
 //! consumers are idempotent, so that is harmless. While Kafka is down, events wait in MongoDB.
 //!
 //! Replicas share the outbox through leases: a relay first claims the orders with unpublished
-//! events that no live lease holds (`leaseOwner`, `leaseUntil`), then publishes only its own, so
-//! each event goes out once while every replica lives; a dead replica's claims expire after
-//! `OUTBOX_LEASE_MS` and another takes them over (then an event may go out twice). The orders this
-//! replica inserts are written already held by it. (`order-processed` is not in the outbox: the
+//! events that no live replica holds (`leaseOwner`; a replica lives while its relay's heartbeat does,
+//! see `platform::mongo::OutboxLeases`), then publishes only its own, so each event goes out once
+//! while every replica lives; a dead replica's heartbeat runs out after `OUTBOX_LEASE_MS` and another
+//! takes its orders over (then an event may go out twice). The orders this replica inserts are
+//! written already held by it. (`order-processed` is not in the outbox: the
 //! consumer publishes it, see `events::consumer`.)
 //!
 //! In the normal case the relay neither reads the outbox nor writes to it: a request hands it the
@@ -219,9 +220,9 @@ impl OutboxRelay {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         // Failed rounds in a row that Kafka failed (a database outage says nothing about the producer).
         let mut kafka_failures = 0;
-        // What a previous run under this name claimed is this run's to publish at once.
-        if let Err(error) = self.store.release_leases(&self.owner).await {
-            tracing::debug!(%error, "earlier outbox leases left to expire");
+        // What a previous run under this name held is this run's to publish at once.
+        if let Err(error) = self.store.hold_leases(&self.owner, self.lease).await {
+            tracing::debug!(%error, "outbox leases not started; the first claim beats");
         }
         // The first round reads what earlier runs left; so does the one after a failure or an idle wait.
         let mut read = true;
@@ -264,9 +265,9 @@ impl OutboxRelay {
         if let Err(error) = self.acknowledge(&published).await {
             tracing::debug!(%error, "published events left in the outbox");
         }
-        // What this replica claimed but did not publish is free for the others at once.
+        // What this replica held but did not publish is free for the others at once.
         if let Err(error) = self.store.release_leases(&self.owner).await {
-            tracing::debug!(%error, "outbox leases left to expire");
+            tracing::debug!(%error, "outbox leases left to run out");
         }
         tracing::info!("outbox relay stopped");
     }
@@ -363,7 +364,7 @@ impl OutboxRelay {
         let mut renewed = tokio::time::Instant::now();
         let mut after: Option<String> = None;
         loop {
-            // A long drain keeps its claims: renewed at half the lease.
+            // A long drain keeps its hold: its heartbeat, at half the lease.
             if renewed.elapsed() > self.lease / 2 {
                 self.store.renew_leases(&self.owner, self.lease).await?;
                 renewed = tokio::time::Instant::now();

@@ -149,7 +149,7 @@ async fn the_relay_claims_in_one_command_and_marks_published_in_one_command_per_
     let claimed =
         probe.store.claim_outbox("replica-a", Duration::from_secs(30), OutboxPage::first(1000)).await.unwrap();
     assert_eq!(claimed.len(), count);
-    assert_eq!(probe.sent("update") - updates, 1, "one claim for the whole outbox");
+    assert_eq!(probe.sent("update") - updates, 2, "the relay's heartbeat, and one claim for the whole outbox");
     assert!(
         probe
             .store
@@ -263,17 +263,55 @@ async fn an_expired_lease_is_taken_over_and_a_live_one_is_not() {
 }
 
 #[tokio::test]
-async fn a_claim_walks_the_index_of_pending_entries_by_lease_end_not_every_pending_entry() {
+async fn claims_and_pages_walk_the_outbox_index_by_owner_not_every_pending_entry() {
     let probe = Probe::new().await;
     let held: Vec<OrderDocument> = (0..5).map(|_| order("u", None)).collect();
     assert!(probe.held_by_replica_a().insert_batch(&held).await.iter().all(Result::is_ok));
-    let filter = OutboxLeases::claimable(mongodb::bson::DateTime::now());
-    let explain =
-        mongodb::bson::doc! { "explain": { "find": "orders", "filter": filter }, "verbosity": "queryPlanner" };
-    let plan = probe.database.run_command(explain).await.unwrap();
-    let plan = serde_json::to_string(&plan).unwrap();
-    assert!(plan.contains(&format!("\"indexName\":\"{}\"", OutboxLeases::INDEX)), "{plan}");
-    assert!(!plan.contains("COLLSCAN"), "{plan}");
+    let stopped = [mongodb::bson::Bson::Null, "replica-b".into()];
+    let mut page = OutboxLeases::claimed_by("replica-a");
+    page.insert("_id", mongodb::bson::doc! { "$gt": &held[0].id });
+    for filter in [OutboxLeases::held_by_any_of(&stopped), page] {
+        let explain =
+            mongodb::bson::doc! { "explain": { "find": "orders", "filter": filter }, "verbosity": "queryPlanner" };
+        let plan = serde_json::to_string(&probe.database.run_command(explain).await.unwrap()).unwrap();
+        assert!(plan.contains(&format!("\"indexName\":\"{}\"", OutboxLeases::INDEX)), "{plan}");
+        assert!(!plan.contains("COLLSCAN"), "{plan}");
+    }
+}
+
+#[tokio::test]
+async fn a_hold_lasts_as_long_as_its_heartbeat_which_writes_no_entry() {
+    let probe = Probe::new().await;
+    let store = probe.held_by_replica_a();
+    let orders: Vec<OrderDocument> = (0..60).map(|_| order("u", None)).collect();
+    assert!(store.insert_batch(&orders).await.iter().all(Result::is_ok));
+    let lease = Duration::from_secs(30);
+    store.hold_leases("replica-a", lease).await.unwrap();
+    let stored_before: Vec<_> = probe.orders.find(mongodb::bson::doc! {}).await.unwrap().try_collect().await.unwrap();
+    let updates = probe.sent("update");
+    store.renew_leases("replica-a", lease).await.unwrap();
+    let stored_after: Vec<_> = probe.orders.find(mongodb::bson::doc! {}).await.unwrap().try_collect().await.unwrap();
+    assert_eq!((probe.sent("update") - updates, stored_after), (1, stored_before), "one heartbeat, no order written");
+    assert!(store.claim_outbox("replica-b", lease, OutboxPage::first(100)).await.unwrap().is_empty(), "a lives");
+
+    // Its heartbeat runs out: the others take all it held, in one claim.
+    store.renew_leases("replica-a", Duration::ZERO).await.unwrap();
+    let taken = store.claim_outbox("replica-b", lease, OutboxPage::first(100)).await.unwrap();
+    assert_eq!(taken.len(), 60);
+    assert!(store.held_outbox("replica-a", OutboxPage::first(100)).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_starting_relay_gives_holders_without_a_heartbeat_one_lease_then_they_are_taken_over() {
+    let probe = Probe::new().await;
+    // Held by a replica that never beat (an earlier version's, or one that died before its relay's first heartbeat).
+    let gone = probe.store.clone().holding_new_events(Lease { owner: "gone".into(), duration: Duration::ZERO });
+    assert!(gone.insert_batch(&[order("u", None), order("u", None)]).await.iter().all(Result::is_ok));
+    let lease = Duration::from_secs(30);
+    assert!(probe.store.claim_outbox("replica-b", lease, OutboxPage::first(10)).await.unwrap().is_empty());
+
+    probe.store.hold_leases("replica-b", Duration::ZERO).await.unwrap();
+    assert_eq!(probe.store.claim_outbox("replica-b", lease, OutboxPage::first(10)).await.unwrap().len(), 2);
 }
 
 #[tokio::test]

@@ -15,11 +15,13 @@
 //! (fatal, or fenced by the broker) is replaced at once, and one whose rounds keep failing after three. On stop it
 //! publishes what is pending, within a bounded time (when Kafka is reachable), and flushes.
 //!
-//! Replicas share the outbox through leases: the relay claims, in one update, the pending events no live lease holds
-//! (`leaseOwner` = REPLICA_ID, `leaseUntil` = now + OUTBOX_LEASE_MS), publishes only its own, and marks everything
-//! the broker acknowledged published (one delete per `UPDATE_CHUNK` events). The payments this replica stores are written held by it
-//! already, so the relay claims at most once a second and otherwise reads only what it holds. While every replica lives an event goes out
-//! once; a crashed replica's claims expire and another takes them (then an event may go out twice).
+//! Replicas share the outbox through leases: the relay claims, in one update, the pending events no live replica
+//! holds (`leaseOwner` = REPLICA_ID; a replica lives while its relay's heartbeat, written at every claim, does: see
+//! `platform::mongo::OutboxLeases`), publishes only its own, and marks everything the broker acknowledged published
+//! (one delete per `UPDATE_CHUNK` events). The payments this replica stores are written held by it already, so the
+//! relay claims at most once a second and otherwise reads only what it holds. While every replica lives an event
+//! goes out once; a crashed replica's heartbeat runs out after OUTBOX_LEASE_MS and another takes its events (then an
+//! event may go out twice).
 //!
 //! Each publication is a producer span, a child of the trace context stored with the event (the `Pay` call's),
 //! and its own context goes with the message as the `traceparent` header: the consumer joins the same trace.
@@ -109,9 +111,9 @@ impl OutboxRelay {
     }
 
     pub async fn run(mut self, mut stop: StopSignal) {
-        // What a previous run under this name claimed is this run's to publish at once.
-        if let Err(error) = self.store.release_leases(&self.lease.owner).await {
-            tracing::debug!(%error, "earlier outbox leases left to expire");
+        // What a previous run under this name held is this run's to publish at once.
+        if let Err(error) = self.store.hold_leases(&self.lease.owner, self.lease.duration).await {
+            tracing::debug!(%error, "outbox leases not started; the first claim beats");
         }
         if self.publish_until_stopped(&mut stop).await {
             self.drain().await;
@@ -332,9 +334,9 @@ impl OutboxRelay {
     }
 
     async fn flush_and_close(self) {
-        // What this replica claimed but did not publish is free for the others at once.
+        // What this replica held but did not publish is free for the others at once.
         if let Err(error) = self.store.release_leases(&self.lease.owner).await {
-            tracing::debug!(%error, "outbox leases left to expire");
+            tracing::debug!(%error, "outbox leases left to run out");
         }
         let producer = self.producer;
         // Flushing and dropping the producer block the thread: keep them off the async workers.

@@ -349,7 +349,6 @@ impl Payments {
             traceparent: traceparent.clone(),
             tracestate: tracestate.clone(),
             outbox_pending: true,
-            lease_until: crate::store::unleased(),
         });
         let payment = PaymentDocument {
             id,

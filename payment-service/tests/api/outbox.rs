@@ -51,7 +51,7 @@ async fn an_event_whose_payment_was_never_stored_is_set_aside_and_not_published(
     outbox
         .insert_one(doc! {
             "_id": &orphan, "orderId": "order-never-paid", "outboxEvent": envelope(&orphan, "order-never-paid"),
-            "outboxPending": true, "leaseUntil": bson::DateTime::from_millis(0),
+            "outboxPending": true,
         })
         .await
         .unwrap();
@@ -88,7 +88,6 @@ async fn a_set_aside_event_goes_back_into_the_outbox_once_its_payment_is_stored_
             .collection::<Document>("payment_outbox")
             .insert_one(doc! {
                 "_id": id, "orderId": "o", "outboxEvent": envelope(id, "o"), "outboxPending": true,
-                "leaseUntil": bson::DateTime::from_millis(0),
             })
             .await
             .unwrap();
