@@ -42,6 +42,14 @@ impl Probe {
         self.store.clone().holding_new_events(Lease { owner: "replica-a".into(), duration: Duration::from_secs(30) })
     }
 
+    /// `count` new orders written through replica-a's store, which holds their events: that store, and the orders.
+    async fn orders_held_by_replica_a(&self, count: usize) -> (OrderStore, Vec<OrderDocument>) {
+        let store = self.held_by_replica_a();
+        let orders: Vec<OrderDocument> = (0..count).map(|_| order("u", None)).collect();
+        assert!(store.insert_batch(&orders).await.iter().all(Result::is_ok));
+        (store, orders)
+    }
+
     /// Commands sent by `operation` so far.
     fn sent(&self, operation: &str) -> u64 {
         self.commands.with_label_values(&[operation]).get()
@@ -90,9 +98,7 @@ async fn a_batch_of_orders_is_one_insert_and_a_duplicate_key_fails_only_its_own_
 #[tokio::test]
 async fn the_relay_reads_what_it_holds_a_page_at_a_time_each_from_where_the_last_ended() {
     let probe = Probe::new().await;
-    let store = probe.held_by_replica_a();
-    let orders: Vec<OrderDocument> = (0..7).map(|_| order("u", None)).collect();
-    assert!(store.insert_batch(&orders).await.iter().all(Result::is_ok));
+    let (store, orders) = probe.orders_held_by_replica_a(7).await;
     let mut ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
     ids.sort();
 
@@ -116,9 +122,7 @@ async fn the_relay_reads_what_it_holds_a_page_at_a_time_each_from_where_the_last
 #[tokio::test]
 async fn what_a_replica_writes_is_held_by_it_so_its_relay_reads_it_without_a_claim() {
     let probe = Probe::new().await;
-    let store = probe.held_by_replica_a();
-    let orders: Vec<OrderDocument> = (0..10).map(|_| order("u", None)).collect();
-    assert!(store.insert_batch(&orders).await.iter().all(Result::is_ok));
+    let (store, orders) = probe.orders_held_by_replica_a(10).await;
     let updates = probe.sent("update");
     let held = store.held_outbox("replica-a", OutboxPage::first(200)).await.unwrap();
     assert_eq!((held.len(), probe.sent("update") - updates), (10, 0), "all of them, without a claim");
@@ -206,9 +210,7 @@ async fn an_acknowledgement_keeps_an_order_s_unpublished_event_whatever_chunk_it
 #[tokio::test]
 async fn an_acknowledgement_takes_out_only_the_published_event_of_an_outbox_that_changed_since_the_relay_read_it() {
     let probe = Probe::new().await;
-    let store = probe.held_by_replica_a();
-    let orders: Vec<OrderDocument> = (0..3).map(|_| order("u", None)).collect();
-    assert!(store.insert_batch(&orders).await.iter().all(Result::is_ok));
+    let (store, orders) = probe.orders_held_by_replica_a(3).await;
     let held = store.held_outbox("replica-a", OutboxPage::first(10)).await.unwrap();
     assert!(held.iter().all(|order| order.outbox.len() == 1));
     let later = |order: &OrderDocument| {
@@ -265,8 +267,7 @@ async fn an_expired_lease_is_taken_over_and_a_live_one_is_not() {
 #[tokio::test]
 async fn claims_and_pages_walk_the_outbox_index_by_owner_not_every_pending_entry() {
     let probe = Probe::new().await;
-    let held: Vec<OrderDocument> = (0..5).map(|_| order("u", None)).collect();
-    assert!(probe.held_by_replica_a().insert_batch(&held).await.iter().all(Result::is_ok));
+    let (_, held) = probe.orders_held_by_replica_a(5).await;
     let stopped = [mongodb::bson::Bson::Null, "replica-b".into()];
     let mut page = OutboxLeases::claimed_by("replica-a");
     page.insert("_id", mongodb::bson::doc! { "$gt": &held[0].id });
@@ -282,9 +283,7 @@ async fn claims_and_pages_walk_the_outbox_index_by_owner_not_every_pending_entry
 #[tokio::test]
 async fn a_hold_lasts_as_long_as_its_heartbeat_which_writes_no_entry() {
     let probe = Probe::new().await;
-    let store = probe.held_by_replica_a();
-    let orders: Vec<OrderDocument> = (0..60).map(|_| order("u", None)).collect();
-    assert!(store.insert_batch(&orders).await.iter().all(Result::is_ok));
+    let (store, _) = probe.orders_held_by_replica_a(60).await;
     let lease = Duration::from_secs(30);
     store.hold_leases("replica-a", lease).await.unwrap();
     let stored_before: Vec<_> = probe.orders.find(mongodb::bson::doc! {}).await.unwrap().try_collect().await.unwrap();
@@ -421,9 +420,7 @@ fn processed_after_receiving(order: &OrderDocument, event_id: &str) -> Transitio
 #[tokio::test]
 async fn the_processed_transition_takes_the_received_event_out_of_the_outbox_in_the_same_write() {
     let probe = Probe::new().await;
-    let store = probe.held_by_replica_a();
-    let orders: Vec<OrderDocument> = (0..30).map(|_| order("u", None)).collect();
-    assert!(store.insert_batch(&orders).await.iter().all(Result::is_ok));
+    let (store, orders) = probe.orders_held_by_replica_a(30).await;
     let held = store.held_outbox("replica-a", OutboxPage::first(200)).await.unwrap();
     assert_eq!(held.len(), 30);
 
