@@ -316,8 +316,8 @@ impl OutboxLeases {
         doc! { "outboxPending": true, "leaseOwner": owner }
     }
 
-    /// The filter of the pending entries that none of `owners` holds any more (`null`: entries no replica holds), a
-    /// range of [`OutboxLeases::index`].
+    /// The filter of the pending entries held by any of `owners` (`null` among them: the entries no replica holds), a
+    /// range of [`OutboxLeases::index`]. A claim names the replicas whose heartbeat ran out.
     pub fn held_by_any_of(owners: &[Bson]) -> Document {
         doc! { "outboxPending": true, "leaseOwner": { "$in": owners } }
     }
