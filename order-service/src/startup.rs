@@ -19,7 +19,7 @@ use crate::{
     events::{
         consumer::LifecycleConsumer,
         kafka::{self, TopicSetup},
-        relay::{AwaitingAcknowledgement, OutboxRelay, RelayInbox},
+        relay::{AwaitingAcknowledgement, OutboxRelay, REVIVE_INTERVAL, RelayInbox},
     },
     metrics::Metrics,
     product_client::ProductClient,
@@ -99,6 +99,7 @@ impl Application {
             lease: config.outbox_lease,
             claims: RoundSchedule::every(CLAIM_INTERVAL),
             awaiting: AwaitingAcknowledgement::new(config.outbox_acknowledge_after),
+            revivals: RoundSchedule::every(REVIVE_INTERVAL),
         };
         let lifecycle = LifecycleConsumer {
             consumer,

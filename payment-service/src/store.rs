@@ -367,36 +367,11 @@ impl PaymentStore {
     /// not to be published and no relay reads them again. They are kept, in case a payment write still under way
     /// lands after all ([`Self::revive_set_aside`]).
     pub async fn set_aside(&self, payment_ids: &[&str]) -> Result<(), StoreError> {
-        for chunk in payment_ids.chunks(UPDATE_CHUNK) {
-            self.outbox
-                .update_many(
-                    doc! { "_id": { "$in": chunk }, "outboxPending": true },
-                    doc! {
-                        "$set": { "outboxPending": false, "setAsideAt": bson::DateTime::now() },
-                        "$unset": { "leaseOwner": "" },
-                    },
-                )
-                .await?;
-        }
-        Ok(())
+        Ok(self.leases().set_aside(payment_ids).await?)
     }
 
     /// Puts back into the outbox every event set aside whose payment is stored by now; how many.
     pub async fn revive_set_aside(&self) -> Result<usize, StoreError> {
-        let entries = self.outbox.clone_with_type::<bson::Document>();
-        let cursor = entries.find(doc! { "outboxPending": false }).projection(doc! { "_id": 1 }).await?;
-        let set_aside: Vec<bson::Document> = cursor.try_collect().await?;
-        let ids: Vec<&str> = set_aside.iter().filter_map(|entry| entry.get_str("_id").ok()).collect();
-        let stored = self.stored_payment_ids(&ids).await?;
-        let revived: Vec<&str> = ids.into_iter().filter(|id| stored.contains(*id)).collect();
-        for chunk in revived.chunks(UPDATE_CHUNK) {
-            self.outbox
-                .update_many(
-                    doc! { "_id": { "$in": chunk }, "outboxPending": false },
-                    doc! { "$set": { "outboxPending": true }, "$unset": { "setAsideAt": "", "leaseOwner": "" } },
-                )
-                .await?;
-        }
-        Ok(revived.len())
+        Ok(self.leases().revive_stored(&self.payments).await?)
     }
 }

@@ -150,6 +150,18 @@ pub async fn existing_ids<T: Send + Sync>(
     Ok(found.into_iter().filter_map(|document| document.get_str("_id").ok().map(str::to_owned)).collect())
 }
 
+/// Whether the UUID v7 `id` was made `age` ago or more (an id that is no UUID v7 counts as old): an outbox entry
+/// whose record is still missing that long after its id was made was written by a request that never stored it.
+pub fn written_before(id: &str, age: Duration) -> bool {
+    let Some((seconds, nanos)) =
+        uuid::Uuid::parse_str(id).ok().and_then(|id| id.get_timestamp()).map(|at| at.to_unix())
+    else {
+        return true;
+    };
+    let written = std::time::SystemTime::UNIX_EPOCH + Duration::new(seconds, nanos);
+    std::time::SystemTime::now().duration_since(written).is_ok_and(|elapsed| elapsed >= age)
+}
+
 /// A replica's hold on outbox entries: its name (`REPLICA_ID`) and how long its relay's heartbeat keeps the entries
 /// it holds (`OUTBOX_LEASE_MS`; see [`OutboxLeases`]).
 #[derive(Debug, Clone)]
@@ -403,6 +415,45 @@ impl OutboxLeases {
         self.heartbeat(owner, lease).await
     }
 
+    /// Sets these pending entries aside: the record each announces was never stored (a crash between the entry's
+    /// write and the record's, or a record refused), so they are not to be published and no relay reads them again.
+    /// They are kept, in case a record write still under way lands after all ([`OutboxLeases::revive_stored`]).
+    pub async fn set_aside(&self, ids: &[&str]) -> Result<(), Error> {
+        for chunk in ids.chunks(UPDATE_CHUNK) {
+            self.collection
+                .update_many(
+                    doc! { "_id": { "$in": chunk }, "outboxPending": true },
+                    doc! { "$set": { "outboxPending": false, "setAsideAt": DateTime::now() }, "$unset": { "leaseOwner": "" } },
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Puts back every entry set aside whose record (the document of the same `_id` in `records`) is stored by now;
+    /// how many.
+    pub async fn revive_stored<T: Send + Sync>(&self, records: &Collection<T>) -> Result<usize, Error> {
+        let set_aside: Vec<Document> = self
+            .collection
+            .find(doc! { "outboxPending": false, "setAsideAt": { "$exists": true } })
+            .projection(doc! { "_id": 1 })
+            .await?
+            .try_collect()
+            .await?;
+        let ids: Vec<&str> = set_aside.iter().filter_map(|entry| entry.get_str("_id").ok()).collect();
+        let stored = existing_ids(records, &ids).await?;
+        let revived: Vec<&str> = ids.into_iter().filter(|id| stored.contains(*id)).collect();
+        for chunk in revived.chunks(UPDATE_CHUNK) {
+            self.collection
+                .update_many(
+                    doc! { "_id": { "$in": chunk }, "outboxPending": false },
+                    doc! { "$set": { "outboxPending": true }, "$unset": { "setAsideAt": "", "leaseOwner": "" } },
+                )
+                .await?;
+        }
+        Ok(revived.len())
+    }
+
     /// Ends `owner`'s hold at once (at shutdown): the other replicas' relays take what it did not publish at their
     /// next claim, instead of waiting for its heartbeat to run out.
     pub async fn release(&self, owner: &str) -> Result<(), Error> {
@@ -413,6 +464,18 @@ impl OutboxLeases {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_is_written_before_an_age_only_once_its_uuid_v7_time_is_that_old() {
+        let age = Duration::from_secs(30);
+        let now = uuid::Uuid::now_v7().to_string();
+        assert!(!written_before(&now, age));
+        let earlier = std::time::SystemTime::now() - age - Duration::from_secs(1);
+        let since_epoch = earlier.duration_since(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        let timestamp = uuid::Timestamp::from_unix(uuid::NoContext, since_epoch.as_secs(), since_epoch.subsec_nanos());
+        assert!(written_before(&uuid::Uuid::new_v7(timestamp).to_string(), age));
+        assert!(written_before("not-a-uuid", age));
+    }
 
     #[tokio::test]
     async fn an_unreachable_server_is_unavailable_and_answers_within_the_timeout() {

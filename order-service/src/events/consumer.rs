@@ -5,8 +5,8 @@
 //! safely in the dead-letter topic), and committed from there.
 //!
 //! `order-processed` needs no outbox, nor a write per order to mark it published: the `new-order`
-//! message whose offset is not stored yet is what makes it happen again after a crash. The transition
-//! records the consumer batch that made it (`processedBy`), and once all of a batch's announcements are
+//! message whose offset is not stored yet is what makes it happen again after a crash. The transition's
+//! record names the consumer batch that made it (`processedBy`), and once all of a batch's announcements are
 //! acknowledged the batch is recorded as announced (one insert per batch). A `new-order` that finds its
 //! order already processed, by a batch not recorded, is a redelivery after a crash between the two, and
 //! announces the order again; one processed by a recorded batch (a redelivery after the broker lost the
@@ -276,11 +276,7 @@ impl LifecycleConsumer {
                         processed.status = OrderStatus::Processed;
                         processed.updated_at = mongodb::bson::DateTime::now();
                         processed_event.insert(writes.len(), self.announcement(&processed, request_id, span));
-                        // Received, so published: if it is all the outbox holds, the transition takes it out.
-                        let published_event =
-                            matches!(order.outbox.as_slice(), [only] if only.event_id == event.event_id)
-                                .then(|| event.event_id.clone());
-                        writes.push(TransitionWrite::Processed { order_id: order.id.clone(), published_event });
+                        writes.push(TransitionWrite::Processed { order_id: order.id.clone() });
                         write_of.push(index);
                         Outcome::Done
                     }
@@ -328,29 +324,28 @@ impl LifecycleConsumer {
         let applied = self.store.apply_transitions(&writes, &batch_id).await?;
         let mut announced_batch = None;
         let mut recheck = Vec::new();
+        // Received, so published: the store took these orders' events out of the outbox.
         let mut cleared = Vec::new();
         for (position, ((write, index), applied)) in writes.iter().zip(write_of).zip(applied).enumerate() {
             let span = &spans[index];
             match (write, applied) {
-                (TransitionWrite::Processed { order_id, published_event }, true) => {
+                (TransitionWrite::Processed { order_id }, true) => {
                     span.in_scope(|| tracing::info!(order_id = %order_id, "order processed"));
-                    if published_event.is_some() {
-                        cleared.push(order_id.clone());
-                    }
+                    cleared.push(order_id.clone());
                     if let Some(event) = processed_event.remove(&position) {
                         announcements.push((index, event));
                         announced_batch = Some(batch_id.clone());
                     }
                 }
                 // Another consumer (a rebalance) got there first, and announces it.
-                (TransitionWrite::Processed { .. }, false) => {}
+                (TransitionWrite::Processed { order_id }, false) => cleared.push(order_id.clone()),
                 (TransitionWrite::Paid { order_id, payment_id, .. }, true) => {
                     span.in_scope(|| tracing::info!(order_id = %order_id, payment_id = %payment_id, "order paid"));
                 }
                 (TransitionWrite::Paid { order_id, .. }, false) => recheck.push((index, order_id.clone())),
             }
         }
-        // Out of the outbox now (or acknowledged by the relay first): nothing left for the relay to acknowledge.
+        // Out of the outbox now: nothing left for the relay to acknowledge.
         self.metrics.outbox_acknowledged.with_label_values(&["consumer"]).inc_by(cleared.len() as u64);
         self.relay_inbox.cleared(cleared);
         if !recheck.is_empty() {
@@ -415,17 +410,16 @@ impl LifecycleConsumer {
             telemetry::link_to(span, &TraceContext { traceparent: Some(traceparent), tracestate: None });
         }
         self.check(order, data, span)?;
-        if order.status == OrderStatus::Paid {
+        match order.status {
             // The same payment again (a redelivery, or its event republished after a crash).
-            return Ok(None);
+            OrderStatus::Paid => Ok(None),
+            OrderStatus::Processed => Ok(Some(TransitionWrite::Paid {
+                order_id: order.id.clone(),
+                payment_id: data.payment_id.clone(),
+                event_id: event.event_id.clone(),
+            })),
+            OrderStatus::Pending => Err(Poison(format!("order {} is pending and cannot be paid", data.order_id))),
         }
-        Ok(Some(TransitionWrite::Paid {
-            order_id: order.id.clone(),
-            user_id: order.user_id.clone(),
-            total_cents: order.total_cents,
-            payment_id: data.payment_id.clone(),
-            event_id: event.event_id.clone(),
-        }))
     }
 
     fn check(&self, order: &OrderDocument, data: &PaymentData, span: &tracing::Span) -> Result<(), Poison> {

@@ -1,27 +1,26 @@
-//! The outbox relay: publishes every event that an order document says is unpublished, then
-//! removes it from the outbox. A crash between the two publishes the event again (at-least-once);
-//! consumers are idempotent, so that is harmless. While Kafka is down, events wait in MongoDB.
+//! The outbox relay: publishes every event waiting in the outbox (`order_outbox`, one entry per order, see
+//! `store`), then deletes the entry. A crash between the two publishes the event again (at-least-once); consumers
+//! are idempotent, so that is harmless. While Kafka is down, events wait in MongoDB. An entry is written before its
+//! order, so the relay publishes an entry it read only once its order is stored; one whose order is still missing
+//! `ABANDONED_AFTER` later is set aside, and put back should its order appear.
 //!
-//! Replicas share the outbox through leases: a relay first claims the orders with unpublished
-//! events that no live replica holds (`leaseOwner`; a replica lives while its relay's heartbeat does,
-//! see `platform::mongo::OutboxLeases`), then publishes only its own, so each event goes out once
-//! while every replica lives; a dead replica's heartbeat runs out after `OUTBOX_LEASE_MS` and another
-//! takes its orders over (then an event may go out twice). The orders this replica inserts are
-//! written already held by it. (`order-processed` is not in the outbox: the
-//! consumer publishes it, see `events::consumer`.)
+//! Replicas share the outbox through leases: a relay first claims the entries that no live replica holds
+//! (`leaseOwner`; a replica lives while its relay's heartbeat does, see `platform::mongo::OutboxLeases`), then
+//! publishes only its own, so each event goes out once while every replica lives; a dead replica's heartbeat runs
+//! out after `OUTBOX_LEASE_MS` and another takes its entries over (then an event may go out twice). The entries
+//! this replica writes are written already held by it. (`order-processed` is not in the outbox: the consumer
+//! publishes it, see `events::consumer`.)
 //!
-//! In the normal case the relay neither reads the outbox nor writes to it: a request hands it the
-//! order it has just stored ([`RelayInbox`]), and the lifecycle consumer, which receives the
-//! published `new-order`, takes the event out of the outbox in the same write that makes the order
-//! processed. The engine rewrites every index entry of a document at each update, so that is one
-//! write fewer per order. The relay acknowledges an event itself when that has not happened
-//! `OUTBOX_ACKNOWLEDGE_AFTER_MS` after publishing it (the consumer lags or is stopped), and it reads the
-//! outbox (the source of truth) at start, with each claim (at most one a second), after a failure,
-//! when idle for `OUTBOX_POLL_INTERVAL_MS`, and when more orders were stored than the inbox holds. A backlog
-//! (after an outage, a restart, a dead replica's claims) is read a page at a time and paced by the consumer, so
-//! that its events too leave the outbox with their `processed` transition.
+//! In the normal case the relay neither reads the outbox nor writes to it: a request hands it the order it has just
+//! stored ([`RelayInbox`]), and the lifecycle consumer, which receives the published `new-order`, deletes the entry
+//! when it records the order processed. The relay deletes an entry itself when that has not happened
+//! `OUTBOX_ACKNOWLEDGE_AFTER_MS` after publishing it (the consumer lags or is stopped), and it reads the outbox
+//! (the source of truth) at start, with each claim (at most one a second), after a failure, when idle for
+//! `OUTBOX_POLL_INTERVAL_MS`, and when more orders were stored than the inbox holds. A backlog (after an outage, a
+//! restart, a dead replica's claims) is read a page at a time and paced by the consumer, so that its entries too
+//! leave the outbox with their `processed` transition.
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
@@ -41,11 +40,11 @@ use crate::{
     store::{OrderStore, OutboxEvent, PendingOutbox, Published, StoreError},
 };
 
-/// Orders read per round. A read costs the engine every pending entry whatever its limit (SecantusDB decodes and
-/// matches every entry the `outboxPending` index gives before it sorts and cuts), so a long backlog drains faster in
-/// fewer, larger rounds; but a round's orders are all held in memory. Measured with 5,000 orders waiting: 200 per
-/// round drained 184 orders/s with the order-service's peak at 27 MB, 500 drained 226/s at 29 MB, 1,000 drained
-/// 242-254/s at 32-35 MB. The acknowledgements go in chunks (`OrderStore::acknowledge_published`).
+/// Entries read per round. A read costs the engine every entry its index range gives whatever its limit (SecantusDB
+/// decodes and matches them all before it sorts and cuts), so a long backlog drains faster in fewer, larger rounds;
+/// but a round's entries are all held in memory. Measured with 5,000 orders waiting: 200 per round drained 184
+/// orders/s with the order-service's peak at 27 MB, 500 drained 226/s at 29 MB, 1,000 drained 242-254/s at 32-35 MB.
+/// The acknowledgements go in chunks (`OrderStore::acknowledge_published`).
 const BATCH: usize = 500;
 /// Events handed to the producer at once, whatever a round read: what waits in librdkafka's queues stays bounded.
 const PUBLISH_WINDOW: usize = 200;
@@ -60,6 +59,13 @@ const PACING_WINDOW: usize = 2 * BATCH;
 /// How long a paced drain waits without the consumer taking any of its events out before it reads on regardless:
 /// what remains is what this replica's consumer does not process (another replica's partitions) or cannot now.
 const PACING_QUIET: Duration = Duration::from_secs(1);
+
+/// How long an outbox entry may wait for its order before the relay sets it aside: the order is written right after
+/// its entry, so one still missing this long after was never stored (a crash, or a write that failed).
+const ABANDONED_AFTER: Duration = Duration::from_secs(30);
+/// How often the relay looks for set-aside entries whose order was stored after all (a write held up longer than
+/// [`ABANDONED_AFTER`]): they are published late rather than lost.
+pub const REVIVE_INTERVAL: Duration = Duration::from_secs(300);
 
 /// What the rest of this replica tells its relay: the orders a request has just stored, with their events (so
 /// the relay publishes them without reading the outbox), and the orders whose `processed` transition took their
@@ -213,6 +219,8 @@ pub struct OutboxRelay {
     pub claims: RoundSchedule,
     /// Published events, until their order leaves the outbox or `OUTBOX_ACKNOWLEDGE_AFTER_MS` passes.
     pub awaiting: AwaitingAcknowledgement,
+    /// When to look for set-aside entries whose order was stored after all ([`REVIVE_INTERVAL`]).
+    pub revivals: RoundSchedule,
 }
 
 impl OutboxRelay {
@@ -328,30 +336,68 @@ impl OutboxRelay {
         }
     }
 
-    /// Publishes these orders' events, a window at a time; what the broker acknowledged, and the first failure.
+    /// Publishes these entries' events, a window at a time; the entries whose every event the broker acknowledged,
+    /// and the first failure.
     async fn publish(&self, orders: &[PendingOutbox]) -> PublishOutcome {
-        let events: Vec<(&OutboxEvent, Published)> = orders
-            .iter()
-            .flat_map(|order| order.outbox.iter().map(move |event| (event, Published::of(order, event))))
-            .collect();
-        let mut done = Vec::with_capacity(events.len());
+        let events: Vec<&OutboxEvent> = orders.iter().flat_map(|order| order.outbox.iter()).collect();
+        let mut sent = HashSet::with_capacity(events.len());
+        let mut error = None;
         for window in events.chunks(PUBLISH_WINDOW) {
             // Sends are enqueued in order, and a window goes only once the one before it is acknowledged, so
             // one order's events keep their order on its partition.
             let results =
-                join_all(window.iter().map(|(event, _)| kafka::publish(&self.producer, &self.metrics, event))).await;
-            done.extend(
+                join_all(window.iter().map(|event| kafka::publish(&self.producer, &self.metrics, event))).await;
+            sent.extend(
                 window
                     .iter()
                     .zip(&results)
                     .filter(|(_, result)| result.is_ok())
-                    .map(|((_, published), _)| published.clone()),
+                    .map(|(event, _)| event.event_id.as_str()),
             );
-            if let Some(Err(error)) = results.into_iter().find(Result::is_err) {
-                return PublishOutcome { done, error: Some(error) };
+            if let Some(Err(failed)) = results.into_iter().find(Result::is_err) {
+                error = Some(failed);
+                break;
             }
         }
-        PublishOutcome { done, error: None }
+        // An entry is done once all its events are out: acknowledging it deletes it.
+        let done = orders
+            .iter()
+            .filter(|order| order.outbox.iter().all(|event| sent.contains(event.event_id.as_str())))
+            .filter_map(|order| order.outbox.first().map(|event| Published::of(order, event)))
+            .collect();
+        PublishOutcome { done, error }
+    }
+
+    /// The entries of `read` whose order is stored; those whose order is still missing [`ABANDONED_AFTER`] after
+    /// their id was made are set aside (a crash between the entry's write and the order's).
+    async fn with_stored_order(&self, read: Vec<PendingOutbox>) -> Result<Vec<PendingOutbox>, StoreError> {
+        let ids: Vec<&str> = read.iter().map(|order| order.id.as_str()).collect();
+        let stored = self.store.stored_order_ids(&ids).await?;
+        if stored.len() == read.len() {
+            return Ok(read);
+        }
+        let abandoned: Vec<&str> = ids
+            .into_iter()
+            .filter(|id| !stored.contains(*id) && platform::mongo::written_before(id, ABANDONED_AFTER))
+            .collect();
+        if !abandoned.is_empty() {
+            tracing::warn!(order_ids = ?abandoned, "events whose order was never stored set aside");
+            self.store.set_aside(&abandoned).await?;
+        }
+        Ok(read.into_iter().filter(|order| stored.contains(&order.id)).collect())
+    }
+
+    /// Puts back the set-aside entries whose order is stored by now, at the first claim and then every
+    /// [`REVIVE_INTERVAL`].
+    async fn revive_when_due(&mut self) -> Result<(), StoreError> {
+        if !self.revivals.due() {
+            return Ok(());
+        }
+        let revived = self.store.revive_set_aside().await?;
+        if revived > 0 {
+            tracing::warn!(count = revived, "set-aside events whose order was stored after all put back");
+        }
+        Ok(())
     }
 
     /// Reads the outbox (claiming first when `claim`) and publishes what it holds that this relay has not published
@@ -371,6 +417,7 @@ impl OutboxRelay {
             }
             let page = OutboxPage { limit: BATCH, after: after.as_deref() };
             let orders = if claim {
+                self.revive_when_due().await?;
                 self.store.claim_outbox(&self.owner, self.lease, page).await
             } else {
                 self.store.held_outbox(&self.owner, page).await
@@ -381,6 +428,7 @@ impl OutboxRelay {
             // Published already, and waiting for their `processed` transition to take them out.
             let orders: Vec<PendingOutbox> =
                 orders.into_iter().filter(|order| !self.awaiting.contains(&order.id)).collect();
+            let orders = self.with_stored_order(orders).await?;
             let PublishOutcome { done, error } = self.publish(&orders).await;
             for published in done {
                 self.awaiting.published(published);
@@ -403,7 +451,7 @@ impl OutboxRelay {
         if published.is_empty() {
             return Ok(());
         }
-        self.store.acknowledge_published(&self.owner, published).await?;
+        self.store.acknowledge_published(published).await?;
         self.metrics.outbox_acknowledged.with_label_values(&["relay"]).inc_by(published.len() as u64);
         Ok(())
     }
@@ -435,7 +483,7 @@ mod tests {
     const AFTER: Duration = Duration::from_secs(2);
 
     fn published(order_id: &str) -> Published {
-        Published { order_id: order_id.to_owned(), event_id: format!("event-of-{order_id}"), only_event_read: true }
+        Published { order_id: order_id.to_owned(), event_id: format!("event-of-{order_id}") }
     }
 
     #[tokio::test(start_paused = true)]

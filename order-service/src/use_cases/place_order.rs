@@ -1,7 +1,7 @@
 //! Placing an order, the rules the order-service owns for it: a keyed request is answered once (a retry replays
 //! the first answer, a reused key with another body is refused), the price comes from the catalogue, never from
-//! the caller, and the order is written together with its `new-order` event in one durable insert, gathered with
-//! concurrent requests' orders (group commit).
+//! the caller, and the order is stored with its `new-order` event (the event first, into the outbox), gathered
+//! with concurrent requests' orders (group commit: one insert of events and one of orders per batch).
 use std::{sync::Arc, time::Duration};
 
 use mongodb::bson;
@@ -12,14 +12,14 @@ use crate::{
     events::{envelope, relay::RelayInbox},
     metrics::Metrics,
     product_client::ProductClient,
-    store::{OrderDocument, OrderStore, PendingOutbox, StoreError},
+    store::{KeyHolder, OrderDocument, OrderStore, OrderWithEvent, PendingOutbox, StoreError},
     telemetry::TraceContext,
 };
 
-/// New orders, written by one group-commit writer (`insert_many` per batch).
-pub type OrderWrites = GroupCommit<OrderDocument, Result<(), StoreError>>;
+/// New orders with their events, written by one group-commit writer ([`OrderStore::insert_batch`] per batch).
+pub type OrderWrites = GroupCommit<OrderWithEvent, Result<(), StoreError>>;
 /// Idempotency-key lookups, answered by one group-commit reader (one `find` per batch).
-pub type ScopeLookups = GroupCommit<String, Result<Option<OrderDocument>, StoreError>>;
+pub type ScopeLookups = GroupCommit<String, Result<Option<KeyHolder>, StoreError>>;
 
 /// What a client asked for, already parsed.
 #[derive(Debug, Clone)]
@@ -91,7 +91,7 @@ impl PlaceOrder {
         let writer = store.clone();
         let writes = GroupCommit::spawn(
             limits,
-            move |orders: Vec<OrderDocument>| {
+            move |orders: Vec<OrderWithEvent>| {
                 let store = writer.clone();
                 async move { store.insert_batch(&orders).await }
             },
@@ -132,14 +132,17 @@ impl PlaceOrder {
         let total = product.unit_price.times(order.quantity.get()).ok_or(PlaceOrderError::TotalTooLarge)?;
         let keyed = scope.clone().map(|scope| (scope, fingerprint.clone()));
         let NewOrder { user_id, quantity, request_id, trace, .. } = order;
-        let mut document =
-            OrderDocument::new_pending(&user_id, &product, quantity, total, keyed, trace.traceparent.clone());
-        let event = envelope::new_order_event(&document, &self.new_order_topic, request_id, trace)?;
-        document.outbox.push(event);
-        let order_id = document.id.clone();
-        let handover = PendingOutbox { id: order_id.clone(), outbox: document.outbox.clone() };
-        // Gathered with concurrent requests' orders into one durable insert; the answer is this order's own.
-        match self.writes.submit(document).await.map_err(|error| self.queue_error("orders", error))? {
+        let order = OrderDocument::new_pending(&user_id, &product, quantity, total, keyed, trace.traceparent.clone());
+        let event = envelope::new_order_event(&order, &self.new_order_topic, request_id, trace)?;
+        let order_id = order.id.clone();
+        let handover = PendingOutbox { id: order_id.clone(), outbox: vec![event.clone()] };
+        // Gathered with concurrent requests' orders into one durable write; the answer is this order's own.
+        match self
+            .writes
+            .submit(OrderWithEvent { order, event })
+            .await
+            .map_err(|error| self.queue_error("orders", error))?
+        {
             Ok(()) => {}
             // Another request with the same key won the race: answer as it did.
             Err(StoreError::DuplicateIdempotencyKey) => {

@@ -1,6 +1,6 @@
 //! The store's batch commands, counted from the driver's own command events (the
-//! `mongodb_commands_total` metric): a batch costs one command whatever its size, an update by
-//! `_id` one per `UPDATE_CHUNK` documents.
+//! `mongodb_commands_total` metric): a batch costs one command per collection whatever its size, a delete by
+//! `_id` one per `UPDATE_CHUNK` documents; and what they leave in the collections (orders are never updated).
 use crate::support;
 
 use std::time::Duration;
@@ -13,13 +13,14 @@ use order_service::{
     domain::{Money, OrderStatus, Quantity},
     events::envelope,
     product_client::ProductSnapshot,
-    store::{OrderDocument, OrderStore, PendingOutbox, Published, StoreError, TransitionWrite},
+    store::{OrderDocument, OrderStore, OrderWithEvent, PendingOutbox, Published, StoreError, TransitionWrite},
 };
 
 struct Probe {
     store: OrderStore,
-    /// The same collection, read as stored.
+    /// The store's collections, read as stored.
     orders: mongodb::Collection<mongodb::bson::Document>,
+    outbox: mongodb::Collection<mongodb::bson::Document>,
     database: mongodb::Database,
     commands: prometheus::IntCounterVec,
 }
@@ -34,7 +35,8 @@ impl Probe {
         let database = client.database(&format!("orders_batch_{}", uuid::Uuid::new_v4().simple()));
         let store = OrderStore::new(database.clone());
         store.ensure_indexes().await.unwrap();
-        Self { store, orders: database.collection("orders"), database, commands }
+        let (orders, outbox) = (database.collection("orders"), database.collection("order_outbox"));
+        Self { store, orders, outbox, database, commands }
     }
 
     /// The store as replica-a's writes use it: what they insert is held by replica-a for 30 s.
@@ -43,11 +45,23 @@ impl Probe {
     }
 
     /// `count` new orders written through replica-a's store, which holds their events: that store, and the orders.
-    async fn orders_held_by_replica_a(&self, count: usize) -> (OrderStore, Vec<OrderDocument>) {
+    async fn orders_held_by_replica_a(&self, count: usize) -> (OrderStore, Vec<OrderWithEvent>) {
         let store = self.held_by_replica_a();
-        let orders: Vec<OrderDocument> = (0..count).map(|_| order("u", None)).collect();
+        let orders: Vec<OrderWithEvent> = (0..count).map(|_| order("u", None)).collect();
         assert!(store.insert_batch(&orders).await.iter().all(Result::is_ok));
         (store, orders)
+    }
+
+    /// Every document of `collection`, as stored.
+    async fn all(collection: &mongodb::Collection<mongodb::bson::Document>) -> Vec<mongodb::bson::Document> {
+        collection
+            .find(mongodb::bson::doc! {})
+            .sort(mongodb::bson::doc! { "_id": 1 })
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap()
     }
 
     /// Commands sent by `operation` so far.
@@ -56,9 +70,18 @@ impl Probe {
     }
 }
 
-/// The pending → processed transition of `order`.
-fn processed(order: &OrderDocument) -> TransitionWrite {
-    TransitionWrite::Processed { order_id: order.id.clone(), published_event: None }
+/// The pending → processed transition of `order`, on receiving its `new-order`.
+fn processed(order: &OrderWithEvent) -> TransitionWrite {
+    TransitionWrite::Processed { order_id: order.order.id.clone() }
+}
+
+/// The processed → paid transition of `order` by the payment `payment_id`.
+fn paid(order: &OrderWithEvent, payment_id: &str) -> TransitionWrite {
+    TransitionWrite::Paid { order_id: order.order.id.clone(), payment_id: payment_id.to_owned(), event_id: "e".into() }
+}
+
+fn ids(orders: &[OrderWithEvent]) -> Vec<String> {
+    orders.iter().map(|order| order.order.id.clone()).collect()
 }
 
 /// Every event of `orders`, as their relay read them, published.
@@ -66,40 +89,41 @@ fn all_published(orders: &[PendingOutbox]) -> Vec<Published> {
     orders.iter().flat_map(|order| order.outbox.iter().map(|event| Published::of(order, event))).collect()
 }
 
-fn order(user: &str, key: Option<&str>) -> OrderDocument {
+fn order(user: &str, key: Option<&str>) -> OrderWithEvent {
     let product = ProductSnapshot { id: "1".into(), name: "Smartphone".into(), unit_price: Money::from_cents(89_999) };
     let quantity = Quantity::parse(&serde_json::json!(2)).unwrap();
     let total = product.unit_price.times(quantity.get()).unwrap();
     let keyed = key.map(|key| (format!("{user}:{key}"), "1|2".to_owned()));
-    let mut order = OrderDocument::new_pending(user, &product, quantity, total, keyed, None);
-    order.outbox.push(envelope::new_order_event(&order, "new-order", None, Default::default()).unwrap());
-    order
+    let order = OrderDocument::new_pending(user, &product, quantity, total, keyed, None);
+    let event = envelope::new_order_event(&order, "new-order", None, Default::default()).unwrap();
+    OrderWithEvent { order, event }
 }
 
 #[tokio::test]
-async fn a_batch_of_orders_is_one_insert_and_a_duplicate_key_fails_only_its_own_order() {
+async fn a_batch_of_orders_is_one_insert_of_events_and_one_of_orders_and_a_duplicate_key_fails_only_its_own_order() {
     let probe = Probe::new().await;
-    let mut orders: Vec<OrderDocument> = (0..50).map(|n| order("u", Some(&format!("k{n}")))).collect();
+    let mut orders: Vec<OrderWithEvent> = (0..50).map(|n| order("u", Some(&format!("k{n}")))).collect();
     orders[10] = order("u", Some("k3"));
     orders[40] = order("u", Some("k3"));
-    let before = probe.sent("insert");
+    let before = (probe.sent("insert"), probe.sent("delete"));
     let outcomes = probe.store.insert_batch(&orders).await;
-    assert_eq!(probe.sent("insert") - before, 1, "one command for the batch");
+    assert_eq!(probe.sent("insert") - before.0, 2, "one command for the events, one for the orders");
+    assert_eq!(probe.sent("delete") - before.1, 1, "the refused orders' events, in one command");
     for (index, outcome) in outcomes.iter().enumerate() {
         match index {
             10 | 40 => assert!(matches!(outcome, Err(StoreError::DuplicateIdempotencyKey)), "{index}: {outcome:?}"),
             _ => assert!(outcome.is_ok(), "{index}: {outcome:?}"),
         }
     }
-    let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
-    assert_eq!(probe.store.find_many(&ids).await.unwrap().len(), 48);
+    assert_eq!(probe.store.find_many(&ids(&orders)).await.unwrap().len(), 48);
+    assert_eq!(probe.store.outbox_backlog().await.unwrap(), 48, "no event waits for an order that was refused");
 }
 
 #[tokio::test]
 async fn the_relay_reads_what_it_holds_a_page_at_a_time_each_from_where_the_last_ended() {
     let probe = Probe::new().await;
     let (store, orders) = probe.orders_held_by_replica_a(7).await;
-    let mut ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
+    let mut ids = ids(&orders);
     ids.sort();
 
     let mut read = Vec::new();
@@ -126,13 +150,14 @@ async fn what_a_replica_writes_is_held_by_it_so_its_relay_reads_it_without_a_cla
     let updates = probe.sent("update");
     let held = store.held_outbox("replica-a", OutboxPage::first(200)).await.unwrap();
     assert_eq!((held.len(), probe.sent("update") - updates), (10, 0), "all of them, without a claim");
+    assert!(held.iter().all(|entry| entry.outbox.len() == 1), "each with its new-order event");
     assert!(
         store.claim_outbox("replica-b", Duration::from_secs(30), OutboxPage::first(200)).await.unwrap().is_empty(),
         "held by a"
     );
 
     // Published; then processed: the transition queues nothing (the consumer announces it).
-    store.acknowledge_published("replica-a", &all_published(&held)).await.unwrap();
+    store.acknowledge_published(&all_published(&held)).await.unwrap();
     assert!(store.held_outbox("replica-a", OutboxPage::first(200)).await.unwrap().is_empty());
     let writes: Vec<TransitionWrite> = orders.iter().map(processed).collect();
     assert_eq!(store.apply_transitions(&writes, "batch-1").await.unwrap(), vec![true; 10]);
@@ -142,12 +167,13 @@ async fn what_a_replica_writes_is_held_by_it_so_its_relay_reads_it_without_a_cla
 }
 
 #[tokio::test]
-async fn the_relay_claims_in_one_command_and_marks_published_in_one_command_per_chunk() {
+async fn the_relay_claims_in_one_command_and_deletes_what_was_published_in_one_command_per_chunk() {
     let probe = Probe::new().await;
     // More than two chunks' worth, the last one short.
     let count = 2 * UPDATE_CHUNK + 7;
-    let orders: Vec<OrderDocument> = (0..count).map(|_| order("u", None)).collect();
+    let orders: Vec<OrderWithEvent> = (0..count).map(|_| order("u", None)).collect();
     assert!(probe.store.insert_batch(&orders).await.iter().all(Result::is_ok));
+    let orders_before = Probe::all(&probe.orders).await;
 
     let updates = probe.sent("update");
     let claimed =
@@ -164,78 +190,51 @@ async fn the_relay_claims_in_one_command_and_marks_published_in_one_command_per_
         "leased"
     );
 
-    let updates = probe.sent("update");
-    probe.store.acknowledge_published("replica-a", &all_published(&claimed)).await.unwrap();
-    assert_eq!(probe.sent("update") - updates, 3, "one command per chunk of orders");
-    let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
-    for order in probe.store.find_many(&ids).await.unwrap().values() {
-        assert!(order.outbox.is_empty() && !order.outbox_pending, "{order:?}");
-    }
+    let (updates, deletes) = (probe.sent("update"), probe.sent("delete"));
+    probe.store.acknowledge_published(&all_published(&claimed)).await.unwrap();
+    assert_eq!((probe.sent("update") - updates, probe.sent("delete") - deletes), (0, 3), "one delete per chunk");
     assert_eq!(probe.store.outbox_backlog().await.unwrap(), 0);
+    assert!(Probe::all(&probe.outbox).await.is_empty());
+    assert_eq!(Probe::all(&probe.orders).await, orders_before, "no order written");
 }
 
 #[tokio::test]
-async fn an_acknowledgement_keeps_an_order_s_unpublished_event_whatever_chunk_its_order_is_in() {
+async fn an_entry_whose_order_was_never_stored_is_set_aside_and_put_back_once_its_order_is_stored() {
     let probe = Probe::new().await;
-    let mut orders: Vec<OrderDocument> = (0..UPDATE_CHUNK + 10).map(|_| order("u", None)).collect();
-    // Two orders, one in each chunk, have a second event queued (as an earlier version queued order-processed),
-    // which the relay has not published yet.
-    let late = [3, UPDATE_CHUNK + 3];
-    for &index in &late {
-        let second = envelope::new_order_event(&orders[index], "order-processed", None, Default::default()).unwrap();
-        orders[index].outbox.push(second);
+    let [kept, late, never] = [order("u", None), order("u", None), order("u", None)];
+    assert!(probe.store.insert(&kept).await.is_ok());
+    // Entries written by requests that stopped before their order's insert (or whose insert is still under way).
+    for orphan in [&late, &never] {
+        let entry = mongodb::bson::doc! {
+            "_id": &orphan.order.id,
+            "outbox": [mongodb::bson::to_document(&orphan.event).unwrap()],
+            "outboxPending": true,
+        };
+        probe.outbox.insert_one(entry).await.unwrap();
     }
-    assert!(probe.store.insert_batch(&orders).await.iter().all(Result::is_ok));
-    let claimed =
-        probe.store.claim_outbox("replica-a", Duration::from_secs(30), OutboxPage::first(1000)).await.unwrap();
-    assert_eq!(claimed.len(), orders.len());
-    // Only the first event of each order went out.
-    let published: Vec<Published> = claimed.iter().map(|order| Published::of(order, &order.outbox[0])).collect();
+    let claimed: Vec<&str> = vec![&late.order.id, &never.order.id];
+    let stored = probe.store.stored_order_ids(&[&kept.order.id, claimed[0], claimed[1]]).await.unwrap();
+    assert_eq!(stored, [kept.order.id.clone()].into_iter().collect(), "only kept's order is stored");
 
-    probe.store.acknowledge_published("replica-a", &published).await.unwrap();
-    let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
-    let stored = probe.store.find_many(&ids).await.unwrap();
-    for (index, order) in orders.iter().enumerate() {
-        let stored = &stored[&order.id];
-        if late.contains(&index) {
-            assert_eq!(stored.outbox, order.outbox[1..], "the unpublished event stays");
-            assert!(stored.outbox_pending);
-        } else {
-            assert!(stored.outbox.is_empty() && !stored.outbox_pending, "{stored:?}");
-        }
-    }
-    assert_eq!(probe.store.outbox_backlog().await.unwrap(), 2);
-}
+    probe.store.set_aside(&claimed).await.unwrap();
+    let pending = probe.store.claim_outbox("replica-a", Duration::from_secs(30), OutboxPage::first(10)).await.unwrap();
+    assert_eq!(pending.iter().map(|entry| entry.id.as_str()).collect::<Vec<_>>(), [kept.order.id.as_str()]);
 
-#[tokio::test]
-async fn an_acknowledgement_takes_out_only_the_published_event_of_an_outbox_that_changed_since_the_relay_read_it() {
-    let probe = Probe::new().await;
-    let (store, orders) = probe.orders_held_by_replica_a(3).await;
-    let held = store.held_outbox("replica-a", OutboxPage::first(10)).await.unwrap();
-    assert!(held.iter().all(|order| order.outbox.len() == 1));
-    let later = |order: &OrderDocument| {
-        let event = envelope::new_order_event(order, "order-processed", None, Default::default()).unwrap();
-        (mongodb::bson::to_document(&event).unwrap(), event)
-    };
-    // After the read, the first order got a second event (as an earlier version queued order-processed); the second
-    // was taken over by another replica, which published its event, after which a new one was queued.
-    let (second_raw, second) = later(&orders[0]);
-    let (replaced_raw, replaced) = later(&orders[1]);
-    let changed = [
-        (&orders[0].id, mongodb::bson::doc! { "$push": { "outbox": second_raw } }),
-        (&orders[1].id, mongodb::bson::doc! { "$set": { "outbox": [replaced_raw], "leaseOwner": "replica-b" } }),
-    ];
-    for (id, update) in changed {
-        probe.orders.update_one(mongodb::bson::doc! { "_id": id }, update).await.unwrap();
-    }
-
-    store.acknowledge_published("replica-a", &all_published(&held)).await.unwrap();
-    let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
-    let stored = store.find_many(&ids).await.unwrap();
-    assert_eq!((&stored[&orders[0].id].outbox, stored[&orders[0].id].outbox_pending), (&vec![second], true));
-    assert_eq!((&stored[&orders[1].id].outbox, stored[&orders[1].id].outbox_pending), (&vec![replaced], true));
-    assert!(stored[&orders[2].id].outbox.is_empty() && !stored[&orders[2].id].outbox_pending);
-    assert_eq!(store.outbox_backlog().await.unwrap(), 2);
+    // late's order lands after all: its event goes back into the outbox; never's stays aside.
+    probe.orders.insert_one(mongodb::bson::to_document(&late.order).unwrap()).await.unwrap();
+    assert_eq!(probe.store.revive_set_aside().await.unwrap(), 1);
+    let mut pending: Vec<String> = probe
+        .store
+        .claim_outbox("replica-a", Duration::from_secs(30), OutboxPage::first(10))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.id)
+        .collect();
+    pending.sort();
+    let mut expected = vec![kept.order.id.clone(), late.order.id.clone()];
+    expected.sort();
+    assert_eq!(pending, expected);
 }
 
 #[tokio::test]
@@ -270,10 +269,9 @@ async fn claims_and_pages_walk_the_outbox_index_by_owner_not_every_pending_entry
     let (_, held) = probe.orders_held_by_replica_a(5).await;
     let stopped = [mongodb::bson::Bson::Null, "replica-b".into()];
     let mut page = OutboxLeases::claimed_by("replica-a");
-    page.insert("_id", mongodb::bson::doc! { "$gt": &held[0].id });
+    page.insert("_id", mongodb::bson::doc! { "$gt": &held[0].order.id });
     for filter in [OutboxLeases::held_by_any_of(&stopped), page] {
-        let explain =
-            mongodb::bson::doc! { "explain": { "find": "orders", "filter": filter }, "verbosity": "queryPlanner" };
+        let explain = mongodb::bson::doc! { "explain": { "find": "order_outbox", "filter": filter }, "verbosity": "queryPlanner" };
         let plan = serde_json::to_string(&probe.database.run_command(explain).await.unwrap()).unwrap();
         assert!(plan.contains(&format!("\"indexName\":\"{}\"", OutboxLeases::INDEX)), "{plan}");
         assert!(!plan.contains("COLLSCAN"), "{plan}");
@@ -286,11 +284,11 @@ async fn a_hold_lasts_as_long_as_its_heartbeat_which_writes_no_entry() {
     let (store, _) = probe.orders_held_by_replica_a(60).await;
     let lease = Duration::from_secs(30);
     store.hold_leases("replica-a", lease).await.unwrap();
-    let stored_before: Vec<_> = probe.orders.find(mongodb::bson::doc! {}).await.unwrap().try_collect().await.unwrap();
+    let stored_before = Probe::all(&probe.outbox).await;
     let updates = probe.sent("update");
     store.renew_leases("replica-a", lease).await.unwrap();
-    let stored_after: Vec<_> = probe.orders.find(mongodb::bson::doc! {}).await.unwrap().try_collect().await.unwrap();
-    assert_eq!((probe.sent("update") - updates, stored_after), (1, stored_before), "one heartbeat, no order written");
+    let stored_after = Probe::all(&probe.outbox).await;
+    assert_eq!((probe.sent("update") - updates, stored_after), (1, stored_before), "one heartbeat, no entry written");
     assert!(store.claim_outbox("replica-b", lease, OutboxPage::first(100)).await.unwrap().is_empty(), "a lives");
 
     // Its heartbeat runs out: the others take all it held, in one claim.
@@ -314,91 +312,102 @@ async fn a_starting_relay_gives_holders_without_a_heartbeat_one_lease_then_they_
 }
 
 #[tokio::test]
-async fn ensure_indexes_replaces_the_outbox_index_of_earlier_versions() {
+async fn ensure_indexes_moves_the_outboxes_that_orders_of_earlier_versions_kept_into_the_outbox() {
     let probe = Probe::new().await;
-    probe.orders.drop_index(OutboxLeases::INDEX).await.unwrap();
-    let earlier = mongodb::IndexModel::builder()
-        .keys(mongodb::bson::doc! { "outboxPending": 1 })
-        .options(mongodb::options::IndexOptions::builder().name("outbox_pending".to_owned()).build())
-        .build();
-    probe.orders.create_index(earlier).await.unwrap();
+    // Orders as an earlier version left them: their events in the order, behind the outbox index on the orders; one
+    // processed in place (its event published), one held by a replica, one with two events.
+    let [waiting, held, processed_in_place, two_events] =
+        [order("u", None), order("u", None), order("u", None), order("u", None)];
+    let second = envelope::new_order_event(&two_events.order, "order-processed", None, Default::default()).unwrap();
+    let earlier = |new: &OrderWithEvent, events: Vec<&order_service::store::OutboxEvent>, status: &str| {
+        let mut raw = mongodb::bson::to_document(&new.order).unwrap();
+        let events: Vec<mongodb::bson::Document> =
+            events.into_iter().map(|event| mongodb::bson::to_document(event).unwrap()).collect();
+        raw.extend(mongodb::bson::doc! { "outboxPending": !events.is_empty(), "outbox": events, "status": status });
+        raw
+    };
+    let mut raws = vec![
+        earlier(&waiting, vec![&waiting.event], "pending"),
+        earlier(&held, vec![&held.event], "pending"),
+        earlier(&processed_in_place, vec![], "processed"),
+        earlier(&two_events, vec![&two_events.event, &second], "pending"),
+    ];
+    raws[1].insert("leaseOwner", "replica-z");
+    probe.orders.insert_many(raws).await.unwrap();
+    let index = |keys, name: &str| {
+        let options = mongodb::options::IndexOptions::builder().name(name.to_owned()).build();
+        mongodb::IndexModel::builder().keys(keys).options(options).build()
+    };
+    probe.orders.create_index(index(mongodb::bson::doc! { "outboxPending": 1 }, "outbox_pending")).await.unwrap();
+    let by_owner = mongodb::bson::doc! { "outboxPending": 1, "leaseOwner": 1, "_id": 1 };
+    probe.orders.create_index(index(by_owner, OutboxLeases::INDEX)).await.unwrap();
+
     probe.store.ensure_indexes().await.unwrap();
     probe.store.ensure_indexes().await.unwrap();
     let mut names = probe.orders.list_index_names().await.unwrap();
     names.sort();
-    assert_eq!(names, ["_id_", "idempotency_scope", OutboxLeases::INDEX, "user_newest_first"]);
+    assert_eq!(names, ["_id_", "idempotency_scope", "user_newest_first"], "no outbox index left on the orders");
+    let claimed = probe.store.claim_outbox("replica-a", Duration::from_secs(30), OutboxPage::first(10)).await.unwrap();
+    let mut moved: Vec<(String, usize)> = claimed.iter().map(|entry| (entry.id.clone(), entry.outbox.len())).collect();
+    moved.sort();
+    let mut expected =
+        vec![(waiting.order.id.clone(), 1), (held.order.id.clone(), 1), (two_events.order.id.clone(), 2)];
+    expected.sort();
+    assert_eq!(moved, expected, "every pending event, moved once, claimable by any replica");
+    let stored = probe.store.find_many(&ids(&[waiting.clone(), processed_in_place.clone()])).await.unwrap();
+    assert_eq!(stored[&waiting.order.id].status, OrderStatus::Pending);
+    assert_eq!(stored[&processed_in_place.order.id].status, OrderStatus::Processed, "read as it was left");
+
+    // A transition recorded now adds to what an earlier version wrote in place.
+    let applied = probe.store.apply_transitions(&[paid(&processed_in_place, "pay-1")], "batch-1").await.unwrap();
+    assert_eq!(applied, vec![true]);
+    let stored = probe.store.find(&processed_in_place.order.id).await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.payment_id.as_deref()), (OrderStatus::Paid, Some("pay-1")));
 }
 
 #[tokio::test]
-async fn a_batch_of_transitions_is_one_update_per_kind_and_each_applies_only_from_its_state() {
+async fn transitions_are_inserted_records_each_recorded_once_and_no_order_is_ever_updated() {
     let probe = Probe::new().await;
-    let orders: Vec<OrderDocument> = (0..20).map(|_| order("u", None)).collect();
+    let orders: Vec<OrderWithEvent> = (0..20).map(|_| order("u", None)).collect();
     assert!(probe.store.insert_batch(&orders).await.iter().all(Result::is_ok));
-    let paid = |order: &OrderDocument, user_id: &str, total_cents| TransitionWrite::Paid {
-        order_id: order.id.clone(),
-        user_id: user_id.to_owned(),
-        total_cents,
-        payment_id: format!("pay-{}", order.id),
-        event_id: "e".into(),
-    };
-    // 19 pending → processed, then in the same batch: a second processed of one of them (nothing left
-    // to do), a payment of the right owner and total (applies), one of a wrong total and one of another
-    // owner (both refused by the update's check), and one of a pending order (too early).
+    let orders_before = Probe::all(&probe.orders).await;
+
+    // 19 pending → processed, and a second processed of one of them in the same batch (nothing left to do).
     let mut writes: Vec<TransitionWrite> = orders[..19].iter().map(processed).collect();
     writes.push(processed(&orders[0]));
-    writes.push(paid(&orders[1], "u", 179_998));
-    writes.push(paid(&orders[2], "u", 1));
-    writes.push(paid(&orders[3], "someone-else", 179_998));
-    writes.push(paid(&orders[19], "u", 179_998));
-    let before = (probe.sent("update"), probe.sent("bulkWrite"));
+    let before = (probe.sent("insert"), probe.sent("update"), probe.sent("bulkWrite"), probe.sent("find"));
     let applied = probe.store.apply_transitions(&writes, "batch-1").await.unwrap();
-    assert_eq!(probe.sent("update") - before.0, 2, "one update for the processed, one for the paid");
-    assert_eq!(probe.sent("bulkWrite") - before.1, 0, "no statement per order");
     assert_eq!(&applied[..19], &[true; 19]);
-    assert_eq!(&applied[19..], &[false, true, false, false, false]);
+    assert!(!applied[19]);
+    // Then the payments: one of them paid, and the same order again by another payment (recorded once).
+    let payments = [paid(&orders[1], "pay-1"), paid(&orders[1], "pay-2")];
+    assert_eq!(probe.store.apply_transitions(&payments, "batch-2").await.unwrap(), vec![true, false]);
+    let again = [paid(&orders[1], "pay-3"), processed(&orders[2])];
+    let applied = probe.store.apply_transitions(&again, "batch-3").await.unwrap();
+    assert_eq!(applied, vec![false, false], "already recorded, by earlier batches");
+    assert_eq!(probe.sent("insert") - before.0, 3, "one insert per batch, whatever its kinds");
+    assert_eq!((probe.sent("update") - before.1, probe.sent("bulkWrite") - before.2), (0, 0));
+    assert_eq!(probe.sent("find") - before.3, 0, "no read to tell what applied");
 
-    let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
-    let stored = probe.store.find_many(&ids).await.unwrap();
-    for order in &orders[..19] {
-        assert_eq!(stored[&order.id].outbox, order.outbox, "the transition queues no event");
-    }
-    assert!(orders[4..19].iter().chain([&orders[0]]).all(|order| stored[&order.id].status == OrderStatus::Processed));
-    assert_eq!(stored[&orders[1].id].status, OrderStatus::Paid);
-    assert_eq!(stored[&orders[1].id].payment_id.as_deref(), Some(format!("pay-{}", orders[1].id).as_str()));
-    assert_eq!(stored[&orders[2].id].status, OrderStatus::Processed);
-    assert_eq!(stored[&orders[3].id].status, OrderStatus::Processed);
-    assert_eq!(stored[&orders[3].id].payment_id, None);
-    assert_eq!(stored[&orders[19].id].status, OrderStatus::Pending);
-    // Nothing of how the paid update computes its check is left behind, applied or refused.
-    for order in &orders[1..4] {
-        let raw = probe.orders.find_one(mongodb::bson::doc! { "_id": &order.id }).await.unwrap().unwrap();
-        assert!(["position", "_position", "_checked"].iter().all(|field| !raw.contains_key(field)), "{raw:?}");
-    }
-}
-
-#[tokio::test]
-async fn a_batch_whose_transitions_all_apply_is_one_update_and_no_read() {
-    let probe = Probe::new().await;
-    let orders: Vec<OrderDocument> = (0..30).map(|_| order("u", None)).collect();
-    assert!(probe.store.insert_batch(&orders).await.iter().all(Result::is_ok));
-    let writes: Vec<TransitionWrite> = orders.iter().map(processed).collect();
-    let before = (probe.sent("update"), probe.sent("find"));
-    assert_eq!(probe.store.apply_transitions(&writes, "batch-1").await.unwrap(), vec![true; 30]);
-    assert_eq!((probe.sent("update") - before.0, probe.sent("find") - before.1), (1, 0));
-    let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
-    let stored = probe.store.find_many(&ids).await.unwrap();
-    assert!(stored.values().all(|order| order.status == OrderStatus::Processed));
+    let stored = probe.store.find_many(&ids(&orders)).await.unwrap();
+    assert!(
+        orders[2..19].iter().chain([&orders[0]]).all(|order| stored[&order.order.id].status == OrderStatus::Processed)
+    );
+    assert_eq!(stored[&orders[1].order.id].status, OrderStatus::Paid);
+    assert_eq!(stored[&orders[1].order.id].payment_id.as_deref(), Some("pay-1"));
+    assert_eq!(stored[&orders[19].order.id].status, OrderStatus::Pending);
+    assert!(stored[&orders[1].order.id].updated_at > stored[&orders[1].order.id].created_at);
+    assert_eq!(Probe::all(&probe.orders).await, orders_before, "the orders are as they were inserted");
 }
 
 #[tokio::test]
 async fn processed_orders_name_their_batch_and_a_batch_recorded_as_announced_is_found_in_one_query() {
     let probe = Probe::new().await;
-    let orders: Vec<OrderDocument> = (0..3).map(|_| order("u", None)).collect();
+    let orders: Vec<OrderWithEvent> = (0..3).map(|_| order("u", None)).collect();
     assert!(probe.store.insert_batch(&orders).await.iter().all(Result::is_ok));
     let writes: Vec<TransitionWrite> = orders.iter().map(processed).collect();
     assert_eq!(probe.store.apply_transitions(&writes, "batch-7").await.unwrap(), vec![true; 3]);
-    let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
-    let stored = probe.store.find_many(&ids).await.unwrap();
+    let stored = probe.store.find_many(&ids(&orders)).await.unwrap();
     assert!(stored.values().all(|order| order.processed_by.as_deref() == Some("batch-7")));
 
     let batches = vec!["batch-7".to_owned(), "batch-8".to_owned()];
@@ -412,70 +421,25 @@ async fn processed_orders_name_their_batch_and_a_batch_recorded_as_announced_is_
     assert_eq!((probe.sent("insert") - inserts, probe.sent("find") - finds), (1, 1));
 }
 
-/// The pending → processed transition of `order`, by a consumer that received its `new-order` event `event_id`.
-fn processed_after_receiving(order: &OrderDocument, event_id: &str) -> TransitionWrite {
-    TransitionWrite::Processed { order_id: order.id.clone(), published_event: Some(event_id.to_owned()) }
-}
-
 #[tokio::test]
-async fn the_processed_transition_takes_the_received_event_out_of_the_outbox_in_the_same_write() {
+async fn the_processed_transition_takes_the_received_event_out_of_the_outbox_in_one_delete() {
     let probe = Probe::new().await;
     let (store, orders) = probe.orders_held_by_replica_a(30).await;
     let held = store.held_outbox("replica-a", OutboxPage::first(200)).await.unwrap();
     assert_eq!(held.len(), 30);
 
-    let writes: Vec<TransitionWrite> =
-        orders.iter().map(|order| processed_after_receiving(order, &order.outbox[0].event_id)).collect();
-    let updates = probe.sent("update");
+    let writes: Vec<TransitionWrite> = orders.iter().map(processed).collect();
+    let (inserts, deletes) = (probe.sent("insert"), probe.sent("delete"));
     assert_eq!(store.apply_transitions(&writes, "batch-1").await.unwrap(), vec![true; 30]);
-    assert_eq!(probe.sent("update") - updates, 1, "one write makes them processed and empties their outboxes");
-    for order in &orders {
-        let stored = probe.orders.find_one(mongodb::bson::doc! { "_id": &order.id }).await.unwrap().unwrap();
-        assert_eq!(stored.get_str("status").unwrap(), "processed");
-        assert!(stored.get_array("outbox").unwrap().is_empty());
-        assert!(!stored.get_bool("outboxPending").unwrap());
-        assert!(!stored.contains_key("leaseOwner"), "no relay holds it any more");
-    }
-    assert!(
-        store.held_outbox("replica-a", OutboxPage::first(200)).await.unwrap().is_empty(),
-        "nothing left to publish"
+    assert_eq!(
+        (probe.sent("insert") - inserts, probe.sent("delete") - deletes),
+        (1, 1),
+        "one record insert, one delete"
     );
+    assert!(Probe::all(&probe.outbox).await.is_empty(), "nothing left to publish");
 
     // The relay's late acknowledgement of the same events finds nothing to change.
-    let before: Vec<_> = probe.orders.find(mongodb::bson::doc! {}).await.unwrap().try_collect().await.unwrap();
-    store.acknowledge_published("replica-a", &all_published(&held)).await.unwrap();
-    let after: Vec<_> = probe.orders.find(mongodb::bson::doc! {}).await.unwrap().try_collect().await.unwrap();
-    assert_eq!(before, after);
-}
-
-#[tokio::test]
-async fn the_processed_transition_leaves_an_outbox_it_cannot_vouch_for_as_it_is() {
-    let probe = Probe::new().await;
-    let store = probe.held_by_replica_a();
-    // a: the relay acknowledged the event first; b: the event received is not the one in the outbox; c: the outbox
-    // holds a second event, not published yet.
-    let [a, b, mut c] = [order("u", None), order("u", None), order("u", None)];
-    c.outbox.push(envelope::new_order_event(&c, "new-order", None, Default::default()).unwrap());
-    assert!(store.insert_batch(&[a.clone(), b.clone(), c.clone()]).await.iter().all(Result::is_ok));
-    let held = store.held_outbox("replica-a", OutboxPage::first(200)).await.unwrap();
-    let a_read: Vec<PendingOutbox> = held.iter().filter(|order| order.id == a.id).cloned().collect();
-    store.acknowledge_published("replica-a", &all_published(&a_read)).await.unwrap();
-
-    let writes = vec![
-        processed_after_receiving(&a, &a.outbox[0].event_id),
-        processed_after_receiving(&b, "an-event-of-another-order"),
-        processed_after_receiving(&c, &c.outbox[0].event_id),
-    ];
-    assert_eq!(store.apply_transitions(&writes, "batch-1").await.unwrap(), vec![true; 3], "all processed");
-    let pending: Vec<String> = store
-        .held_outbox("replica-a", OutboxPage::first(200))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|order| order.id)
-        .collect();
-    assert_eq!(pending.len(), 2);
-    assert!(pending.contains(&b.id) && pending.contains(&c.id), "b and c keep their events: {pending:?}");
-    let c_stored = probe.orders.find_one(mongodb::bson::doc! { "_id": &c.id }).await.unwrap().unwrap();
-    assert_eq!(c_stored.get_array("outbox").unwrap().len(), 2);
+    let before = (Probe::all(&probe.orders).await, Probe::all(&probe.outbox).await);
+    store.acknowledge_published(&all_published(&held)).await.unwrap();
+    assert_eq!((Probe::all(&probe.orders).await, Probe::all(&probe.outbox).await), before);
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use order_service::{
     domain::OrderStatus,
-    store::{OrderDocument, TransitionWrite},
+    store::{OrderWithEvent, TransitionWrite},
 };
 use serde_json::json;
 
@@ -28,8 +28,7 @@ async fn a_pending_order_is_published_processed_and_announced_once() {
     let processed = support::read_topic(&app.brokers, &app.topic("order-processed"), Duration::from_secs(3)).await;
     assert_eq!(processed.len(), 1, "one order-processed per order");
     assert_eq!(processed[0].payload["data"]["status"], "processed");
-    let stored = app.state.store.find(&order.id).await.unwrap().unwrap();
-    assert!(stored.outbox.is_empty() && !stored.outbox_pending, "the outbox is drained");
+    app.wait_outbox_drained(Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
@@ -58,12 +57,12 @@ async fn an_order_processed_by_a_consumer_that_died_before_announcing_it_is_anno
     let app = support::settings().spawn().await;
     // The state a crash leaves: the transition is durable, its announcement never reached the broker, and the
     // new-order offset was not stored (so the broker delivers the message again).
-    let mut order = support::new_pending_order("user-1", &app.topic("new-order"));
-    let new_order = order.outbox.pop().expect("the new-order event");
-    order.outbox_pending = false;
-    app.state.store.insert(&order).await.unwrap();
-    let write = TransitionWrite::Processed { order_id: order.id.clone(), published_event: None };
+    let new = support::new_pending_order("user-1", &app.topic("new-order"));
+    app.state.store.insert(&new).await.unwrap();
+    // Received and processed (which takes its event out of the outbox) before the relay ever read it.
+    let write = TransitionWrite::Processed { order_id: new.order.id.clone() };
     assert_eq!(app.state.store.apply_transitions(&[write], "a-batch-never-recorded").await.unwrap(), vec![true]);
+    let (order, new_order) = (new.order, new.event);
 
     support::produce(&app.brokers, &app.topic("new-order"), &order.id, new_order.payload.as_bytes()).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -189,12 +188,12 @@ async fn a_forged_payment_that_does_not_match_its_order_is_dead_lettered_and_the
 async fn an_event_whose_order_never_becomes_processed_is_acknowledged_by_the_relay_after_its_grace() {
     let app = support::settings().with("OUTBOX_ACKNOWLEDGE_AFTER_MS", "300").spawn().await;
     // Its event names an order that does not exist: the consumer dead-letters it, and no transition takes it out.
-    let mut order = support::new_pending_order("user-1", &app.topic("new-order"));
-    let event = &mut order.outbox[0];
-    let mut payload: serde_json::Value = serde_json::from_str(&event.payload).unwrap();
+    let mut new = support::new_pending_order("user-1", &app.topic("new-order"));
+    let mut payload: serde_json::Value = serde_json::from_str(&new.event.payload).unwrap();
     payload["data"]["id"] = json!("no-such-order");
-    event.payload = payload.to_string();
-    app.state.store.insert(&order).await.unwrap();
+    new.event.payload = payload.to_string();
+    app.state.store.insert(&new).await.unwrap();
+    let order = new.order;
     app.state.relay_inbox.read_outbox();
 
     // Once the consumer has handled it (dead-lettered: it could not process it), nothing else will take it out.
@@ -221,12 +220,12 @@ async fn a_backlog_s_events_leave_the_outbox_with_their_transitions_and_the_rela
     let app = support::settings().with("OUTBOX_ACKNOWLEDGE_AFTER_MS", "14000").spawn().await;
     // More than two pages of the relay's reads, written outside the inbox, as a broker outage leaves them: the relay
     // reads them page after page, each once the consumer has caught up with the one before.
-    let orders: Vec<OrderDocument> =
+    let orders: Vec<OrderWithEvent> =
         (0..1_200).map(|_| support::new_pending_order("user-1", &app.topic("new-order"))).collect();
     assert!(app.state.store.insert_batch(&orders).await.iter().all(Result::is_ok));
     app.state.relay_inbox.read_outbox();
 
-    let ids: Vec<String> = orders.iter().map(|order| order.id.clone()).collect();
+    let ids: Vec<String> = orders.iter().map(|new| new.order.id.clone()).collect();
     app.wait_for_status(&ids, OrderStatus::Processed, Duration::from_secs(120)).await;
     app.wait_outbox_drained(Duration::from_secs(20)).await;
     let metrics = app.metrics().await;

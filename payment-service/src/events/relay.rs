@@ -28,7 +28,7 @@
 //! The relay counts messages produced and failed, and keeps the `outbox_backlog` gauge current.
 use std::{
     sync::{Arc, Mutex, PoisonError},
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 use platform::mongo::{CLAIM_INTERVAL, RoundSchedule};
@@ -254,7 +254,10 @@ impl OutboxRelay {
         }
         let abandoned: Vec<&str> = read
             .iter()
-            .filter(|event| !stored.contains(&event.payment_id) && written_before(&event.payment_id, ABANDONED_AFTER))
+            .filter(|event| {
+                !stored.contains(&event.payment_id)
+                    && platform::mongo::written_before(&event.payment_id, ABANDONED_AFTER)
+            })
             .map(|event| event.payment_id.as_str())
             .collect();
         if !abandoned.is_empty() {
@@ -346,33 +349,5 @@ impl OutboxRelay {
             Ok(Err(error)) => tracing::warn!(%error, "Kafka producer flush incomplete"),
             Err(error) => tracing::warn!(%error, "Kafka producer flush task failed"),
         }
-    }
-}
-
-/// Whether the payment `payment_id` (a UUID v7, so it carries its creation time) was created more than `age` ago.
-/// An id that is no UUID v7 was not written by this service: it is old enough to be set aside.
-fn written_before(payment_id: &str, age: Duration) -> bool {
-    let Some((seconds, nanos)) =
-        uuid::Uuid::parse_str(payment_id).ok().and_then(|id| id.get_timestamp()).map(|at| at.to_unix())
-    else {
-        return true;
-    };
-    let written = SystemTime::UNIX_EPOCH + Duration::new(seconds, nanos);
-    SystemTime::now().duration_since(written).is_ok_and(|elapsed| elapsed >= age)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_event_is_abandoned_only_once_its_payment_id_is_older_than_the_grace() {
-        let now = uuid::Uuid::now_v7().to_string();
-        assert!(!written_before(&now, ABANDONED_AFTER));
-        let earlier = SystemTime::now() - ABANDONED_AFTER - Duration::from_secs(1);
-        let since_epoch = earlier.duration_since(SystemTime::UNIX_EPOCH).unwrap();
-        let timestamp = uuid::Timestamp::from_unix(uuid::NoContext, since_epoch.as_secs(), since_epoch.subsec_nanos());
-        assert!(written_before(&uuid::Uuid::new_v7(timestamp).to_string(), ABANDONED_AFTER));
-        assert!(written_before("not-a-uuid", ABANDONED_AFTER));
     }
 }

@@ -10,7 +10,7 @@ use order_service::{
     product_client::ProductSnapshot,
     startup::Application,
     state::AppState,
-    store::OrderDocument,
+    store::{OrderDocument, OrderWithEvent},
 };
 use rdkafka::{
     ClientConfig,
@@ -118,7 +118,7 @@ impl TestApp {
         let order = new_pending_order(user_id, &self.state.topics.new_order);
         self.state.store.insert(&order).await.unwrap();
         self.state.relay_inbox.read_outbox();
-        order
+        order.order
     }
 
     pub async fn status(&self, order_id: &str) -> Option<OrderStatus> {
@@ -157,16 +157,15 @@ impl TestApp {
     }
 }
 
-/// A pending order of two smartphones, as POST /orders makes it, its event for `new_order_topic`.
-pub fn new_pending_order(user_id: &str, new_order_topic: &str) -> OrderDocument {
+/// A pending order of two smartphones, as POST /orders makes it, with its event for `new_order_topic`.
+pub fn new_pending_order(user_id: &str, new_order_topic: &str) -> OrderWithEvent {
     let product = ProductSnapshot { id: "1".into(), name: "Smartphone".into(), unit_price: Money::from_cents(89_999) };
     let quantity = Quantity::parse(&serde_json::json!(2)).unwrap();
     let total = product.unit_price.times(quantity.get()).unwrap();
-    let mut order = OrderDocument::new_pending(user_id, &product, quantity, total, None, None);
-    order.outbox.push(
-        order_service::events::envelope::new_order_event(&order, new_order_topic, None, Default::default()).unwrap(),
-    );
-    order
+    let order = OrderDocument::new_pending(user_id, &product, quantity, total, None, None);
+    let event =
+        order_service::events::envelope::new_order_event(&order, new_order_topic, None, Default::default()).unwrap();
+    OrderWithEvent { order, event }
 }
 
 /// The test's own client of a test app's database (no workers, no app).
