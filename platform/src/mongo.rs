@@ -135,19 +135,22 @@ pub fn insert_many_outcomes<T, E: From<Error> + Clone>(
     outcomes
 }
 
-/// Which of `ids` are the `_id` of a document in `collection`, in one command (none for no ids).
+/// Which of `ids` are the `_id` of a document in `collection`: one command per [`UPDATE_CHUNK`] ids (none for no
+/// ids). SecantusDB checks every document a find returns against its whole `$in` list, so a relay's check of a
+/// 500-entry page in one command cost the engine 500 x 500 comparisons, in chunks a tenth of that.
 pub async fn existing_ids<T: Send + Sync>(
     collection: &Collection<T>,
     ids: &[impl AsRef<str>],
 ) -> Result<std::collections::HashSet<String>, Error> {
-    if ids.is_empty() {
-        return Ok(std::collections::HashSet::new());
-    }
     let ids: Vec<&str> = ids.iter().map(AsRef::as_ref).collect();
     let documents = collection.clone_with_type::<Document>();
-    let found: Vec<Document> =
-        documents.find(doc! { "_id": { "$in": ids } }).projection(doc! { "_id": 1 }).await?.try_collect().await?;
-    Ok(found.into_iter().filter_map(|document| document.get_str("_id").ok().map(str::to_owned)).collect())
+    let mut existing = std::collections::HashSet::new();
+    for chunk in ids.chunks(UPDATE_CHUNK) {
+        let found: Vec<Document> =
+            documents.find(doc! { "_id": { "$in": chunk } }).projection(doc! { "_id": 1 }).await?.try_collect().await?;
+        existing.extend(found.into_iter().filter_map(|document| document.get_str("_id").ok().map(str::to_owned)));
+    }
+    Ok(existing)
 }
 
 /// Whether the UUID v7 `id` was made `age` ago or more (an id that is no UUID v7 counts as old): an outbox entry
