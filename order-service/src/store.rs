@@ -635,15 +635,8 @@ impl OrderStore {
                 .filter(|order| !order.outbox.is_empty())
                 .map(|order| OutboxEntry { id: order.id.clone(), outbox: order.outbox.clone(), outbox_pending: true })
                 .collect();
-            if !entries.is_empty() {
-                let moved = outbox.insert_many(&entries).ordered(false).await;
-                let moved = platform::mongo::insert_many_outcomes(entries.len(), moved, StoreError::AlreadyRecorded);
-                if let Some(Err(error)) =
-                    moved.into_iter().find(|outcome| !matches!(outcome, Ok(()) | Err(StoreError::AlreadyRecorded)))
-                {
-                    return Err(error);
-                }
-            }
+            // An entry moved already (by another replica, or by a pass cut short) is moved all the same.
+            platform::mongo::insert_many_unless_present(&outbox, &entries).await?;
             let ids: Vec<&str> = pending.iter().map(|order| order.id.as_str()).collect();
             self.orders
                 .update_many(

@@ -218,14 +218,8 @@ impl PaymentStore {
                 // No `leaseOwner`: any replica's relay claims it.
                 event.outbox_pending = true;
             }
-            // An event moved already (by another replica, or by a pass cut short) is a duplicate: moved all the same.
-            let moved = self.outbox.insert_many(&events).ordered(false).await;
-            let moved = platform::mongo::insert_many_outcomes(events.len(), moved, StoreError::Duplicate);
-            if let Some(Err(error)) =
-                moved.into_iter().find(|outcome| !matches!(outcome, Ok(()) | Err(StoreError::Duplicate)))
-            {
-                return Err(error);
-            }
+            // An event moved already (by another replica, or by a pass cut short) is moved all the same.
+            platform::mongo::insert_many_unless_present(&self.outbox, &events).await?;
             let ids: Vec<&str> = events.iter().map(|event| event.payment_id.as_str()).collect();
             self.payments
                 .update_many(

@@ -135,6 +135,28 @@ pub fn insert_many_outcomes<T, E: From<Error> + Clone>(
     outcomes
 }
 
+/// Inserts `documents` with one unordered `insert_many`, a document already there (a duplicate key) counting as
+/// inserted: for copies that may have been made before (a migration run twice, or by two replicas at once). Any
+/// other failure is returned.
+pub async fn insert_many_unless_present<T>(collection: &Collection<T>, documents: &[T]) -> Result<(), Error>
+where
+    T: serde::Serialize + Send + Sync,
+{
+    if documents.is_empty() {
+        return Ok(());
+    }
+    let Err(error) = collection.insert_many(documents).ordered(false).await else { return Ok(()) };
+    match &*error.kind {
+        ErrorKind::InsertMany(failure)
+            if failure.write_concern_error.is_none()
+                && failure.write_errors.iter().flatten().all(|write_error| write_error.code == 11000) =>
+        {
+            Ok(())
+        }
+        _ => Err(error),
+    }
+}
+
 /// Which of `ids` are the `_id` of a document in `collection`: one command per [`UPDATE_CHUNK`] ids (none for no
 /// ids). SecantusDB checks every document a find returns against its whole `$in` list, so a relay's check of a
 /// 500-entry page in one command cost the engine 500 x 500 comparisons, in chunks a tenth of that.

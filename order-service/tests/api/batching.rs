@@ -341,6 +341,13 @@ async fn ensure_indexes_moves_the_outboxes_that_orders_of_earlier_versions_kept_
     probe.orders.create_index(index(mongodb::bson::doc! { "outboxPending": 1 }, "outbox_pending")).await.unwrap();
     let by_owner = mongodb::bson::doc! { "outboxPending": 1, "leaseOwner": 1, "_id": 1 };
     probe.orders.create_index(index(by_owner, OutboxLeases::INDEX)).await.unwrap();
+    // A pass cut short had moved one of them already.
+    let moved_before = mongodb::bson::doc! {
+        "_id": &waiting.order.id,
+        "outbox": [mongodb::bson::to_document(&waiting.event).unwrap()],
+        "outboxPending": true,
+    };
+    probe.outbox.insert_one(moved_before).await.unwrap();
 
     probe.store.ensure_indexes().await.unwrap();
     probe.store.ensure_indexes().await.unwrap();
