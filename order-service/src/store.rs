@@ -449,9 +449,14 @@ impl OrderStore {
         Ok(orders)
     }
 
-    /// Which of these orders are stored, in one query.
-    pub async fn stored_order_ids(&self, ids: &[&str]) -> Result<HashSet<String>, StoreError> {
-        Ok(platform::mongo::existing_ids(&self.orders, ids).await?)
+    /// The outbox entries of `read` whose order is stored; those whose order is still missing `abandoned_after` after
+    /// their id was made are set aside ([`OutboxLeases::keep_stored`]).
+    pub async fn with_stored_order(
+        &self,
+        read: Vec<PendingOutbox>,
+        abandoned_after: Duration,
+    ) -> Result<Vec<PendingOutbox>, StoreError> {
+        Ok(self.leases().keep_stored(read, |entry| entry.id.as_str(), &self.orders, abandoned_after).await?)
     }
 
     /// Claims for `owner` (its heartbeat lasting `lease` from now) every outbox entry that no live replica holds,

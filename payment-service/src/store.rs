@@ -15,7 +15,6 @@
 //! 1.3 ms of engine time per payment for the insert and its acknowledgement, 0.65-0.7 ms for the two inserts and
 //! the delete).
 use std::{
-    collections::HashSet,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -306,9 +305,15 @@ impl PaymentStore {
         Ok(cursor.try_collect().await?)
     }
 
-    /// Which of these payments are stored, in one command.
-    pub async fn stored_payment_ids(&self, payment_ids: &[&str]) -> Result<HashSet<String>, StoreError> {
-        Ok(platform::mongo::existing_ids(&self.payments, payment_ids).await?)
+    /// The events of `read` whose payment is stored, in their order; those whose payment is still missing
+    /// `abandoned_after` after they were written are set aside ([`OutboxLeases::keep_stored`]).
+    pub async fn with_stored_payment(
+        &self,
+        read: Vec<PendingEvent>,
+        abandoned_after: Duration,
+    ) -> Result<Vec<PendingEvent>, StoreError> {
+        let leases = self.leases();
+        Ok(leases.keep_stored(read, |event| event.payment_id.as_str(), &self.payments, abandoned_after).await?)
     }
 
     /// Claims for `owner` (its heartbeat lasting `lease` from now) every waiting event that no live replica holds,

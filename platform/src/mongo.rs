@@ -455,6 +455,32 @@ impl OutboxLeases {
         Ok(())
     }
 
+    /// The entries of `read` whose record (the document of the same `_id` in `records`, `id_of` an entry's) is stored,
+    /// in their order: an entry is written before its record, and is published only once the record exists. Those
+    /// whose record is still missing `abandoned_after` after their id was made were written by a call that never
+    /// stored it (it failed, or its process died between the two writes): they are set aside
+    /// ([`OutboxLeases::set_aside`]).
+    pub async fn keep_stored<T, R: Send + Sync>(
+        &self,
+        read: Vec<T>,
+        id_of: impl Fn(&T) -> &str,
+        records: &Collection<R>,
+        abandoned_after: Duration,
+    ) -> Result<Vec<T>, Error> {
+        let ids: Vec<&str> = read.iter().map(&id_of).collect();
+        let stored = existing_ids(records, &ids).await?;
+        if stored.len() == read.len() {
+            return Ok(read);
+        }
+        let abandoned: Vec<&str> =
+            ids.into_iter().filter(|id| !stored.contains(*id) && written_before(id, abandoned_after)).collect();
+        if !abandoned.is_empty() {
+            tracing::warn!(ids = ?abandoned, outbox = %self.collection.name(), "outbox entries whose record was never stored set aside");
+            self.set_aside(&abandoned).await?;
+        }
+        Ok(read.into_iter().filter(|entry| stored.contains(id_of(entry))).collect())
+    }
+
     /// Puts back every entry set aside whose record (the document of the same `_id` in `records`) is stored by now;
     /// how many.
     pub async fn revive_stored<T: Send + Sync>(&self, records: &Collection<T>) -> Result<usize, Error> {

@@ -368,25 +368,6 @@ impl OutboxRelay {
         PublishOutcome { done, error }
     }
 
-    /// The entries of `read` whose order is stored; those whose order is still missing [`ABANDONED_AFTER`] after
-    /// their id was made are set aside (a crash between the entry's write and the order's).
-    async fn with_stored_order(&self, read: Vec<PendingOutbox>) -> Result<Vec<PendingOutbox>, StoreError> {
-        let ids: Vec<&str> = read.iter().map(|order| order.id.as_str()).collect();
-        let stored = self.store.stored_order_ids(&ids).await?;
-        if stored.len() == read.len() {
-            return Ok(read);
-        }
-        let abandoned: Vec<&str> = ids
-            .into_iter()
-            .filter(|id| !stored.contains(*id) && platform::mongo::written_before(id, ABANDONED_AFTER))
-            .collect();
-        if !abandoned.is_empty() {
-            tracing::warn!(order_ids = ?abandoned, "events whose order was never stored set aside");
-            self.store.set_aside(&abandoned).await?;
-        }
-        Ok(read.into_iter().filter(|order| stored.contains(&order.id)).collect())
-    }
-
     /// Puts back the set-aside entries whose order is stored by now, at the first claim and then every
     /// [`REVIVE_INTERVAL`].
     async fn revive_when_due(&mut self) -> Result<(), StoreError> {
@@ -428,7 +409,8 @@ impl OutboxRelay {
             // Published already, and waiting for their `processed` transition to take them out.
             let orders: Vec<PendingOutbox> =
                 orders.into_iter().filter(|order| !self.awaiting.contains(&order.id)).collect();
-            let orders = self.with_stored_order(orders).await?;
+            // An entry is written before its order: published once the order is stored, set aside if it never is.
+            let orders = self.store.with_stored_order(orders, ABANDONED_AFTER).await?;
             let PublishOutcome { done, error } = self.publish(&orders).await;
             for published in done {
                 self.awaiting.published(published);

@@ -212,11 +212,16 @@ async fn an_entry_whose_order_was_never_stored_is_set_aside_and_put_back_once_it
         };
         probe.outbox.insert_one(entry).await.unwrap();
     }
-    let claimed: Vec<&str> = vec![&late.order.id, &never.order.id];
-    let stored = probe.store.stored_order_ids(&[&kept.order.id, claimed[0], claimed[1]]).await.unwrap();
-    assert_eq!(stored, [kept.order.id.clone()].into_iter().collect(), "only kept's order is stored");
-
-    probe.store.set_aside(&claimed).await.unwrap();
+    let read = probe.store.claim_outbox("replica-a", Duration::from_secs(30), OutboxPage::first(10)).await.unwrap();
+    assert_eq!(read.len(), 3);
+    let ids = |entries: &[PendingOutbox]| entries.iter().map(|entry| entry.id.clone()).collect::<Vec<_>>();
+    // Young, they wait for their order: only kept's is published, none set aside.
+    let publishable = probe.store.with_stored_order(read.clone(), Duration::from_secs(3600)).await.unwrap();
+    assert_eq!(ids(&publishable), std::slice::from_ref(&kept.order.id), "only kept's order is stored");
+    assert_eq!(probe.store.outbox_backlog().await.unwrap(), 3);
+    // Past the grace, the two are set aside.
+    let publishable = probe.store.with_stored_order(read, Duration::ZERO).await.unwrap();
+    assert_eq!(ids(&publishable), std::slice::from_ref(&kept.order.id));
     let pending = probe.store.claim_outbox("replica-a", Duration::from_secs(30), OutboxPage::first(10)).await.unwrap();
     assert_eq!(pending.iter().map(|entry| entry.id.as_str()).collect::<Vec<_>>(), [kept.order.id.as_str()]);
 

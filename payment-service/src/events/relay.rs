@@ -212,7 +212,8 @@ impl OutboxRelay {
             self.store.held_pending_events(&self.lease.owner, BATCH_SIZE).await?
         };
         let read_count = read.len();
-        let batch = self.with_stored_payment(read).await?;
+        // An event is written before its payment: published once the payment is stored, set aside if it never is.
+        let batch = self.store.with_stored_payment(read, ABANDONED_AFTER).await?;
         // Sent together so librdkafka can batch them; the idempotent producer keeps their order per partition.
         let deliveries = futures::future::join_all(batch.iter().map(|event| self.publish(event))).await;
         let mut first_error = None;
@@ -242,29 +243,6 @@ impl OutboxRelay {
             tracing::debug!(count = batch.len(), "outbox events published");
         }
         Ok(batch.len())
-    }
-
-    /// The events of `read` whose payment is stored, in their order. The others wait for their payment, and are
-    /// set aside once `ABANDONED_AFTER` has passed since they were written.
-    async fn with_stored_payment(&self, read: Vec<PendingEvent>) -> Result<Vec<PendingEvent>, StoreError> {
-        let ids: Vec<&str> = read.iter().map(|event| event.payment_id.as_str()).collect();
-        let stored = self.store.stored_payment_ids(&ids).await?;
-        if stored.len() == read.len() {
-            return Ok(read);
-        }
-        let abandoned: Vec<&str> = read
-            .iter()
-            .filter(|event| {
-                !stored.contains(&event.payment_id)
-                    && platform::mongo::written_before(&event.payment_id, ABANDONED_AFTER)
-            })
-            .map(|event| event.payment_id.as_str())
-            .collect();
-        if !abandoned.is_empty() {
-            tracing::warn!(payment_ids = ?abandoned, "events whose payment was never stored set aside");
-            self.store.set_aside(&abandoned).await?;
-        }
-        Ok(read.into_iter().filter(|event| stored.contains(&event.payment_id)).collect())
     }
 
     /// Puts back the set-aside events whose payment is stored by now, at the first claim and then every
