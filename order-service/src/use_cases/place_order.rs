@@ -1,24 +1,25 @@
 //! Placing an order, the rules the order-service owns for it: a keyed request is answered once (a retry replays
-//! the first answer, a reused key with another body is refused), the price comes from the catalogue, never from
-//! the caller, and the order is stored with its `new-order` event (the event first, into the outbox), gathered
-//! with concurrent requests' orders (group commit: one insert of events and one of orders per batch).
+//! the first answer, a reused key with another body is refused; the unique index on the key decides, and the first
+//! order is read only when it refuses), the price comes from the catalogue, never from the caller, and the order is
+//! stored with its `new-order` event (the event first, into the outbox), gathered with concurrent requests' orders
+//! (group commit: one insert of events and one of orders per batch).
 use std::{sync::Arc, time::Duration};
 
 use mongodb::bson;
 use platform::group_commit::{GroupCommit, Limits, SubmitError};
 
 use crate::{
-    domain::Quantity,
+    domain::{Money, Quantity},
     events::{envelope, relay::RelayInbox},
     metrics::Metrics,
-    product_client::ProductClient,
+    product_client::{ProductClient, ProductSnapshot},
     store::{KeyHolder, OrderDocument, OrderStore, OrderWithEvent, PendingOutbox, StoreError},
     telemetry::TraceContext,
 };
 
 /// New orders with their events, written by one group-commit writer ([`OrderStore::insert_batch`] per batch).
 pub type OrderWrites = GroupCommit<OrderWithEvent, Result<(), StoreError>>;
-/// Idempotency-key lookups, answered by one group-commit reader (one `find` per batch).
+/// Idempotency-key lookups of retries, answered by one group-commit reader (one `find` per batch).
 pub type ScopeLookups = GroupCommit<String, Result<Option<KeyHolder>, StoreError>>;
 
 /// What a client asked for, already parsed.
@@ -32,6 +33,12 @@ pub struct NewOrder {
     /// W3C trace context of the request (`traceparent` and `tracestate`): the order's events carry it through
     /// the outbox to Kafka.
     pub trace: TraceContext,
+}
+
+/// What the catalogue says the order costs.
+struct Priced {
+    product: ProductSnapshot,
+    total: Money,
 }
 
 /// The order the request created, or the one an earlier request with the same key created.
@@ -118,42 +125,73 @@ impl PlaceOrder {
     pub async fn place(&self, order: NewOrder) -> Result<Placed, PlaceOrderError> {
         let fingerprint = format!("{}|{}", order.product_id, order.quantity.get());
         let scope = order.idempotency_key.as_ref().map(|key| format!("{}:{key}", order.user_id));
-        if let Some(scope) = &scope
-            && let Some(replay) = self.replay_or_release(scope, &fingerprint).await?
-        {
-            return Ok(replay);
+        // A key is not looked up before the write: the unique index on its scope refuses one already used, and only
+        // then is its first order read. A first request, the common case, costs no read and no round trip.
+        let priced = match self.price(&order).await {
+            Ok(priced) => priced,
+            // A request that cannot be priced now may be the retry of one that was: it gets that first answer.
+            Err(error) => {
+                return match &scope {
+                    Some(scope) => self.replay_or_release(scope, &fingerprint).await?.ok_or(error),
+                    None => Err(error),
+                };
+            }
+        };
+        // Twice at most: the first refusal of an expired key releases it.
+        for _ in 0..2 {
+            let new =
+                self.new_order(&order, &priced, scope.as_ref().map(|scope| (scope.clone(), fingerprint.clone())))?;
+            let order_id = new.order.id.clone();
+            let handover = PendingOutbox { id: order_id.clone(), outbox: vec![new.event.clone()] };
+            // Gathered with concurrent requests' orders into one durable write; the answer is this order's own.
+            match self.writes.submit(new).await.map_err(|error| self.queue_error("orders", error))? {
+                Ok(()) => {
+                    self.relay_inbox.stored(handover);
+                    tracing::info!(order_id = %order_id, user_id = %order.user_id, "order created");
+                    return Ok(Placed { order_id, replayed: false });
+                }
+                // The key was used before, or by a concurrent request that won the race: answer as it did.
+                Err(StoreError::DuplicateIdempotencyKey) => {
+                    let Some(scope) = &scope else { break };
+                    if let Some(replay) = self.replay_or_release(scope, &fingerprint).await? {
+                        return Ok(replay);
+                    }
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
+        Err(PlaceOrderError::ConcurrentKey)
+    }
 
+    /// The product's price snapshot and the order's total: the price comes from the catalogue, never the caller.
+    async fn price(&self, order: &NewOrder) -> Result<Priced, PlaceOrderError> {
         let product = self.products.product(&order.product_id, order.request_id.as_deref()).await.map_err(|error| {
             tracing::warn!(%error, "cannot price the order");
             PlaceOrderError::CatalogueUnavailable
         })?;
         let product = product.ok_or_else(|| PlaceOrderError::UnknownProduct(order.product_id.clone()))?;
         let total = product.unit_price.times(order.quantity.get()).ok_or(PlaceOrderError::TotalTooLarge)?;
-        let keyed = scope.clone().map(|scope| (scope, fingerprint.clone()));
-        let NewOrder { user_id, quantity, request_id, trace, .. } = order;
-        let order = OrderDocument::new_pending(&user_id, &product, quantity, total, keyed, trace.traceparent.clone());
-        let event = envelope::new_order_event(&order, &self.new_order_topic, request_id, trace)?;
-        let order_id = order.id.clone();
-        let handover = PendingOutbox { id: order_id.clone(), outbox: vec![event.clone()] };
-        // Gathered with concurrent requests' orders into one durable write; the answer is this order's own.
-        match self
-            .writes
-            .submit(OrderWithEvent { order, event })
-            .await
-            .map_err(|error| self.queue_error("orders", error))?
-        {
-            Ok(()) => {}
-            // Another request with the same key won the race: answer as it did.
-            Err(StoreError::DuplicateIdempotencyKey) => {
-                let scope = scope.unwrap_or_default();
-                return self.replay_or_release(&scope, &fingerprint).await?.ok_or(PlaceOrderError::ConcurrentKey);
-            }
-            Err(error) => return Err(error.into()),
-        }
-        self.relay_inbox.stored(handover);
-        tracing::info!(order_id = %order_id, user_id = %user_id, "order created");
-        Ok(Placed { order_id, replayed: false })
+        Ok(Priced { product, total })
+    }
+
+    /// A new pending order (a new id each time) with its `new-order` event.
+    fn new_order(
+        &self,
+        order: &NewOrder,
+        priced: &Priced,
+        keyed: Option<(String, String)>,
+    ) -> Result<OrderWithEvent, PlaceOrderError> {
+        let document = OrderDocument::new_pending(
+            &order.user_id,
+            &priced.product,
+            order.quantity,
+            priced.total,
+            keyed,
+            order.trace.traceparent.clone(),
+        );
+        let event =
+            envelope::new_order_event(&document, &self.new_order_topic, order.request_id.clone(), order.trace.clone())?;
+        Ok(OrderWithEvent { order: document, event })
     }
 
     /// The first answer for this key if it is still fresh; frees the key when it has expired.

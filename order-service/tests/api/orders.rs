@@ -106,6 +106,72 @@ async fn duplicates_of_an_idempotency_key_in_one_burst_get_one_order_and_replays
 }
 
 #[tokio::test]
+async fn a_first_keyed_order_reads_nothing_before_its_write_and_only_a_retry_looks_its_key_up() {
+    let fakes = support::Fakes::start().await;
+    let app = fakes.settings().spawn().await;
+    let token = fakes.token("user-1");
+    let lookups = |metrics: &str| support::sample(metrics, "write_batch_size_sum", &[("queue", "idempotency_lookups")]);
+
+    let (first, replayed) = created(app.post_order(&token, Some("key-1")).await).await;
+    assert!(!replayed);
+    assert_eq!(lookups(&app.metrics().await), 0.0, "the unique index, not a read, tells a first request");
+    let (retry, replayed) = created(app.post_order(&token, Some("key-1")).await).await;
+    assert!(replayed);
+    assert_eq!(retry, first);
+    assert_eq!(lookups(&app.metrics().await), 1.0, "the refused retry reads its first order once");
+
+    let stored = app.state.store.list(None, None, 10).await.unwrap();
+    assert_eq!(stored.iter().map(|order| order.id.as_str()).collect::<Vec<_>>(), [first.as_str()]);
+    // The retry's event was written before its order was refused, and deleted with the refusal.
+    let outbox = support::raw_database(&app.database).await.collection::<mongodb::bson::Document>("order_outbox");
+    let entries: Vec<mongodb::bson::Document> =
+        futures::TryStreamExt::try_collect(outbox.find(mongodb::bson::doc! {}).await.unwrap()).await.unwrap();
+    assert!(entries.iter().all(|entry| entry.get_str("_id") == Ok(first.as_str())), "{entries:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_key_is_released_by_its_next_use_which_creates_a_new_order_holding_it() {
+    let fakes = support::Fakes::start().await;
+    let app = fakes.settings().with("IDEMPOTENCY_TTL_SECONDS", "1").spawn().await;
+    let token = fakes.token("user-1");
+    let (first, _) = created(app.post_order(&token, Some("key-1")).await).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+
+    let (second, replayed) = created(app.post_order(&token, Some("key-1")).await).await;
+    assert!(!replayed, "an expired key answers as a new request");
+    assert_ne!(second, first);
+    let holders = app.state.store.find_by_idempotency_scopes(&["user-1:key-1".to_owned()]).await.unwrap();
+    assert_eq!(holders.get("user-1:key-1").map(|holder| holder.id.as_str()), Some(second.as_str()));
+    let stored = app.state.store.find_many(&[first.clone(), second.clone()]).await.unwrap();
+    assert_eq!(stored.len(), 2, "the first order stays; only its key was released");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_retry_gets_its_first_answer_while_the_catalogue_is_unreachable_and_a_new_key_gets_503() {
+    let fakes = support::Fakes::start().await;
+    let app = fakes.settings().spawn().await;
+    let token = fakes.token("user-1");
+    let (first, _) = created(app.post_order(&token, Some("key-1")).await).await;
+    // A second replica on the same database, whose product-service is nowhere.
+    let nowhere = support::settings().values["PRODUCT_SERVICE_URL"].clone();
+    let database = app.database.clone();
+    let cut_off =
+        fakes.settings().with("MONGODB_DATABASE", database).with("PRODUCT_SERVICE_URL", nowhere).spawn().await;
+
+    let (retry, replayed) = created(cut_off.post_order(&token, Some("key-1")).await).await;
+    assert!(replayed);
+    assert_eq!(retry, first);
+    let new_key = cut_off.post_order(&token, Some("key-2")).await;
+    assert_eq!(new_key.status(), 503);
+    let body: serde_json::Value = new_key.json().await.expect("a JSON body");
+    assert_eq!(body["message"], "Product catalogue temporarily unavailable");
+    cut_off.stop().await;
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_full_write_queue_answers_503_json_with_retry_after_and_counts_it() {
     let mongo = support::PrivateMongo::start().await;
     let fakes = support::Fakes::start().await;
