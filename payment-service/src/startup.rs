@@ -4,7 +4,7 @@ use std::{future::Future, sync::Arc};
 
 use anyhow::Context as _;
 use platform::group_commit::Limits;
-use tokio::{net::TcpListener, sync::Notify};
+use tokio::net::TcpListener;
 use tonic::{
     service::Routes,
     transport::{Server, ServerTlsConfig, server::TcpIncoming},
@@ -15,7 +15,11 @@ use crate::{
     config::Config,
     config::ServerLimits,
     domain::DecisionRule,
-    events::{OrderEventsConsumer, OutboxRelay, producer::EventProducer, relay::Lease},
+    events::{
+        OrderEventsConsumer, OutboxRelay,
+        producer::EventProducer,
+        relay::{self, Lease, RelayInbox},
+    },
     grpc::PaymentApi,
     grpc::health::{self, HealthStatus},
     grpc::telemetry::RpcTelemetryLayer,
@@ -61,8 +65,8 @@ impl Application {
         let lease = Lease { owner: config.replica_id.clone(), duration: config.outbox_lease };
         let store = PaymentStore::new(database.clone()).holding_new_events(lease.clone());
         let projection = OrderProjection::new(&database);
-        let outbox_wake = Arc::new(Notify::new());
-        let relay = OutboxRelay::new(store.clone(), config.kafka.clone(), outbox_wake.clone(), metrics.clone(), lease)
+        let relay_inbox = Arc::new(RelayInbox::new(relay::INBOX_LIMIT));
+        let relay = OutboxRelay::new(store.clone(), config.kafka.clone(), relay_inbox.clone(), metrics.clone(), lease)
             .context("KAFKA_BROKERS: cannot create the Kafka producer")?;
         let dead_letters =
             EventProducer::new(&config.kafka.connection).context("KAFKA_BROKERS: cannot create the Kafka producer")?;
@@ -85,7 +89,7 @@ impl Application {
             Payments::new(
                 store.clone(),
                 DecisionRule::new(config.decline_above_cents),
-                outbox_wake,
+                relay_inbox,
                 payments::payment_writer(store.clone(), limits, &metrics),
                 ProjectionReads {
                     lookups: payments::lookup_reader(store.clone(), projection, limits, &metrics),

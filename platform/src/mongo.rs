@@ -512,9 +512,93 @@ impl OutboxLeases {
     }
 }
 
+/// The entries a replica has just stored, with their events, handed to its own outbox relay so that it publishes them
+/// without reading the outbox. Losing any of it costs time, never an event: the outbox stays the source of truth,
+/// which the relay reads when the handover overflowed, at each claim and when idle.
+pub struct OutboxHandover<T> {
+    handed: std::sync::Mutex<Handed<T>>,
+    limit: usize,
+    wake: tokio::sync::Notify,
+}
+
+/// What a relay takes from its [`OutboxHandover`].
+#[derive(Debug)]
+pub struct Handed<T> {
+    pub stored: Vec<T>,
+    /// More was stored than the handover holds, or something was written outside it: read the outbox.
+    pub read_outbox: bool,
+}
+
+impl<T> Default for Handed<T> {
+    fn default() -> Self {
+        Self { stored: Vec::new(), read_outbox: false }
+    }
+}
+
+impl<T> OutboxHandover<T> {
+    /// Holding at most `limit` entries until the relay takes them.
+    pub fn new(limit: usize) -> Self {
+        Self { handed: std::sync::Mutex::new(Handed::default()), limit, wake: tokio::sync::Notify::new() }
+    }
+
+    /// `entry` and its record are durable, held by this replica's lease: publish it.
+    pub fn stored(&self, entry: T) {
+        {
+            let mut handed = self.handed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if handed.stored.len() < self.limit {
+                handed.stored.push(entry);
+            } else {
+                handed.read_outbox = true;
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// Entries were written outside the handover: the relay reads the outbox at its next round.
+    pub fn read_outbox(&self) {
+        self.handed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).read_outbox = true;
+        self.wake.notify_one();
+    }
+
+    /// Everything handed since the last take.
+    pub fn take(&self) -> Handed<T> {
+        std::mem::take(&mut *self.handed.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Returns once something was handed (at once if it was since the last wait).
+    pub async fn handed(&self) {
+        self.wake.notified().await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_handover_keeps_what_was_stored_up_to_its_limit_and_past_it_asks_for_a_read() {
+        let handover = OutboxHandover::new(2);
+        handover.stored("a");
+        handover.stored("b");
+        let handed = handover.take();
+        assert_eq!((handed.stored, handed.read_outbox), (vec!["a", "b"], false));
+        for entry in ["c", "d", "e"] {
+            handover.stored(entry);
+        }
+        let handed = handover.take();
+        assert_eq!((handed.stored, handed.read_outbox), (vec!["c", "d"], true), "the third is left to a read");
+        let handed = handover.take();
+        assert!(handed.stored.is_empty() && !handed.read_outbox, "a take empties it");
+        handover.read_outbox();
+        assert!(handover.take().read_outbox);
+    }
+
+    #[tokio::test]
+    async fn a_handover_wakes_its_relay_even_when_it_was_not_waiting_yet() {
+        let handover = OutboxHandover::new(10);
+        handover.stored(1);
+        tokio::time::timeout(Duration::from_secs(5), handover.handed()).await.expect("woken by the earlier hand-over");
+    }
 
     #[test]
     fn an_id_is_written_before_an_age_only_once_its_uuid_v7_time_is_that_old() {

@@ -28,7 +28,7 @@ use std::{
 use futures::future::join_all;
 use platform::{
     kafka::ReplaceableProducer,
-    mongo::{OutboxPage, RoundSchedule},
+    mongo::{Handed, OutboxHandover, OutboxPage, RoundSchedule},
     shutdown::StopSignal,
 };
 use rdkafka::{error::KafkaError, producer::Producer as _};
@@ -71,34 +71,23 @@ pub const REVIVE_INTERVAL: Duration = Duration::from_secs(300);
 /// the relay publishes them without reading the outbox), and the orders whose `processed` transition took their
 /// `new-order` event out of the outbox (so the relay writes no acknowledgement for it). Losing any of it costs
 /// time, never an event: the outbox stays the source of truth.
-#[derive(Default)]
 pub struct RelayInbox {
-    news: Mutex<News>,
+    handover: OutboxHandover<PendingOutbox>,
     cleared: Mutex<Vec<String>>,
-    wake: tokio::sync::Notify,
     /// Wakes a drain that waits for the consumer ([`OutboxRelay::pace`]).
     cleared_wake: tokio::sync::Notify,
 }
 
-#[derive(Default)]
-struct News {
-    stored: Vec<PendingOutbox>,
-    /// More orders were stored than the inbox holds, or something was written outside it: read the outbox.
-    read_outbox: bool,
+impl Default for RelayInbox {
+    fn default() -> Self {
+        Self { handover: OutboxHandover::new(INBOX_LIMIT), cleared: Mutex::default(), cleared_wake: Default::default() }
+    }
 }
 
 impl RelayInbox {
     /// `order` and its events are durable, held by this replica's lease: publish them.
     pub fn stored(&self, order: PendingOutbox) {
-        {
-            let mut news = self.news.lock().unwrap_or_else(PoisonError::into_inner);
-            if news.stored.len() < INBOX_LIMIT {
-                news.stored.push(order);
-            } else {
-                news.read_outbox = true;
-            }
-        }
-        self.wake.notify_one();
+        self.handover.stored(order);
     }
 
     /// These orders' `processed` transitions took their published `new-order` events out of the outbox.
@@ -109,16 +98,15 @@ impl RelayInbox {
 
     /// Events were written outside the inbox: the relay reads the outbox at its next round.
     pub fn read_outbox(&self) {
-        self.news.lock().unwrap_or_else(PoisonError::into_inner).read_outbox = true;
-        self.wake.notify_one();
+        self.handover.read_outbox();
     }
 
     fn take_cleared(&self) -> Vec<String> {
         std::mem::take(&mut *self.cleared.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    fn take(&self) -> News {
-        std::mem::take(&mut *self.news.lock().unwrap_or_else(PoisonError::into_inner))
+    fn take(&self) -> Handed<PendingOutbox> {
+        self.handover.take()
     }
 }
 
@@ -258,7 +246,7 @@ impl OutboxRelay {
             let idle = tokio::time::sleep(self.poll_interval);
             let acknowledgements_due = self.awaiting.next_due();
             tokio::select! {
-                () = self.inbox.wake.notified() => {}
+                () = self.inbox.handover.handed() => {}
                 () = idle => read = true,
                 () = sleep_until(acknowledgements_due) => {}
                 _ = shutdown.stopped() => break,
@@ -283,7 +271,7 @@ impl OutboxRelay {
     /// Publishes what the inbox holds, reads the outbox when `read` asks for it or a claim is due, and acknowledges
     /// the events whose `processed` transition has not taken them out of the outbox in time.
     async fn round(&mut self, read: bool, shutdown: &mut StopSignal) -> Result<(), RoundError> {
-        let News { stored, read_outbox } = self.inbox.take();
+        let Handed { stored, read_outbox } = self.inbox.take();
         let stored: Vec<PendingOutbox> =
             stored.into_iter().filter(|order| !self.awaiting.contains(&order.id)).collect();
         let claim = self.claims.due();

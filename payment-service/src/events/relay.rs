@@ -9,9 +9,11 @@
 //! by deduplicating on `eventId`.
 //!
 //! The relay first makes sure the topic exists, so that it gets the configured partitions rather than broker
-//! defaults (checked again after each Kafka error, in case the broker lost its data). It publishes as soon as a
-//! payment is stored (woken through a `Notify`) and polls every 500 ms otherwise, to pick up events left by a
-//! previous run or another replica. Kafka errors are retried with backoff; a producer that cannot deliver again
+//! defaults (checked again after each Kafka error, in case the broker lost its data). A `Pay` call hands the relay
+//! the event of the payment it has just stored ([`RelayInbox`]), which the relay publishes at once without reading
+//! the outbox. It reads the outbox (the source of truth) at start, with each claim (at most one a second), after a
+//! failure, when the inbox overflowed, and when idle for 500 ms, to pick up events left by a previous run or
+//! another replica. Kafka errors are retried with backoff; a producer that cannot deliver again
 //! (fatal, or fenced by the broker) is replaced at once, and one whose rounds keep failing after three. On stop it
 //! publishes what is pending, within a bounded time (when Kafka is reachable), and flushes.
 //!
@@ -27,14 +29,14 @@
 //! and its own context goes with the message as the `traceparent` header: the consumer joins the same trace.
 //! The relay counts messages produced and failed, and keeps the `outbox_backlog` gauge current.
 use std::{
+    collections::{HashSet, VecDeque},
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
-use platform::mongo::{CLAIM_INTERVAL, RoundSchedule};
+use platform::mongo::{CLAIM_INTERVAL, Handed, OutboxHandover, RoundSchedule};
 
 use rdkafka::error::KafkaError;
-use tokio::sync::Notify;
 use tracing::Instrument as _;
 
 use super::{
@@ -52,7 +54,17 @@ use crate::{
 };
 
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// Events read from the outbox per round.
 const BATCH_SIZE: usize = 100;
+/// The most stored events the inbox keeps for the relay; past this, the relay reads the outbox instead.
+pub const INBOX_LIMIT: usize = 4 * BATCH_SIZE;
+/// How many of the events it published from a read the relay remembers: a `Pay` call hands over its event just
+/// after its payment is stored, so a read may get to the event first; its handed copy is then not published again.
+const READ_REMEMBERED: usize = 4 * BATCH_SIZE;
+
+/// The events of the payments this replica's `Pay` calls have just stored, for its relay to publish without reading
+/// the outbox.
+pub type RelayInbox = OutboxHandover<PendingEvent>;
 /// How long the last publishing pass may take when the service stops; what is left stays for the next start.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -75,12 +87,34 @@ pub struct OutboxRelay {
     store: PaymentStore,
     kafka: KafkaConfig,
     producer: EventProducer,
-    wake: Arc<Notify>,
+    inbox: Arc<RelayInbox>,
     metrics: Arc<Metrics>,
     lease: Lease,
     claims: Mutex<RoundSchedule>,
     /// When the relay looks for set-aside events to put back.
     revivals: Mutex<RoundSchedule>,
+    /// The events lately published from reads, oldest first.
+    read_published: Mutex<RecentIds>,
+}
+
+/// The last [`READ_REMEMBERED`] payment ids added.
+#[derive(Default)]
+struct RecentIds {
+    order: VecDeque<String>,
+    ids: HashSet<String>,
+}
+
+impl RecentIds {
+    fn add(&mut self, id: &str) {
+        if self.ids.insert(id.to_owned()) {
+            self.order.push_back(id.to_owned());
+            if self.order.len() > READ_REMEMBERED
+                && let Some(oldest) = self.order.pop_front()
+            {
+                self.ids.remove(&oldest);
+            }
+        }
+    }
 }
 
 /// Who this relay's outbox claims belong to, and for how long they hold: relays of several replicas
@@ -88,11 +122,11 @@ pub struct OutboxRelay {
 pub use platform::mongo::Lease;
 
 impl OutboxRelay {
-    /// `wake` is notified by whoever stores a new event.
+    /// `inbox` is handed the events of the payments stored by this replica.
     pub fn new(
         store: PaymentStore,
         kafka: KafkaConfig,
-        wake: Arc<Notify>,
+        inbox: Arc<RelayInbox>,
         metrics: Arc<Metrics>,
         lease: Lease,
     ) -> Result<Self, KafkaError> {
@@ -102,11 +136,12 @@ impl OutboxRelay {
             store,
             kafka,
             producer,
-            wake,
+            inbox,
             metrics,
             lease,
             claims: Mutex::new(RoundSchedule::every(CLAIM_INTERVAL)),
             revivals: Mutex::new(RoundSchedule::every(REVIVE_INTERVAL)),
+            read_published: Mutex::default(),
         })
     }
 
@@ -126,6 +161,9 @@ impl OutboxRelay {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut topic_ready = false;
         let mut failures = 0;
+        // The first round reads what earlier runs left; so does the one after a failure, after an idle wait, and
+        // after a full read (a backlog).
+        let mut read = true;
         loop {
             // (Re)checked after every Kafka error: a broker that lost its data would otherwise auto-create the
             // topic with its own defaults on the next publish.
@@ -136,22 +174,24 @@ impl OutboxRelay {
                 topic_ready = true;
             }
             let outcome = tokio::select! {
-                outcome = self.publish_pending() => outcome,
+                outcome = self.publish_pending(read) => outcome,
                 () = stop.stopped() => return true,
             };
             match outcome {
-                Ok(published) => {
+                Ok(backlog) => {
                     backoff.reset();
                     failures = 0;
-                    if published < BATCH_SIZE {
+                    read = backlog;
+                    if !backlog {
                         tokio::select! {
-                            () = self.wake.notified() => {}
-                            () = tokio::time::sleep(POLL_INTERVAL) => {}
+                            () = self.inbox.handed() => {}
+                            () = tokio::time::sleep(POLL_INTERVAL) => read = true,
                             () = stop.stopped() => return true,
                         }
                     }
                 }
                 Err(error) => {
+                    read = true;
                     let delay = backoff.next_delay();
                     tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "outbox relay cannot publish");
                     if matches!(error, RelayError::Kafka(_)) {
@@ -199,28 +239,54 @@ impl OutboxRelay {
         }
     }
 
-    /// Publishes one batch of waiting events whose payment is stored; returns how many it found to publish (a full
-    /// batch means more may wait; events whose payment is still being written wake the relay when it is).
-    async fn publish_pending(&self) -> Result<usize, RelayError> {
-        let claim = self.claims.lock().unwrap_or_else(PoisonError::into_inner).due();
-        if claim {
-            self.revive_when_due().await?;
-        }
-        let read = if claim {
-            self.store.claim_pending_events(&self.lease.owner, self.lease.duration, BATCH_SIZE).await?
-        } else {
-            self.store.held_pending_events(&self.lease.owner, BATCH_SIZE).await?
+    /// Publishes the events handed over since the last round and, when `read` asks for it, a claim is due or the
+    /// inbox overflowed, a batch read from the outbox whose payment is stored; returns whether the read was a full
+    /// batch (more may wait). Handed events need no check: their payment is stored.
+    async fn publish_pending(&self, read: bool) -> Result<bool, RelayError> {
+        let Handed { stored, read_outbox } = self.inbox.take();
+        let mut batch: Vec<PendingEvent> = {
+            let recent = self.read_published.lock().unwrap_or_else(PoisonError::into_inner);
+            stored.into_iter().filter(|event| !recent.ids.contains(&event.payment_id)).collect()
         };
-        let read_count = read.len();
-        // An event is written before its payment: published once the payment is stored, set aside if it never is.
-        let batch = self.store.with_stored_payment(read, ABANDONED_AFTER).await?;
+        let handed_count = batch.len();
+        let claim = self.claims.lock().unwrap_or_else(PoisonError::into_inner).due();
+        let read = read || read_outbox || claim;
+        // Read, and of those not handed over too.
+        let (mut read_count, mut read_left) = (0, 0);
+        if read {
+            if claim {
+                self.revive_when_due().await?;
+            }
+            let found = if claim {
+                self.store.claim_pending_events(&self.lease.owner, self.lease.duration, BATCH_SIZE).await?
+            } else {
+                self.store.held_pending_events(&self.lease.owner, BATCH_SIZE).await?
+            };
+            read_count = found.len();
+            let handed: HashSet<&str> = batch.iter().map(|event| event.payment_id.as_str()).collect();
+            let found: Vec<PendingEvent> =
+                found.into_iter().filter(|event| !handed.contains(event.payment_id.as_str())).collect();
+            read_left = found.len();
+            // An event is written before its payment: published once the payment is stored, set aside if it never is.
+            let found = self.store.with_stored_payment(found, ABANDONED_AFTER).await?;
+            let mut recent = self.read_published.lock().unwrap_or_else(PoisonError::into_inner);
+            for event in &found {
+                recent.add(&event.payment_id);
+            }
+            drop(recent);
+            batch.extend(found);
+        }
         // Sent together so librdkafka can batch them; the idempotent producer keeps their order per partition.
         let deliveries = futures::future::join_all(batch.iter().map(|event| self.publish(event))).await;
         let mut first_error = None;
         let mut delivered = Vec::with_capacity(batch.len());
-        for (event, delivery) in batch.iter().zip(deliveries) {
+        let mut delivered_from_read = 0;
+        for (position, (event, delivery)) in batch.iter().zip(deliveries).enumerate() {
             match delivery {
-                Ok(()) => delivered.push(event.payment_id.as_str()),
+                Ok(()) => {
+                    delivered.push(event.payment_id.as_str());
+                    delivered_from_read += usize::from(position >= handed_count);
+                }
                 Err(error) => {
                     first_error.get_or_insert(error);
                 }
@@ -228,12 +294,11 @@ impl OutboxRelay {
         }
         // One command for everything the broker acknowledged.
         self.store.mark_published(&delivered).await?;
-        let published = delivered.len();
-        if read_count < BATCH_SIZE {
+        if read && read_count < BATCH_SIZE {
             // A short read was the whole outbox: what it left behind is the backlog, no count needed.
-            // (Events stored since then wake the relay for another round.)
-            self.metrics.set_outbox_backlog((read_count - published) as u64);
-        } else {
+            // (Events stored since then are handed over for another round.)
+            self.metrics.set_outbox_backlog(read_left.saturating_sub(delivered_from_read) as u64);
+        } else if read {
             self.count_backlog().await;
         }
         if let Some(error) = first_error {
@@ -242,7 +307,7 @@ impl OutboxRelay {
         if !batch.is_empty() {
             tracing::debug!(count = batch.len(), "outbox events published");
         }
-        Ok(batch.len())
+        Ok(read_count >= BATCH_SIZE)
     }
 
     /// Puts back the set-aside events whose payment is stored by now, at the first claim and then every
@@ -307,7 +372,7 @@ impl OutboxRelay {
     }
 
     async fn drain(&self) {
-        match tokio::time::timeout(DRAIN_TIMEOUT, self.publish_pending()).await {
+        match tokio::time::timeout(DRAIN_TIMEOUT, self.publish_pending(true)).await {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => tracing::warn!(%error, "events left in the outbox for the next start"),
             Err(_elapsed) => tracing::warn!("Kafka too slow at shutdown; events left in the outbox for the next start"),

@@ -3,12 +3,11 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use mongodb::bson;
 use platform::group_commit::{GroupCommit, SubmitError};
-use tokio::sync::Notify;
 
 use crate::{
     auth::Claims,
     domain::{Decision, DecisionRule, PaymentId, PaymentRequest, PaymentStatus},
-    events::PaymentProcessed,
+    events::{PaymentProcessed, relay::RelayInbox},
     metrics::Metrics,
     projection::{KnownOrder, OrderProjection, OrderStage, ProcessedOrders},
     store::{NewPayment, PaymentDocument, PaymentStore, PendingEvent, StoreError},
@@ -163,8 +162,8 @@ fn distinct<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
 pub struct Payments {
     store: PaymentStore,
     rule: DecisionRule,
-    /// Wakes the outbox relay as soon as an event is stored.
-    outbox_wake: Arc<Notify>,
+    /// Hands the outbox relay each stored payment's event, which it publishes without reading the outbox.
+    relay_inbox: Arc<RelayInbox>,
     writes: PaymentWrites,
     /// The reads before a decision: the key's earlier payment, and the order as this service knows it (from
     /// its events: the checks never trust the caller).
@@ -187,13 +186,13 @@ impl Payments {
     pub fn new(
         store: PaymentStore,
         rule: DecisionRule,
-        outbox_wake: Arc<Notify>,
+        relay_inbox: Arc<RelayInbox>,
         writes: PaymentWrites,
         reads: ProjectionReads,
         metrics: Arc<Metrics>,
     ) -> Self {
         let ProjectionReads { lookups, processed, order_wait } = reads;
-        Self { store, rule, outbox_wake, writes, lookups, processed, order_wait, metrics }
+        Self { store, rule, relay_inbox, writes, lookups, processed, order_wait, metrics }
     }
 
     /// Charges the order unless this idempotency key was seen before (then the first result is replayed, also
@@ -250,14 +249,14 @@ impl Payments {
             };
         }
         let new = self.new_payment(request, decision, scope.clone(), request_id, trace)?;
-        let has_event = new.event.is_some();
+        let event = new.event.clone();
         let payment = new.payment.clone();
         // Gathered with concurrent calls' payments into one durable insert; the outcome is this payment's own.
         let written = self.writes.submit(new).await.map_err(|error| self.refused("payments", error))?;
         match written {
             Ok(()) => {
-                if has_event {
-                    self.outbox_wake.notify_one();
+                if let Some(event) = event {
+                    self.relay_inbox.stored(event);
                 }
                 tracing::info!(
                     payment_id = %payment.id, order_id = %payment.order_id, status = payment.status.as_str(),

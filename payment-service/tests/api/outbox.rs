@@ -1,13 +1,21 @@
 //! The outbox (`payment_outbox`): an event is published only once its payment is stored; one whose payment never is
 //! gets set aside, and comes back if the payment appears after all; events that payments of an earlier version kept
-//! in their own document move into the outbox at start.
+//! in their own document move into the outbox at start. The relay publishes the events `Pay` calls hand it without
+//! reading the outbox, and what a read published already is not published again when its call hands it over.
 use crate::support;
 
 use std::time::{Duration, SystemTime};
 
 use futures::TryStreamExt as _;
 use mongodb::bson::{self, Document, doc};
-use payment_service::store::PaymentStore;
+use payment_service::{
+    domain::PaymentStatus,
+    events::{
+        OutboxRelay, PaymentProcessed,
+        relay::{self, RelayInbox},
+    },
+    store::{NewPayment, PaymentDocument, PaymentStore, PendingEvent},
+};
 use support::kafka::EventReader;
 
 const ARRIVAL: Duration = Duration::from_secs(30);
@@ -154,4 +162,134 @@ async fn events_kept_in_payment_documents_by_an_earlier_version_move_into_the_ou
 async fn envelope_of(payments: &mongodb::Collection<Document>, id: &str) -> String {
     let payment = payments.find_one(doc! { "_id": id }).await.unwrap().expect("the payment");
     payment.get_str("outboxEvent").expect("kept in the payment").to_owned()
+}
+
+/// A relay of its own (replica `owner`), as the app runs it, on a fresh database and topic, with the inbox through
+/// which `Pay` calls hand it their events.
+struct Relay {
+    store: PaymentStore,
+    database: mongodb::Database,
+    inbox: std::sync::Arc<RelayInbox>,
+    reader: EventReader,
+    stop: platform::shutdown::StopHandle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(owner: &str) -> Self {
+        let uri = support::mongodb_uri();
+        let (name, prefix) = (support::unique("payments_relay_"), support::unique("t") + ".");
+        let broker = test_support::engines::shared_broker_settings();
+        let mut source: std::collections::HashMap<&str, &str> = std::collections::HashMap::from([
+            ("MONGODB_URI", uri.as_str()),
+            ("MONGODB_DATABASE", name.as_str()),
+            ("KAFKA_TOPIC_PREFIX", prefix.as_str()),
+            ("JWKS_URL", "http://127.0.0.1:9/.well-known/jwks.json"),
+        ]);
+        source.extend(broker.iter().map(|(name, value)| (*name, value.as_str())));
+        let config = payment_service::config::Config::from_source(&source).expect("test configuration is valid");
+        let database = database(&uri, &name).await;
+        let lease = platform::mongo::Lease { owner: owner.to_owned(), duration: Duration::from_secs(60) };
+        let store = PaymentStore::new(database.clone()).holding_new_events(lease.clone());
+        store.ensure_indexes().await.unwrap();
+        let inbox = std::sync::Arc::new(RelayInbox::new(relay::INBOX_LIMIT));
+        let metrics = std::sync::Arc::new(payment_service::metrics::Metrics::new());
+        let reader = EventReader::subscribe(&config.kafka.connection.brokers, &config.kafka.payment_processed_topic);
+        let relay = OutboxRelay::new(store.clone(), config.kafka, inbox.clone(), metrics, lease).unwrap();
+        let (stop, signal) = platform::shutdown::stop_channel();
+        let task = tokio::spawn(relay.run(signal));
+        Self { store, database, inbox, reader, stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.stop();
+        self.task.await.unwrap();
+    }
+}
+
+/// A successful payment and its event, as a `Pay` call writes them.
+fn new_payment() -> NewPayment {
+    let id = uuid::Uuid::now_v7().to_string();
+    let order_id = format!("order-{id}");
+    let data = PaymentProcessed {
+        payment_id: id.clone(),
+        order_id: order_id.clone(),
+        user_id: "alice".into(),
+        amount_cents: 1_000,
+        currency: "EUR".into(),
+        status: PaymentStatus::Success,
+    };
+    let event = PendingEvent {
+        payment_id: id.clone(),
+        order_id: order_id.clone(),
+        outbox_event: serde_json::to_string(&data.event("2026-01-01T00:00:00.000Z".into())).unwrap(),
+        request_id: None,
+        traceparent: None,
+        tracestate: None,
+        outbox_pending: true,
+    };
+    let payment = PaymentDocument {
+        id,
+        order_id: order_id.clone(),
+        user_id: "alice".into(),
+        amount_cents: 1_000,
+        currency: "EUR".into(),
+        status: PaymentStatus::Success,
+        reason: String::new(),
+        idempotency_scope: format!("alice:{order_id}"),
+        success_order_id: Some(order_id),
+        created_at: bson::DateTime::now(),
+        request_id: None,
+        traceparent: None,
+        tracestate: None,
+    };
+    NewPayment { payment, event: Some(event) }
+}
+
+fn payment_ids<'a>(ids: impl IntoIterator<Item = &'a str>) -> std::collections::BTreeSet<String> {
+    ids.into_iter().map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn the_relay_publishes_the_events_handed_to_it_without_reading_them_from_the_outbox() {
+    let relay = Relay::start("replica-a").await;
+    // Stored by a live replica-b: replica-a's reads and claims never see them, so only the hand-over brings them.
+    let lease_b = platform::mongo::Lease { owner: "replica-b".into(), duration: Duration::from_secs(60) };
+    let replica_b = PaymentStore::new(relay.database.clone()).holding_new_events(lease_b);
+    replica_b.ensure_indexes().await.unwrap();
+    replica_b.hold_leases("replica-b", Duration::from_secs(60)).await.unwrap();
+    let payments: Vec<NewPayment> = (0..20).map(|_| new_payment()).collect();
+    assert!(replica_b.insert_batch(&payments).await.iter().all(Result::is_ok));
+
+    for new in &payments {
+        relay.inbox.stored(new.event.clone().expect("a success has an event"));
+    }
+    let events = relay.reader.exactly(payments.len(), ARRIVAL, QUIET).await;
+    assert_eq!(
+        payment_ids(events.iter().map(|event| event.envelope.data.payment_id.as_str())),
+        payment_ids(payments.iter().map(|new| new.payment.id.as_str())),
+    );
+    assert_eq!(relay.store.count_pending().await.unwrap(), 0, "each taken out of the outbox once published");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_a_read_published_before_its_call_handed_it_over_is_not_published_again() {
+    let relay = Relay::start("replica-a").await;
+    // Stored, not handed over yet: the relay's next read (a claim, or the idle poll) publishes them.
+    let read: Vec<NewPayment> = (0..10).map(|_| new_payment()).collect();
+    assert!(relay.store.insert_batch(&read).await.iter().all(Result::is_ok));
+    let events = relay.reader.exactly(read.len(), ARRIVAL, Duration::from_millis(1)).await;
+    assert_eq!(events.len(), read.len());
+
+    // Their calls hand them over only now, then one more payment's call hands over its own.
+    for new in &read {
+        relay.inbox.stored(new.event.clone().expect("an event"));
+    }
+    let last = new_payment();
+    assert!(relay.store.insert_batch(std::slice::from_ref(&last)).await.iter().all(Result::is_ok));
+    relay.inbox.stored(last.event.clone().expect("an event"));
+    let events = relay.reader.exactly(1, ARRIVAL, QUIET).await;
+    assert_eq!(events[0].envelope.data.payment_id, last.payment.id, "the others went out once, from the read");
+    relay.stop().await;
 }
