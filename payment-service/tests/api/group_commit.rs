@@ -11,7 +11,7 @@ use payment_service::{
     domain::PaymentStatus,
     projection::OrderStage,
     proto::PaymentStatus as WireStatus,
-    store::{self, NewPayment, PaymentDocument, PaymentStore, PendingEvent},
+    store::{self, NewPayment, PaymentStore},
 };
 use tonic::Code;
 
@@ -62,35 +62,6 @@ async fn duplicates_of_a_key_in_one_burst_store_one_payment_and_the_others_repla
     assert_eq!(app.stored_payments_for_order(&order).await.len(), 1, "charged once");
 }
 
-fn payment(order_id: &str) -> NewPayment {
-    let id = uuid::Uuid::now_v7().to_string();
-    let event = PendingEvent {
-        payment_id: id.clone(),
-        order_id: order_id.to_owned(),
-        outbox_event: format!(r#"{{"eventId":"{}"}}"#, uuid::Uuid::new_v4()),
-        request_id: None,
-        traceparent: None,
-        tracestate: None,
-        outbox_pending: true,
-    };
-    let payment = PaymentDocument {
-        id,
-        order_id: order_id.to_owned(),
-        user_id: "u".into(),
-        amount_cents: 1_000,
-        currency: "EUR".into(),
-        status: PaymentStatus::Success,
-        reason: String::new(),
-        idempotency_scope: format!("u:{order_id}"),
-        success_order_id: Some(order_id.to_owned()),
-        created_at: bson::DateTime::now(),
-        request_id: None,
-        traceparent: None,
-        tracestate: None,
-    };
-    NewPayment { payment, event: Some(event) }
-}
-
 /// A payment store on a fresh database (its writes held by `lease`, when given), with a counter of the engine
 /// commands it sends, by operation.
 async fn counted_store(
@@ -113,8 +84,8 @@ async fn the_relay_claims_and_deletes_a_batch_in_one_command_each_and_a_live_lea
     let (store, commands) = counted_store("payments_batch_", None).await;
     let sent = |operation: &str| commands.with_label_values(&[operation]).get();
 
-    let mut payments: Vec<NewPayment> = (0..50).map(|n| payment(&format!("order-{n}"))).collect();
-    payments[7] = payment("order-3");
+    let mut payments: Vec<NewPayment> = (0..50).map(|n| support::new_payment(&format!("order-{n}"))).collect();
+    payments[7] = support::new_payment("order-3");
     let inserts = sent("insert");
     let outcomes = store.insert_batch(&payments).await;
     assert_eq!(sent("insert") - inserts, 2, "one command for the events, one for the payments");
@@ -139,7 +110,7 @@ async fn the_relay_claims_and_deletes_a_batch_in_one_command_each_and_a_live_lea
 async fn more_events_than_a_chunk_are_marked_published_in_one_command_per_chunk() {
     let (store, commands) = counted_store("payments_chunks_", None).await;
     let count = platform::mongo::UPDATE_CHUNK + 1;
-    let payments: Vec<NewPayment> = (0..count).map(|n| payment(&format!("order-{n}"))).collect();
+    let payments: Vec<NewPayment> = (0..count).map(|n| support::new_payment(&format!("order-{n}"))).collect();
     assert!(store.insert_batch(&payments).await.iter().all(Result::is_ok));
     let claimed = store.claim_pending_events("replica-a", Duration::from_secs(30), 100).await.unwrap();
     assert_eq!(claimed.len(), count);
@@ -155,7 +126,7 @@ async fn more_events_than_a_chunk_are_marked_published_in_one_command_per_chunk(
 async fn the_events_of_the_payments_a_replica_stores_are_held_by_it_and_read_without_a_claim() {
     let lease = platform::mongo::Lease { owner: "replica-a".into(), duration: Duration::from_secs(30) };
     let (store, commands) = counted_store("payments_held_", Some(lease)).await;
-    let mut payments: Vec<NewPayment> = (0..20).map(|n| payment(&format!("order-{n}"))).collect();
+    let mut payments: Vec<NewPayment> = (0..20).map(|n| support::new_payment(&format!("order-{n}"))).collect();
     // A declined payment has no event: nothing to hold.
     payments[0].payment.status = PaymentStatus::Declined;
     payments[0].payment.success_order_id = None;

@@ -9,12 +9,11 @@ use std::time::{Duration, SystemTime};
 use futures::TryStreamExt as _;
 use mongodb::bson::{self, Document, doc};
 use payment_service::{
-    domain::PaymentStatus,
     events::{
-        OutboxRelay, PaymentProcessed,
+        OutboxRelay,
         relay::{self, RelayInbox},
     },
-    store::{NewPayment, PaymentDocument, PaymentStore, PendingEvent},
+    store::{NewPayment, PaymentStore},
 };
 use support::kafka::EventReader;
 
@@ -207,43 +206,9 @@ impl Relay {
     }
 }
 
-/// A successful payment and its event, as a `Pay` call writes them.
+/// A successful payment of an order of its own, and its event.
 fn new_payment() -> NewPayment {
-    let id = uuid::Uuid::now_v7().to_string();
-    let order_id = format!("order-{id}");
-    let data = PaymentProcessed {
-        payment_id: id.clone(),
-        order_id: order_id.clone(),
-        user_id: "alice".into(),
-        amount_cents: 1_000,
-        currency: "EUR".into(),
-        status: PaymentStatus::Success,
-    };
-    let event = PendingEvent {
-        payment_id: id.clone(),
-        order_id: order_id.clone(),
-        outbox_event: serde_json::to_string(&data.event("2026-01-01T00:00:00.000Z".into())).unwrap(),
-        request_id: None,
-        traceparent: None,
-        tracestate: None,
-        outbox_pending: true,
-    };
-    let payment = PaymentDocument {
-        id,
-        order_id: order_id.clone(),
-        user_id: "alice".into(),
-        amount_cents: 1_000,
-        currency: "EUR".into(),
-        status: PaymentStatus::Success,
-        reason: String::new(),
-        idempotency_scope: format!("alice:{order_id}"),
-        success_order_id: Some(order_id),
-        created_at: bson::DateTime::now(),
-        request_id: None,
-        traceparent: None,
-        tracestate: None,
-    };
-    NewPayment { payment, event: Some(event) }
+    support::new_payment(&format!("order-{}", uuid::Uuid::new_v4()))
 }
 
 fn payment_ids<'a>(ids: impl IntoIterator<Item = &'a str>) -> std::collections::BTreeSet<String> {

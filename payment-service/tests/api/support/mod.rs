@@ -10,9 +10,12 @@ use std::{collections::HashMap, time::Duration};
 use mongodb::bson::{Document, doc};
 use payment_service::{
     config::Config,
+    domain::PaymentStatus,
+    events::PaymentProcessed,
     projection::{KnownOrder, OrderProjection, OrderStage},
     proto::{GetPaymentRequest, PayRequest, PayResponse, Payment, payment_service_client::PaymentServiceClient},
     startup::Application,
+    store::{NewPayment, PaymentDocument, PendingEvent},
 };
 use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::{
@@ -121,6 +124,45 @@ pub async fn spawn_with_jwks_delay(settings: &[(&str, &str)], jwks_delay: Durati
         shutdown: Some(shutdown),
         handle: Some(handle),
     }
+}
+
+/// A successful payment of `order_id` (1,000 cents, by "alice") and its `payment-processed` event, as a `Pay` call
+/// writes them.
+pub fn new_payment(order_id: &str) -> NewPayment {
+    let id = uuid::Uuid::now_v7().to_string();
+    let data = PaymentProcessed {
+        payment_id: id.clone(),
+        order_id: order_id.to_owned(),
+        user_id: "alice".into(),
+        amount_cents: 1_000,
+        currency: "EUR".into(),
+        status: PaymentStatus::Success,
+    };
+    let event = PendingEvent {
+        payment_id: id.clone(),
+        order_id: order_id.to_owned(),
+        outbox_event: serde_json::to_string(&data.event("2026-01-01T00:00:00.000Z".into())).expect("an envelope"),
+        request_id: None,
+        traceparent: None,
+        tracestate: None,
+        outbox_pending: true,
+    };
+    let payment = PaymentDocument {
+        id,
+        order_id: order_id.to_owned(),
+        user_id: "alice".into(),
+        amount_cents: 1_000,
+        currency: "EUR".into(),
+        status: PaymentStatus::Success,
+        reason: String::new(),
+        idempotency_scope: format!("alice:{order_id}"),
+        success_order_id: Some(order_id.to_owned()),
+        created_at: mongodb::bson::DateTime::now(),
+        request_id: None,
+        traceparent: None,
+        tracestate: None,
+    };
+    NewPayment { payment, event: Some(event) }
 }
 
 /// A request carrying `authorization: Bearer <token>`.
