@@ -104,10 +104,6 @@ impl RelayInbox {
     fn take_cleared(&self) -> Vec<String> {
         std::mem::take(&mut *self.cleared.lock().unwrap_or_else(PoisonError::into_inner))
     }
-
-    fn take(&self) -> Handed<PendingOutbox> {
-        self.handover.take()
-    }
 }
 
 /// The events this relay published whose orders it has not seen leave the outbox yet, oldest first: each until the
@@ -271,7 +267,7 @@ impl OutboxRelay {
     /// Publishes what the inbox holds, reads the outbox when `read` asks for it or a claim is due, and acknowledges
     /// the events whose `processed` transition has not taken them out of the outbox in time.
     async fn round(&mut self, read: bool, shutdown: &mut StopSignal) -> Result<(), RoundError> {
-        let Handed { stored, read_outbox } = self.inbox.take();
+        let Handed { stored, read_outbox } = self.inbox.handover.take();
         let stored: Vec<PendingOutbox> =
             stored.into_iter().filter(|order| !self.awaiting.contains(&order.id)).collect();
         let claim = self.claims.due();
@@ -498,11 +494,11 @@ mod tests {
             inbox.stored(PendingOutbox { id: format!("o{i}"), outbox: Vec::new() });
         }
         inbox.cleared(["o0".to_owned()]);
-        let news = inbox.take();
+        let news = inbox.handover.take();
         assert_eq!(news.stored.len(), INBOX_LIMIT);
         assert!(news.read_outbox, "the order past the limit is found by reading the outbox");
         assert_eq!(inbox.take_cleared(), vec!["o0".to_owned()]);
-        let news = inbox.take();
+        let news = inbox.handover.take();
         assert!(news.stored.is_empty() && !news.read_outbox && inbox.take_cleared().is_empty());
     }
 }
