@@ -19,6 +19,7 @@ from pathlib import Path
 from client import Client, Endpoints, call, new_user
 from events import combine_commands, describe_commands
 from load import Plan, summarize, wrk
+from procs import describe_cpu
 
 MARGIN = 1.5
 CREATORS = 16  # threads posting the pool's orders
@@ -104,9 +105,11 @@ class OrderPool:
         return path
 
 
-def payment_scenario(endpoints: Endpoints, plan: Plan, order_rate: float, workdir: Path, meter=None) -> dict:
+def payment_scenario(endpoints: Endpoints, plan: Plan, order_rate: float, workdir: Path, meter=None,
+                     cpu=None) -> dict:
     """`order_rate`: the POST /orders rate just measured, the first guess of how fast payments go. `meter` (an
-    EventMeter) counts the engine commands of the measured runs only, not of making the pool."""
+    EventMeter) counts the engine commands of the measured runs only, not of making the pool; `cpu` (a CpuMeter)
+    the CPU time of the same runs."""
     _, _, token = new_user(endpoints.gateway, "bench-pay")
     pool = OrderPool(endpoints, token)
     time_limit = 30.0 if plan.smoke else 120.0
@@ -124,8 +127,12 @@ def payment_scenario(endpoints: Endpoints, plan: Plan, order_rate: float, workdi
         ids = pool.hand_out(wanted, workdir)
         if measured and meter is not None:
             meter.start()
+        if measured and cpu is not None:
+            cpu.start()
         result = wrk(f"{endpoints.gateway}/payments", "payments.lua", seconds,
                      {"BENCH_TOKEN": token, "BENCH_PAY_IDS": str(ids)}, plan.connections)
+        if measured and cpu is not None:
+            cpu.stop()
         if measured and meter is not None:
             stretches.append(meter.stop())
         ids.unlink()
@@ -140,9 +147,13 @@ def payment_scenario(endpoints: Endpoints, plan: Plan, order_rate: float, workdi
         paid=sum(r["paid"] for r in runs), orders_handed=sum(r["orders_handed"] for r in runs),
         pool_exhausted_threads=exhausted, pool_orders_created=pool.created,
         pool_setup_s=round(setup_seconds, 1), engine_commands=combine_commands(stretches))
+    if cpu is not None:
+        summary["cpu"] = cpu.figures(summary["ok"])
     print(f"    paid {summary['paid']} of {summary['orders_handed']} orders handed out, errors {summary['errors']}; "
           f"pool: {pool.created} orders created in {summary['pool_setup_s']} s", flush=True)
     print(f"    {describe_commands(summary['engine_commands'], 'payment-service', 'payment')}", flush=True)
+    if cpu is not None:
+        print(f"    {describe_cpu(summary['cpu'])}", flush=True)
     if exhausted:
         print(f"    WARNING: {exhausted} wrk thread(s) ran out of orders and stopped early: req/s understates "
               "the payment rate", flush=True)

@@ -43,6 +43,16 @@ def markdown(report: dict) -> str:
         for service, c in (r.get("engine_commands") or {}).items():
             ops = ", ".join(f"{op} {n}" for op, n in sorted(c["by_operation"].items()))
             lines.append(f"| {r['scenario']} | {service} | {c['per_created']} | {c['total']} | {c['created']} | {ops} |")
+    metered = [r for r in report["results"] if r.get("cpu", {}).get("requests")]
+    if metered:
+        lines += ["", "| CPU during | process | % of one core | CPU ms per request |", "|---|---|---|---|"]
+        for r in metered:
+            for name, f in r["cpu"]["by_process"].items():
+                lines.append(f"| {r['scenario']} | {name} | {f['core_pct']} | {f['ms_per_request']} |")
+            c = r["cpu"]
+            lines.append(f"| {r['scenario']} | **whole machine** (busy {c['machine_busy_pct']}% of {c['cores']} cores; "
+                         f"~{c['rate_at_full_machine']} req/s with every core busy at this cost) | "
+                         f"{c['machine']['core_pct']} | {c['machine']['ms_per_request']} |")
     fresh = next((r for r in report["results"] if r["scenario"] == "POST /orders (gateway)"), None)
     later = next((r for r in report["results"] if r["scenario"] == "POST /orders (gateway, after sustained load)"), None)
     if fresh and later:

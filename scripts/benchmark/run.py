@@ -18,8 +18,10 @@ rate after sustained load, next to the fresh one). For each: a warm-up, then sev
 medians of the rate and of p50/p99/p99.9 latency, and the error count. Also: Kafka events/s and
 MongoDB commands per order and per payment (from the services' own metrics) during POST /orders,
 POST /payments and the order pipeline (events.py), the order pipeline at a steady rate
-(pipeline.py), how fast a backlog of orders left by a frozen broker drains (backlog.py), and the peak RSS of every service and engine (procs.py). Results go to target/bench/ (a smoke run: target/bench/smoke/):
-results.json, results.md, latency.svg and latency-distribution.svg.
+(pipeline.py), how fast a backlog of orders left by a frozen broker drains (backlog.py), the CPU per request of every
+service, engine, wrk and the whole machine during POST /orders and POST /payments, and the peak RSS of every service
+and engine (procs.py). Results go to target/bench/ (a smoke run: target/bench/smoke/): results.json, results.md,
+latency.svg and latency-distribution.svg.
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ from load import THREADS, Plan, scenario, summarize, wrk  # noqa: E402
 from payments import payment_scenario  # noqa: E402
 from backlog import backlog_drain, describe_backlog  # noqa: E402
 from pipeline import order_pipeline  # noqa: E402
-from procs import peak_rss  # noqa: E402
+from procs import CpuMeter, describe_cpu, peak_rss  # noqa: E402
 import report as output  # noqa: E402
 
 from engines import MONGO_BUILDS, free_port  # noqa: E402
@@ -86,15 +88,22 @@ def stop_stack(stack: subprocess.Popen) -> None:
             stack.wait()
 
 
-def scenario_with_events(name: str, url: str, script: str, env: dict, plan: Plan, meter: EventMeter) -> tuple[dict, dict]:
-    """A wrk scenario with the Kafka events/s of its measured runs (not of the warm-up)."""
+def scenario_with_events(name: str, url: str, script: str, env: dict, plan: Plan, meter: EventMeter,
+                         stack_pid: int | None) -> tuple[dict, dict]:
+    """A wrk scenario with the Kafka events/s, engine commands and CPU per process of its measured runs (not of
+    the warm-up)."""
     if plan.warmup:
         wrk(url, script, plan.warmup, env, plan.connections)
+    cpu = CpuMeter(stack_pid)
     meter.start()
+    cpu.start()
     summary = summarize(name, [wrk(url, script, plan.seconds, env, plan.connections) for _ in range(plan.runs)])
+    cpu.stop()
     events = meter.stop()
     summary["engine_commands"] = events.get("commands")
-    print(f"    {describe(events)}\n    {describe_commands(events.get('commands'), 'order-service', 'order')}", flush=True)
+    summary["cpu"] = cpu.figures(summary["ok"])
+    print(f"    {describe(events)}\n    {describe_commands(events.get('commands'), 'order-service', 'order')}\n"
+          f"    {describe_cpu(summary['cpu'])}", flush=True)
     return summary, events
 
 
@@ -130,9 +139,10 @@ def measure(endpoints: Endpoints, plan: Plan, out: Path, stack_pid: int | None) 
         scenario("product(id) GraphQL (direct)", f"{endpoints.products}/graphql", "graphql_product.lua", env, plan),
         scenario("POST /users/login (gateway)", f"{gateway}/users/login", "login.lua", env, plan),
     ]
-    orders, order_events = scenario_with_events("POST /orders (gateway)", f"{gateway}/orders", "orders.lua", env, plan, meter)
+    orders, order_events = scenario_with_events(
+        "POST /orders (gateway)", f"{gateway}/orders", "orders.lua", env, plan, meter, stack_pid)
     results.append(orders)
-    results.append(payment_scenario(endpoints, plan, orders["rps"], out, meter))
+    results.append(payment_scenario(endpoints, plan, orders["rps"], out, meter, CpuMeter(stack_pid)))
     results.append(products_during_logins(endpoints, env, plan))
     results.append(journey_scenario(gateway, plan, users=plan.connections))
 
@@ -150,7 +160,7 @@ def measure(endpoints: Endpoints, plan: Plan, out: Path, stack_pid: int | None) 
     # The same order load on the database the whole run has filled: an engine that slows down as it works
     # shows here (the Python SecantusDB did, until retryWrites=false).
     sustained, sustained_events = scenario_with_events(
-        "POST /orders (gateway, after sustained load)", f"{gateway}/orders", "orders.lua", env, plan, meter)
+        "POST /orders (gateway, after sustained load)", f"{gateway}/orders", "orders.lua", env, plan, meter, stack_pid)
     results.append(sustained)
 
     direct = next(r for r in results if "direct" in r["scenario"])["rps"]
