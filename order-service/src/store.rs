@@ -364,7 +364,11 @@ impl OrderStore {
             .map(|(new, _)| new.order.id.as_str())
             .collect();
         if !refused.is_empty()
-            && let Err(error) = self.outbox.delete_many(doc! { "_id": { "$in": &refused } }).await
+            && let Err(error) = self
+                .outbox
+                .delete_many(doc! { "_id": { "$in": &refused } })
+                .write_concern(platform::mongo::bookkeeping())
+                .await
         {
             tracing::warn!(%error, "events of refused orders left for the relay to set aside");
         }
@@ -560,7 +564,10 @@ impl OrderStore {
         }
         // Received, so published: those events leave the outbox (deleting one twice is harmless).
         for chunk in received.chunks(UPDATE_CHUNK) {
-            self.outbox.delete_many(doc! { "_id": { "$in": chunk } }).await?;
+            self.outbox
+                .delete_many(doc! { "_id": { "$in": chunk } })
+                .write_concern(platform::mongo::bookkeeping())
+                .await?;
         }
         Ok(applied)
     }
@@ -573,7 +580,11 @@ impl OrderStore {
     /// Records that every `order-processed` event of the consumer batch `batch` was published: one small
     /// insert per batch, instead of a write per order. Recording it twice is no error.
     pub async fn record_announced(&self, batch: &str) -> Result<(), StoreError> {
-        let inserted = self.announced.insert_one(doc! { "_id": batch, "at": bson::DateTime::now() }).await;
+        let inserted = self
+            .announced
+            .insert_one(doc! { "_id": batch, "at": bson::DateTime::now() })
+            .write_concern(platform::mongo::bookkeeping())
+            .await;
         match inserted {
             Err(error) if platform::mongo::is_duplicate_key(&error) => Ok(()),
             other => Ok(other.map(|_| ())?),
@@ -683,7 +694,10 @@ impl OrderStore {
         let mut order_ids: Vec<&str> = published.iter().map(|event| event.order_id.as_str()).collect();
         order_ids.dedup();
         for chunk in order_ids.chunks(UPDATE_CHUNK) {
-            self.outbox.delete_many(doc! { "_id": { "$in": chunk } }).await?;
+            self.outbox
+                .delete_many(doc! { "_id": { "$in": chunk } })
+                .write_concern(platform::mongo::bookkeeping())
+                .await?;
         }
         Ok(())
     }

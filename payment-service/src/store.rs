@@ -276,7 +276,11 @@ impl PaymentStore {
             .map(|(new, _)| new.payment.id.as_str())
             .collect();
         if !refused.is_empty()
-            && let Err(error) = self.outbox.delete_many(doc! { "_id": { "$in": &refused } }).await
+            && let Err(error) = self
+                .outbox
+                .delete_many(doc! { "_id": { "$in": &refused } })
+                .write_concern(platform::mongo::bookkeeping())
+                .await
         {
             tracing::warn!(%error, "events of refused payments left for the relay to set aside");
         }
@@ -357,7 +361,10 @@ impl PaymentStore {
     /// command finds against its whole `$in` list); deleting one twice is harmless.
     pub async fn mark_published(&self, payment_ids: &[&str]) -> Result<(), StoreError> {
         for chunk in payment_ids.chunks(UPDATE_CHUNK) {
-            self.outbox.delete_many(doc! { "_id": { "$in": chunk } }).await?;
+            self.outbox
+                .delete_many(doc! { "_id": { "$in": chunk } })
+                .write_concern(platform::mongo::bookkeeping())
+                .await?;
         }
         Ok(())
     }

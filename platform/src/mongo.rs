@@ -49,9 +49,7 @@ impl MongoMetrics {
 pub async fn connect(uri: &str, app_name: &str, timeout: Duration, metrics: &MongoMetrics) -> Result<Client, Error> {
     let mut options = ClientOptions::parse(uri).await?;
     options.app_name = Some(app_name.to_owned());
-    // Every write that backs a 2xx or a committed offset must survive the database process dying right after
-    // it: journaled and majority-acknowledged, once here for the whole client.
-    options.write_concern = Some(WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build());
+    options.write_concern = Some(durable());
     options.server_selection_timeout = Some(timeout);
     options.connect_timeout = Some(timeout);
     let MongoMetrics { commands, durations } = metrics.clone();
@@ -72,6 +70,22 @@ pub async fn connect(uri: &str, app_name: &str, timeout: Duration, metrics: &Mon
         _ => {}
     }));
     Client::with_options(options)
+}
+
+/// The client's write concern ([`connect`]): every write that backs a 2xx or a committed offset must survive the
+/// database process dying right after it, so it is journaled and majority-acknowledged before it is answered.
+pub fn durable() -> WriteConcern {
+    WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build()
+}
+
+/// The write concern of writes that only save work, and that a database crash may undo at no cost but repeated work:
+/// an outbox entry deleted once its event is out (a lost delete publishes the event again, and consumers are
+/// idempotent), a relay's heartbeat or claim (a lost one lets another replica publish an event twice), a record that
+/// an announcement got out. Acknowledged once applied, without waiting for the journal: on the default engine every
+/// journaled commit waits for its own fsync, so these writes would otherwise queue behind the disk with the ones a
+/// 2xx depends on. Everything else keeps the client's [`durable`] write concern.
+pub fn bookkeeping() -> WriteConcern {
+    WriteConcern::builder().w(Acknowledgment::Nodes(1)).journal(false).build()
 }
 
 /// Errors that mean "the database cannot be reached right now" (→ 503, UNAVAILABLE, or retry), not "the
@@ -365,7 +379,11 @@ impl OutboxLeases {
     }
 
     async fn set_alive_until(&self, owner: &str, until: DateTime) -> Result<(), Error> {
-        self.relays.update_one(doc! { "_id": owner }, doc! { "$set": { "aliveUntil": until } }).upsert(true).await?;
+        self.relays
+            .update_one(doc! { "_id": owner }, doc! { "$set": { "aliveUntil": until } })
+            .upsert(true)
+            .write_concern(bookkeeping())
+            .await?;
         Ok(())
     }
 
@@ -379,7 +397,10 @@ impl OutboxLeases {
             self.relays.find(stopped).projection(doc! { "_id": 1 }).await?.try_collect().await?;
         let mut owners = vec![Bson::Null];
         owners.extend(stopped.into_iter().filter_map(|relay| relay.get("_id").cloned()));
-        self.collection.update_many(Self::held_by_any_of(&owners), doc! { "$set": { "leaseOwner": owner } }).await?;
+        self.collection
+            .update_many(Self::held_by_any_of(&owners), doc! { "$set": { "leaseOwner": owner } })
+            .write_concern(bookkeeping())
+            .await?;
         Ok(())
     }
 
@@ -435,6 +456,7 @@ impl OutboxLeases {
             self.relays
                 .update_one(doc! { "_id": holder }, doc! { "$setOnInsert": { "aliveUntil": until } })
                 .upsert(true)
+                .write_concern(bookkeeping())
                 .await?;
         }
         self.heartbeat(owner, lease).await

@@ -70,7 +70,7 @@ impl PrivateMongo {
     /// Starts it (again) on the same port and data directory.
     pub async fn restart(&mut self) {
         let child = std::process::Command::new(env("SECANTUSD_BIN"))
-            .args(["--sync-on-commit", "--host", "127.0.0.1", "--port", &self.port.to_string(), "--storage-path"])
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string(), "--storage-path"])
             .arg(&self.data_dir)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

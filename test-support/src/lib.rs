@@ -1,10 +1,11 @@
 //! What the services' tests share, kept once: the engines' addresses (`scripts/engines.py` exports them), a JWKS
-//! issuer playing the user-service, Prometheus samples, the check of a service's production rule, and ports. A
+//! issuer playing the user-service, Prometheus samples, a MongoDB client that records its writes, the check of a service's production rule, and ports. A
 //! dev-dependency only; no service links it.
 pub mod config;
 pub mod engines;
 pub mod issuer;
 pub mod kafka;
+pub mod mongo;
 pub mod prometheus;
 pub mod running;
 

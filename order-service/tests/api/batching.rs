@@ -455,3 +455,37 @@ async fn the_processed_transition_takes_the_received_event_out_of_the_outbox_in_
     store.acknowledge_published(&all_published(&held)).await.unwrap();
     assert_eq!((Probe::all(&probe.orders).await, Probe::all(&probe.outbox).await), before);
 }
+
+#[tokio::test]
+async fn writes_a_2xx_depends_on_wait_for_the_journal_and_bookkeeping_writes_do_not() {
+    let (client, written) = test_support::mongo::recording_client(&support::env("MONGODB_URI")).await;
+    let store = OrderStore::new(client.database(&format!("orders_journal_{}", uuid::Uuid::new_v4().simple())));
+    store.ensure_indexes().await.unwrap();
+    let store = store.holding_new_events(Lease { owner: "replica-a".into(), duration: Duration::from_secs(30) });
+    let orders = vec![order("u", Some("k1")), order("u", Some("k2"))];
+    assert!(store.insert_batch(&orders).await.iter().all(Result::is_ok));
+    let refused = store.insert(&order("u", Some("k1"))).await;
+    assert!(matches!(refused, Err(StoreError::DuplicateIdempotencyKey)), "{refused:?}");
+    assert_eq!(store.apply_transitions(&[processed(&orders[0])], "batch-1").await.unwrap(), vec![true]);
+    store.record_announced("batch-1").await.unwrap();
+    let held = store.claim_outbox("replica-a", Duration::from_secs(30), OutboxPage::first(10)).await.unwrap();
+    assert_eq!(held.len(), 1, "the processed order's event left the outbox");
+    store.acknowledge_published(&all_published(&held)).await.unwrap();
+    store.renew_leases("replica-a", Duration::from_secs(30)).await.unwrap();
+
+    let journal_of = |command: &str, collection: &str| written.journal_of(command, collection);
+    // The order, its event and its transition back a 201 or a committed offset.
+    assert_eq!(journal_of("insert", "order_outbox"), [Some(true), Some(true)]);
+    assert_eq!(journal_of("insert", "orders"), [Some(true), Some(true)]);
+    assert_eq!(journal_of("insert", "order_transitions"), [Some(true)]);
+    // A lost one of these repeats work (an event published again), it loses nothing.
+    assert_eq!(
+        journal_of("delete", "order_outbox"),
+        [Some(false); 3],
+        "the refused order's event, the processed order's, the relay's acknowledgement"
+    );
+    assert_eq!(journal_of("insert", "announced_batches"), [Some(false)]);
+    assert!(!journal_of("update", platform::mongo::RELAYS).is_empty());
+    assert!(journal_of("update", platform::mongo::RELAYS).iter().all(|j| *j == Some(false)), "{:?}", written.all());
+    assert_eq!(journal_of("update", "order_outbox"), [Some(false)], "the claim");
+}

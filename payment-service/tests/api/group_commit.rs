@@ -207,3 +207,28 @@ async fn a_burst_of_50_concurrent_pays_reads_in_batches_and_each_call_gets_its_o
     assert_eq!(lookups_made, 60.0);
     assert!(batches < lookups_made, "concurrent lookups share batches: {batches} batches");
 }
+
+#[tokio::test]
+async fn a_payment_and_its_event_wait_for_the_journal_and_the_outbox_bookkeeping_does_not() {
+    let (client, written) = test_support::mongo::recording_client(&support::mongodb_uri()).await;
+    let store = PaymentStore::new(client.database(&support::unique("payments_journal_")));
+    store.ensure_indexes().await.unwrap();
+    let payments = [support::new_payment("order-1"), support::new_payment("order-2"), support::new_payment("order-1")];
+    let outcomes = store.insert_batch(&payments).await;
+    assert!(matches!(outcomes[2], Err(store::StoreError::Duplicate)), "{:?}", outcomes[2]);
+    let claimed = store.claim_pending_events("replica-a", Duration::from_secs(30), 10).await.unwrap();
+    let ids: Vec<&str> = claimed.iter().map(|event| event.payment_id.as_str()).collect();
+    store.mark_published(&ids).await.unwrap();
+
+    // What a `Pay` answer depends on.
+    assert_eq!(written.journal_of("insert", "payment_outbox"), [Some(true)]);
+    assert_eq!(written.journal_of("insert", "payments"), [Some(true)]);
+    // A lost one of these publishes an event again; it loses nothing.
+    assert_eq!(
+        written.journal_of("delete", "payment_outbox"),
+        [Some(false); 2],
+        "the refused payment's, the published"
+    );
+    assert_eq!(written.journal_of("update", "payment_outbox"), [Some(false)], "the claim");
+    assert_eq!(written.journal_of("update", platform::mongo::RELAYS), [Some(false)], "the heartbeat");
+}
