@@ -159,6 +159,13 @@ def problems(report: dict, out: Path) -> list[str]:
     for stretch, figures in report["events"].items():
         if figures.get("produced_per_s") is None or figures.get("consumed_per_s") is None:
             found.append(f"events during {stretch}: {describe(figures)}")
+    for r in report["results"]:
+        if r["scenario"].startswith(("POST /orders", "POST /payments")):
+            cpu = r.get("cpu") or {}
+            found += [f"{r['scenario']}: no CPU of {name}" for name in SERVICES + ENGINES
+                      if name not in cpu.get("by_process", {})]
+            if cpu.get("rate_at_full_machine") is None:
+                found.append(f"{r['scenario']}: no CPU of the whole machine")
     found += [f"peak RSS: {name} not found" for name in SERVICES + ENGINES if name not in report["peak_rss_mb"]]
     if report.get("gateway_to_direct_ratio") is None:
         found.append("no gateway / direct ratio")
