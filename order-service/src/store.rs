@@ -23,7 +23,7 @@ use mongodb::{
     bson::{self, Document, doc},
     options::{Acknowledgment, IndexOptions, WriteConcern},
 };
-use platform::mongo::{Lease, OutboxLeases, OutboxPage, UPDATE_CHUNK};
+use platform::mongo::{Lease, OutboxLeases, OutboxPage};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -364,11 +364,7 @@ impl OrderStore {
             .map(|(new, _)| new.order.id.as_str())
             .collect();
         if !refused.is_empty()
-            && let Err(error) = self
-                .outbox
-                .delete_many(doc! { "_id": { "$in": &refused } })
-                .write_concern(platform::mongo::bookkeeping())
-                .await
+            && let Err(error) = self.leases().remove(&refused).await
         {
             tracing::warn!(%error, "events of refused orders left for the relay to set aside");
         }
@@ -513,7 +509,7 @@ impl OrderStore {
     }
 
     /// Records a batch of transitions in one unordered insert, with the durable write concern, and deletes the
-    /// outbox entries of the orders whose `new-order` was received (one delete per [`UPDATE_CHUNK`]); for each
+    /// outbox entries of the orders whose `new-order` was received ([`OutboxLeases::remove`]); for each
     /// write, whether this call recorded it (false: it was recorded already, by an earlier delivery or another
     /// consumer, or asked twice in the batch). The `processed` records name `batch`, so that a redelivered
     /// `new-order` can tell whether their announcement got out ([`Self::record_announced`]). A failure fails the
@@ -562,13 +558,8 @@ impl OrderStore {
                 }
             }
         }
-        // Received, so published: those events leave the outbox (deleting one twice is harmless).
-        for chunk in received.chunks(UPDATE_CHUNK) {
-            self.outbox
-                .delete_many(doc! { "_id": { "$in": chunk } })
-                .write_concern(platform::mongo::bookkeeping())
-                .await?;
-        }
+        // Received, so published: those events leave the outbox.
+        self.leases().remove(&received).await?;
         Ok(applied)
     }
 
@@ -688,17 +679,10 @@ impl OrderStore {
         Ok(cursor.try_collect().await?)
     }
 
-    /// Deletes the outbox entries of the events the broker acknowledged, one command per [`UPDATE_CHUNK`] (the
-    /// engine checks every entry a command finds against its whole `$in` list); deleting one twice is harmless.
+    /// Deletes the outbox entries of the events the broker acknowledged ([`OutboxLeases::remove`]).
     pub async fn acknowledge_published(&self, published: &[Published]) -> Result<(), StoreError> {
         let mut order_ids: Vec<&str> = published.iter().map(|event| event.order_id.as_str()).collect();
         order_ids.dedup();
-        for chunk in order_ids.chunks(UPDATE_CHUNK) {
-            self.outbox
-                .delete_many(doc! { "_id": { "$in": chunk } })
-                .write_concern(platform::mongo::bookkeeping())
-                .await?;
-        }
-        Ok(())
+        Ok(self.leases().remove(&order_ids).await?)
     }
 }

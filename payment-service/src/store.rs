@@ -28,7 +28,7 @@ use mongodb::{
     bson::{self, doc},
     options::IndexOptions,
 };
-use platform::mongo::{Lease, OutboxLeases, OutboxPage, UPDATE_CHUNK};
+use platform::mongo::{Lease, OutboxLeases, OutboxPage};
 use serde::{Deserialize, Serialize};
 
 use crate::{domain::PaymentStatus, telemetry::TraceContext};
@@ -276,11 +276,7 @@ impl PaymentStore {
             .map(|(new, _)| new.payment.id.as_str())
             .collect();
         if !refused.is_empty()
-            && let Err(error) = self
-                .outbox
-                .delete_many(doc! { "_id": { "$in": &refused } })
-                .write_concern(platform::mongo::bookkeeping())
-                .await
+            && let Err(error) = self.leases().remove(&refused).await
         {
             tracing::warn!(%error, "events of refused payments left for the relay to set aside");
         }
@@ -357,16 +353,9 @@ impl PaymentStore {
         Ok(self.outbox.count_documents(doc! { "outboxPending": true }).await?)
     }
 
-    /// Deletes the events Kafka acknowledged, one command per [`UPDATE_CHUNK`] (SecantusDB checks every entry a
-    /// command finds against its whole `$in` list); deleting one twice is harmless.
+    /// Deletes the events Kafka acknowledged from the outbox ([`OutboxLeases::remove`]).
     pub async fn mark_published(&self, payment_ids: &[&str]) -> Result<(), StoreError> {
-        for chunk in payment_ids.chunks(UPDATE_CHUNK) {
-            self.outbox
-                .delete_many(doc! { "_id": { "$in": chunk } })
-                .write_concern(platform::mongo::bookkeeping())
-                .await?;
-        }
-        Ok(())
+        Ok(self.leases().remove(payment_ids).await?)
     }
 
     /// Sets these events aside: their payments were never stored (a crash between the two writes), so they are

@@ -462,6 +462,18 @@ impl OutboxLeases {
         self.heartbeat(owner, lease).await
     }
 
+    /// Takes these entries out of the outbox (their events are out, or their record was refused), one delete per
+    /// [`UPDATE_CHUNK`] ids (the engine checks every entry a command finds against its whole `$in` list), as
+    /// [`bookkeeping`]: an entry that a crash brings back is published again, and consumers are idempotent.
+    /// Deleting one twice is harmless.
+    pub async fn remove<S: AsRef<str>>(&self, ids: &[S]) -> Result<(), Error> {
+        for chunk in ids.chunks(UPDATE_CHUNK) {
+            let chunk: Vec<&str> = chunk.iter().map(AsRef::as_ref).collect();
+            self.collection.delete_many(doc! { "_id": { "$in": chunk } }).write_concern(bookkeeping()).await?;
+        }
+        Ok(())
+    }
+
     /// Sets these pending entries aside: the record each announces was never stored (a crash between the entry's
     /// write and the record's, or a record refused), so they are not to be published and no relay reads them again.
     /// They are kept, in case a record write still under way lands after all ([`OutboxLeases::revive_stored`]).
