@@ -10,10 +10,6 @@ use jsonwebtoken::{
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-/// DER prefix of a PKCS#8 v1 Ed25519 private key; the 32-byte seed follows it.
-const PKCS8_ED25519_PREFIX: [u8; 16] =
-    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
-
 pub struct Issuer {
     key: EncodingKey,
     kid: String,
@@ -60,12 +56,7 @@ impl Issuer {
 
     /// A fresh key that no JWKS publishes: its tokens must be rejected.
     pub fn unserved() -> Self {
-        use base64::Engine as _;
-        let mut der = PKCS8_ED25519_PREFIX.to_vec();
-        der.extend_from_slice(&rand::random::<[u8; 32]>());
-        let body = base64::engine::general_purpose::STANDARD.encode(der);
-        let pem = format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n");
-        let key = EncodingKey::from_ed_pem(pem.as_bytes()).expect("a valid Ed25519 key");
+        let key = platform::auth::testing::ed25519_key(rand::random());
         let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA).expect("a JWK");
         let kid = jwk.thumbprint(ThumbprintHash::SHA256).expect("a thumbprint");
         jwk.common.key_id = Some(kid.clone());
