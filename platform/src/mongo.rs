@@ -253,20 +253,6 @@ where
 /// 5-10 (the command's own cost spread over fewer documents).
 pub const UPDATE_CHUNK: usize = 50;
 
-/// The position of a document's `_id` in `ids`, as an aggregation expression. With [`pick`] it gives each document
-/// of one multi-document update its own values: SecantusDB commits each statement of a `bulkWrite` on its own (one
-/// journal flush each), so a batch is one `update_many` filtered on `_id` instead of one statement per document.
-pub fn position_of_id(ids: &[&str]) -> Document {
-    doc! { "$indexOfArray": [{ "$literal": ids }, "$_id"] }
-}
-
-/// The value at `position` (an expression: [`position_of_id`], or the field it was stored in) in `values`, taken
-/// literally (a `$` in a value is not a field path).
-pub fn pick(values: Vec<Bson>, position: impl Into<Bson>) -> Document {
-    let position = position.into();
-    doc! { "$arrayElemAt": [{ "$literal": values }, position] }
-}
-
 /// How often a relay claims what no live lease holds: entries of a replica that stopped or died, and entries
 /// written without a hold. In between it reads only what it holds already, which is what its own replica
 /// wrote, and its own entries need no claim.

@@ -249,6 +249,10 @@ fn parse_order_event(payload: Option<&[u8]>, expected_type: &str, stage: OrderSt
     if data.id.is_empty() || data.user_id.is_empty() || total_cents <= 0 {
         return Err(Poison("the order has no id, no owner or no positive total".into()));
     }
+    // The order-service's ids are UUIDs; a `/` would name another order's record in the projection.
+    if data.id.contains('/') {
+        return Err(Poison("the order id is not one the order-service makes".into()));
+    }
     let currency = data.currency.unwrap_or_else(|| "EUR".to_owned());
     Ok(KnownOrder::new(data.id, data.user_id, total_cents, currency, stage, envelope.event_id))
 }
@@ -296,5 +300,7 @@ mod tests {
         assert!(parse_order_event(Some(&envelope(NEW_ORDER, 1, no_total)), NEW_ORDER, OrderStage::Pending).is_err());
         let no_owner = json!({"id": "o1", "userId": "", "totalCents": 100});
         assert!(parse_order_event(Some(&envelope(NEW_ORDER, 1, no_owner)), NEW_ORDER, OrderStage::Pending).is_err());
+        let record_id = json!({"id": "o1/processed", "userId": "u1", "totalCents": 100});
+        assert!(parse_order_event(Some(&envelope(NEW_ORDER, 1, record_id)), NEW_ORDER, OrderStage::Pending).is_err());
     }
 }
