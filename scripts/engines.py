@@ -5,7 +5,8 @@
 
 starts SecantusDB (MongoDB protocol) and Tansu (Kafka protocol), waits until both accept
 connections, runs the command with MONGODB_URI, KAFKA_BROKERS, SECANTUSD_BIN, TANSU_BIN and
-NOIDA_BIN (a durable Kafka-protocol broker for tests that restart a broker) exported, and stops both engines when the command ends, fails or is interrupted.
+NOIDA_BIN (a durable Kafka-protocol broker for tests that restart a broker) and TANSU_GROUP_MEMBERSHIP (the
+services' consumer-group settings on Tansu) exported, and stops both engines when the command ends, fails or is interrupted.
 With --deadline, a command still running after SECONDS is reported (every process of its group, with each
 thread's name and what it waits in, and with gdb, when installed, the stacks of the test binaries), killed
 with all its processes, and the exit code is 124: a hung test fails the run with what it hung in.
@@ -146,10 +147,10 @@ def start_mongo(log_dir: Path, port: int | None = None, data_dir: Path | None = 
     return engine
 
 
-# How the services' consumers join their groups on Tansu (test-support's TANSU_GROUP_MEMBERSHIP says the same for the
-# tests): Tansu 0.6.0 holds every JoinGroup and SyncGroup of a static member for 3 s, so a dynamic member with a
-# one-second session gets its partitions back sooner after a restart. Kafka refuses sessions under 6 s by default;
-# the services' defaults are for it.
+# How the services' consumers join their groups on Tansu, for `scripts/stack` and (through `TANSU_GROUP_MEMBERSHIP` in
+# the environment of `run`, see engine_env) for the tests: Tansu 0.6.0 holds every JoinGroup and SyncGroup of a static
+# member for 3 s, so a dynamic member with a one-second session gets its partitions back sooner after a restart. Kafka
+# refuses sessions under 6 s by default; the services' defaults are for it.
 TANSU_GROUP_MEMBERSHIP = {"KAFKA_SESSION_TIMEOUT_MS": "1000", "KAFKA_STATIC_MEMBERSHIP": "false"}
 
 
@@ -187,6 +188,7 @@ def engine_env(mongo: Engine, kafka: Engine) -> dict[str, str]:
         "SECANTUSD_BIN": secantusd_bin(),
         "TANSU_BIN": tansu_bin(),
         "NOIDA_BIN": noida_bin(),
+        "TANSU_GROUP_MEMBERSHIP": ",".join(f"{name}={value}" for name, value in TANSU_GROUP_MEMBERSHIP.items()),
     }
 
 

@@ -115,22 +115,21 @@ impl Drop for PrivateMongo {
     }
 }
 
-/// How the services' consumers join their groups on Tansu (the tests' shared broker, and `scripts/stack`'s, which
-/// `scripts/engines.py` tunes alike): Tansu 0.6.0 holds every JoinGroup and SyncGroup of a static member for 3 s, so a
-/// dynamic member with a one-second session gets its partitions back sooner after a restart (DOCUMENTATION.md,
-/// "Consumer-group membership").
-pub const TANSU_GROUP_MEMBERSHIP: [(&str, &str); 2] =
-    [("KAFKA_SESSION_TIMEOUT_MS", "1000"), ("KAFKA_STATIC_MEMBERSHIP", "false")];
-
 /// What a service needs to use the tests' shared broker (`KAFKA_BROKERS` from `scripts/engines.py`, a Tansu): its
-/// address and [`TANSU_GROUP_MEMBERSHIP`].
+/// address and [`tansu_group_membership`].
 pub fn shared_broker_settings() -> Vec<(&'static str, String)> {
     broker_settings(env("KAFKA_BROKERS"), tansu_group_membership())
 }
 
-/// [`TANSU_GROUP_MEMBERSHIP`], as settings.
+/// How the services' consumers join their groups on Tansu, as `scripts/engines.py` tunes them for `scripts/stack` and
+/// passes them to the tests (`TANSU_GROUP_MEMBERSHIP`, `KAFKA_SESSION_TIMEOUT_MS=…,KAFKA_STATIC_MEMBERSHIP=…`): said
+/// once, there (DOCUMENTATION.md, "Consumer-group membership").
 fn tansu_group_membership() -> [(&'static str, String); 2] {
-    TANSU_GROUP_MEMBERSHIP.map(|(name, value)| (name, value.to_owned()))
+    let tuned = env("TANSU_GROUP_MEMBERSHIP");
+    ["KAFKA_SESSION_TIMEOUT_MS", "KAFKA_STATIC_MEMBERSHIP"].map(|name| {
+        let value = tuned.split(',').find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='));
+        (name, value.unwrap_or_else(|| panic!("TANSU_GROUP_MEMBERSHIP ({tuned}) does not set {name}")).to_owned())
+    })
 }
 
 /// The services' own defaults, for a broker that behaves like Kafka (noida-db): it refuses sessions under 6 s.
