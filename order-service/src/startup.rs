@@ -61,7 +61,7 @@ impl Application {
         )
         .context("KAFKA_BROKERS")?;
         let store = OrderStore::new(client.database(&config.mongodb.database))
-            .holding_new_events(Lease { owner: config.replica_id.clone(), duration: config.outbox_lease });
+            .holding_new_events(Lease::new(config.replica_id.clone(), config.outbox_lease));
         let relay_inbox = Arc::new(RelayInbox::default());
         let place_order = PlaceOrder::new(
             store.clone(),

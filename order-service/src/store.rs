@@ -340,8 +340,7 @@ impl OrderStore {
             .iter()
             .map(|new| OutboxEntry { id: new.order.id.clone(), outbox: vec![new.event.clone()], outbox_pending: true })
             .collect();
-        let outbox = self.outbox.clone_with_type::<OutboxEntry>();
-        let written = platform::mongo::insert_many_held(&outbox, &entries, self.lease.as_ref(), |_| true).await;
+        let written = self.leases().insert_held(&entries, self.lease.as_ref()).await;
         let mut outcomes = platform::mongo::insert_many_outcomes(batch.len(), written, StoreError::AlreadyRecorded);
         let stored: Vec<usize> = (0..batch.len()).filter(|&position| outcomes[position].is_ok()).collect();
         if !stored.is_empty() {

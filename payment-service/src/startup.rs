@@ -62,7 +62,7 @@ impl Application {
         .await
         .context("MONGODB_URI is not a usable MongoDB connection string")?;
         let database = client.database(&config.mongodb.database);
-        let lease = Lease { owner: config.replica_id.clone(), duration: config.outbox_lease };
+        let lease = Lease::new(config.replica_id.clone(), config.outbox_lease);
         let store = PaymentStore::new(database.clone()).holding_new_events(lease.clone());
         let projection = OrderProjection::new(&database);
         let relay_inbox = Arc::new(RelayInbox::new(relay::INBOX_LIMIT));

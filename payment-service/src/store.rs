@@ -244,7 +244,7 @@ impl PaymentStore {
         let mut outcomes: Vec<Option<Result<(), StoreError>>> = vec![None; batch.len()];
         let events: Vec<PendingEvent> = batch.iter().filter_map(|new| new.event.clone()).collect();
         if !events.is_empty() {
-            let written = platform::mongo::insert_many_held(&self.outbox, &events, self.lease.as_ref(), |_| true).await;
+            let written = self.leases().insert_held(&events, self.lease.as_ref()).await;
             let mut written =
                 platform::mongo::insert_many_outcomes(events.len(), written, StoreError::Duplicate).into_iter();
             for (outcome, new) in outcomes.iter_mut().zip(batch) {

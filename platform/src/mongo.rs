@@ -1,6 +1,12 @@
 //! The MongoDB client every service makes the same way, and how its errors are read. Each service keeps its
 //! own collections, documents and rules (`store.rs`); this is only the connection and the error taxonomy.
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use futures::TryStreamExt as _;
 use mongodb::{
@@ -207,42 +213,21 @@ pub fn written_before(id: &str, age: Duration) -> bool {
 pub struct Lease {
     pub owner: String,
     pub duration: Duration,
+    /// Whether this replica's heartbeat has been written ([`OutboxLeases::insert_held`]); shared by the clones.
+    beating: Arc<AtomicBool>,
 }
 
 impl Lease {
+    pub fn new(owner: impl Into<String>, duration: Duration) -> Self {
+        Self { owner: owner.into(), duration, beating: Arc::default() }
+    }
+
     /// The `leaseOwner` that holds an entry for this replica. A replica writes it with the entries it creates, so
     /// that its own relay publishes them without claiming them first (a claim is one more write of every entry);
     /// another replica's relay takes them only once this replica's heartbeat has stopped, as it would claimed ones.
     pub fn held(&self) -> Document {
         doc! { "leaseOwner": &self.owner }
     }
-}
-
-/// Inserts `entries` with one unordered `insert_many` (the client's write concern), each for which `has_event` holds
-/// written held by `lease`'s owner, when there is one ([`Lease::held`]): its replica's relay publishes it without
-/// claiming it.
-pub async fn insert_many_held<T>(
-    collection: &Collection<T>,
-    entries: &[T],
-    lease: Option<&Lease>,
-    has_event: impl Fn(&T) -> bool,
-) -> Result<(), Error>
-where
-    T: serde::Serialize + Send + Sync,
-{
-    let Some(lease) = lease else {
-        return collection.insert_many(entries).ordered(false).await.map(|_| ());
-    };
-    let held = lease.held();
-    let mut documents = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let mut document = mongodb::bson::to_document(entry)?;
-        if has_event(entry) {
-            document.extend(held.clone());
-        }
-        documents.push(document);
-    }
-    collection.clone_with_type::<Document>().insert_many(documents).ordered(false).await.map(|_| ())
 }
 
 /// The most documents one update filtered on `_id: {$in: [...]}` names; longer lists are written in chunks of this
@@ -446,6 +431,28 @@ impl OutboxLeases {
                 .await?;
         }
         self.heartbeat(owner, lease).await
+    }
+
+    /// Inserts `entries` with one unordered `insert_many` (the client's write concern), held by `lease`'s owner when
+    /// there is one ([`Lease::held`]): its replica's relay publishes them without claiming them. Before the first
+    /// entries a lease holds, its owner's heartbeat is written (once per [`Lease`], one write): so every holder of an
+    /// entry has a heartbeat, and what a replica that died before its relay's first beat wrote is taken over once
+    /// that heartbeat runs out, not only when some relay starts ([`OutboxLeases::start`]).
+    pub async fn insert_held<T>(&self, entries: &[T], lease: Option<&Lease>) -> Result<(), Error>
+    where
+        T: serde::Serialize + Send + Sync,
+    {
+        let mut documents = entries.iter().map(mongodb::bson::to_document).collect::<Result<Vec<_>, _>>()?;
+        if let Some(lease) = lease {
+            if !lease.beating.load(Ordering::Acquire) {
+                self.heartbeat(&lease.owner, lease.duration).await?;
+                lease.beating.store(true, Ordering::Release);
+            }
+            for document in &mut documents {
+                document.extend(lease.held());
+            }
+        }
+        self.collection.insert_many(documents).ordered(false).await.map(|_| ())
     }
 
     /// Takes these entries out of the outbox (their events are out, or their record was refused), one delete per
@@ -682,7 +689,7 @@ mod tests {
 
     #[test]
     fn a_hold_names_its_owner() {
-        let lease = Lease { owner: "replica-a".into(), duration: Duration::from_secs(30) };
+        let lease = Lease::new("replica-a", Duration::from_secs(30));
         assert_eq!(lease.held(), doc! { "leaseOwner": "replica-a" });
     }
 

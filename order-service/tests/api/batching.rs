@@ -41,7 +41,7 @@ impl Probe {
 
     /// The store as replica-a's writes use it: what they insert is held by replica-a for 30 s.
     fn held_by_replica_a(&self) -> OrderStore {
-        self.store.clone().holding_new_events(Lease { owner: "replica-a".into(), duration: Duration::from_secs(30) })
+        self.store.clone().holding_new_events(Lease::new("replica-a", Duration::from_secs(30)))
     }
 
     /// `count` new orders written through replica-a's store, which holds their events: that store, and the orders.
@@ -304,11 +304,36 @@ async fn a_hold_lasts_as_long_as_its_heartbeat_which_writes_no_entry() {
 }
 
 #[tokio::test]
+async fn a_replicas_first_held_write_starts_its_heartbeat_so_a_replica_that_never_beats_again_is_taken_over() {
+    let probe = Probe::new().await;
+    let relays = probe.database.collection::<mongodb::bson::Document>(platform::mongo::RELAYS);
+    let lease = Duration::from_secs(30);
+    // A replica that dies before its relay's first heartbeat: its lease ends as soon as it is written.
+    let dying = probe.store.clone().holding_new_events(Lease::new("dying", Duration::ZERO));
+    let updates = probe.sent("update");
+    assert!(dying.insert_batch(&[order("u", None)]).await.iter().all(Result::is_ok));
+    assert!(dying.insert_batch(&[order("u", None)]).await.iter().all(Result::is_ok));
+    assert_eq!(probe.sent("update") - updates, 1, "one heartbeat, before the first entries it holds");
+    assert_eq!(probe.store.claim_outbox("replica-b", lease, OutboxPage::first(10)).await.unwrap().len(), 2);
+
+    // A living one's first write holds its entries for a whole lease.
+    let before = mongodb::bson::DateTime::now();
+    let living = probe.store.clone().holding_new_events(Lease::new("living", lease));
+    assert!(living.insert_batch(&[order("u", None)]).await.iter().all(Result::is_ok));
+    let beat = relays.find_one(mongodb::bson::doc! { "_id": "living" }).await.unwrap().expect("a heartbeat");
+    let until = beat.get_datetime("aliveUntil").unwrap().timestamp_millis();
+    assert!(until >= before.timestamp_millis() + 30_000, "{beat}");
+    assert!(probe.store.claim_outbox("replica-c", lease, OutboxPage::first(10)).await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn a_starting_relay_gives_holders_without_a_heartbeat_one_lease_then_they_are_taken_over() {
     let probe = Probe::new().await;
-    // Held by a replica that never beat (an earlier version's, or one that died before its relay's first heartbeat).
-    let gone = probe.store.clone().holding_new_events(Lease { owner: "gone".into(), duration: Duration::ZERO });
+    // Held by a replica that has no heartbeat (an earlier version's, which wrote none before its relay's first).
+    let gone = probe.store.clone().holding_new_events(Lease::new("gone", Duration::from_secs(60)));
     assert!(gone.insert_batch(&[order("u", None), order("u", None)]).await.iter().all(Result::is_ok));
+    let relays = probe.database.collection::<mongodb::bson::Document>(platform::mongo::RELAYS);
+    relays.delete_one(mongodb::bson::doc! { "_id": "gone" }).await.unwrap();
     let lease = Duration::from_secs(30);
     assert!(probe.store.claim_outbox("replica-b", lease, OutboxPage::first(10)).await.unwrap().is_empty());
 
@@ -461,7 +486,7 @@ async fn writes_a_2xx_depends_on_wait_for_the_journal_and_bookkeeping_writes_do_
     let (client, written) = test_support::mongo::recording_client(&support::env("MONGODB_URI")).await;
     let store = OrderStore::new(client.database(&format!("orders_journal_{}", uuid::Uuid::new_v4().simple())));
     store.ensure_indexes().await.unwrap();
-    let store = store.holding_new_events(Lease { owner: "replica-a".into(), duration: Duration::from_secs(30) });
+    let store = store.holding_new_events(Lease::new("replica-a", Duration::from_secs(30)));
     let orders = vec![order("u", Some("k1")), order("u", Some("k2"))];
     assert!(store.insert_batch(&orders).await.iter().all(Result::is_ok));
     let refused = store.insert(&order("u", Some("k1"))).await;

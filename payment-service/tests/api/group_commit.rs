@@ -124,7 +124,7 @@ async fn more_events_than_a_chunk_are_marked_published_in_one_command_per_chunk(
 
 #[tokio::test]
 async fn the_events_of_the_payments_a_replica_stores_are_held_by_it_and_read_without_a_claim() {
-    let lease = platform::mongo::Lease { owner: "replica-a".into(), duration: Duration::from_secs(30) };
+    let lease = platform::mongo::Lease::new("replica-a", Duration::from_secs(30));
     let (store, commands) = counted_store("payments_held_", Some(lease)).await;
     let mut payments: Vec<NewPayment> = (0..20).map(|n| support::new_payment(&format!("order-{n}"))).collect();
     // A declined payment has no event: nothing to hold.

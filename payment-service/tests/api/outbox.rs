@@ -188,7 +188,7 @@ impl Relay {
         source.extend(broker.iter().map(|(name, value)| (*name, value.as_str())));
         let config = payment_service::config::Config::from_source(&source).expect("test configuration is valid");
         let database = database(&uri, &name).await;
-        let lease = platform::mongo::Lease { owner: owner.to_owned(), duration: Duration::from_secs(60) };
+        let lease = platform::mongo::Lease::new(owner, Duration::from_secs(60));
         let store = PaymentStore::new(database.clone()).holding_new_events(lease.clone());
         store.ensure_indexes().await.unwrap();
         let inbox = std::sync::Arc::new(RelayInbox::new(relay::INBOX_LIMIT));
@@ -219,7 +219,7 @@ fn payment_ids<'a>(ids: impl IntoIterator<Item = &'a str>) -> std::collections::
 async fn the_relay_publishes_the_events_handed_to_it_without_reading_them_from_the_outbox() {
     let relay = Relay::start("replica-a").await;
     // Stored by a live replica-b: replica-a's reads and claims never see them, so only the hand-over brings them.
-    let lease_b = platform::mongo::Lease { owner: "replica-b".into(), duration: Duration::from_secs(60) };
+    let lease_b = platform::mongo::Lease::new("replica-b", Duration::from_secs(60));
     let replica_b = PaymentStore::new(relay.database.clone()).holding_new_events(lease_b);
     replica_b.ensure_indexes().await.unwrap();
     replica_b.hold_leases("replica-b", Duration::from_secs(60)).await.unwrap();
