@@ -303,6 +303,26 @@ const EMBEDDED_OUTBOX_INDEXES: [&str; 3] = ["outbox_pending", "outbox_pending_by
 /// How many orders one pass moves out of orders of an earlier version.
 const MOVE_BATCH: i64 = 500;
 
+/// How far back from the newest end of a page each read of it reaches ([`OrderStore::list`]); the read after the
+/// last has no lower bound. SecantusDB reads every order of a range before it sorts and cuts it, so a page read in
+/// one command cost as much as all the user's orders (an admin's, all orders): 30 ms for the newest 100 of 1,000,
+/// 570 ms of 20,000 (measured alone). Ids are UUID v7, so a range of ids is a range of time, and a page of a busy
+/// list comes from its first range, of a quiet one from a few cheap ones.
+const LIST_WINDOWS: [Duration; 3] = [Duration::from_secs(60), Duration::from_secs(3_600), Duration::from_secs(86_400)];
+
+/// When the UUID v7 `id` was made, in milliseconds since the epoch; none for another id.
+fn uuid_v7_millis(id: &str) -> Option<i64> {
+    let id = uuid::Uuid::parse_str(id).ok().filter(|id| id.get_version_num() == 7)?;
+    let (seconds, nanos) = id.get_timestamp()?.to_unix();
+    i64::try_from(seconds).ok()?.checked_mul(1_000)?.checked_add(i64::from(nanos / 1_000_000))
+}
+
+/// The smallest id (as text) of every UUID v7 made at `millis` or later.
+fn id_floor(millis: i64) -> String {
+    let millis = u128::try_from(millis.max(0)).unwrap_or(0) & ((1 << 48) - 1);
+    uuid::Uuid::from_u128(millis << 80).to_string()
+}
+
 #[derive(Clone)]
 pub struct OrderStore {
     database: Database,
@@ -400,22 +420,48 @@ impl OrderStore {
         Ok(self.with_transitions(vec![order]).await?.pop())
     }
 
-    /// Newest first (ids are UUID v7, so they sort by creation time); `before` is the last id seen.
+    /// Newest first (ids are UUID v7, so they sort by creation time); `before` is the last id seen. Read one range
+    /// of ids at a time ([`LIST_WINDOWS`]), newest first, until the page is full: the ranges follow one another
+    /// down from `before`, so together they give exactly the orders below it, in order, whatever their ids.
     pub async fn list(
         &self,
         user_id: Option<&str>,
         before: Option<&str>,
         limit: i64,
     ) -> Result<Vec<OrderDocument>, StoreError> {
-        let mut filter = Document::new();
-        if let Some(user_id) = user_id {
-            filter.insert("userId", user_id);
+        let newest = before.and_then(uuid_v7_millis).unwrap_or_else(|| bson::DateTime::now().timestamp_millis());
+        let mut upper = before.map(str::to_owned);
+        let mut page: Vec<OrderDocument> = Vec::new();
+        for window in LIST_WINDOWS.map(Some).into_iter().chain([None]) {
+            let lower = window.map(|window| id_floor(newest.saturating_sub(window.as_millis() as i64)));
+            let mut range = Document::new();
+            if let Some(upper) = &upper {
+                range.insert("$lt", upper);
+            }
+            if let Some(lower) = &lower {
+                range.insert("$gte", lower);
+            }
+            let mut filter = Document::new();
+            if let Some(user_id) = user_id {
+                filter.insert("userId", user_id);
+            }
+            if !range.is_empty() {
+                filter.insert("_id", range);
+            }
+            let remaining = limit - page.len() as i64;
+            let cursor = self.orders.find(filter).sort(doc! { "_id": -1 }).limit(remaining).await?;
+            page.extend(cursor.try_collect::<Vec<_>>().await?);
+            let Some(lower) = lower else { break };
+            if page.len() as i64 >= limit {
+                break;
+            }
+            // The next range ends where this one began (or below `before`, if that is lower: an id that is no UUID v7).
+            upper = Some(match upper {
+                Some(upper) if upper < lower => upper,
+                _ => lower,
+            });
         }
-        if let Some(before) = before {
-            filter.insert("_id", doc! { "$lt": before });
-        }
-        let cursor = self.orders.find(filter).sort(doc! { "_id": -1 }).limit(limit).await?;
-        self.with_transitions(cursor.try_collect().await?).await
+        self.with_transitions(page).await
     }
 
     /// `orders` with their recorded transitions applied, in one query (none for orders paid in place by an earlier
@@ -683,5 +729,21 @@ impl OrderStore {
         let mut order_ids: Vec<&str> = published.iter().map(|event| event.order_id.as_str()).collect();
         order_ids.dedup();
         Ok(self.leases().remove(&order_ids).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_floor_of_a_time_sorts_below_every_uuid_v7_made_then_and_above_those_made_before() {
+        let id = uuid::Uuid::now_v7().to_string();
+        let made = uuid_v7_millis(&id).expect("a UUID v7");
+        assert!(id_floor(made) <= id);
+        assert!(id_floor(made + 1) > id);
+        assert_eq!(uuid_v7_millis(&id_floor(made)), None, "a floor is no UUID v7 itself");
+        assert_eq!(uuid_v7_millis(&uuid::Uuid::new_v4().to_string()), None);
+        assert_eq!(uuid_v7_millis("order-1"), None);
     }
 }

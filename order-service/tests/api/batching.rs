@@ -3,7 +3,10 @@
 //! `_id` one per `UPDATE_CHUNK` documents; and what they leave in the collections (orders are never updated).
 use crate::support;
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use futures::TryStreamExt as _;
 
@@ -513,4 +516,69 @@ async fn writes_a_2xx_depends_on_wait_for_the_journal_and_bookkeeping_writes_do_
     assert!(!journal_of("update", platform::mongo::RELAYS).is_empty());
     assert!(journal_of("update", platform::mongo::RELAYS).iter().all(|j| *j == Some(false)), "{:?}", written.all());
     assert_eq!(journal_of("update", "order_outbox"), [Some(false)], "the claim");
+}
+
+#[tokio::test]
+async fn a_list_is_read_a_range_of_time_at_a_time_and_pages_as_one_sorted_read_would() {
+    let probe = Probe::new().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let made_ago = |seconds: u64| {
+        let at = now - Duration::from_secs(seconds);
+        uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, at.as_secs(), at.subsec_nanos())).to_string()
+    };
+    // Across every range a list reads, and beyond the last; one id is no UUID v7 (it sorts above them all).
+    let mut ids: Vec<String> = [0, 10, 120, 7_200, 3 * 86_400, 400 * 86_400]
+        .into_iter()
+        .map(made_ago)
+        .chain(["legacy-order".into()])
+        .collect();
+    let mut batch: Vec<OrderWithEvent> = Vec::new();
+    for id in &ids {
+        let mut new = order("lister", None);
+        new.order.id = id.clone();
+        batch.push(new);
+    }
+    let mut other = order("someone-else", None);
+    other.order.id = made_ago(30);
+    batch.push(other.clone());
+    assert!(probe.store.insert_batch(&batch).await.iter().all(Result::is_ok));
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+
+    for limit in [1, 2, 3, 100] {
+        let (mut seen, mut before) = (Vec::new(), None::<String>);
+        loop {
+            let page = probe.store.list(Some("lister"), before.as_deref(), limit).await.unwrap();
+            seen.extend(page.iter().map(|order| order.id.clone()));
+            if (page.len() as i64) < limit {
+                break;
+            }
+            before = page.last().map(|order| order.id.clone());
+        }
+        assert_eq!(seen, ids, "pages of {limit}");
+    }
+    let everyone: Vec<String> = probe.store.list(None, None, 100).await.unwrap().into_iter().map(|o| o.id).collect();
+    let mut expected = ids.clone();
+    expected.push(other.order.id.clone());
+    expected.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(everyone, expected, "an admin's list");
+
+    // A page that the last minute fills is one read of orders, bounded below (and one of their transitions).
+    let filters = Arc::new(Mutex::new(Vec::new()));
+    let mut options = mongodb::options::ClientOptions::parse(support::env("MONGODB_URI")).await.unwrap();
+    let seen = filters.clone();
+    options.command_event_handler = Some(mongodb::event::EventHandler::callback(move |event| {
+        if let mongodb::event::command::CommandEvent::Started(started) = event
+            && started.command_name == "find"
+            && started.command.get_str("find") == Ok("orders")
+        {
+            seen.lock().unwrap().push(started.command.get_document("filter").cloned().unwrap_or_default());
+        }
+    }));
+    let client = mongodb::Client::with_options(options).unwrap();
+    let store = OrderStore::new(client.database(probe.database.name()));
+    let newest = store.list(Some("lister"), None, 2).await.unwrap();
+    assert_eq!(newest.iter().map(|order| order.id.as_str()).collect::<Vec<_>>(), [&ids[0], &ids[1]]);
+    let filters = filters.lock().unwrap().clone();
+    assert_eq!(filters.len(), 1, "{filters:?}");
+    assert!(filters[0].get_document("_id").is_ok_and(|range| range.contains_key("$gte")), "{filters:?}");
 }
