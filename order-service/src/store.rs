@@ -21,7 +21,7 @@ use futures::TryStreamExt as _;
 use mongodb::{
     Collection, Database, IndexModel,
     bson::{self, Document, doc},
-    options::{Acknowledgment, IndexOptions, WriteConcern},
+    options::IndexOptions,
 };
 use platform::mongo::{Lease, OutboxLeases, OutboxPage};
 use serde::{Deserialize, Serialize};
@@ -310,11 +310,10 @@ const MOVE_BATCH: i64 = 500;
 /// list comes from its first range, of a quiet one from a few cheap ones.
 const LIST_WINDOWS: [Duration; 3] = [Duration::from_secs(60), Duration::from_secs(3_600), Duration::from_secs(86_400)];
 
-/// When the UUID v7 `id` was made, in milliseconds since the epoch; none for another id.
-fn uuid_v7_millis(id: &str) -> Option<i64> {
-    let id = uuid::Uuid::parse_str(id).ok().filter(|id| id.get_version_num() == 7)?;
-    let (seconds, nanos) = id.get_timestamp()?.to_unix();
-    i64::try_from(seconds).ok()?.checked_mul(1_000)?.checked_add(i64::from(nanos / 1_000_000))
+/// When the UUID `id` was made ([`platform::mongo::made_at`]), in milliseconds since the epoch.
+fn made_millis(id: &str) -> Option<i64> {
+    let since_epoch = platform::mongo::made_at(id)?.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(since_epoch.as_millis()).ok()
 }
 
 /// The smallest id (as text) of every UUID v7 made at `millis` or later.
@@ -429,7 +428,7 @@ impl OrderStore {
         before: Option<&str>,
         limit: i64,
     ) -> Result<Vec<OrderDocument>, StoreError> {
-        let newest = before.and_then(uuid_v7_millis).unwrap_or_else(|| bson::DateTime::now().timestamp_millis());
+        let newest = before.and_then(made_millis).unwrap_or_else(|| bson::DateTime::now().timestamp_millis());
         let mut upper = before.map(str::to_owned);
         let mut page: Vec<OrderDocument> = Vec::new();
         for window in LIST_WINDOWS.map(Some).into_iter().chain([None]) {
@@ -592,8 +591,8 @@ impl OrderStore {
         }
         let mut applied = vec![false; writes.len()];
         if !records.is_empty() {
-            let durable = WriteConcern::builder().w(Acknowledgment::Majority).journal(true).build();
-            let inserted = self.transitions.insert_many(&records).ordered(false).write_concern(durable).await;
+            let inserted =
+                self.transitions.insert_many(&records).ordered(false).write_concern(platform::mongo::durable()).await;
             let outcomes = platform::mongo::insert_many_outcomes(records.len(), inserted, StoreError::AlreadyRecorded);
             for (position, outcome) in positions.into_iter().zip(outcomes) {
                 match outcome {
@@ -739,11 +738,11 @@ mod tests {
     #[test]
     fn the_floor_of_a_time_sorts_below_every_uuid_v7_made_then_and_above_those_made_before() {
         let id = uuid::Uuid::now_v7().to_string();
-        let made = uuid_v7_millis(&id).expect("a UUID v7");
+        let made = made_millis(&id).expect("a UUID v7");
         assert!(id_floor(made) <= id);
         assert!(id_floor(made + 1) > id);
-        assert_eq!(uuid_v7_millis(&id_floor(made)), None, "a floor is no UUID v7 itself");
-        assert_eq!(uuid_v7_millis(&uuid::Uuid::new_v4().to_string()), None);
-        assert_eq!(uuid_v7_millis("order-1"), None);
+        assert_eq!(made_millis(&id_floor(made)), None, "a floor is no UUID v7 itself");
+        assert_eq!(made_millis(&uuid::Uuid::new_v4().to_string()), None);
+        assert_eq!(made_millis("order-1"), None);
     }
 }

@@ -195,15 +195,19 @@ pub async fn existing_ids<T: Send + Sync>(
     Ok(existing)
 }
 
+/// When the UUID `id` was made, for a UUID that says (v7, as the services make them; v1 and v6 too); none for any
+/// other id.
+pub fn made_at(id: &str) -> Option<std::time::SystemTime> {
+    let (seconds, nanos) = uuid::Uuid::parse_str(id).ok()?.get_timestamp()?.to_unix();
+    Some(std::time::SystemTime::UNIX_EPOCH + Duration::new(seconds, nanos))
+}
+
 /// Whether the UUID v7 `id` was made `age` ago or more (an id that is no UUID v7 counts as old): an outbox entry
 /// whose record is still missing that long after its id was made was written by a request that never stored it.
 pub fn written_before(id: &str, age: Duration) -> bool {
-    let Some((seconds, nanos)) =
-        uuid::Uuid::parse_str(id).ok().and_then(|id| id.get_timestamp()).map(|at| at.to_unix())
-    else {
+    let Some(written) = made_at(id) else {
         return true;
     };
-    let written = std::time::SystemTime::UNIX_EPOCH + Duration::new(seconds, nanos);
     std::time::SystemTime::now().duration_since(written).is_ok_and(|elapsed| elapsed >= age)
 }
 
