@@ -55,14 +55,7 @@ pub struct Config {
     pub replica_id: String,
     /// How long a relay's claim on outbox entries lasts before another replica may take them.
     pub outbox_lease: Duration,
-    /// How long after publishing a `new-order` event the relay leaves taking it out of the outbox to the
-    /// `processed` transition, before it acknowledges the event itself.
-    pub outbox_acknowledge_after: Duration,
 }
-
-/// How long after publishing a `new-order` event the relay waits for the `processed` transition to take it out of
-/// the outbox, unless `OUTBOX_ACKNOWLEDGE_AFTER_MS` says otherwise (or the lease is shorter than twice this).
-const ACKNOWLEDGE_AFTER_DEFAULT: Duration = Duration::from_secs(10);
 
 /// What production requires of this service; see `platform::config`.
 const SERVICE: ServiceDefaults = ServiceDefaults {
@@ -84,24 +77,6 @@ impl Config {
             return Err(ConfigError { variable: "JWKS_URL", reason: "expected an http(s):// URL".into() });
         }
         let kafka = KafkaConnection::from_source(source, "127.0.0.1:9092", &common.tls)?;
-        let outbox_lease = millis(source, "OUTBOX_LEASE_MS", 30_000)?;
-        // Long enough for a consumer working through a backlog that the relay publishes just ahead of it, and by
-        // default under half of whatever lease is set.
-        let acknowledge_after_default =
-            ACKNOWLEDGE_AFTER_DEFAULT.min((outbox_lease / 2).saturating_sub(Duration::from_millis(1)));
-        let outbox_acknowledge_after = millis(
-            source,
-            "OUTBOX_ACKNOWLEDGE_AFTER_MS",
-            acknowledge_after_default.as_millis().try_into().unwrap_or(1),
-        )?;
-        // Well inside one lease: once this replica's heartbeat is late by a lease, another replica takes over the
-        // events it published and has not acknowledged yet, and publishes them again.
-        if outbox_acknowledge_after >= outbox_lease / 2 {
-            return Err(ConfigError {
-                variable: "OUTBOX_ACKNOWLEDGE_AFTER_MS",
-                reason: "must be less than half of OUTBOX_LEASE_MS".into(),
-            });
-        }
         Ok(Self {
             common,
             mongodb: MongoSettings::from_source(source, "orders")?,
@@ -125,8 +100,7 @@ impl Config {
             write_queue: bounded(source, "ORDER_WRITE_QUEUE", 1024, 1..=1_000_000)?,
             write_batch: bounded(source, "ORDER_WRITE_BATCH", 256, 1..=10_000)?,
             replica_id: source.get("REPLICA_ID").unwrap_or_else(default_replica_id),
-            outbox_lease,
-            outbox_acknowledge_after,
+            outbox_lease: millis(source, "OUTBOX_LEASE_MS", 30_000)?,
         })
     }
 }
@@ -163,19 +137,10 @@ mod tests {
             ("ORDER_WRITE_QUEUE", "0"),
             ("ORDER_WRITE_BATCH", "x"),
             ("OUTBOX_LEASE_MS", "soon"),
-            ("OUTBOX_ACKNOWLEDGE_AFTER_MS", "15000"),
         ] {
             let error = Config::from_source(&HashMap::from([(name, value)])).unwrap_err();
             assert_eq!(error.variable, name);
         }
-    }
-
-    #[test]
-    fn the_relay_acknowledges_after_ten_seconds_by_default_and_under_half_of_a_shorter_lease() {
-        let config = Config::from_source(&HashMap::new()).unwrap();
-        assert_eq!(config.outbox_acknowledge_after, Duration::from_secs(10));
-        let config = Config::from_source(&HashMap::from([("OUTBOX_LEASE_MS", "8000")])).unwrap();
-        assert_eq!(config.outbox_acknowledge_after, Duration::from_millis(3_999));
     }
 
     #[test]

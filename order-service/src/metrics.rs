@@ -22,9 +22,6 @@ pub struct Metrics {
     /// `payment-processed` events refused because they do not match their order, by reason.
     pub payments_rejected: IntCounterVec,
     pub outbox_backlog: IntGauge,
-    /// Events taken out of the outbox, by the write that did it (`writer`: the consumer's `processed` transition, or
-    /// the relay's own acknowledgement).
-    pub outbox_acknowledged: IntCounterVec,
     /// What the MongoDB client's command monitoring feeds; `mongodb_commands_total` divided by the orders
     /// created is the engine's cost of an order.
     pub mongodb: MongoMetrics,
@@ -74,15 +71,9 @@ impl Metrics {
             ),
             outbox_backlog: IntGauge::new(
                 "outbox_backlog",
-                "Orders with events in their outbox: not yet published, or published and not yet taken out",
+                "Events waiting in the outbox to be published: one per order stored and not yet published",
             )
             .expect("valid metric"),
-            outbox_acknowledged: counter(
-                "outbox_events_acknowledged_total",
-                "Published events taken out of the outbox, by the write that did it: the consumer's processed \
-                 transition, or the relay's own acknowledgement",
-                &["writer"],
-            ),
             mongodb,
             write_queue_rejected: counter(
                 "write_queue_rejected_total",
@@ -109,7 +100,6 @@ impl Metrics {
             Box::new(metrics.kafka_consumer_lag.clone()),
             Box::new(metrics.kafka_consumer_assigned.clone()),
             Box::new(metrics.outbox_backlog.clone()),
-            Box::new(metrics.outbox_acknowledged.clone()),
             Box::new(metrics.write_queue_rejected.clone()),
             Box::new(metrics.write_queue_skipped.clone()),
             Box::new(metrics.write_batch_size.clone()),

@@ -19,7 +19,7 @@ use crate::{
     events::{
         consumer::LifecycleConsumer,
         kafka::{self, TopicSetup},
-        relay::{AwaitingAcknowledgement, OutboxRelay, REVIVE_INTERVAL, RelayInbox},
+        relay::{OutboxRelay, REVIVE_INTERVAL, RelayInbox},
     },
     metrics::Metrics,
     product_client::ProductClient,
@@ -98,7 +98,7 @@ impl Application {
             owner: config.replica_id.clone(),
             lease: config.outbox_lease,
             claims: RoundSchedule::every(CLAIM_INTERVAL),
-            awaiting: AwaitingAcknowledgement::new(config.outbox_acknowledge_after),
+            published_by_reads: Default::default(),
             revivals: RoundSchedule::every(REVIVE_INTERVAL),
         };
         let lifecycle = LifecycleConsumer {
@@ -108,7 +108,6 @@ impl Application {
             topics: config.topics.clone(),
             topic_setup: topic_setup.clone(),
             last_repair: Default::default(),
-            relay_inbox: state.relay_inbox.clone(),
             metrics,
         };
         let workers = Workers::new();

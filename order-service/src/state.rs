@@ -32,7 +32,7 @@ pub struct Inner {
     /// Asked whether the broker answers (`/ready`).
     pub producer: Arc<ReplaceableProducer>,
     pub topics: Topics,
-    /// What the requests and the lifecycle consumer tell the outbox relay.
+    /// What the order writer tells the outbox relay.
     pub relay_inbox: Arc<RelayInbox>,
     pub metrics: Metrics,
 }

@@ -1,17 +1,20 @@
 //! The order-service's collections. An order is written once and never updated:
 //! - `orders`: the order as placed (owner, product, price, total, idempotency key);
-//! - `order_outbox`: its `new-order` event until published, one entry per order (`_id` the order id), written
-//!   before the order: an order is stored only once its event is in the outbox, so no crash loses an event, and the
-//!   relay publishes an entry only once its order exists (an entry whose order never came is set aside);
+//! - `order_outbox`: the `new-order` events of one group-commit batch of orders, in one entry (`_id` a UUID v7 made
+//!   for the batch) until published, written before the orders: an order is stored only once its event is in the
+//!   outbox, so no crash loses an event, and the relay publishes an event only once its order exists (the events of
+//!   orders never stored are set aside). Entries that earlier versions wrote hold one order's event under the
+//!   order's id, and are read the same way;
 //! - `order_transitions`: one record per transition (`<orderId>/processed`, `<orderId>/paid`), inserted, never
 //!   changed; an order's status is the last transition recorded. The `_id` makes each transition happen once.
 //!
-//! Why: on the default engine (the Python SecantusDB) an update costs 4-6 times an insert, and every write of a
-//! document pays for each of its indexes (~0.15-0.2 ms each). An order updated at each transition, with its event
-//! and three secondary indexes in the same document, cost the engine 1.9-2.8 ms of CPU over its life; inserted
-//! records in collections with no secondary index cost 0.8-0.95 ms (measured alone, commands of 50, `w: majority,
-//! j: true`; see the benchmark's notes). Orders that earlier versions updated in place (`status`, `paymentId`,
-//! `processedBy`, an embedded outbox) are read as they are: transitions recorded since add to them.
+//! Why: on the default engine (the Python SecantusDB) an update costs 4-6 times an insert, every write of a
+//! document pays for each of its indexes (~0.15-0.2 ms each), and every document inserted or deleted pays its own
+//! way whatever its size. An order updated at each transition, with its event and three secondary indexes in the
+//! same document, cost the engine 1.9-2.8 ms of CPU over its life; an outbox entry per order cost 0.13 ms to insert
+//! and 0.16-0.21 ms to delete, one per batch of 20 orders 0.03 ms per order for both (measured alone, see the
+//! benchmark's notes). Orders that earlier versions updated in place (`status`, `paymentId`, `processedBy`, an
+//! embedded outbox) are read as they are: transitions recorded since add to them.
 use std::{
     collections::{HashMap, HashSet},
     time::Duration,
@@ -20,7 +23,7 @@ use std::{
 use futures::TryStreamExt as _;
 use mongodb::{
     Collection, Database, IndexModel,
-    bson::{self, Document, doc},
+    bson::{self, Bson, Document, doc},
     options::IndexOptions,
 };
 use platform::mongo::{Lease, OutboxLeases, OutboxPage};
@@ -50,14 +53,24 @@ pub struct OutboxEvent {
     pub tracestate: Option<String>,
 }
 
-/// An outbox entry as the relay reads it: the order it announces and its events (one `new-order`; entries moved
-/// from orders of earlier versions may hold more).
+/// An outbox entry as the relay reads it: the `new-order` events of a batch of orders (of one order, in entries of
+/// earlier versions), each keyed by its order's id.
 #[derive(Debug, Clone, Deserialize)]
 pub struct PendingOutbox {
     #[serde(rename = "_id")]
     pub id: String,
     #[serde(default)]
     pub outbox: Vec<OutboxEvent>,
+}
+
+/// What the relay may do with an outbox entry it read ([`OrderStore::with_stored_orders`]): publish the events of
+/// `ready` (only those whose order is stored), then take the entry out, or set `abandoned` aside when some orders
+/// were never stored.
+#[derive(Debug, Clone)]
+pub struct Readable {
+    pub ready: PendingOutbox,
+    /// The events whose order is still missing [`ABANDONED_AFTER`] after the entry was made.
+    pub abandoned: Vec<OutboxEvent>,
 }
 
 impl PendingOutbox {
@@ -77,18 +90,19 @@ struct OutboxEntry {
     outbox_pending: bool,
 }
 
-/// An event the broker acknowledged, as the relay read it ([`OrderStore::acknowledge_published`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Published {
-    pub order_id: String,
-    pub event_id: String,
-}
+/// How long an outbox entry's events may wait for their orders before the relay sets them aside: the orders are
+/// written right after their entry, so one still missing this long after was never stored (a crash, or a write
+/// that failed).
+pub const ABANDONED_AFTER: Duration = Duration::from_secs(30);
 
-impl Published {
-    /// `event`, read in `order`'s outbox entry.
-    pub fn of(order: &PendingOutbox, event: &OutboxEvent) -> Self {
-        Self { order_id: order.id.clone(), event_id: event.event_id.clone() }
-    }
+/// A batch of new orders as [`OrderStore::insert_batch`] stored it: one outcome per order, in order, and the batch's
+/// outbox entry with the events of the orders stored, when every order's fate is known (stored, or refused as a
+/// duplicate): the relay publishes those events and takes the entry out. After a failure that leaves it unknown
+/// whether some orders were stored, there is no entry to hand over: the relay reads the outbox.
+#[derive(Debug)]
+pub struct StoredBatch {
+    pub outcomes: Vec<Result<(), StoreError>>,
+    pub entry: Option<PendingOutbox>,
 }
 
 #[serde_with::skip_serializing_none]
@@ -350,49 +364,43 @@ impl OrderStore {
         self
     }
 
-    /// Stores a batch of new orders, each with its `new-order` event; one outcome per order, in order. The events
-    /// go first, in one unordered insert into the outbox; then the orders whose event is in, in one unordered insert
-    /// (a duplicate idempotency key stops no other order), both with the client's durable write concern. The event
-    /// of an order refused as a duplicate is deleted at once.
-    pub async fn insert_batch(&self, batch: &[OrderWithEvent]) -> Vec<Result<(), StoreError>> {
-        let entries: Vec<OutboxEntry> = batch
-            .iter()
-            .map(|new| OutboxEntry { id: new.order.id.clone(), outbox: vec![new.event.clone()], outbox_pending: true })
-            .collect();
-        let written = self.leases().insert_held(&entries, self.lease.as_ref()).await;
-        let mut outcomes = platform::mongo::insert_many_outcomes(batch.len(), written, StoreError::AlreadyRecorded);
-        let stored: Vec<usize> = (0..batch.len()).filter(|&position| outcomes[position].is_ok()).collect();
-        if !stored.is_empty() {
-            let inserted =
-                self.orders.insert_many(stored.iter().map(|&position| &batch[position].order)).ordered(false);
-            let inserted = platform::mongo::insert_many_outcomes(
-                stored.len(),
-                inserted.await,
-                StoreError::DuplicateIdempotencyKey,
-            );
-            for (&position, outcome) in stored.iter().zip(inserted) {
-                outcomes[position] = outcome;
-            }
+    /// Stores a batch of new orders with their `new-order` events; one outcome per order, in order. The events go
+    /// first, together in one outbox entry; then the orders, in one unordered insert (a duplicate idempotency key
+    /// stops no other order), both with the client's durable write concern. The events of orders refused as
+    /// duplicates leave with the entry once the others are published.
+    pub async fn insert_batch(&self, batch: &[OrderWithEvent]) -> StoredBatch {
+        if batch.is_empty() {
+            return StoredBatch { outcomes: Vec::new(), entry: None };
         }
-        // An order refused as a duplicate is certainly not stored: its event goes now rather than be set aside later.
-        let refused: Vec<&str> = batch
-            .iter()
-            .zip(&outcomes)
-            .filter(|(_, outcome)| matches!(outcome, Err(StoreError::DuplicateIdempotencyKey)))
-            .map(|(new, _)| new.order.id.as_str())
-            .collect();
-        if !refused.is_empty()
-            && let Err(error) = self.leases().remove(&refused).await
-        {
-            tracing::warn!(%error, "events of refused orders left for the relay to set aside");
+        let entry = OutboxEntry {
+            id: uuid::Uuid::now_v7().to_string(),
+            outbox: batch.iter().map(|new| new.event.clone()).collect(),
+            outbox_pending: true,
+        };
+        if let Err(error) = self.leases().insert_held(std::slice::from_ref(&entry), self.lease.as_ref()).await {
+            let error = StoreError::from(error);
+            return StoredBatch { outcomes: vec![Err(error); batch.len()], entry: None };
         }
-        outcomes
+        let inserted = self.orders.insert_many(batch.iter().map(|new| &new.order)).ordered(false).await;
+        let outcomes =
+            platform::mongo::insert_many_outcomes(batch.len(), inserted, StoreError::DuplicateIdempotencyKey);
+        let known = outcomes.iter().all(|outcome| matches!(outcome, Ok(()) | Err(StoreError::DuplicateIdempotencyKey)));
+        let entry = known.then(|| PendingOutbox {
+            id: entry.id,
+            outbox: batch
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, outcome)| outcome.is_ok())
+                .map(|(new, _)| new.event.clone())
+                .collect(),
+        });
+        StoredBatch { outcomes, entry }
     }
 
     /// Stores one new order with its event ([`Self::insert_batch`]).
     pub async fn insert(&self, order: &OrderWithEvent) -> Result<(), StoreError> {
-        let mut outcomes = self.insert_batch(std::slice::from_ref(order)).await;
-        outcomes.pop().unwrap_or(Err(StoreError::AlreadyRecorded))
+        let mut stored = self.insert_batch(std::slice::from_ref(order)).await;
+        stored.outcomes.pop().unwrap_or(Err(StoreError::AlreadyRecorded))
     }
 
     /// The orders holding these idempotency scopes, by scope, in one query.
@@ -493,14 +501,24 @@ impl OrderStore {
         Ok(orders)
     }
 
-    /// The outbox entries of `read` whose order is stored; those whose order is still missing `abandoned_after` after
-    /// their id was made are set aside ([`OutboxLeases::keep_stored`]).
-    pub async fn with_stored_order(
-        &self,
-        read: Vec<PendingOutbox>,
-        abandoned_after: Duration,
-    ) -> Result<Vec<PendingOutbox>, StoreError> {
-        Ok(self.leases().keep_stored(read, |entry| entry.id.as_str(), &self.orders, abandoned_after).await?)
+    /// What may be done with the outbox entries of `read`, in their order, in one query of their orders: an entry
+    /// whose orders are all stored is ready; one with orders still missing waits for them (it is left out) until
+    /// [`ABANDONED_AFTER`] after it was made, when the missing orders' events are abandoned and the others ready.
+    pub async fn with_stored_orders(&self, read: Vec<PendingOutbox>) -> Result<Vec<Readable>, StoreError> {
+        let order_ids: Vec<&str> =
+            read.iter().flat_map(|entry| entry.outbox.iter().map(|event| event.key.as_str())).collect();
+        let stored = platform::mongo::existing_ids(&self.orders, &order_ids).await?;
+        let mut readable = Vec::with_capacity(read.len());
+        for mut entry in read {
+            let (ready, missing): (Vec<OutboxEvent>, Vec<OutboxEvent>) =
+                std::mem::take(&mut entry.outbox).into_iter().partition(|event| stored.contains(&event.key));
+            if !missing.is_empty() && !platform::mongo::written_before(&entry.id, ABANDONED_AFTER) {
+                continue;
+            }
+            entry.outbox = ready;
+            readable.push(Readable { ready: entry, abandoned: missing });
+        }
+        Ok(readable)
     }
 
     /// Claims for `owner` (its heartbeat lasting `lease` from now) every outbox entry that no live replica holds,
@@ -537,24 +555,57 @@ impl OrderStore {
         Ok(self.leases().release(owner).await?)
     }
 
-    /// Sets these outbox entries aside: their orders were never stored (a crash between the two writes), so they
-    /// are not published, and no relay reads them again unless their order appears ([`Self::revive_set_aside`]).
-    pub async fn set_aside(&self, order_ids: &[&str]) -> Result<(), StoreError> {
-        Ok(self.leases().set_aside(order_ids).await?)
+    /// Sets an outbox entry aside with only `abandoned`, the events whose orders were never stored (a crash
+    /// between the two writes, or a write that failed; the entry's other events are published): no relay reads it
+    /// again unless one of those orders appears ([`Self::revive_set_aside`]). One update, in this rare case only.
+    pub async fn set_aside(&self, entry_id: &str, abandoned: &[OutboxEvent]) -> Result<(), StoreError> {
+        let abandoned = bson::to_bson(abandoned).map_err(mongodb::error::Error::from)?;
+        self.outbox
+            .update_one(
+                doc! { "_id": entry_id, "outboxPending": true },
+                doc! {
+                    "$set": { "outbox": abandoned, "outboxPending": false, "setAsideAt": bson::DateTime::now() },
+                    "$unset": { "leaseOwner": "" },
+                },
+            )
+            .await?;
+        Ok(())
     }
 
-    /// Puts back into the outbox every entry set aside whose order is stored by now; how many.
+    /// Puts back into the outbox every entry set aside with an order that is stored by now; how many. (Read again,
+    /// its events whose orders are still missing are set aside again.)
     pub async fn revive_set_aside(&self) -> Result<usize, StoreError> {
-        Ok(self.leases().revive_stored(&self.orders).await?)
+        let set_aside: Vec<PendingOutbox> = self
+            .outbox
+            .find(doc! { "outboxPending": false, "setAsideAt": { "$exists": true } })
+            .projection(PendingOutbox::fields())
+            .await?
+            .try_collect()
+            .await?;
+        let order_ids: Vec<&str> =
+            set_aside.iter().flat_map(|entry| entry.outbox.iter().map(|event| event.key.as_str())).collect();
+        let stored = platform::mongo::existing_ids(&self.orders, &order_ids).await?;
+        let revived: Vec<&str> = set_aside
+            .iter()
+            .filter(|entry| entry.outbox.iter().any(|event| stored.contains(&event.key)))
+            .map(|entry| entry.id.as_str())
+            .collect();
+        if !revived.is_empty() {
+            self.outbox
+                .update_many(
+                    doc! { "_id": { "$in": &revived }, "outboxPending": false },
+                    doc! { "$set": { "outboxPending": true }, "$unset": { "setAsideAt": "", "leaseOwner": "" } },
+                )
+                .await?;
+        }
+        Ok(revived.len())
     }
 
     fn leases(&self) -> OutboxLeases {
         OutboxLeases::new(&self.database, &self.outbox)
     }
 
-    /// Records a batch of transitions in one unordered insert, with the durable write concern, and deletes the
-    /// outbox entries of the orders whose `new-order` was received ([`OutboxLeases::remove`]); for each
-    /// write, whether this call recorded it (false: it was recorded already, by an earlier delivery or another
+    /// Records a batch of transitions in one unordered insert, with the durable write concern; for each write, whether this call recorded it (false: it was recorded already, by an earlier delivery or another
     /// consumer, or asked twice in the batch). The `processed` records name `batch`, so that a redelivered
     /// `new-order` can tell whether their announcement got out ([`Self::record_announced`]). A failure fails the
     /// batch, which the caller retries whole: what was recorded is not recorded twice.
@@ -562,20 +613,16 @@ impl OrderStore {
         let now = bson::DateTime::now();
         let mut records = Vec::with_capacity(writes.len());
         let mut positions = Vec::with_capacity(writes.len());
-        let mut received = Vec::new();
         let mut asked = HashSet::new();
         for (position, write) in writes.iter().enumerate() {
             let record = match write {
-                TransitionWrite::Processed { order_id } => {
-                    received.push(order_id.as_str());
-                    TransitionRecord {
-                        id: Transition::Processed.record_id(order_id),
-                        at: now,
-                        batch: Some(batch.to_owned()),
-                        payment_id: None,
-                        paid_by_event_id: None,
-                    }
-                }
+                TransitionWrite::Processed { order_id } => TransitionRecord {
+                    id: Transition::Processed.record_id(order_id),
+                    at: now,
+                    batch: Some(batch.to_owned()),
+                    payment_id: None,
+                    paid_by_event_id: None,
+                },
                 TransitionWrite::Paid { order_id, payment_id, event_id } => TransitionRecord {
                     id: Transition::Paid.record_id(order_id),
                     at: now,
@@ -602,8 +649,6 @@ impl OrderStore {
                 }
             }
         }
-        // Received, so published: those events leave the outbox.
-        self.leases().remove(&received).await?;
         Ok(applied)
     }
 
@@ -712,9 +757,20 @@ impl OrderStore {
         Ok(())
     }
 
-    /// How many orders have events waiting to be published (from the prefix of [`OutboxLeases::index`]).
+    /// How many events wait in the outbox to be published (from the prefix of [`OutboxLeases::index`]): one per
+    /// order not yet published (and per order refused as a duplicate whose batch is not yet published).
     pub async fn outbox_backlog(&self) -> Result<u64, StoreError> {
-        Ok(self.outbox.count_documents(doc! { "outboxPending": true }).await?)
+        let pipeline = [
+            doc! { "$match": { "outboxPending": true } },
+            doc! { "$group": { "_id": null, "events": { "$sum": { "$size": "$outbox" } } } },
+        ];
+        let counted: Vec<Document> = self.outbox.aggregate(pipeline).await?.try_collect().await?;
+        let events = match counted.first().and_then(|total| total.get("events")) {
+            Some(Bson::Int32(events)) => i64::from(*events),
+            Some(Bson::Int64(events)) => *events,
+            _ => 0,
+        };
+        Ok(u64::try_from(events).unwrap_or(0))
     }
 
     /// The oldest `limit` outbox entries waiting to be published, whoever holds them.
@@ -723,11 +779,9 @@ impl OrderStore {
         Ok(cursor.try_collect().await?)
     }
 
-    /// Deletes the outbox entries of the events the broker acknowledged ([`OutboxLeases::remove`]).
-    pub async fn acknowledge_published(&self, published: &[Published]) -> Result<(), StoreError> {
-        let mut order_ids: Vec<&str> = published.iter().map(|event| event.order_id.as_str()).collect();
-        order_ids.dedup();
-        Ok(self.leases().remove(&order_ids).await?)
+    /// Deletes these outbox entries, whose events the broker acknowledged ([`OutboxLeases::remove`]).
+    pub async fn acknowledge_published(&self, entry_ids: &[String]) -> Result<(), StoreError> {
+        Ok(self.leases().remove(entry_ids).await?)
     }
 }
 

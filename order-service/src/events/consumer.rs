@@ -39,7 +39,6 @@ use crate::{
     events::{
         envelope::{self, Envelope, Poison},
         kafka::{self, LifecycleStream, TopicSetup},
-        relay::RelayInbox,
     },
     metrics::Metrics,
     store::{OrderDocument, OrderStore, OutboxEvent, StoreError, TransitionWrite},
@@ -125,9 +124,6 @@ pub struct LifecycleConsumer {
     pub topic_setup: TopicSetup,
     /// When the topics were last re-created.
     pub last_repair: std::sync::Mutex<Option<tokio::time::Instant>>,
-    /// Told which orders' `processed` transitions took their `new-order` events out of the outbox, so that the
-    /// relay does not acknowledge them too.
-    pub relay_inbox: Arc<RelayInbox>,
     pub metrics: Metrics,
 }
 
@@ -324,30 +320,24 @@ impl LifecycleConsumer {
         let applied = self.store.apply_transitions(&writes, &batch_id).await?;
         let mut announced_batch = None;
         let mut recheck = Vec::new();
-        // Received, so published: the store took these orders' events out of the outbox.
-        let mut cleared = Vec::new();
         for (position, ((write, index), applied)) in writes.iter().zip(write_of).zip(applied).enumerate() {
             let span = &spans[index];
             match (write, applied) {
                 (TransitionWrite::Processed { order_id }, true) => {
                     span.in_scope(|| tracing::info!(order_id = %order_id, "order processed"));
-                    cleared.push(order_id.clone());
                     if let Some(event) = processed_event.remove(&position) {
                         announcements.push((index, event));
                         announced_batch = Some(batch_id.clone());
                     }
                 }
                 // Another consumer (a rebalance) got there first, and announces it.
-                (TransitionWrite::Processed { order_id }, false) => cleared.push(order_id.clone()),
+                (TransitionWrite::Processed { .. }, false) => {}
                 (TransitionWrite::Paid { order_id, payment_id, .. }, true) => {
                     span.in_scope(|| tracing::info!(order_id = %order_id, payment_id = %payment_id, "order paid"));
                 }
                 (TransitionWrite::Paid { order_id, .. }, false) => recheck.push((index, order_id.clone())),
             }
         }
-        // Out of the outbox now: nothing left for the relay to acknowledge.
-        self.metrics.outbox_acknowledged.with_label_values(&["consumer"]).inc_by(cleared.len() as u64);
-        self.relay_inbox.cleared(cleared);
         if !recheck.is_empty() {
             let ids: Vec<String> = recheck.iter().map(|(_, order_id)| order_id.clone()).collect();
             let now = self.store.find_many(&ids).await?;

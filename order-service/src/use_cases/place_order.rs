@@ -2,7 +2,7 @@
 //! the first answer, a reused key with another body is refused; the unique index on the key decides, and the first
 //! order is read only when it refuses), the price comes from the catalogue, never from the caller, and the order is
 //! stored with its `new-order` event (the event first, into the outbox), gathered with concurrent requests' orders
-//! (group commit: one insert of events and one of orders per batch).
+//! (group commit: one outbox entry with the batch's events, then one insert of its orders).
 use std::{sync::Arc, time::Duration};
 
 use mongodb::bson;
@@ -13,7 +13,7 @@ use crate::{
     events::{envelope, relay::RelayInbox},
     metrics::Metrics,
     product_client::{ProductClient, ProductSnapshot},
-    store::{KeyHolder, OrderDocument, OrderStore, OrderWithEvent, PendingOutbox, StoreError},
+    store::{KeyHolder, OrderDocument, OrderStore, OrderWithEvent, StoreError},
     telemetry::TraceContext,
 };
 
@@ -79,13 +79,12 @@ pub struct PlaceOrder {
     products: ProductClient,
     new_order_topic: String,
     idempotency_ttl: Duration,
-    /// Hands each stored order to the outbox relay, which publishes it without reading the outbox.
-    relay_inbox: Arc<RelayInbox>,
     metrics: Metrics,
 }
 
 impl PlaceOrder {
-    /// Starts the group-commit writer and reader of `store`.
+    /// Starts the group-commit writer and reader of `store`. The writer hands each batch it stored to the outbox
+    /// relay (`relay_inbox`), which publishes its events without reading the outbox.
     pub fn new(
         store: OrderStore,
         limits: Limits,
@@ -99,8 +98,16 @@ impl PlaceOrder {
         let writes = GroupCommit::spawn(
             limits,
             move |orders: Vec<OrderWithEvent>| {
-                let store = writer.clone();
-                async move { store.insert_batch(&orders).await }
+                let (store, relay_inbox) = (writer.clone(), relay_inbox.clone());
+                async move {
+                    let stored = store.insert_batch(&orders).await;
+                    match stored.entry {
+                        Some(entry) => relay_inbox.stored(entry),
+                        // Whether some orders were stored is unknown: the relay reads the outbox.
+                        None => relay_inbox.read_outbox(),
+                    }
+                    stored.outcomes
+                }
             },
             metrics.batch_observer("orders"),
         );
@@ -119,7 +126,7 @@ impl PlaceOrder {
             },
             metrics.batch_observer("idempotency_lookups"),
         );
-        Self { store, writes, lookups, products, new_order_topic, idempotency_ttl, relay_inbox, metrics }
+        Self { store, writes, lookups, products, new_order_topic, idempotency_ttl, metrics }
     }
 
     pub async fn place(&self, order: NewOrder) -> Result<Placed, PlaceOrderError> {
@@ -142,11 +149,9 @@ impl PlaceOrder {
             let new =
                 self.new_order(&order, &priced, scope.as_ref().map(|scope| (scope.clone(), fingerprint.clone())))?;
             let order_id = new.order.id.clone();
-            let handover = PendingOutbox { id: order_id.clone(), outbox: vec![new.event.clone()] };
             // Gathered with concurrent requests' orders into one durable write; the answer is this order's own.
             match self.writes.submit(new).await.map_err(|error| self.queue_error("orders", error))? {
                 Ok(()) => {
-                    self.relay_inbox.stored(handover);
                     tracing::info!(order_id = %order_id, user_id = %order.user_id, "order created");
                     return Ok(Placed { order_id, replayed: false });
                 }

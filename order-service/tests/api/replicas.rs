@@ -102,7 +102,7 @@ async fn a_replica_killed_and_restarted_under_its_name_resumes_processing() {
     let mut process = Process::start(&settings, port);
     wait_ready(port).await;
     let order = support::new_pending_order("user-1", &format!("{}new-order", settings.values["KAFKA_TOPIC_PREFIX"]));
-    assert!(store.insert_batch(std::slice::from_ref(&order)).await[0].is_ok());
+    assert!(store.insert(&order).await.is_ok());
     support::wait_for_status(&store, &order.order.id, OrderStatus::Processed, Duration::from_secs(30)).await;
     println!("first start: an order created once ready was processed {:?} after the start", started.elapsed());
     process.kill();
@@ -112,7 +112,7 @@ async fn a_replica_killed_and_restarted_under_its_name_resumes_processing() {
     wait_ready(port).await;
     let ready = restarted.elapsed();
     let order = support::new_pending_order("user-1", &format!("{}new-order", settings.values["KAFKA_TOPIC_PREFIX"]));
-    assert!(store.insert_batch(std::slice::from_ref(&order)).await[0].is_ok());
+    assert!(store.insert(&order).await.is_ok());
     support::wait_for_status(&store, &order.order.id, OrderStatus::Processed, Duration::from_secs(60)).await;
     println!(
         "after a SIGKILL and restart: ready in {ready:?}, an order created then processed {:?} after the restart",
