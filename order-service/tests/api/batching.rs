@@ -525,6 +525,44 @@ async fn a_processed_transition_writes_only_its_record_and_a_published_batch_lea
 }
 
 #[tokio::test]
+async fn the_orders_a_store_just_wrote_are_read_once_from_memory_as_a_read_of_them_would_return_them() {
+    let probe = Probe::new().await;
+    let orders: Vec<OrderWithEvent> = (0..5).map(|_| order("u", None)).collect();
+    stored(probe.store.insert_batch(&orders).await);
+    assert_eq!(probe.store.apply_transitions(&[processed(&orders[0])], "batch-1").await.unwrap(), vec![true]);
+    // Another replica's order: this store never wrote it.
+    let elsewhere = order("u", None);
+    stored(OrderStore::new(probe.database.clone()).insert_batch(std::slice::from_ref(&elsewhere)).await);
+    let mut wanted = ids(&orders);
+    wanted.push(elsewhere.order.id.clone());
+
+    let finds = probe.sent("find");
+    let remembered = probe.store.find_many(&wanted).await.unwrap();
+    assert_eq!(probe.sent("find") - finds, 2, "the other replica's order, and the transitions");
+    let read = OrderStore::new(probe.database.clone()).find_many(&wanted).await.unwrap();
+    let as_stored = |found: &std::collections::HashMap<String, OrderDocument>| {
+        let mut documents: Vec<(String, mongodb::bson::Document)> =
+            found.iter().map(|(id, order)| (id.clone(), mongodb::bson::to_document(order).unwrap())).collect();
+        documents.sort_by(|a, b| a.0.cmp(&b.0));
+        documents
+    };
+    assert_eq!(as_stored(&remembered), as_stored(&read), "what a read returns, transitions applied");
+    assert_eq!(remembered.len(), 6);
+    assert_eq!(remembered[&orders[0].order.id].status, OrderStatus::Processed);
+
+    // Taken once: read from the database the next time.
+    let finds = probe.sent("find");
+    assert_eq!(probe.store.find_many(&ids(&orders)).await.unwrap().len(), 5);
+    assert_eq!(probe.sent("find") - finds, 2);
+    // A batch all remembered costs the read of its transitions only.
+    let more: Vec<OrderWithEvent> = (0..3).map(|_| order("u", None)).collect();
+    stored(probe.store.insert_batch(&more).await);
+    let finds = probe.sent("find");
+    assert_eq!(probe.store.find_many(&ids(&more)).await.unwrap().len(), 3);
+    assert_eq!(probe.sent("find") - finds, 1);
+}
+
+#[tokio::test]
 async fn writes_a_2xx_depends_on_wait_for_the_journal_and_bookkeeping_writes_do_not() {
     let (client, written) = test_support::mongo::recording_client(&support::env("MONGODB_URI")).await;
     let store = OrderStore::new(client.database(&format!("orders_journal_{}", uuid::Uuid::new_v4().simple())));
