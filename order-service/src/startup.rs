@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use axum::Router;
 use platform::{
     group_commit::Limits,
-    mongo::{CLAIM_INTERVAL, Lease, RoundSchedule},
+    mongo::{CLAIM_INTERVAL, Lease, PublishedByReads, RoundSchedule},
 };
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -19,7 +19,7 @@ use crate::{
     events::{
         consumer::LifecycleConsumer,
         kafka::{self, TopicSetup},
-        relay::{OutboxRelay, REVIVE_INTERVAL, RelayInbox},
+        relay::{OutboxRelay, READ_REMEMBERED, REVIVE_INTERVAL, RelayInbox},
     },
     metrics::Metrics,
     product_client::ProductClient,
@@ -98,7 +98,7 @@ impl Application {
             owner: config.replica_id.clone(),
             lease: config.outbox_lease,
             claims: RoundSchedule::every(CLAIM_INTERVAL),
-            published_by_reads: Default::default(),
+            published_by_reads: PublishedByReads::new(READ_REMEMBERED),
             revivals: RoundSchedule::every(REVIVE_INTERVAL),
         };
         let lifecycle = LifecycleConsumer {

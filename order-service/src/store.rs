@@ -438,16 +438,17 @@ impl OrderStore {
         let inserted = self.orders.insert_many(batch.iter().map(|new| &new.order)).ordered(false).await;
         let outcomes =
             platform::mongo::insert_many_outcomes(batch.len(), inserted, StoreError::DuplicateIdempotencyKey);
-        self.recent
-            .remember(batch.iter().zip(&outcomes).filter(|(_, outcome)| outcome.is_ok()).map(|(new, _)| &new.order));
+        let stored: Vec<bool> = outcomes.iter().map(Result::is_ok).collect();
+        self.recent.remember(batch.iter().zip(&stored).filter(|(_, stored)| **stored).map(|(new, _)| &new.order));
         let known = outcomes.iter().all(|outcome| matches!(outcome, Ok(()) | Err(StoreError::DuplicateIdempotencyKey)));
         let entry = known.then(|| PendingOutbox {
             id: entry.id,
-            outbox: batch
-                .iter()
-                .zip(&outcomes)
-                .filter(|(_, outcome)| outcome.is_ok())
-                .map(|(new, _)| new.event.clone())
+            outbox: entry
+                .outbox
+                .into_iter()
+                .zip(&stored)
+                .filter(|(_, stored)| **stored)
+                .map(|(event, _)| event)
                 .collect(),
         });
         StoredBatch { outcomes, entry }

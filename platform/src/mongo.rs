@@ -602,9 +602,51 @@ impl<T> OutboxHandover<T> {
     }
 }
 
+/// The ids of the last entries a relay published from a read of its outbox, at most `limit`: a call hands its relay
+/// what it stored just after storing it, so a read may get there first, and the handed copy is then not published
+/// again ([`OutboxHandover`]).
+pub struct PublishedByReads {
+    ids: std::collections::HashSet<String>,
+    by_age: std::collections::VecDeque<String>,
+    limit: usize,
+}
+
+impl PublishedByReads {
+    pub fn new(limit: usize) -> Self {
+        Self { ids: Default::default(), by_age: Default::default(), limit }
+    }
+
+    /// A read published the entry `id`; the oldest beyond the limit are forgotten.
+    pub fn add(&mut self, id: &str) {
+        if self.ids.insert(id.to_owned()) {
+            self.by_age.push_back(id.to_owned());
+            while self.by_age.len() > self.limit {
+                if let Some(oldest) = self.by_age.pop_front() {
+                    self.ids.remove(&oldest);
+                }
+            }
+        }
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_reads_published_is_remembered_up_to_a_limit_oldest_forgotten_first() {
+        let mut published = PublishedByReads::new(2);
+        published.add("a");
+        published.add("b");
+        published.add("a");
+        assert!(published.contains("a") && published.contains("b"), "adding one twice keeps one");
+        published.add("c");
+        assert!(!published.contains("a") && published.contains("b") && published.contains("c"));
+    }
 
     #[test]
     fn a_handover_keeps_what_was_stored_up_to_its_limit_and_past_it_asks_for_a_read() {

@@ -17,16 +17,12 @@
 //! most one a second), after a failure, when idle for `OUTBOX_POLL_INTERVAL_MS`, and when more batches were
 //! stored than the inbox holds; a backlog (after an outage, a restart, a dead replica's claims) is read a page at a
 //! time.
-use std::{
-    collections::{HashSet, VecDeque},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use futures::future::join_all;
 use platform::{
     kafka::ReplaceableProducer,
-    mongo::{Handed, OutboxHandover, OutboxPage, RoundSchedule},
+    mongo::{Handed, OutboxHandover, OutboxPage, PublishedByReads, RoundSchedule},
     shutdown::StopSignal,
 };
 use rdkafka::{error::KafkaError, producer::Producer as _};
@@ -47,9 +43,9 @@ const BATCH: usize = 100;
 const PUBLISH_WINDOW: usize = 200;
 /// The most stored batches the inbox keeps for the relay; past this, the relay reads the outbox instead.
 const INBOX_LIMIT: usize = 64;
-/// How long the relay remembers an entry that a read published, so that the inbox's copy of a batch just stored,
-/// which a read got to first, is not published again.
-const READ_REMEMBERED: Duration = Duration::from_secs(60);
+/// How many of the entries it published from reads the relay remembers, so that the inbox's copy of a batch just
+/// stored, which a read got to first, is not published again.
+pub const READ_REMEMBERED: usize = 4 * BATCH;
 
 /// How often the relay looks for set-aside entries whose order was stored after all (a write held up longer than
 /// `ABANDONED_AFTER`): they are published late rather than lost.
@@ -77,33 +73,6 @@ impl RelayInbox {
     /// Events were written outside the inbox: the relay reads the outbox at its next round.
     pub fn read_outbox(&self) {
         self.handover.read_outbox();
-    }
-}
-
-/// The entries that reads published lately, oldest first, each for [`READ_REMEMBERED`].
-#[derive(Default)]
-pub struct PublishedByReads {
-    ids: HashSet<String>,
-    by_age: VecDeque<(tokio::time::Instant, String)>,
-}
-
-impl PublishedByReads {
-    fn remember(&mut self, entry_id: &str) {
-        if self.ids.insert(entry_id.to_owned()) {
-            self.by_age.push_back((tokio::time::Instant::now(), entry_id.to_owned()));
-        }
-    }
-
-    /// Whether a read published this entry (forgetting those remembered long enough first).
-    fn contains(&mut self, entry_id: &str) -> bool {
-        while let Some((at, id)) = self.by_age.front() {
-            if at.elapsed() < READ_REMEMBERED {
-                break;
-            }
-            self.ids.remove(id);
-            self.by_age.pop_front();
-        }
-        self.ids.contains(entry_id)
     }
 }
 
@@ -289,7 +258,7 @@ impl OutboxRelay {
             let PublishOutcome { done, error } = self.publish(&ready).await;
             let mut published = Vec::new();
             for Readable { ready, abandoned } in readable.iter().filter(|entry| done.contains(&entry.ready.id)) {
-                self.published_by_reads.remember(&ready.id);
+                self.published_by_reads.add(&ready.id);
                 if abandoned.is_empty() {
                     published.push(ready.id.clone());
                 } else {
@@ -334,20 +303,6 @@ impl OutboxRelay {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn an_entry_a_read_published_is_remembered_for_a_while_then_forgotten() {
-        let mut published = PublishedByReads::default();
-        published.remember("e1");
-        tokio::time::advance(READ_REMEMBERED / 2).await;
-        published.remember("e2");
-        assert!(published.contains("e1") && published.contains("e2") && !published.contains("e3"));
-        tokio::time::advance(READ_REMEMBERED / 2).await;
-        assert!(!published.contains("e1"), "remembered long enough");
-        assert!(published.contains("e2"));
-        tokio::time::advance(READ_REMEMBERED).await;
-        assert!(!published.contains("e2") && published.ids.is_empty() && published.by_age.is_empty());
-    }
 
     #[test]
     fn the_inbox_hands_over_stored_batches_and_asks_for_a_read_past_its_limit() {

@@ -29,12 +29,12 @@
 //! and its own context goes with the message as the `traceparent` header: the consumer joins the same trace.
 //! The relay counts messages produced and failed, and keeps the `outbox_backlog` gauge current.
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::HashSet,
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
-use platform::mongo::{CLAIM_INTERVAL, Handed, OutboxHandover, RoundSchedule};
+use platform::mongo::{CLAIM_INTERVAL, Handed, OutboxHandover, PublishedByReads, RoundSchedule};
 
 use rdkafka::error::KafkaError;
 use tracing::Instrument as _;
@@ -94,27 +94,7 @@ pub struct OutboxRelay {
     /// When the relay looks for set-aside events to put back.
     revivals: Mutex<RoundSchedule>,
     /// The events lately published from reads, oldest first.
-    read_published: Mutex<RecentIds>,
-}
-
-/// The last [`READ_REMEMBERED`] payment ids added.
-#[derive(Default)]
-struct RecentIds {
-    order: VecDeque<String>,
-    ids: HashSet<String>,
-}
-
-impl RecentIds {
-    fn add(&mut self, id: &str) {
-        if self.ids.insert(id.to_owned()) {
-            self.order.push_back(id.to_owned());
-            if self.order.len() > READ_REMEMBERED
-                && let Some(oldest) = self.order.pop_front()
-            {
-                self.ids.remove(&oldest);
-            }
-        }
-    }
+    read_published: Mutex<PublishedByReads>,
 }
 
 /// Who this relay's outbox claims belong to, and for how long they hold: relays of several replicas
@@ -141,7 +121,7 @@ impl OutboxRelay {
             lease,
             claims: Mutex::new(RoundSchedule::every(CLAIM_INTERVAL)),
             revivals: Mutex::new(RoundSchedule::every(REVIVE_INTERVAL)),
-            read_published: Mutex::default(),
+            read_published: Mutex::new(PublishedByReads::new(READ_REMEMBERED)),
         })
     }
 
@@ -246,7 +226,7 @@ impl OutboxRelay {
         let Handed { stored, read_outbox } = self.inbox.take();
         let mut batch: Vec<PendingEvent> = {
             let recent = self.read_published.lock().unwrap_or_else(PoisonError::into_inner);
-            stored.into_iter().filter(|event| !recent.ids.contains(&event.payment_id)).collect()
+            stored.into_iter().filter(|event| !recent.contains(&event.payment_id)).collect()
         };
         let handed_count = batch.len();
         let claim = self.claims.lock().unwrap_or_else(PoisonError::into_inner).due();
