@@ -79,6 +79,15 @@ impl PendingOutbox {
     fn fields() -> Document {
         doc! { "outbox": 1 }
     }
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The orders its events announce.
+    fn order_ids(&self) -> Vec<&str> {
+        self.outbox.iter().map(|event| event.key.as_str()).collect()
+    }
 }
 
 /// An outbox entry as written: pending until published, when it is deleted.
@@ -567,8 +576,7 @@ impl OrderStore {
     /// whose orders are all stored is ready; one with orders still missing waits for them (it is left out) until
     /// [`ABANDONED_AFTER`] after it was made, when the missing orders' events are abandoned and the others ready.
     pub async fn with_stored_orders(&self, read: Vec<PendingOutbox>) -> Result<Vec<Readable>, StoreError> {
-        let order_ids: Vec<&str> =
-            read.iter().flat_map(|entry| entry.outbox.iter().map(|event| event.key.as_str())).collect();
+        let order_ids: Vec<&str> = read.iter().flat_map(PendingOutbox::order_ids).collect();
         let stored = platform::mongo::existing_ids(&self.orders, &order_ids).await?;
         let mut readable = Vec::with_capacity(read.len());
         for mut entry in read {
@@ -637,30 +645,8 @@ impl OrderStore {
     /// Puts back into the outbox every entry set aside with an order that is stored by now; how many. (Read again,
     /// its events whose orders are still missing are set aside again.)
     pub async fn revive_set_aside(&self) -> Result<usize, StoreError> {
-        let set_aside: Vec<PendingOutbox> = self
-            .outbox
-            .find(doc! { "outboxPending": false, "setAsideAt": { "$exists": true } })
-            .projection(PendingOutbox::fields())
-            .await?
-            .try_collect()
-            .await?;
-        let order_ids: Vec<&str> =
-            set_aside.iter().flat_map(|entry| entry.outbox.iter().map(|event| event.key.as_str())).collect();
-        let stored = platform::mongo::existing_ids(&self.orders, &order_ids).await?;
-        let revived: Vec<&str> = set_aside
-            .iter()
-            .filter(|entry| entry.outbox.iter().any(|event| stored.contains(&event.key)))
-            .map(|entry| entry.id.as_str())
-            .collect();
-        if !revived.is_empty() {
-            self.outbox
-                .update_many(
-                    doc! { "_id": { "$in": &revived }, "outboxPending": false },
-                    doc! { "$set": { "outboxPending": true }, "$unset": { "setAsideAt": "", "leaseOwner": "" } },
-                )
-                .await?;
-        }
-        Ok(revived.len())
+        let (projection, entry_id, order_ids) = (PendingOutbox::fields(), PendingOutbox::id, PendingOutbox::order_ids);
+        Ok(self.leases().revive_any_stored(&self.orders, projection, entry_id, order_ids).await?)
     }
 
     fn leases(&self) -> OutboxLeases {

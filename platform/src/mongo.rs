@@ -515,16 +515,45 @@ impl OutboxLeases {
     /// Puts back every entry set aside whose record (the document of the same `_id` in `records`) is stored by now;
     /// how many.
     pub async fn revive_stored<T: Send + Sync>(&self, records: &Collection<T>) -> Result<usize, Error> {
-        let set_aside: Vec<Document> = self
+        fn own_id(entry: &Document) -> &str {
+            entry.get_str("_id").unwrap_or_default()
+        }
+        fn own_record(entry: &Document) -> Vec<&str> {
+            vec![own_id(entry)]
+        }
+        self.revive_any_stored(records, doc! { "_id": 1 }, own_id, own_record).await
+    }
+
+    /// Puts back every entry set aside of which one of the records it names is stored in `records` by now (an entry
+    /// holding several records' events: what is still missing is set aside again when it is read); how many. The
+    /// entries are read as `E`, only the fields of `projection`; `entry_id` and `record_ids` say what they hold. One
+    /// update per [`UPDATE_CHUNK`] entries put back.
+    pub async fn revive_any_stored<E, R>(
+        &self,
+        records: &Collection<R>,
+        projection: Document,
+        entry_id: impl Fn(&E) -> &str,
+        record_ids: impl Fn(&E) -> Vec<&str>,
+    ) -> Result<usize, Error>
+    where
+        E: serde::de::DeserializeOwned + Send + Sync,
+        R: Send + Sync,
+    {
+        let set_aside: Vec<E> = self
             .collection
+            .clone_with_type::<E>()
             .find(doc! { "outboxPending": false, "setAsideAt": { "$exists": true } })
-            .projection(doc! { "_id": 1 })
+            .projection(projection)
             .await?
             .try_collect()
             .await?;
-        let ids: Vec<&str> = set_aside.iter().filter_map(|entry| entry.get_str("_id").ok()).collect();
+        let ids: Vec<&str> = set_aside.iter().flat_map(&record_ids).collect();
         let stored = existing_ids(records, &ids).await?;
-        let revived: Vec<&str> = ids.into_iter().filter(|id| stored.contains(*id)).collect();
+        let revived: Vec<&str> = set_aside
+            .iter()
+            .filter(|entry| record_ids(entry).iter().any(|id| stored.contains(*id)))
+            .map(&entry_id)
+            .collect();
         for chunk in revived.chunks(UPDATE_CHUNK) {
             self.collection
                 .update_many(

@@ -168,7 +168,7 @@ impl OutboxRelay {
         let stored: Vec<PendingOutbox> =
             stored.into_iter().filter(|entry| !self.published_by_reads.contains(&entry.id)).collect();
         let claim = self.claims.due();
-        let PublishOutcome { done, error } = self.publish(&stored).await;
+        let PublishOutcome { done, error } = self.publish(&stored.iter().collect::<Vec<_>>()).await;
         let done: Vec<String> =
             stored.iter().filter(|entry| done.contains(&entry.id)).map(|entry| entry.id.clone()).collect();
         self.acknowledge(&done).await?;
@@ -183,7 +183,7 @@ impl OutboxRelay {
 
     /// Publishes these entries' events, a window at a time; the entries whose every event the broker acknowledged,
     /// and the first failure.
-    async fn publish(&self, entries: &[PendingOutbox]) -> PublishOutcome {
+    async fn publish(&self, entries: &[&PendingOutbox]) -> PublishOutcome {
         let events: Vec<&OutboxEvent> = entries.iter().flat_map(|entry| entry.outbox.iter()).collect();
         let mut sent = HashSet::with_capacity(events.len());
         let mut error = None;
@@ -254,7 +254,7 @@ impl OutboxRelay {
             // An entry is written before its orders: its events are published once their orders are stored, set aside
             // if they never are.
             let readable = self.store.with_stored_orders(entries).await?;
-            let ready: Vec<PendingOutbox> = readable.iter().map(|entry| entry.ready.clone()).collect();
+            let ready: Vec<&PendingOutbox> = readable.iter().map(|entry| &entry.ready).collect();
             let PublishOutcome { done, error } = self.publish(&ready).await;
             let mut published = Vec::new();
             for Readable { ready, abandoned } in readable.iter().filter(|entry| done.contains(&entry.ready.id)) {
