@@ -1,11 +1,11 @@
 //! Prometheus metrics, served at `GET /metrics`: requests by route and status, the Kafka traffic
 //! of the order lifecycle (produced, consumed, failed, consumer lag), the outbox backlog and
-//! MongoDB command latency. One registry per application (not a global one), so several
+//! MongoDB command latency, and the price lookups shared with a concurrent one. One registry per application (not a global one), so several
 //! order-services in one test process keep their own counts.
 use std::sync::Arc;
 
 use platform::{http::observe::HttpMetrics, mongo::MongoMetrics};
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -31,6 +31,8 @@ pub struct Metrics {
     pub write_queue_skipped: IntCounterVec,
     /// Jobs per group-commit batch, by queue.
     pub write_batch_size: HistogramVec,
+    /// Price lookups answered by a request another lookup of the same product had in flight.
+    pub product_lookups_shared: IntCounter,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -91,6 +93,11 @@ impl Metrics {
                 &["queue"],
             )
             .expect("valid metric"),
+            product_lookups_shared: IntCounter::new(
+                "product_lookups_shared_total",
+                "Price lookups answered by the request of a concurrent lookup of the same product",
+            )
+            .expect("valid metric"),
         };
         for collector in [
             Box::new(metrics.kafka_produced.clone()) as Box<dyn prometheus::core::Collector>,
@@ -103,6 +110,7 @@ impl Metrics {
             Box::new(metrics.write_queue_rejected.clone()),
             Box::new(metrics.write_queue_skipped.clone()),
             Box::new(metrics.write_batch_size.clone()),
+            Box::new(metrics.product_lookups_shared.clone()),
         ] {
             metrics.registry.register(collector).expect("metric names are unique");
         }

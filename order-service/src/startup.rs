@@ -66,7 +66,12 @@ impl Application {
         let place_order = PlaceOrder::new(
             store.clone(),
             Limits { queue: config.write_queue, max_batch: config.write_batch },
-            ProductClient::new(http.clone(), &config.product_service_url, config.product_service_timeout),
+            ProductClient::new(
+                http.clone(),
+                &config.product_service_url,
+                config.product_service_timeout,
+                metrics.product_lookups_shared.clone(),
+            ),
             config.topics.new_order.clone(),
             config.idempotency_ttl,
             relay_inbox.clone(),

@@ -9,5 +9,6 @@ mod health;
 mod lifecycle;
 mod metrics;
 mod orders;
+mod pricing;
 mod replicas;
 mod server_limits;
