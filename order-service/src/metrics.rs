@@ -1,7 +1,7 @@
 //! Prometheus metrics, served at `GET /metrics`: requests by route and status, the Kafka traffic
-//! of the order lifecycle (produced, consumed, failed, consumer lag), the outbox backlog and
-//! MongoDB command latency, and the price lookups shared with a concurrent one. One registry per application (not a global one), so several
-//! order-services in one test process keep their own counts.
+//! of the order lifecycle (produced, consumed, failed, consumer lag), the outbox backlog,
+//! MongoDB command latency and the price lookups shared with a concurrent one. One registry per
+//! application (not a global one), so several order-services in one test process keep their own counts.
 use std::sync::Arc;
 
 use platform::{http::observe::HttpMetrics, mongo::MongoMetrics};
