@@ -16,7 +16,7 @@
 //! benchmark's notes). Orders that earlier versions updated in place (`status`, `paymentId`, `processedBy`, an
 //! embedded outbox) are read as they are: transitions recorded since add to them.
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
@@ -27,7 +27,10 @@ use mongodb::{
     bson::{self, Bson, Document, doc},
     options::IndexOptions,
 };
-use platform::mongo::{Lease, OutboxLeases, OutboxPage};
+use platform::{
+    mongo::{Lease, OutboxLeases, OutboxPage},
+    recent::Recent,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -356,29 +359,21 @@ const RECENT_ORDERS: usize = 2_048;
 /// would return: the consumer takes it from here instead of reading it again, a read that cost the Python engine
 /// 0.07-0.085 ms per order returned, a fifth of an order's work (measured alone). The transitions are read as ever.
 /// Orders written by other replicas, or forgotten (the oldest past [`RECENT_ORDERS`], or taken once), are read.
-#[derive(Default)]
 struct RecentOrders {
-    stored: Mutex<Recent>,
+    stored: Mutex<Recent<OrderDocument>>,
 }
 
-#[derive(Default)]
-struct Recent {
-    by_id: HashMap<String, OrderDocument>,
-    /// Ids in the order they were written (some taken since).
-    by_age: VecDeque<String>,
+impl Default for RecentOrders {
+    fn default() -> Self {
+        Self { stored: Mutex::new(Recent::new(RECENT_ORDERS)) }
+    }
 }
 
 impl RecentOrders {
     fn remember<'a>(&self, orders: impl IntoIterator<Item = &'a OrderDocument>) {
         let mut recent = self.stored.lock().unwrap_or_else(PoisonError::into_inner);
         for order in orders {
-            recent.by_age.push_back(order.id.clone());
-            recent.by_id.insert(order.id.clone(), order.clone());
-        }
-        while recent.by_age.len() > RECENT_ORDERS {
-            if let Some(oldest) = recent.by_age.pop_front() {
-                recent.by_id.remove(&oldest);
-            }
+            recent.add(&order.id, order.clone());
         }
     }
 
@@ -388,7 +383,7 @@ impl RecentOrders {
         let mut found = Vec::new();
         let mut missing = Vec::new();
         for id in ids {
-            match recent.by_id.remove(id) {
+            match recent.take(id) {
                 Some(order) => found.push(order),
                 None => missing.push(id.clone()),
             }
@@ -854,8 +849,7 @@ mod tests {
         assert_eq!(found.iter().map(|order| order.id.clone()).collect::<Vec<_>>(), ids[1..]);
         let (found, missing) = recent.take(&ids[1..]);
         assert!(found.is_empty() && missing == ids[1..], "each is given once");
-        let stored = recent.stored.lock().unwrap();
-        assert!(stored.by_age.len() <= RECENT_ORDERS && stored.by_id.len() == RECENT_ORDERS - 2);
+        assert_eq!(recent.stored.lock().unwrap().len(), RECENT_ORDERS - 2);
     }
 
     #[test]

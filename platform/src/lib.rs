@@ -18,6 +18,7 @@ pub mod kafka;
 pub mod metrics;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
+pub mod recent;
 #[cfg(feature = "telemetry")]
 pub mod service_main;
 pub mod shutdown;

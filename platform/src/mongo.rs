@@ -634,31 +634,20 @@ impl<T> OutboxHandover<T> {
 /// The ids of the last entries a relay published from a read of its outbox, at most `limit`: a call hands its relay
 /// what it stored just after storing it, so a read may get there first, and the handed copy is then not published
 /// again ([`OutboxHandover`]).
-pub struct PublishedByReads {
-    ids: std::collections::HashSet<String>,
-    by_age: std::collections::VecDeque<String>,
-    limit: usize,
-}
+pub struct PublishedByReads(crate::recent::Recent<()>);
 
 impl PublishedByReads {
     pub fn new(limit: usize) -> Self {
-        Self { ids: Default::default(), by_age: Default::default(), limit }
+        Self(crate::recent::Recent::new(limit))
     }
 
     /// A read published the entry `id`; the oldest beyond the limit are forgotten.
     pub fn add(&mut self, id: &str) {
-        if self.ids.insert(id.to_owned()) {
-            self.by_age.push_back(id.to_owned());
-            while self.by_age.len() > self.limit {
-                if let Some(oldest) = self.by_age.pop_front() {
-                    self.ids.remove(&oldest);
-                }
-            }
-        }
+        self.0.add(id, ());
     }
 
     pub fn contains(&self, id: &str) -> bool {
-        self.ids.contains(id)
+        self.0.contains(id)
     }
 }
 

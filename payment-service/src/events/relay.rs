@@ -93,7 +93,7 @@ pub struct OutboxRelay {
     claims: Mutex<RoundSchedule>,
     /// When the relay looks for set-aside events to put back.
     revivals: Mutex<RoundSchedule>,
-    /// The events lately published from reads, oldest first.
+    /// The last [`READ_REMEMBERED`] events published from reads.
     read_published: Mutex<PublishedByReads>,
 }
 
