@@ -73,7 +73,7 @@ impl Metrics {
             ),
             outbox_backlog: IntGauge::new(
                 "outbox_backlog",
-                "Events waiting in the outbox to be published: one per order stored and not yet published",
+                "Events waiting to be published: one per order this replica made and has not yet published, and those left in the outbox by earlier versions",
             )
             .expect("valid metric"),
             mongodb,

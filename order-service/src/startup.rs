@@ -105,6 +105,9 @@ impl Application {
             claims: RoundSchedule::every(CLAIM_INTERVAL),
             published_by_reads: PublishedByReads::new(READ_REMEMBERED),
             revivals: RoundSchedule::every(REVIVE_INTERVAL),
+            retry: Vec::new(),
+            new_order_topic: config.topics.new_order.clone(),
+            started: false,
         };
         let lifecycle = LifecycleConsumer {
             consumer,

@@ -1,10 +1,10 @@
 //! The order-service's collections. An order is written once and never updated:
-//! - `orders`: the order as placed (owner, product, price, total, idempotency key);
-//! - `order_outbox`: the `new-order` events of one group-commit batch of orders, in one entry (`_id` a UUID v7 made
-//!   for the batch) until published, written before the orders: an order is stored only once its event is in the
-//!   outbox, so no crash loses an event, and the relay publishes an event only once its order exists (the events of
-//!   orders never stored are set aside). Entries that earlier versions wrote hold one order's event under the
-//!   order's id, and are read the same way;
+//! - `orders`: the order as placed (owner, product, price, total, idempotency key), with its `new-order` event and
+//!   the replica that wrote it: the order is its own outbox entry, and a crash that leaves the event unpublished is
+//!   repaired from that replica's checkpoint (`events::relay`);
+//! - `order_outbox`: what earlier versions wrote instead, the `new-order` events of a group-commit batch of orders in
+//!   one entry (`_id` a UUID v7 made for the batch) before the orders, until published; still read and published
+//!   (the events of orders never stored are set aside). Older entries hold one order's event under the order's id;
 //! - `order_transitions`: one record per transition (`<orderId>/processed`, `<orderId>/paid`), inserted, never
 //!   changed; an order's status is the last transition recorded. The `_id` makes each transition happen once.
 //!
@@ -12,8 +12,8 @@
 //! document pays for each of its indexes (~0.15-0.2 ms each), and every document inserted or deleted pays its own
 //! way whatever its size. An order updated at each transition, with its event and three secondary indexes in the
 //! same document, cost the engine 1.9-2.8 ms of CPU over its life; an outbox entry per order cost 0.13 ms to insert
-//! and 0.16-0.21 ms to delete, one per batch of 20 orders 0.03 ms per order for both (measured alone, see the
-//! benchmark's notes). Orders that earlier versions updated in place (`status`, `paymentId`, `processedBy`, an
+//! and 0.16-0.21 ms to delete, one per batch of 20 orders 0.03 ms per order for both measured alone, but under the
+//! services a fifth of the order engine's work (see the benchmark's notes): hence no entry at all. Orders that earlier versions updated in place (`status`, `paymentId`, `processedBy`, an
 //! embedded outbox) are read as they are: transitions recorded since add to them.
 use std::{
     collections::{HashMap, HashSet},
@@ -54,6 +54,19 @@ pub struct OutboxEvent {
     /// join that trace.
     pub traceparent: Option<String>,
     /// The vendor part of that trace context (W3C `tracestate`), carried along unchanged.
+    pub tracestate: Option<String>,
+}
+
+/// What an order keeps of its `new-order` event beyond the order itself (`events::envelope::stored_new_order_event`
+/// makes the event again from the two): a few dozen bytes instead of the whole envelope, whose size every write and
+/// read of the order would pay.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NewOrderStamp {
+    pub event_id: String,
+    pub request_id: Option<String>,
+    /// The vendor part of the trace context (the order's `traceparent` is the rest).
     pub tracestate: Option<String>,
 }
 
@@ -108,14 +121,23 @@ struct OutboxEntry {
 /// that failed).
 pub const ABANDONED_AFTER: Duration = Duration::from_secs(30);
 
-/// A batch of new orders as [`OrderStore::insert_batch`] stored it: one outcome per order, in order, and the batch's
-/// outbox entry with the events of the orders stored, when every order's fate is known (stored, or refused as a
-/// duplicate): the relay publishes those events and takes the entry out. After a failure that leaves it unknown
-/// whether some orders were stored, there is no entry to hand over: the relay reads the outbox.
+/// A batch of new orders as [`OrderStore::insert_batch`] stored it: one outcome per order, in order, and the events
+/// of the orders stored, when every order's fate is known (stored, or refused as a duplicate): the relay publishes
+/// them. After a failure that leaves it unknown whether some orders were stored, there are none: the relay reads
+/// the orders.
 #[derive(Debug)]
 pub struct StoredBatch {
     pub outcomes: Vec<Result<(), StoreError>>,
-    pub entry: Option<PendingOutbox>,
+    pub events: Option<Vec<OutboxEvent>>,
+}
+
+/// A page of a replica's orders whose `new-order` event may not have been published ([`OrderStore::unpublished`]).
+#[derive(Debug, Default)]
+pub struct UnpublishedPage {
+    /// The orders of the page that are still pending (no `processed` record), oldest first.
+    pub orders: Vec<OrderDocument>,
+    /// The last order of the page: the next page starts after it. None: the page was the last.
+    pub next_after: Option<String>,
 }
 
 #[serde_with::skip_serializing_none]
@@ -144,6 +166,11 @@ pub struct OrderDocument {
     pub processed_by: Option<String>,
     /// The trace context of the request that created the order: its payment links to it.
     pub traceparent: Option<String>,
+    /// What the order keeps of its `new-order` event, the rest of which is the order itself: the order is its own
+    /// outbox entry (see `events::relay`). None in orders of earlier versions, whose events went to `order_outbox`.
+    pub new_order_event: Option<NewOrderStamp>,
+    /// The replica whose relay publishes that event (its `REPLICA_ID`).
+    pub written_by: Option<String>,
     pub created_at: bson::DateTime,
     /// When it was created or last changed status.
     pub updated_at: bson::DateTime,
@@ -175,6 +202,8 @@ impl OrderDocument {
             payment_id: None,
             processed_by: None,
             traceparent,
+            new_order_event: None,
+            written_by: None,
             created_at: now,
             updated_at: now,
         }
@@ -327,6 +356,9 @@ pub const ANNOUNCED_BATCHES_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// `leaseUntil` (leases kept in the orders), and by owner.
 const EMBEDDED_OUTBOX_INDEXES: [&str; 3] = ["outbox_pending", "outbox_pending_by_lease", OutboxLeases::INDEX];
 
+/// The field of a relay's record (in `outbox_relays`) that holds its checkpoint ([`OrderStore::checkpoint`]).
+const CHECKPOINT: &str = "publishedBefore";
+
 /// How many orders one pass moves out of orders of an earlier version.
 const MOVE_BATCH: i64 = 500;
 
@@ -338,7 +370,7 @@ const MOVE_BATCH: i64 = 500;
 const LIST_WINDOWS: [Duration; 3] = [Duration::from_secs(60), Duration::from_secs(3_600), Duration::from_secs(86_400)];
 
 /// When the UUID `id` was made ([`platform::mongo::made_at`]), in milliseconds since the epoch.
-fn made_millis(id: &str) -> Option<i64> {
+pub fn made_millis(id: &str) -> Option<i64> {
     let since_epoch = platform::mongo::made_at(id)?.duration_since(std::time::UNIX_EPOCH).ok()?;
     i64::try_from(since_epoch.as_millis()).ok()
 }
@@ -422,40 +454,163 @@ impl OrderStore {
         self
     }
 
-    /// Stores a batch of new orders with their `new-order` events; one outcome per order, in order. The events go
-    /// first, together in one outbox entry; then the orders, in one unordered insert (a duplicate idempotency key
-    /// stops no other order), both with the client's durable write concern. The events of orders refused as
-    /// duplicates leave with the entry once the others are published.
+    /// Stores a batch of new orders, each with its `new-order` event in its own document and the name of the replica
+    /// that wrote it, in one unordered insert (a duplicate idempotency key stops no other order), with the client's
+    /// durable write concern; one outcome per order, in order. Before a replica's first write, its relay's record is
+    /// given a checkpoint no later than the batch's oldest order, so that a replica that dies before its relay beats
+    /// is read from there by the replica that takes it over.
     pub async fn insert_batch(&self, batch: &[OrderWithEvent]) -> StoredBatch {
         if batch.is_empty() {
-            return StoredBatch { outcomes: Vec::new(), entry: None };
+            return StoredBatch { outcomes: Vec::new(), events: Some(Vec::new()) };
         }
-        let entry = OutboxEntry {
-            id: uuid::Uuid::now_v7().to_string(),
-            outbox: batch.iter().map(|new| new.event.clone()).collect(),
-            outbox_pending: true,
-        };
-        if let Err(error) = self.leases().insert_held(std::slice::from_ref(&entry), self.lease.as_ref()).await {
-            let error = StoreError::from(error);
-            return StoredBatch { outcomes: vec![Err(error); batch.len()], entry: None };
+        if let Some(lease) = &self.lease
+            && !lease.is_beating()
+        {
+            let oldest = batch.iter().filter_map(|new| made_millis(&new.order.id)).min().unwrap_or(0);
+            if let Err(error) = self.start_checkpoint(lease, oldest).await {
+                return StoredBatch { outcomes: vec![Err(error); batch.len()], events: None };
+            }
         }
-        let inserted = self.orders.insert_many(batch.iter().map(|new| &new.order)).ordered(false).await;
+        let written_by = self.lease.as_ref().map(|lease| lease.owner.clone());
+        let documents: Vec<OrderDocument> = batch
+            .iter()
+            .map(|new| OrderDocument {
+                new_order_event: Some(NewOrderStamp {
+                    event_id: new.event.event_id.clone(),
+                    request_id: new.event.request_id.clone(),
+                    tracestate: new.event.tracestate.clone(),
+                }),
+                written_by: written_by.clone(),
+                ..new.order.clone()
+            })
+            .collect();
+        let inserted = self.orders.insert_many(&documents).ordered(false).await;
         let outcomes =
             platform::mongo::insert_many_outcomes(batch.len(), inserted, StoreError::DuplicateIdempotencyKey);
         let stored: Vec<bool> = outcomes.iter().map(Result::is_ok).collect();
-        self.recent.remember(batch.iter().zip(&stored).filter(|(_, stored)| **stored).map(|(new, _)| &new.order));
+        self.recent.remember(documents.iter().zip(&stored).filter(|(_, stored)| **stored).map(|(order, _)| order));
         let known = outcomes.iter().all(|outcome| matches!(outcome, Ok(()) | Err(StoreError::DuplicateIdempotencyKey)));
-        let entry = known.then(|| PendingOutbox {
-            id: entry.id,
-            outbox: entry
-                .outbox
-                .into_iter()
-                .zip(&stored)
-                .filter(|(_, stored)| **stored)
-                .map(|(event, _)| event)
-                .collect(),
+        let events = known.then(|| {
+            batch.iter().zip(&stored).filter(|(_, stored)| **stored).map(|(new, _)| new.event.clone()).collect()
         });
-        StoredBatch { outcomes, entry }
+        StoredBatch { outcomes, events }
+    }
+
+    /// The replica's heartbeat, and a checkpoint at `oldest` unless it has an earlier one (what a previous run under
+    /// its name left unpublished is read from there at its relay's start).
+    async fn start_checkpoint(&self, lease: &Lease, oldest: i64) -> Result<(), StoreError> {
+        let alive_until = bson::DateTime::from_millis(
+            bson::DateTime::now()
+                .timestamp_millis()
+                .saturating_add(i64::try_from(lease.duration.as_millis()).unwrap_or(i64::MAX)),
+        );
+        // Durable: without it, a crash could leave this replica's orders with no checkpoint to be read from.
+        self.relays()
+            .update_one(
+                doc! { "_id": &lease.owner },
+                doc! { "$set": { "aliveUntil": alive_until }, "$min": { CHECKPOINT: oldest } },
+            )
+            .upsert(true)
+            .write_concern(platform::mongo::durable())
+            .await?;
+        lease.beats();
+        Ok(())
+    }
+
+    fn relays(&self) -> Collection<Document> {
+        self.database.collection(platform::mongo::RELAYS)
+    }
+
+    /// `owner`'s checkpoint: every order it made before this time (milliseconds since the epoch) has had its event
+    /// published, or was never stored. None: it has written nothing, or what it wrote was read by a replica that took
+    /// it over.
+    pub async fn checkpoint(&self, owner: &str) -> Result<Option<i64>, StoreError> {
+        let relay = self.relays().find_one(doc! { "_id": owner }).projection(doc! { CHECKPOINT: 1 }).await?;
+        Ok(relay.and_then(|relay| relay.get_i64(CHECKPOINT).ok()))
+    }
+
+    /// Moves `owner`'s checkpoint to `millis` (one small write, with the relay's heartbeat: losing it only makes the
+    /// next read after a crash start earlier).
+    pub async fn note_checkpoint(&self, owner: &str, millis: i64) -> Result<(), StoreError> {
+        self.relays()
+            .update_one(doc! { "_id": owner }, doc! { "$set": { CHECKPOINT: millis } })
+            .write_concern(platform::mongo::bookkeeping())
+            .await?;
+        Ok(())
+    }
+
+    /// The replicas other than `owner` whose heartbeat stopped and that have a checkpoint: what they wrote since it
+    /// is to be read by a live replica.
+    pub async fn stopped_with_checkpoint(&self, owner: &str) -> Result<Vec<String>, StoreError> {
+        let stopped = doc! {
+            "aliveUntil": { "$lte": bson::DateTime::now() },
+            "_id": { "$ne": owner },
+            CHECKPOINT: { "$exists": true },
+        };
+        let relays: Vec<Document> =
+            self.relays().find(stopped).projection(doc! { "_id": 1 }).await?.try_collect().await?;
+        Ok(relays.into_iter().filter_map(|relay| relay.get_str("_id").ok().map(str::to_owned)).collect())
+    }
+
+    /// Takes over the stopped replica `stopped` for `lease`: its checkpoint and the hold's end, unless another
+    /// replica took it first or it beats again. Until then no other replica takes it.
+    pub async fn take_over(&self, stopped: &str, lease: Duration) -> Result<Option<(i64, bson::DateTime)>, StoreError> {
+        let now = bson::DateTime::now();
+        let until = bson::DateTime::from_millis(
+            now.timestamp_millis().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)),
+        );
+        let taken = self
+            .relays()
+            .find_one_and_update(
+                doc! { "_id": stopped, "aliveUntil": { "$lte": now }, CHECKPOINT: { "$exists": true } },
+                doc! { "$set": { "aliveUntil": until } },
+            )
+            .write_concern(platform::mongo::durable())
+            .await?;
+        Ok(taken.and_then(|relay| relay.get_i64(CHECKPOINT).ok()).map(|checkpoint| (checkpoint, until)))
+    }
+
+    /// The stopped replica `stopped`, taken over until `until`, has had everything it wrote read: its checkpoint
+    /// goes (unless it beat again meanwhile), and its hold ends.
+    pub async fn taken_over(&self, stopped: &str, until: bson::DateTime) -> Result<(), StoreError> {
+        self.relays()
+            .update_one(
+                doc! { "_id": stopped, "aliveUntil": until },
+                doc! { "$unset": { CHECKPOINT: "" }, "$set": { "aliveUntil": bson::DateTime::from_millis(0) } },
+            )
+            .write_concern(platform::mongo::bookkeeping())
+            .await?;
+        Ok(())
+    }
+
+    /// A page of the orders `owner` wrote from `from` until `until` (milliseconds since the epoch, by their id's time) whose
+    /// `new-order` event may not be published: those still pending, with no `processed` record (an event published and
+    /// not yet consumed is published again: consumers are idempotent). One read of a range of ids (not indexed by
+    /// writer: the range is every replica's orders of that time), and one of their transitions.
+    pub async fn unpublished(
+        &self,
+        owner: &str,
+        from: i64,
+        until: i64,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<UnpublishedPage, StoreError> {
+        let mut range = doc! { "$gte": id_floor(from), "$lt": id_floor(until) };
+        if let Some(after) = after {
+            range.insert("$gt", after);
+        }
+        let filter = doc! { "_id": range, "writtenBy": owner, "newOrderEvent": { "$exists": true } };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let page: Vec<OrderDocument> =
+            self.orders.find(filter).sort(doc! { "_id": 1 }).limit(limit).await?.try_collect().await?;
+        let next_after = (page.len() as i64 == limit).then(|| page.last().map(|order| order.id.clone())).flatten();
+        let orders = self
+            .with_transitions(page)
+            .await?
+            .into_iter()
+            .filter(|order| order.status == OrderStatus::Pending && order.new_order_event.is_some())
+            .collect();
+        Ok(UnpublishedPage { orders, next_after })
     }
 
     /// Stores one new order with its event ([`Self::insert_batch`]).

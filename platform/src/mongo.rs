@@ -226,6 +226,16 @@ impl Lease {
         Self { owner: owner.into(), duration, beating: Arc::default() }
     }
 
+    /// Whether this replica's heartbeat has been written.
+    pub fn is_beating(&self) -> bool {
+        self.beating.load(Ordering::Acquire)
+    }
+
+    /// This replica's heartbeat has been written.
+    pub fn beats(&self) {
+        self.beating.store(true, Ordering::Release);
+    }
+
     /// The `leaseOwner` that holds an entry for this replica. A replica writes it with the entries it creates, so
     /// that its own relay publishes them without claiming them first (a claim is one more write of every entry);
     /// another replica's relay takes them only once this replica's heartbeat has stopped, as it would claimed ones.
@@ -601,16 +611,25 @@ impl<T> OutboxHandover<T> {
         Self { handed: std::sync::Mutex::new(Handed::default()), limit, wake: tokio::sync::Notify::new() }
     }
 
-    /// `entry` and its record are durable, held by this replica's lease: publish it.
-    pub fn stored(&self, entry: T) {
-        {
+    /// `entry` and its record are durable, held by this replica's lease: publish it. False when the handover was full
+    /// and dropped it (the relay reads the outbox instead).
+    pub fn stored(&self, entry: T) -> bool {
+        let kept = {
             let mut handed = self.handed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if handed.stored.len() < self.limit {
+            let kept = handed.stored.len() < self.limit;
+            if kept {
                 handed.stored.push(entry);
             } else {
                 handed.read_outbox = true;
             }
-        }
+            kept
+        };
+        self.wake.notify_one();
+        kept
+    }
+
+    /// Wakes the relay for a round without handing anything.
+    pub fn wake(&self) {
         self.wake.notify_one();
     }
 

@@ -9,7 +9,7 @@ pub use platform::kafka::{Envelope, Poison};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::{
-    store::{OrderDocument, OutboxEvent},
+    store::{NewOrderStamp, OrderDocument, OutboxEvent},
     telemetry::TraceContext,
 };
 
@@ -49,22 +49,46 @@ pub fn now_rfc3339() -> String {
     crate::domain::rfc3339(mongodb::bson::DateTime::now())
 }
 
-/// The `new-order` event of `order`, serialised once for its outbox, carrying the id and trace context of
-/// the request that placed it (its publication and consumption join that trace).
+/// The `new-order` event of `order`, serialised once, carrying the id and trace context of the request that placed
+/// it (its publication and consumption join that trace). It occurs when the order is created.
 pub fn new_order_event(
     order: &OrderDocument,
     topic: &str,
     request_id: Option<String>,
     trace: TraceContext,
 ) -> Result<OutboxEvent, serde_json::Error> {
-    let envelope = event(NEW_ORDER, OrderEventData::of(order));
+    let stamp = NewOrderStamp { event_id: uuid::Uuid::now_v7().to_string(), request_id, tracestate: trace.tracestate };
+    new_order_event_as(order, topic, &stamp, trace.traceparent)
+}
+
+/// The `new-order` event of a stored order, from what the order keeps of it ([`NewOrderStamp`]): the same event, byte
+/// for byte, as the one made when the order was placed, while the order is pending (its `data` is the order as it was
+/// then). None for orders of earlier versions, whose events went to the outbox.
+pub fn stored_new_order_event(order: &OrderDocument, topic: &str) -> Option<Result<OutboxEvent, serde_json::Error>> {
+    let stamp = order.new_order_event.as_ref()?;
+    Some(new_order_event_as(order, topic, stamp, order.traceparent.clone()))
+}
+
+fn new_order_event_as(
+    order: &OrderDocument,
+    topic: &str,
+    stamp: &NewOrderStamp,
+    traceparent: Option<String>,
+) -> Result<OutboxEvent, serde_json::Error> {
+    let envelope = Envelope {
+        event_id: stamp.event_id.clone(),
+        event_type: NEW_ORDER.to_owned(),
+        version: VERSION,
+        occurred_at: crate::domain::rfc3339(order.created_at),
+        data: OrderEventData::of(order),
+    };
     Ok(OutboxEvent {
-        event_id: envelope.event_id.clone(),
+        event_id: stamp.event_id.clone(),
         topic: topic.to_owned(),
         key: order.id.clone(),
         payload: serde_json::to_string(&envelope)?,
-        request_id,
-        traceparent: trace.traceparent,
-        tracestate: trace.tracestate,
+        request_id: stamp.request_id.clone(),
+        traceparent,
+        tracestate: stamp.tracestate.clone(),
     })
 }

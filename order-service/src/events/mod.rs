@@ -5,3 +5,4 @@ pub mod consumer;
 pub mod envelope;
 pub mod kafka;
 pub mod relay;
+pub mod unpublished;

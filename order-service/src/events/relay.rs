@@ -1,22 +1,23 @@
-//! The outbox relay: publishes every event waiting in the outbox (`order_outbox`, one entry per group-commit batch
-//! of orders, see `store`), then deletes the entry. A crash between the two publishes the events again
-//! (at-least-once); consumers are idempotent, so that is harmless. While Kafka is down, events wait in MongoDB. An
-//! entry is written before its orders, so the relay publishes an event it read only once its order is stored; those
-//! whose order is still missing `ABANDONED_AFTER` later are set aside, and put back should their order appear.
+//! The outbox relay: publishes every order's `new-order` event. An order carries its event in its own document
+//! (see `store`), so the order is its own outbox entry and the relay writes nothing per event: the writer hands it
+//! the events of each batch it stored ([`RelayInbox`]), and it publishes them (at-least-once: consumers are
+//! idempotent). Events the broker did not take are kept for the next round.
 //!
-//! Replicas share the outbox through leases: a relay first claims the entries that no live replica holds
-//! (`leaseOwner`; a replica lives while its relay's heartbeat does, see `platform::mongo::OutboxLeases`), then
-//! publishes only its own, so each event goes out once while every replica lives; a dead replica's heartbeat runs
-//! out after `OUTBOX_LEASE_MS` and another takes its entries over (then an event may go out twice). The entries
-//! this replica writes are written already held by it. (`order-processed` is not in the outbox: the consumer
-//! publishes it, see `events::consumer`.)
+//! What a crash can leave unpublished is bounded by the replica's checkpoint (`events::unpublished`): every order
+//! it made before it has had its event published. The relay notes it in its record in `outbox_relays` once a
+//! second (with its claims) and at shutdown. It reads its own orders from its checkpoint at start (what a previous
+//! run under its name left), after a write whose outcome was unknown and when the inbox could not keep a batch;
+//! and it takes over each replica whose heartbeat stopped (a replica lives while its relay's heartbeat does, see
+//! `platform::mongo::OutboxLeases`): it reads that replica's orders from its checkpoint, then removes it. A read
+//! publishes the orders of that replica still pending (no `processed` record), so after a crash an event may go
+//! out twice. (`order-processed` is not in the outbox: the consumer publishes it, see `events::consumer`.)
 //!
-//! In the normal case the relay does not read the outbox: the writer hands it each batch it has just stored
-//! ([`RelayInbox`]), with the events of the orders stored, and the relay deletes the batch's entry once the broker
-//! has them all (one delete per batch). It reads the outbox (the source of truth) at start, with each claim (at
-//! most one a second), after a failure, when idle for `OUTBOX_POLL_INTERVAL_MS`, and when more batches were
-//! stored than the inbox holds; a backlog (after an outage, a restart, a dead replica's claims) is read a page at a
-//! time.
+//! Entries that earlier versions wrote into the outbox (`order_outbox`, one per group-commit batch of orders,
+//! written before the orders) are read and published as those versions did: claimed through leases (`leaseOwner`)
+//! so that each goes out once while every replica lives, read at start, with each claim (at most one a second),
+//! after a failure and when idle for `OUTBOX_POLL_INTERVAL_MS`, an event published only once its order is stored
+//! (those whose order is still missing `ABANDONED_AFTER` later are set aside, and put back should their order
+//! appear), and the entry deleted once the broker has its events.
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use futures::future::join_all;
@@ -29,7 +30,11 @@ use rdkafka::{error::KafkaError, producer::Producer as _};
 
 use crate::{
     backoff::Backoff,
-    events::kafka::{self, TopicSetup},
+    events::{
+        envelope,
+        kafka::{self, TopicSetup},
+        unpublished::Unpublished,
+    },
     metrics::Metrics,
     store::{OrderStore, OutboxEvent, PendingOutbox, Readable, StoreError},
 };
@@ -45,7 +50,11 @@ const PUBLISH_WINDOW: usize = 200;
 const INBOX_LIMIT: usize = 64;
 /// How many of the entries it published from reads the relay remembers, so that the inbox's copy of a batch just
 /// stored, which a read got to first, is not published again.
-pub const READ_REMEMBERED: usize = 4 * BATCH;
+pub const READ_REMEMBERED: usize = 4_096;
+
+/// The most events that failed to go out the relay keeps to send again; past this, they are read again from the
+/// orders once the broker answers.
+const RETRY_LIMIT: usize = 10_000;
 
 /// How often the relay looks for set-aside entries whose order was stored after all (a write held up longer than
 /// `ABANDONED_AFTER`): they are published late rather than lost.
@@ -55,19 +64,41 @@ pub const REVIVE_INTERVAL: Duration = Duration::from_secs(300);
 /// relay publishes them without reading the outbox). Losing any of it costs time, never an event: the outbox stays
 /// the source of truth.
 pub struct RelayInbox {
-    handover: OutboxHandover<PendingOutbox>,
+    handover: OutboxHandover<Vec<OutboxEvent>>,
+    /// The orders this replica made whose events are not yet published: the relay's checkpoint.
+    pub unpublished: Unpublished,
 }
 
 impl Default for RelayInbox {
     fn default() -> Self {
-        Self { handover: OutboxHandover::new(INBOX_LIMIT) }
+        Self { handover: OutboxHandover::new(INBOX_LIMIT), unpublished: Unpublished::default() }
     }
 }
 
 impl RelayInbox {
-    /// This batch's orders and entry are durable, held by this replica's lease: publish its events.
-    pub fn stored(&self, entry: PendingOutbox) {
-        self.handover.stored(entry);
+    /// A new order: its event is counted unpublished from now (before it is queued for the writer).
+    pub fn made(&self, order_id: &str) {
+        self.unpublished.made(order_id);
+    }
+
+    /// These orders (each with its event) are durable: publish their events. When the inbox is full, the relay reads
+    /// them from the orders instead.
+    pub fn stored(&self, events: Vec<OutboxEvent>) {
+        let order_ids: Vec<String> = events.iter().map(|event| event.key.clone()).collect();
+        if !self.handover.stored(events) {
+            self.unknown(order_ids.iter().map(String::as_str));
+        }
+    }
+
+    /// These orders were certainly not stored (refused, or never written): nothing to publish.
+    pub fn not_stored<'a>(&self, order_ids: impl IntoIterator<Item = &'a str>) {
+        self.unpublished.settled(order_ids);
+    }
+
+    /// Whether these orders were stored is unknown: the relay reads the orders from the oldest of them on.
+    pub fn unknown<'a>(&self, order_ids: impl IntoIterator<Item = &'a str>) {
+        self.unpublished.unknown(order_ids);
+        self.handover.wake();
     }
 
     /// Events were written outside the inbox: the relay reads the outbox at its next round.
@@ -90,6 +121,8 @@ enum RoundError {
     Store(#[from] StoreError),
     #[error("publishing to Kafka: {0}")]
     Kafka(#[from] KafkaError),
+    #[error("making an order's new-order event again: {0}")]
+    Encoding(String),
 }
 
 pub struct OutboxRelay {
@@ -110,6 +143,12 @@ pub struct OutboxRelay {
     pub published_by_reads: PublishedByReads,
     /// When to look for set-aside entries whose order was stored after all ([`REVIVE_INTERVAL`]).
     pub revivals: RoundSchedule,
+    /// Events handed over that the broker did not take yet.
+    pub retry: Vec<OutboxEvent>,
+    /// Where `new-order` events go (those made again from orders read).
+    pub new_order_topic: String,
+    /// Whether this run has read its name's checkpoint (and so may move it).
+    pub started: bool,
 }
 
 impl OutboxRelay {
@@ -154,6 +193,13 @@ impl OutboxRelay {
         // (flushing blocks, so it runs off the executor).
         let producer = self.producer.current();
         let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
+        // How far it published, so that whoever reads after it starts there.
+        if self.started {
+            let now = mongodb::bson::DateTime::now().timestamp_millis();
+            if let Err(error) = self.store.note_checkpoint(&self.owner, self.inbox.unpublished.checkpoint(now)).await {
+                tracing::debug!(%error, "checkpoint not moved at shutdown");
+            }
+        }
         // What this replica held but did not publish is free for the others at once.
         if let Err(error) = self.store.release_leases(&self.owner).await {
             tracing::debug!(%error, "outbox leases left to run out");
@@ -161,19 +207,42 @@ impl OutboxRelay {
         tracing::info!("outbox relay stopped");
     }
 
-    /// Publishes what the inbox holds and takes those entries out, then reads the outbox when `read` asks for it or
-    /// a claim is due.
+    /// Publishes what the inbox holds (and what failed to go out before), then, when a claim is due, notes the
+    /// checkpoint and reads what stopped replicas left; reads this replica's orders when a read is owed; reads the
+    /// outbox of earlier versions when `read` asks for it or a claim is due.
     async fn round(&mut self, read: bool, shutdown: &mut StopSignal) -> Result<(), RoundError> {
         let Handed { stored, read_outbox } = self.inbox.handover.take();
-        let stored: Vec<PendingOutbox> =
-            stored.into_iter().filter(|entry| !self.published_by_reads.contains(&entry.id)).collect();
-        let claim = self.claims.due();
-        let PublishOutcome { done, error } = self.publish(&stored.iter().collect::<Vec<_>>()).await;
-        let done: Vec<String> =
-            stored.iter().filter(|entry| done.contains(&entry.id)).map(|entry| entry.id.clone()).collect();
-        self.acknowledge(&done).await?;
+        let handed = stored.into_iter().flatten().filter(|event| !self.published_by_reads.contains(&event.key));
+        self.retry.extend(handed);
+        let waiting = std::mem::take(&mut self.retry);
+        let (sent, error) = self.publish_events(&waiting.iter().collect::<Vec<_>>()).await;
+        self.published(&waiting, &sent);
+        self.retry = waiting.into_iter().filter(|event| !sent.contains(&event.event_id)).collect();
+        if self.retry.len() > RETRY_LIMIT {
+            // Kept in memory no longer: read again from the orders once the broker answers.
+            let dropped = std::mem::take(&mut self.retry);
+            self.inbox.unpublished.unknown(dropped.iter().map(|event| event.key.as_str()));
+        }
         if let Some(error) = error {
             return Err(error.into());
+        }
+        if !self.started {
+            // What a previous run under this name may have left unpublished: read from its checkpoint.
+            if let Some(checkpoint) = self.store.checkpoint(&self.owner).await? {
+                self.inbox.unpublished.read_from_checkpoint(checkpoint);
+            }
+            self.started = true;
+        }
+        let claim = self.claims.due();
+        if claim {
+            let now = mongodb::bson::DateTime::now().timestamp_millis();
+            self.store.note_checkpoint(&self.owner, self.inbox.unpublished.checkpoint(now)).await?;
+            self.take_over_stopped().await?;
+        }
+        if let Some(owed) = self.inbox.unpublished.read_owed() {
+            let owner = self.owner.clone();
+            self.read_orders(&owner, owed.from).await?;
+            self.inbox.unpublished.read_done(owed);
         }
         if read || read_outbox || claim {
             self.drain(claim, shutdown).await?;
@@ -181,12 +250,57 @@ impl OutboxRelay {
         Ok(())
     }
 
-    /// Publishes these entries' events, a window at a time; the entries whose every event the broker acknowledged,
-    /// and the first failure.
-    async fn publish(&self, entries: &[&PendingOutbox]) -> PublishOutcome {
-        let events: Vec<&OutboxEvent> = entries.iter().flat_map(|entry| entry.outbox.iter()).collect();
+    /// Reads what each replica whose heartbeat stopped wrote since its checkpoint, and publishes what is unpublished.
+    async fn take_over_stopped(&mut self) -> Result<(), RoundError> {
+        for stopped in self.store.stopped_with_checkpoint(&self.owner).await? {
+            let Some((from, until)) = self.store.take_over(&stopped, self.lease).await? else { continue };
+            tracing::warn!(replica = %stopped, "reading the orders of a replica whose heartbeat stopped");
+            self.read_orders(&stopped, from).await?;
+            self.store.taken_over(&stopped, until).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes the events of `owner`'s orders made from `from` on (up to this read's start) that are still pending,
+    /// a page at a time.
+    async fn read_orders(&mut self, owner: &str, from: i64) -> Result<(), RoundError> {
+        let until = mongodb::bson::DateTime::now().timestamp_millis() + 1;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.unpublished(owner, from, until, after.as_deref(), BATCH).await?;
+            let events: Vec<OutboxEvent> = page
+                .orders
+                .iter()
+                // Those this relay published lately are on their way to being processed.
+                .filter(|order| !self.published_by_reads.contains(&order.id))
+                .filter_map(|order| envelope::stored_new_order_event(order, &self.new_order_topic))
+                .collect::<Result<_, _>>()
+                .map_err(|error| RoundError::Encoding(error.to_string()))?;
+            let (sent, error) = self.publish_events(&events.iter().collect::<Vec<_>>()).await;
+            self.published(&events, &sent);
+            if let Some(error) = error {
+                return Err(error.into());
+            }
+            match page.next_after {
+                Some(next) => after = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// Of `events`, those whose id is in `sent` are out: remembered by order (a read of the orders that finds one
+    /// before it is processed, or a handed copy of one a read found first, leaves it out) and no longer unpublished.
+    fn published(&mut self, events: &[OutboxEvent], sent: &HashSet<String>) {
+        let out: Vec<&OutboxEvent> = events.iter().filter(|event| sent.contains(&event.event_id)).collect();
+        for event in &out {
+            self.published_by_reads.add(&event.key);
+        }
+        self.inbox.unpublished.settled(out.iter().map(|event| event.key.as_str()));
+    }
+
+    /// Publishes these events, a window at a time: the ids of those the broker acknowledged, and the first failure.
+    async fn publish_events(&self, events: &[&OutboxEvent]) -> (HashSet<String>, Option<KafkaError>) {
         let mut sent = HashSet::with_capacity(events.len());
-        let mut error = None;
         for window in events.chunks(PUBLISH_WINDOW) {
             // Sends are enqueued in order, and a window goes only once the one before it is acknowledged, so
             // one order's events keep their order on its partition.
@@ -197,17 +311,24 @@ impl OutboxRelay {
                     .iter()
                     .zip(&results)
                     .filter(|(_, result)| result.is_ok())
-                    .map(|(event, _)| event.event_id.as_str()),
+                    .map(|(event, _)| event.event_id.clone()),
             );
             if let Some(Err(failed)) = results.into_iter().find(Result::is_err) {
-                error = Some(failed);
-                break;
+                return (sent, Some(failed));
             }
         }
+        (sent, None)
+    }
+
+    /// Publishes these entries' events, a window at a time; the entries whose every event the broker acknowledged,
+    /// and the first failure.
+    async fn publish(&self, entries: &[&PendingOutbox]) -> PublishOutcome {
+        let events: Vec<&OutboxEvent> = entries.iter().flat_map(|entry| entry.outbox.iter()).collect();
+        let (sent, error) = self.publish_events(&events).await;
         // An entry is done once all its events are out: acknowledging it deletes it.
         let done = entries
             .iter()
-            .filter(|entry| entry.outbox.iter().all(|event| sent.contains(event.event_id.as_str())))
+            .filter(|entry| entry.outbox.iter().all(|event| sent.contains(&event.event_id)))
             .map(|entry| entry.id.clone())
             .collect();
         PublishOutcome { done, error }
@@ -305,14 +426,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_inbox_hands_over_stored_batches_and_asks_for_a_read_past_its_limit() {
+    fn the_inbox_hands_over_stored_batches_and_owes_a_read_of_those_past_its_limit() {
         let inbox = RelayInbox::default();
-        for i in 0..=INBOX_LIMIT {
-            inbox.stored(PendingOutbox { id: format!("b{i}"), outbox: Vec::new() });
+        let event = |order_id: String| OutboxEvent {
+            event_id: format!("e-{order_id}"),
+            topic: "new-order".into(),
+            key: order_id,
+            payload: "{}".into(),
+            request_id: None,
+            traceparent: None,
+            tracestate: None,
+        };
+        let ids: Vec<String> = (0..=INBOX_LIMIT).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+        for id in &ids {
+            inbox.made(id);
+            inbox.stored(vec![event(id.clone())]);
         }
         let news = inbox.handover.take();
         assert_eq!(news.stored.len(), INBOX_LIMIT);
-        assert!(news.read_outbox, "the batch past the limit is found by reading the outbox");
+        let owed = inbox.unpublished.read_owed().expect("the batch past the limit is read from the orders");
+        assert_eq!(Some(owed.from), crate::store::made_millis(&ids[INBOX_LIMIT]));
+        assert_eq!(inbox.unpublished.len(), INBOX_LIMIT, "the handed ones count until published");
         let news = inbox.handover.take();
         assert!(news.stored.is_empty() && !news.read_outbox);
     }

@@ -1,8 +1,8 @@
 //! Placing an order, the rules the order-service owns for it: a keyed request is answered once (a retry replays
 //! the first answer, a reused key with another body is refused; the unique index on the key decides, and the first
 //! order is read only when it refuses), the price comes from the catalogue, never from the caller, and the order is
-//! stored with its `new-order` event (the event first, into the outbox), gathered with concurrent requests' orders
-//! (group commit: one outbox entry with the batch's events, then one insert of its orders).
+//! stored with its `new-order` event in its own document, gathered with concurrent requests' orders (group commit:
+//! one insert per batch). Each order counts as unpublished from the making of its id (`events::unpublished`).
 use std::{sync::Arc, time::Duration};
 
 use mongodb::bson;
@@ -79,6 +79,8 @@ pub struct PlaceOrder {
     products: ProductClient,
     new_order_topic: String,
     idempotency_ttl: Duration,
+    /// Counts each order made until its event is published ([`RelayInbox::made`]).
+    relay_inbox: Arc<RelayInbox>,
     metrics: Metrics,
 }
 
@@ -95,16 +97,23 @@ impl PlaceOrder {
         metrics: Metrics,
     ) -> Self {
         let writer = store.clone();
+        let inbox = relay_inbox.clone();
         let writes = GroupCommit::spawn(
             limits,
             move |orders: Vec<OrderWithEvent>| {
                 let (store, relay_inbox) = (writer.clone(), relay_inbox.clone());
                 async move {
                     let stored = store.insert_batch(&orders).await;
-                    match stored.entry {
-                        Some(entry) => relay_inbox.stored(entry),
-                        // Whether some orders were stored is unknown: the relay reads the outbox.
-                        None => relay_inbox.read_outbox(),
+                    match stored.events {
+                        Some(events) => {
+                            let refused = orders.iter().zip(&stored.outcomes).filter(|(_, outcome)| outcome.is_err());
+                            relay_inbox.not_stored(refused.map(|(new, _)| new.order.id.as_str()));
+                            if !events.is_empty() {
+                                relay_inbox.stored(events);
+                            }
+                        }
+                        // Whether some orders were stored is unknown: the relay reads them.
+                        None => relay_inbox.unknown(orders.iter().map(|new| new.order.id.as_str())),
                     }
                     stored.outcomes
                 }
@@ -126,7 +135,7 @@ impl PlaceOrder {
             },
             metrics.batch_observer("idempotency_lookups"),
         );
-        Self { store, writes, lookups, products, new_order_topic, idempotency_ttl, metrics }
+        Self { store, writes, lookups, products, new_order_topic, idempotency_ttl, relay_inbox: inbox, metrics }
     }
 
     pub async fn place(&self, order: NewOrder) -> Result<Placed, PlaceOrderError> {
@@ -149,8 +158,17 @@ impl PlaceOrder {
             let new =
                 self.new_order(&order, &priced, scope.as_ref().map(|scope| (scope.clone(), fingerprint.clone())))?;
             let order_id = new.order.id.clone();
+            self.relay_inbox.made(&order_id);
             // Gathered with concurrent requests' orders into one durable write; the answer is this order's own.
-            match self.writes.submit(new).await.map_err(|error| self.queue_error("orders", error))? {
+            let submitted = self.writes.submit(new).await.map_err(|error| {
+                match error {
+                    SubmitError::QueueFull => self.relay_inbox.not_stored([order_id.as_str()]),
+                    // The writer may have taken it before it stopped.
+                    SubmitError::Stopped => self.relay_inbox.unknown([order_id.as_str()]),
+                }
+                self.queue_error("orders", error)
+            })?;
+            match submitted {
                 Ok(()) => {
                     tracing::info!(order_id = %order_id, user_id = %order.user_id, "order created");
                     return Ok(Placed { order_id, replayed: false });

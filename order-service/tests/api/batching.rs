@@ -1,7 +1,7 @@
 //! The store's batch commands, counted from the driver's own command events (the
-//! `mongodb_commands_total` metric): a batch costs one command per collection whatever its size (its events are one
-//! outbox entry), a delete by `_id` one per `UPDATE_CHUNK` documents; and what they leave in the collections (orders
-//! are never updated).
+//! `mongodb_commands_total` metric): a batch of orders costs one command whatever its size (each order carries its
+//! event), a delete by `_id` one per `UPDATE_CHUNK` documents; what they leave in the collections (orders are never
+//! updated); and the outbox that earlier versions wrote (one entry per batch), which is still read.
 use crate::support;
 
 use std::{
@@ -50,20 +50,35 @@ impl Probe {
         self.store.clone().holding_new_events(Lease::new("replica-a", Duration::from_secs(30)))
     }
 
-    /// `count` new orders written in one batch through replica-a's store, which holds their events: that store, the
-    /// orders, and the id of their outbox entry.
+    /// `count` new orders stored in one batch as an earlier version wrote them, their events in one outbox entry held
+    /// by replica-a: replica-a's store, the orders, and the id of their outbox entry.
     async fn orders_held_by_replica_a(&self, count: usize) -> (OrderStore, Vec<OrderWithEvent>, String) {
-        let store = self.held_by_replica_a();
         let orders: Vec<OrderWithEvent> = (0..count).map(|_| order("u", None)).collect();
-        let entry = stored(store.insert_batch(&orders).await);
-        (store, orders, entry)
+        let entry = self.earlier_batch(Some("replica-a"), &orders).await;
+        (self.held_by_replica_a(), orders, entry)
     }
 
-    /// `count` batches of one new order written through `store`: their outbox entries' ids, oldest first.
-    async fn batches(store: &OrderStore, count: usize) -> Vec<String> {
+    /// `orders`, stored, and their events in one outbox entry as earlier versions wrote it (held by `owner`, if
+    /// given): the entry's id.
+    async fn earlier_batch(&self, owner: Option<&str>, orders: &[OrderWithEvent]) -> String {
+        stored(self.store.insert_batch(orders).await);
+        let id = uuid::Uuid::now_v7().to_string();
+        let events: Vec<mongodb::bson::Document> =
+            orders.iter().map(|new| mongodb::bson::to_document(&new.event).unwrap()).collect();
+        let mut entry = mongodb::bson::doc! { "_id": &id, "outbox": events, "outboxPending": true };
+        if let Some(owner) = owner {
+            entry.insert("leaseOwner", owner);
+        }
+        self.outbox.insert_one(entry).await.unwrap();
+        id
+    }
+
+    /// `count` batches of one new order as earlier versions wrote them (held by `owner`, if given): their outbox
+    /// entries' ids, oldest first.
+    async fn batches(&self, owner: Option<&str>, count: usize) -> Vec<String> {
         let mut entries = Vec::new();
         for _ in 0..count {
-            entries.push(stored(store.insert_batch(&[order("u", None)]).await));
+            entries.push(self.earlier_batch(owner, &[order("u", None)]).await);
         }
         entries
     }
@@ -100,14 +115,19 @@ fn ids(orders: &[OrderWithEvent]) -> Vec<String> {
     orders.iter().map(|order| order.order.id.clone()).collect()
 }
 
-/// The id of the outbox entry of a batch whose every order was stored.
-fn stored(batch: StoredBatch) -> String {
+/// The events to hand over of a batch whose every order was stored.
+fn stored(batch: StoredBatch) -> Vec<OutboxEvent> {
     assert!(batch.outcomes.iter().all(Result::is_ok), "{:?}", batch.outcomes);
-    batch.entry.expect("an entry to hand over").id
+    batch.events.expect("events to hand over")
 }
 
 fn entry_ids(entries: &[PendingOutbox]) -> Vec<String> {
     entries.iter().map(|entry| entry.id.clone()).collect()
+}
+
+/// The ids of these orders.
+fn ids_of(orders: &[OrderDocument]) -> Vec<String> {
+    orders.iter().map(|order| order.id.clone()).collect()
 }
 
 /// The orders these events announce.
@@ -126,15 +146,19 @@ fn order(user: &str, key: Option<&str>) -> OrderWithEvent {
 }
 
 #[tokio::test]
-async fn a_batch_of_orders_is_one_outbox_entry_and_one_insert_of_orders_and_a_duplicate_key_fails_only_its_own_order() {
+async fn a_batch_of_orders_is_one_insert_each_order_carrying_its_event_and_a_duplicate_key_fails_only_its_own_order() {
     let probe = Probe::new().await;
+    let store = probe.held_by_replica_a();
+    // The replica's first write starts its heartbeat and checkpoint (one write, once).
+    let first = order("u", None);
+    stored(store.insert_batch(std::slice::from_ref(&first)).await);
     let mut orders: Vec<OrderWithEvent> = (0..50).map(|n| order("u", Some(&format!("k{n}")))).collect();
     orders[10] = order("u", Some("k3"));
     orders[40] = order("u", Some("k3"));
     let before = (probe.sent("insert"), probe.sent("delete"), probe.sent("update"));
-    let batch = probe.store.insert_batch(&orders).await;
+    let batch = store.insert_batch(&orders).await;
     let after = (probe.sent("insert"), probe.sent("delete"), probe.sent("update"));
-    assert_eq!(after.0 - before.0, 2, "one command for the events, one for the orders");
+    assert_eq!(after.0 - before.0, 1, "one command for the orders and their events");
     assert_eq!((after.1 - before.1, after.2 - before.2), (0, 0));
     for (index, outcome) in batch.outcomes.iter().enumerate() {
         match index {
@@ -149,21 +173,93 @@ async fn a_batch_of_orders_is_one_outbox_entry_and_one_insert_of_orders_and_a_du
         .filter(|(index, _)| ![10, 40].contains(index))
         .map(|(_, new)| new.order.id.clone())
         .collect();
-    let entry = batch.entry.expect("every order's fate is known");
-    assert_eq!(orders_of(&entry.outbox), stored, "the relay is handed the events of the orders stored, in order");
-    assert_eq!(Probe::all(&probe.outbox).await.len(), 1, "one entry");
-    assert_eq!(probe.store.outbox_backlog().await.unwrap(), 50, "the refused orders' events leave with the entry");
-    // Read instead of handed over, the entry waits for the two orders that never come.
-    let read = probe.store.claim_outbox("replica-a", Duration::from_secs(30), OutboxPage::first(10)).await.unwrap();
-    assert_eq!(entry_ids(&read), std::slice::from_ref(&entry.id));
-    assert!(probe.store.with_stored_orders(read).await.unwrap().is_empty(), "young, it waits for its orders");
+    let events = batch.events.expect("every order's fate is known");
+    assert_eq!(orders_of(&events), stored, "the relay is handed the events of the orders stored, in order");
+    assert!(Probe::all(&probe.outbox).await.is_empty(), "no outbox entry");
+    let raw = probe.orders.find_one(mongodb::bson::doc! { "_id": &stored[0] }).await.unwrap().unwrap();
+    assert_eq!(raw.get_str("writtenBy").unwrap(), "replica-a");
+    let kept = OrderStore::new(probe.database.clone()).find(&stored[0]).await.unwrap().unwrap();
+    let event = envelope::stored_new_order_event(&kept, "new-order").expect("a stamp").unwrap();
+    assert_eq!(event, orders[0].event, "the order carries its event, made again byte for byte");
+    // Read instead of handed over: every stored order still pending, oldest first.
+    let from = order_service::store::made_millis(&first.order.id).unwrap();
+    let now = mongodb::bson::DateTime::now().timestamp_millis() + 1;
+    let page = probe.store.unpublished("replica-a", from, now, None, 100).await.unwrap();
+    let mut expected = stored.clone();
+    expected.push(first.order.id.clone());
+    expected.sort();
+    assert_eq!((ids_of(&page.orders), page.next_after), (expected, None));
+    assert!(probe.store.unpublished("replica-b", from, now, None, 100).await.unwrap().orders.is_empty(), "a's only");
+}
+
+#[tokio::test]
+async fn the_orders_a_replica_may_not_have_published_are_read_a_page_at_a_time_and_processed_ones_are_left_out() {
+    let probe = Probe::new().await;
+    let store = probe.held_by_replica_a();
+    let orders: Vec<OrderWithEvent> = (0..7).map(|_| order("u", None)).collect();
+    for new in &orders {
+        store.insert(new).await.unwrap();
+    }
+    // Processed: its event was published and consumed.
+    assert_eq!(store.apply_transitions(&[processed(&orders[2])], "batch-1").await.unwrap(), vec![true]);
+    let from = order_service::store::made_millis(&orders[0].order.id).unwrap();
+    let until = order_service::store::made_millis(&orders[6].order.id).unwrap();
+    let mut read = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.unpublished("replica-a", from, until + 1, after.as_deref(), 3).await.unwrap();
+        read.extend(ids_of(&page.orders));
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let mut expected: Vec<String> = ids(&orders).into_iter().filter(|id| *id != orders[2].order.id).collect();
+    expected.sort();
+    assert_eq!(read, expected, "oldest first, none twice, the processed one left out");
+    let before = store.unpublished("replica-a", from, from, None, 10).await.unwrap();
+    assert!(before.orders.is_empty(), "nothing made before the end of the range");
+}
+
+#[tokio::test]
+async fn a_replicas_checkpoint_is_moved_by_its_relay_and_a_stopped_replica_is_taken_over_once() {
+    let probe = Probe::new().await;
+    let lease = Duration::from_secs(30);
+    let dying = probe.store.clone().holding_new_events(Lease::new("dying", Duration::ZERO));
+    let orders = [order("u", None), order("u", None)];
+    let updates = probe.sent("update");
+    stored(dying.insert_batch(&orders[..1]).await);
+    stored(dying.insert_batch(&orders[1..]).await);
+    assert_eq!(probe.sent("update") - updates, 1, "one heartbeat and checkpoint, before its first write");
+    let made = order_service::store::made_millis(&orders[0].order.id).unwrap();
+    let checkpoint = probe.store.checkpoint("dying").await.unwrap().expect("a checkpoint");
+    assert!(checkpoint <= made, "{checkpoint} > {made}");
+
+    // Its heartbeat ran out at once: another replica takes it over, once.
+    assert_eq!(probe.store.stopped_with_checkpoint("replica-b").await.unwrap(), ["dying"]);
+    let (from, until) = probe.store.take_over("dying", lease).await.unwrap().expect("taken");
+    assert_eq!(from, checkpoint);
+    assert!(probe.store.take_over("dying", lease).await.unwrap().is_none(), "held by replica-b now");
+    let now = mongodb::bson::DateTime::now().timestamp_millis() + 1;
+    let page = probe.store.unpublished("dying", from, now, None, 10).await.unwrap();
+    assert_eq!(ids_of(&page.orders), ids(&orders));
+    probe.store.taken_over("dying", until).await.unwrap();
+    assert_eq!(probe.store.checkpoint("dying").await.unwrap(), None, "read: nothing left to read");
+    assert!(probe.store.stopped_with_checkpoint("replica-b").await.unwrap().is_empty());
+
+    // A living replica's checkpoint moves as its relay notes it, and it is not taken over.
+    let living = probe.store.clone().holding_new_events(Lease::new("living", lease));
+    stored(living.insert_batch(&[order("u", None)]).await);
+    living.note_checkpoint("living", now).await.unwrap();
+    assert_eq!(probe.store.checkpoint("living").await.unwrap(), Some(now));
+    assert!(probe.store.take_over("living", lease).await.unwrap().is_none());
 }
 
 #[tokio::test]
 async fn the_relay_reads_what_it_holds_a_page_at_a_time_each_from_where_the_last_ended() {
     let probe = Probe::new().await;
     let store = probe.held_by_replica_a();
-    let ids = Probe::batches(&store, 7).await;
+    let ids = probe.batches(Some("replica-a"), 7).await;
 
     let mut read = Vec::new();
     let mut after: Option<String> = None;
@@ -183,7 +279,7 @@ async fn the_relay_reads_what_it_holds_a_page_at_a_time_each_from_where_the_last
 }
 
 #[tokio::test]
-async fn what_a_replica_writes_is_held_by_it_so_its_relay_reads_it_without_a_claim() {
+async fn what_a_replica_of_an_earlier_version_wrote_is_held_by_it_so_its_relay_reads_it_without_a_claim() {
     let probe = Probe::new().await;
     let (store, orders, entry) = probe.orders_held_by_replica_a(10).await;
     let updates = probe.sent("update");
@@ -210,7 +306,7 @@ async fn the_relay_claims_in_one_command_and_deletes_what_was_published_in_one_c
     let probe = Probe::new().await;
     // More than two chunks' worth of batches, the last one short.
     let count = 2 * UPDATE_CHUNK + 7;
-    Probe::batches(&probe.store, count).await;
+    probe.batches(None, count).await;
     let orders_before = Probe::all(&probe.orders).await;
 
     let updates = probe.sent("update");
@@ -240,7 +336,7 @@ async fn the_relay_claims_in_one_command_and_deletes_what_was_published_in_one_c
 async fn the_events_of_orders_never_stored_are_set_aside_and_put_back_once_their_order_is_stored() {
     let probe = Probe::new().await;
     let [kept, late, never] = [order("u", None), order("u", None), order("u", None)];
-    assert!(probe.store.insert(&kept).await.is_ok());
+    probe.earlier_batch(None, std::slice::from_ref(&kept)).await;
     // Entries of batches whose writer stopped before their orders' insert (or whose insert is still under way): one
     // just written, one written longer than the grace ago.
     let made_ago = |seconds: u64| {
@@ -292,7 +388,7 @@ async fn the_events_of_orders_never_stored_are_set_aside_and_put_back_once_their
 #[tokio::test]
 async fn an_expired_lease_is_taken_over_and_a_live_one_is_not() {
     let probe = Probe::new().await;
-    stored(probe.store.insert_batch(&[order("u", None)]).await);
+    probe.batches(None, 1).await;
     assert_eq!(probe.store.claim_outbox("dead", Duration::ZERO, OutboxPage::first(10)).await.unwrap().len(), 1);
     assert_eq!(
         probe.store.claim_outbox("live", Duration::from_secs(60), OutboxPage::first(10)).await.unwrap().len(),
@@ -334,7 +430,7 @@ async fn claims_and_pages_walk_the_outbox_index_by_owner_not_every_pending_entry
 async fn a_hold_lasts_as_long_as_its_heartbeat_which_writes_no_entry() {
     let probe = Probe::new().await;
     let store = probe.held_by_replica_a();
-    Probe::batches(&store, 60).await;
+    probe.batches(Some("replica-a"), 60).await;
     let lease = Duration::from_secs(30);
     store.hold_leases("replica-a", lease).await.unwrap();
     let stored_before = Probe::all(&probe.outbox).await;
@@ -352,37 +448,10 @@ async fn a_hold_lasts_as_long_as_its_heartbeat_which_writes_no_entry() {
 }
 
 #[tokio::test]
-async fn a_replicas_first_held_write_starts_its_heartbeat_so_a_replica_that_never_beats_again_is_taken_over() {
-    let probe = Probe::new().await;
-    let relays = probe.database.collection::<mongodb::bson::Document>(platform::mongo::RELAYS);
-    let lease = Duration::from_secs(30);
-    // A replica that dies before its relay's first heartbeat: its lease ends as soon as it is written.
-    let dying = probe.store.clone().holding_new_events(Lease::new("dying", Duration::ZERO));
-    let updates = probe.sent("update");
-    stored(dying.insert_batch(&[order("u", None)]).await);
-    stored(dying.insert_batch(&[order("u", None)]).await);
-    assert_eq!(probe.sent("update") - updates, 1, "one heartbeat, before the first entries it holds");
-    assert_eq!(probe.store.claim_outbox("replica-b", lease, OutboxPage::first(10)).await.unwrap().len(), 2);
-
-    // A living one's first write holds its entries for a whole lease.
-    let before = mongodb::bson::DateTime::now();
-    let living = probe.store.clone().holding_new_events(Lease::new("living", lease));
-    stored(living.insert_batch(&[order("u", None)]).await);
-    let beat = relays.find_one(mongodb::bson::doc! { "_id": "living" }).await.unwrap().expect("a heartbeat");
-    let until = beat.get_datetime("aliveUntil").unwrap().timestamp_millis();
-    assert!(until >= before.timestamp_millis() + 30_000, "{beat}");
-    assert!(probe.store.claim_outbox("replica-c", lease, OutboxPage::first(10)).await.unwrap().is_empty());
-}
-
-#[tokio::test]
 async fn a_starting_relay_gives_holders_without_a_heartbeat_one_lease_then_they_are_taken_over() {
     let probe = Probe::new().await;
     // Held by a replica that has no heartbeat (an earlier version's, which wrote none before its relay's first).
-    let gone = probe.store.clone().holding_new_events(Lease::new("gone", Duration::from_secs(60)));
-    stored(gone.insert_batch(&[order("u", None)]).await);
-    stored(gone.insert_batch(&[order("u", None)]).await);
-    let relays = probe.database.collection::<mongodb::bson::Document>(platform::mongo::RELAYS);
-    relays.delete_one(mongodb::bson::doc! { "_id": "gone" }).await.unwrap();
+    probe.batches(Some("gone"), 2).await;
     let lease = Duration::from_secs(30);
     assert!(probe.store.claim_outbox("replica-b", lease, OutboxPage::first(10)).await.unwrap().is_empty());
 
@@ -575,20 +644,21 @@ async fn writes_a_2xx_depends_on_wait_for_the_journal_and_bookkeeping_writes_do_
     assert_eq!(store.apply_transitions(&[processed(&orders[0])], "batch-1").await.unwrap(), vec![true]);
     store.record_announced("batch-1").await.unwrap();
     let held = store.claim_outbox("replica-a", Duration::from_secs(30), OutboxPage::first(10)).await.unwrap();
-    assert_eq!(held.len(), 2, "the two batches");
-    store.acknowledge_published(&entry_ids(&held)).await.unwrap();
+    assert!(held.is_empty(), "no outbox entry: each order carries its event");
     store.renew_leases("replica-a", Duration::from_secs(30)).await.unwrap();
+    store.note_checkpoint("replica-a", 0).await.unwrap();
 
     let journal_of = |command: &str, collection: &str| written.journal_of(command, collection);
-    // The order, its event and its transition back a 201 or a committed offset.
-    assert_eq!(journal_of("insert", "order_outbox"), [Some(true), Some(true)]);
+    // The order with its event, the replica's first checkpoint (before its first order) and a transition back a 201
+    // or a committed offset.
     assert_eq!(journal_of("insert", "orders"), [Some(true), Some(true)]);
     assert_eq!(journal_of("insert", "order_transitions"), [Some(true)]);
+    let relays = journal_of("update", platform::mongo::RELAYS);
+    assert_eq!(relays.first(), Some(&Some(true)), "the first checkpoint: {:?}", written.all());
     // A lost one of these repeats work (an event published again), it loses nothing.
-    assert_eq!(journal_of("delete", "order_outbox"), [Some(false)], "the relay's acknowledgement");
+    assert!(relays.len() >= 3 && relays[1..].iter().all(|j| *j == Some(false)), "{:?}", written.all());
     assert_eq!(journal_of("insert", "announced_batches"), [Some(false)]);
-    assert!(!journal_of("update", platform::mongo::RELAYS).is_empty());
-    assert!(journal_of("update", platform::mongo::RELAYS).iter().all(|j| *j == Some(false)), "{:?}", written.all());
+    assert!(journal_of("insert", "order_outbox").is_empty());
     assert_eq!(journal_of("update", "order_outbox"), [Some(false)], "the claim");
 }
 

@@ -9,7 +9,8 @@ use std::{
 };
 
 use futures::future::join_all;
-use order_service::domain::OrderStatus;
+use order_service::{domain::OrderStatus, store::OrderWithEvent};
+use platform::mongo::Lease;
 
 #[tokio::test]
 async fn two_replicas_on_one_database_publish_each_event_once() {
@@ -93,29 +94,49 @@ async fn wait_ready(port: u16) {
 /// Prints how long processing takes to resume (the figure DOCUMENTATION.md quotes); passes on the
 /// resumption itself, never on the time.
 #[tokio::test]
-async fn a_replica_killed_and_restarted_under_its_name_resumes_processing() {
+async fn a_replica_killed_and_restarted_under_its_name_publishes_what_it_left_unpublished() {
     let settings = support::settings().with("REPLICA_ID", "replica-crash");
-    // The test reads and writes the replica's database directly; no worker of its own competes.
-    let store = support::raw_store(&settings.values["MONGODB_DATABASE"]).await;
+    let database = settings.values["MONGODB_DATABASE"].clone();
+    let topic = format!("{}new-order", settings.values["KAFKA_TOPIC_PREFIX"]);
     let port = support::closed_port();
-    let started = Instant::now();
     let mut process = Process::start(&settings, port);
     wait_ready(port).await;
-    let order = support::new_pending_order("user-1", &format!("{}new-order", settings.values["KAFKA_TOPIC_PREFIX"]));
-    assert!(store.insert(&order).await.is_ok());
-    support::wait_for_status(&store, &order.order.id, OrderStatus::Processed, Duration::from_secs(30)).await;
-    println!("first start: an order created once ready was processed {:?} after the start", started.elapsed());
+    // Long enough for its relay to note a checkpoint (once a second), as a running replica does.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
     process.kill();
+    // What it had stored (and answered 201 for) when it was killed, before its relay published the event.
+    let lease = Lease::new("replica-crash", Duration::from_secs(30));
+    let killed = support::raw_store(&database).await.holding_new_events(lease);
+    let left = support::new_pending_order("user-1", &topic);
+    assert!(killed.insert(&left).await.is_ok());
 
     let restarted = Instant::now();
     let _process = Process::start(&settings, port);
     wait_ready(port).await;
     let ready = restarted.elapsed();
-    let order = support::new_pending_order("user-1", &format!("{}new-order", settings.values["KAFKA_TOPIC_PREFIX"]));
-    assert!(store.insert(&order).await.is_ok());
-    support::wait_for_status(&store, &order.order.id, OrderStatus::Processed, Duration::from_secs(60)).await;
+    let store = support::raw_store(&database).await;
+    support::wait_for_status(&store, &left.order.id, OrderStatus::Processed, Duration::from_secs(60)).await;
     println!(
-        "after a SIGKILL and restart: ready in {ready:?}, an order created then processed {:?} after the restart",
+        "after a SIGKILL and restart: ready in {ready:?}, the order it left unpublished processed {:?} after the restart",
         restarted.elapsed()
     );
+}
+
+#[tokio::test]
+async fn the_orders_a_stopped_replica_left_unpublished_are_published_once_by_a_live_one() {
+    let settings = support::settings();
+    let database = settings.values["MONGODB_DATABASE"].clone();
+    let topic = format!("{}new-order", settings.values["KAFKA_TOPIC_PREFIX"]);
+    // A replica that stored orders and died before publishing their events: its heartbeat is over.
+    let dead = support::raw_store(&database).await.holding_new_events(Lease::new("replica-dead", Duration::ZERO));
+    let left: Vec<OrderWithEvent> = (0..3).map(|_| support::new_pending_order("user-1", &topic)).collect();
+    assert!(dead.insert_batch(&left).await.outcomes.iter().all(Result::is_ok));
+
+    let live = settings.with("REPLICA_ID", "replica-live").spawn().await;
+    let ids: Vec<String> = left.iter().map(|new| new.order.id.clone()).collect();
+    live.wait_for_status(&ids, OrderStatus::Processed, Duration::from_secs(30)).await;
+    let published = support::read_topic(&live.brokers, &live.topic("new-order"), Duration::from_secs(3)).await;
+    assert_eq!(published.len(), 3, "each published once");
+    assert_eq!(live.state.store.checkpoint("replica-dead").await.unwrap(), None, "read, then let go");
+    live.stop().await;
 }

@@ -113,11 +113,12 @@ impl TestApp {
         self.running.stop().await;
     }
 
-    /// Inserts a pending order the way POST /orders does, and wakes the relay.
+    /// Inserts a pending order the way POST /orders does, and hands its event to the relay.
     pub async fn insert_pending_order(&self, user_id: &str) -> OrderDocument {
         let order = new_pending_order(user_id, &self.state.topics.new_order);
-        self.state.store.insert(&order).await.unwrap();
-        self.state.relay_inbox.read_outbox();
+        self.state.relay_inbox.made(&order.order.id);
+        let stored = self.state.store.insert_batch(std::slice::from_ref(&order)).await;
+        self.state.relay_inbox.stored(stored.events.expect("stored"));
         order.order
     }
 
@@ -125,10 +126,15 @@ impl TestApp {
         self.state.store.find(order_id).await.unwrap().map(|order| order.status)
     }
 
-    /// Waits until no order has events left to publish.
+    /// Waits until no order has events left to publish: none counted unpublished by this replica, no read of its
+    /// orders owed, and nothing in the outbox of earlier versions.
     pub async fn wait_outbox_drained(&self, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
-        while !self.state.store.pending_outbox(1).await.unwrap().is_empty() {
+        let unpublished = &self.state.relay_inbox.unpublished;
+        while !unpublished.is_empty()
+            || unpublished.read_owed().is_some()
+            || !self.state.store.pending_outbox(1).await.unwrap().is_empty()
+        {
             assert!(tokio::time::Instant::now() < deadline, "the outbox did not drain in {timeout:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -149,7 +155,7 @@ impl TestApp {
                 return;
             }
             if tokio::time::Instant::now() >= deadline {
-                let unpublished = self.state.store.pending_outbox(1_000).await.map(|orders| orders.len()).unwrap_or(0);
+                let unpublished = self.state.relay_inbox.unpublished.len();
                 panic!("orders did not all reach {status:?} in {timeout:?} ({unpublished} with unpublished events)");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
