@@ -131,15 +131,6 @@ pub struct StoredBatch {
     pub events: Option<Vec<OutboxEvent>>,
 }
 
-/// A page of a replica's orders whose `new-order` event may not have been published ([`OrderStore::unpublished`]).
-#[derive(Debug, Default)]
-pub struct UnpublishedPage {
-    /// The orders of the page that are still pending (no `processed` record), oldest first.
-    pub orders: Vec<OrderDocument>,
-    /// The last order of the page: the next page starts after it. None: the page was the last.
-    pub next_after: Option<String>,
-}
-
 #[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -355,6 +346,9 @@ pub const ANNOUNCED_BATCHES_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The indexes of the outbox that earlier versions kept in the orders themselves: on `outboxPending` alone, with
 /// `leaseUntil` (leases kept in the orders), and by owner.
 const EMBEDDED_OUTBOX_INDEXES: [&str; 3] = ["outbox_pending", "outbox_pending_by_lease", OutboxLeases::INDEX];
+
+/// How many orders a read of a replica's orders ([`OrderStore::written_by`]) takes from the engine at a time.
+pub const UNPUBLISHED_READ: u32 = 100;
 
 /// The field of a relay's record (in `outbox_relays`) that holds its checkpoint ([`OrderStore::checkpoint`]).
 const CHECKPOINT: &str = "publishedBefore";
@@ -583,34 +577,28 @@ impl OrderStore {
         Ok(())
     }
 
-    /// A page of the orders `owner` wrote from `from` until `until` (milliseconds since the epoch, by their id's time) whose
-    /// `new-order` event may not be published: those still pending, with no `processed` record (an event published and
-    /// not yet consumed is published again: consumers are idempotent). One read of a range of ids (not indexed by
-    /// writer: the range is every replica's orders of that time), and one of their transitions.
-    pub async fn unpublished(
+    /// The orders `owner` wrote from `from` until `until` (milliseconds since the epoch, by their id's time) that carry
+    /// their event, as one read streamed in the driver's batches: a range of ids, which SecantusDB reads by scanning
+    /// the collection whatever the range (it serves no range of `_id` from its index), so it is read once, not a page
+    /// at a time; real MongoDB reads the range only. [`Self::still_pending`] tells which of them to publish.
+    pub async fn written_by(
         &self,
         owner: &str,
         from: i64,
         until: i64,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<UnpublishedPage, StoreError> {
-        let mut range = doc! { "$gte": id_floor(from), "$lt": id_floor(until) };
-        if let Some(after) = after {
-            range.insert("$gt", after);
-        }
+    ) -> Result<impl futures::Stream<Item = Result<OrderDocument, StoreError>> + use<>, StoreError> {
+        let range = doc! { "$gte": id_floor(from), "$lt": id_floor(until) };
         let filter = doc! { "_id": range, "writtenBy": owner, "newOrderEvent": { "$exists": true } };
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let page: Vec<OrderDocument> =
-            self.orders.find(filter).sort(doc! { "_id": 1 }).limit(limit).await?.try_collect().await?;
-        let next_after = (page.len() as i64 == limit).then(|| page.last().map(|order| order.id.clone())).flatten();
-        let orders = self
-            .with_transitions(page)
-            .await?
-            .into_iter()
-            .filter(|order| order.status == OrderStatus::Pending && order.new_order_event.is_some())
-            .collect();
-        Ok(UnpublishedPage { orders, next_after })
+        let cursor = self.orders.find(filter).batch_size(UNPUBLISHED_READ).await?;
+        Ok(futures::TryStreamExt::map_err(cursor, StoreError::from))
+    }
+
+    /// Of these orders, those still pending (no `processed` record), in one read of their transitions: their
+    /// `new-order` event may not have been published (one published and not yet consumed is published again:
+    /// consumers are idempotent).
+    pub async fn still_pending(&self, orders: Vec<OrderDocument>) -> Result<Vec<OrderDocument>, StoreError> {
+        let orders = self.with_transitions(orders).await?;
+        Ok(orders.into_iter().filter(|order| order.status == OrderStatus::Pending).collect())
     }
 
     /// Stores one new order with its event ([`Self::insert_batch`]).

@@ -20,7 +20,7 @@
 //! appear), and the entry deleted once the broker has its events.
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use futures::future::join_all;
+use futures::{TryStreamExt as _, future::join_all};
 use platform::{
     kafka::ReplaceableProducer,
     mongo::{Handed, OutboxHandover, OutboxPage, PublishedByReads, RoundSchedule},
@@ -36,7 +36,7 @@ use crate::{
         unpublished::Unpublished,
     },
     metrics::Metrics,
-    store::{OrderStore, OutboxEvent, PendingOutbox, Readable, StoreError},
+    store::{OrderDocument, OrderStore, OutboxEvent, PendingOutbox, Readable, StoreError, UNPUBLISHED_READ},
 };
 
 /// Entries read per round. A read costs the engine every entry its index range gives whatever its limit (SecantusDB
@@ -46,8 +46,10 @@ use crate::{
 const BATCH: usize = 100;
 /// Events handed to the producer at once, whatever a round read: what waits in librdkafka's queues stays bounded.
 const PUBLISH_WINDOW: usize = 200;
-/// The most stored batches the inbox keeps for the relay; past this, the relay reads the outbox instead.
-const INBOX_LIMIT: usize = 64;
+/// The most events the inbox keeps for the relay (~0.7 KB each); past this, the relay reads their orders instead. A
+/// broker that stalls for a few seconds under load leaves thousands waiting, and a read of orders costs the engine a
+/// scan of the collection on SecantusDB (see `OrderStore::written_by`).
+const INBOX_LIMIT: usize = 10_000;
 /// How many of the entries it published from reads the relay remembers, so that the inbox's copy of a batch just
 /// stored, which a read got to first, is not published again.
 pub const READ_REMEMBERED: usize = 4_096;
@@ -65,13 +67,19 @@ pub const REVIVE_INTERVAL: Duration = Duration::from_secs(300);
 /// the source of truth.
 pub struct RelayInbox {
     handover: OutboxHandover<Vec<OutboxEvent>>,
+    /// How many events the handover holds.
+    held: std::sync::atomic::AtomicUsize,
     /// The orders this replica made whose events are not yet published: the relay's checkpoint.
     pub unpublished: Unpublished,
 }
 
 impl Default for RelayInbox {
     fn default() -> Self {
-        Self { handover: OutboxHandover::new(INBOX_LIMIT), unpublished: Unpublished::default() }
+        Self {
+            handover: OutboxHandover::new(INBOX_LIMIT),
+            held: Default::default(),
+            unpublished: Unpublished::default(),
+        }
     }
 }
 
@@ -84,10 +92,22 @@ impl RelayInbox {
     /// These orders (each with its event) are durable: publish their events. When the inbox is full, the relay reads
     /// them from the orders instead.
     pub fn stored(&self, events: Vec<OutboxEvent>) {
+        use std::sync::atomic::Ordering;
+        let count = events.len();
         let order_ids: Vec<String> = events.iter().map(|event| event.key.clone()).collect();
-        if !self.handover.stored(events) {
+        let room = self.held.fetch_add(count, Ordering::AcqRel) + count <= INBOX_LIMIT;
+        if !(room && self.handover.stored(events)) {
+            self.held.fetch_sub(count, Ordering::AcqRel);
             self.unknown(order_ids.iter().map(String::as_str));
         }
+    }
+
+    /// Everything handed since the last take.
+    fn take(&self) -> Handed<Vec<OutboxEvent>> {
+        let handed = self.handover.take();
+        let count = handed.stored.iter().map(Vec::len).sum();
+        self.held.fetch_sub(count, std::sync::atomic::Ordering::AcqRel);
+        handed
     }
 
     /// These orders were certainly not stored (refused, or never written): nothing to publish.
@@ -211,8 +231,11 @@ impl OutboxRelay {
     /// checkpoint and reads what stopped replicas left; reads this replica's orders when a read is owed; reads the
     /// outbox of earlier versions when `read` asks for it or a claim is due.
     async fn round(&mut self, read: bool, shutdown: &mut StopSignal) -> Result<(), RoundError> {
-        let Handed { stored, read_outbox } = self.inbox.handover.take();
-        let handed = stored.into_iter().flatten().filter(|event| !self.published_by_reads.contains(&event.key));
+        let Handed { stored, read_outbox } = self.inbox.take();
+        let (published_by_reads, handed): (Vec<OutboxEvent>, Vec<OutboxEvent>) =
+            stored.into_iter().flatten().partition(|event| self.published_by_reads.contains(&event.key));
+        // A read got to these first: they are out.
+        self.inbox.unpublished.settled(published_by_reads.iter().map(|event| event.key.as_str()));
         self.retry.extend(handed);
         let waiting = std::mem::take(&mut self.retry);
         let (sent, error) = self.publish_events(&waiting.iter().collect::<Vec<_>>()).await;
@@ -262,17 +285,20 @@ impl OutboxRelay {
     }
 
     /// Publishes the events of `owner`'s orders made from `from` on (up to this read's start) that are still pending,
-    /// a page at a time.
+    /// in one read of them, a hundred orders at a time.
     async fn read_orders(&mut self, owner: &str, from: i64) -> Result<(), RoundError> {
         let until = mongodb::bson::DateTime::now().timestamp_millis() + 1;
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.store.unpublished(owner, from, until, after.as_deref(), BATCH).await?;
-            let events: Vec<OutboxEvent> = page
-                .orders
+        let orders = self.store.written_by(owner, from, until).await?;
+        let mut chunks = std::pin::pin!(orders.try_chunks(UNPUBLISHED_READ as usize));
+        while let Some(chunk) = chunks.try_next().await.map_err(|error| RoundError::Store(error.1))? {
+            // Those this relay published lately are on their way to being processed.
+            let chunk: Vec<OrderDocument> =
+                chunk.into_iter().filter(|order| !self.published_by_reads.contains(&order.id)).collect();
+            let events: Vec<OutboxEvent> = self
+                .store
+                .still_pending(chunk)
+                .await?
                 .iter()
-                // Those this relay published lately are on their way to being processed.
-                .filter(|order| !self.published_by_reads.contains(&order.id))
                 .filter_map(|order| envelope::stored_new_order_event(order, &self.new_order_topic))
                 .collect::<Result<_, _>>()
                 .map_err(|error| RoundError::Encoding(error.to_string()))?;
@@ -281,11 +307,8 @@ impl OutboxRelay {
             if let Some(error) = error {
                 return Err(error.into());
             }
-            match page.next_after {
-                Some(next) => after = Some(next),
-                None => return Ok(()),
-            }
         }
+        Ok(())
     }
 
     /// Of `events`, those whose id is in `sent` are out: remembered by order (a read of the orders that finds one
@@ -437,17 +460,24 @@ mod tests {
             traceparent: None,
             tracestate: None,
         };
-        let ids: Vec<String> = (0..=INBOX_LIMIT).map(|_| uuid::Uuid::now_v7().to_string()).collect();
-        for id in &ids {
-            inbox.made(id);
-            inbox.stored(vec![event(id.clone())]);
+        // Batches of 100 events: the inbox keeps the first INBOX_LIMIT events, and refuses the batch past them.
+        let batches: Vec<Vec<String>> =
+            (0..=INBOX_LIMIT / 100).map(|_| (0..100).map(|_| uuid::Uuid::now_v7().to_string()).collect()).collect();
+        for batch in &batches {
+            for id in batch {
+                inbox.made(id);
+            }
+            inbox.stored(batch.iter().cloned().map(event).collect());
         }
-        let news = inbox.handover.take();
-        assert_eq!(news.stored.len(), INBOX_LIMIT);
+        let news = inbox.take();
+        assert_eq!(news.stored.iter().map(Vec::len).sum::<usize>(), INBOX_LIMIT);
         let owed = inbox.unpublished.read_owed().expect("the batch past the limit is read from the orders");
-        assert_eq!(Some(owed.from), crate::store::made_millis(&ids[INBOX_LIMIT]));
+        assert_eq!(Some(owed.from), crate::store::made_millis(&batches[INBOX_LIMIT / 100][0]));
         assert_eq!(inbox.unpublished.len(), INBOX_LIMIT, "the handed ones count until published");
-        let news = inbox.handover.take();
+        // Taken: there is room again.
+        inbox.stored(vec![event(uuid::Uuid::now_v7().to_string())]);
+        assert_eq!(inbox.take().stored.len(), 1);
+        let news = inbox.take();
         assert!(news.stored.is_empty() && !news.read_outbox);
     }
 }

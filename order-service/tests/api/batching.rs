@@ -125,9 +125,12 @@ fn entry_ids(entries: &[PendingOutbox]) -> Vec<String> {
     entries.iter().map(|entry| entry.id.clone()).collect()
 }
 
-/// The ids of these orders.
-fn ids_of(orders: &[OrderDocument]) -> Vec<String> {
-    orders.iter().map(|order| order.id.clone()).collect()
+/// The ids, sorted, of the orders `owner` wrote from `from` until `until` that are still pending, as a relay reads them.
+async fn unpublished(store: &OrderStore, owner: &str, from: i64, until: i64) -> Vec<String> {
+    let written: Vec<OrderDocument> = store.written_by(owner, from, until).await.unwrap().try_collect().await.unwrap();
+    let mut ids: Vec<String> = store.still_pending(written).await.unwrap().into_iter().map(|order| order.id).collect();
+    ids.sort();
+    ids
 }
 
 /// The orders these events announce.
@@ -184,41 +187,32 @@ async fn a_batch_of_orders_is_one_insert_each_order_carrying_its_event_and_a_dup
     // Read instead of handed over: every stored order still pending, oldest first.
     let from = order_service::store::made_millis(&first.order.id).unwrap();
     let now = mongodb::bson::DateTime::now().timestamp_millis() + 1;
-    let page = probe.store.unpublished("replica-a", from, now, None, 100).await.unwrap();
     let mut expected = stored.clone();
     expected.push(first.order.id.clone());
     expected.sort();
-    assert_eq!((ids_of(&page.orders), page.next_after), (expected, None));
-    assert!(probe.store.unpublished("replica-b", from, now, None, 100).await.unwrap().orders.is_empty(), "a's only");
+    assert_eq!(unpublished(&probe.store, "replica-a", from, now).await, expected);
 }
 
 #[tokio::test]
-async fn the_orders_a_replica_may_not_have_published_are_read_a_page_at_a_time_and_processed_ones_are_left_out() {
+async fn the_orders_a_replica_may_not_have_published_are_read_in_one_pass_and_processed_ones_are_left_out() {
     let probe = Probe::new().await;
     let store = probe.held_by_replica_a();
-    let orders: Vec<OrderWithEvent> = (0..7).map(|_| order("u", None)).collect();
-    for new in &orders {
-        store.insert(new).await.unwrap();
-    }
+    // More than one of the driver's batches of the read.
+    let count = order_service::store::UNPUBLISHED_READ as usize + 7;
+    let orders: Vec<OrderWithEvent> = (0..count).map(|_| order("u", None)).collect();
+    stored(store.insert_batch(&orders).await);
     // Processed: its event was published and consumed.
     assert_eq!(store.apply_transitions(&[processed(&orders[2])], "batch-1").await.unwrap(), vec![true]);
     let from = order_service::store::made_millis(&orders[0].order.id).unwrap();
-    let until = order_service::store::made_millis(&orders[6].order.id).unwrap();
-    let mut read = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = store.unpublished("replica-a", from, until + 1, after.as_deref(), 3).await.unwrap();
-        read.extend(ids_of(&page.orders));
-        match page.next_after {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
+    let until = order_service::store::made_millis(&orders[count - 1].order.id).unwrap() + 1;
+    let finds = probe.sent("find");
+    let read = unpublished(&store, "replica-a", from, until).await;
     let mut expected: Vec<String> = ids(&orders).into_iter().filter(|id| *id != orders[2].order.id).collect();
     expected.sort();
-    assert_eq!(read, expected, "oldest first, none twice, the processed one left out");
-    let before = store.unpublished("replica-a", from, from, None, 10).await.unwrap();
-    assert!(before.orders.is_empty(), "nothing made before the end of the range");
+    assert_eq!(read, expected, "every pending one, once; the processed one left out");
+    assert!(probe.sent("find") - finds <= 3, "one read of the orders (and one of each batch's transitions)");
+    assert!(unpublished(&store, "replica-a", from, from).await.is_empty(), "nothing made before the end of the range");
+    assert!(unpublished(&store, "replica-b", from, until).await.is_empty(), "a's only");
 }
 
 #[tokio::test]
@@ -241,8 +235,9 @@ async fn a_replicas_checkpoint_is_moved_by_its_relay_and_a_stopped_replica_is_ta
     assert_eq!(from, checkpoint);
     assert!(probe.store.take_over("dying", lease).await.unwrap().is_none(), "held by replica-b now");
     let now = mongodb::bson::DateTime::now().timestamp_millis() + 1;
-    let page = probe.store.unpublished("dying", from, now, None, 10).await.unwrap();
-    assert_eq!(ids_of(&page.orders), ids(&orders));
+    let mut expected = ids(&orders);
+    expected.sort();
+    assert_eq!(unpublished(&probe.store, "dying", from, now).await, expected);
     probe.store.taken_over("dying", until).await.unwrap();
     assert_eq!(probe.store.checkpoint("dying").await.unwrap(), None, "read: nothing left to read");
     assert!(probe.store.stopped_with_checkpoint("replica-b").await.unwrap().is_empty());
