@@ -19,7 +19,7 @@ use crate::{
     events::{
         consumer::LifecycleConsumer,
         kafka::{self, TopicSetup},
-        relay::{OutboxRelay, READ_REMEMBERED, REVIVE_INTERVAL, RelayInbox},
+        relay::{OutboxRelay, PUBLISHED_REMEMBERED, REVIVE_INTERVAL, RelayInbox},
     },
     metrics::Metrics,
     product_client::ProductClient,
@@ -103,7 +103,7 @@ impl Application {
             owner: config.replica_id.clone(),
             lease: config.outbox_lease,
             claims: RoundSchedule::every(CLAIM_INTERVAL),
-            published_by_reads: PublishedByReads::new(READ_REMEMBERED),
+            published_lately: PublishedByReads::new(PUBLISHED_REMEMBERED),
             revivals: RoundSchedule::every(REVIVE_INTERVAL),
             retry: Vec::new(),
             new_order_topic: config.topics.new_order.clone(),

@@ -50,9 +50,10 @@ const PUBLISH_WINDOW: usize = 200;
 /// broker that stalls for a few seconds under load leaves thousands waiting, and a read of orders costs the engine a
 /// scan of the collection on SecantusDB (see `OrderStore::written_by`).
 const INBOX_LIMIT: usize = 10_000;
-/// How many of the entries it published from reads the relay remembers, so that the inbox's copy of a batch just
-/// stored, which a read got to first, is not published again.
-pub const READ_REMEMBERED: usize = 4_096;
+/// How many of the orders (and outbox entries of earlier versions) it published lately the relay remembers: a read
+/// of orders leaves out those on their way to being processed, and the inbox's copy of a batch that a read got to
+/// first is not published again.
+pub const PUBLISHED_REMEMBERED: usize = 4_096;
 
 /// The most events that failed to go out the relay keeps to send again; past this, they are read again from the
 /// orders once the broker answers.
@@ -159,8 +160,8 @@ pub struct OutboxRelay {
     pub lease: Duration,
     /// When to claim what no live lease holds; in between, the relay reads what it holds.
     pub claims: RoundSchedule,
-    /// The entries reads published lately.
-    pub published_by_reads: PublishedByReads,
+    /// The orders (and entries of earlier versions) this relay published lately ([`PUBLISHED_REMEMBERED`]).
+    pub published_lately: PublishedByReads,
     /// When to look for set-aside entries whose order was stored after all ([`REVIVE_INTERVAL`]).
     pub revivals: RoundSchedule,
     /// Events handed over that the broker did not take yet.
@@ -232,10 +233,10 @@ impl OutboxRelay {
     /// outbox of earlier versions when `read` asks for it or a claim is due.
     async fn round(&mut self, read: bool, shutdown: &mut StopSignal) -> Result<(), RoundError> {
         let Handed { stored, read_outbox } = self.inbox.take();
-        let (published_by_reads, handed): (Vec<OutboxEvent>, Vec<OutboxEvent>) =
-            stored.into_iter().flatten().partition(|event| self.published_by_reads.contains(&event.key));
+        let (read_first, handed): (Vec<OutboxEvent>, Vec<OutboxEvent>) =
+            stored.into_iter().flatten().partition(|event| self.published_lately.contains(&event.key));
         // A read got to these first: they are out.
-        self.inbox.unpublished.settled(published_by_reads.iter().map(|event| event.key.as_str()));
+        self.inbox.unpublished.settled(read_first.iter().map(|event| event.key.as_str()));
         self.retry.extend(handed);
         let waiting = std::mem::take(&mut self.retry);
         let (sent, error) = self.publish_events(&waiting.iter().collect::<Vec<_>>()).await;
@@ -293,7 +294,7 @@ impl OutboxRelay {
         while let Some(chunk) = chunks.try_next().await.map_err(|error| RoundError::Store(error.1))? {
             // Those this relay published lately are on their way to being processed.
             let chunk: Vec<OrderDocument> =
-                chunk.into_iter().filter(|order| !self.published_by_reads.contains(&order.id)).collect();
+                chunk.into_iter().filter(|order| !self.published_lately.contains(&order.id)).collect();
             let events: Vec<OutboxEvent> = self
                 .store
                 .still_pending(chunk)
@@ -316,7 +317,7 @@ impl OutboxRelay {
     fn published(&mut self, events: &[OutboxEvent], sent: &HashSet<String>) {
         let out: Vec<&OutboxEvent> = events.iter().filter(|event| sent.contains(&event.event_id)).collect();
         for event in &out {
-            self.published_by_reads.add(&event.key);
+            self.published_lately.add(&event.key);
         }
         self.inbox.unpublished.settled(out.iter().map(|event| event.key.as_str()));
     }
@@ -402,7 +403,7 @@ impl OutboxRelay {
             let PublishOutcome { done, error } = self.publish(&ready).await;
             let mut published = Vec::new();
             for Readable { ready, abandoned } in readable.iter().filter(|entry| done.contains(&entry.ready.id)) {
-                self.published_by_reads.add(&ready.id);
+                self.published_lately.add(&ready.id);
                 if abandoned.is_empty() {
                     published.push(ready.id.clone());
                 } else {
