@@ -13,7 +13,8 @@
 //! way whatever its size. An order updated at each transition, with its event and three secondary indexes in the
 //! same document, cost the engine 1.9-2.8 ms of CPU over its life; an outbox entry per order cost 0.13 ms to insert
 //! and 0.16-0.21 ms to delete, one per batch of 20 orders 0.03 ms per order for both measured alone, but under the
-//! services a fifth of the order engine's work (see the benchmark's notes): hence no entry at all. Orders that earlier versions updated in place (`status`, `paymentId`, `processedBy`, an
+//! services a fifth of the order engine's work (see the benchmark's notes): hence no entry at all. Orders that earlier
+//! versions updated in place (`status`, `paymentId`, `processedBy`, an
 //! embedded outbox) are read as they are: transitions recorded since add to them.
 use std::{
     collections::{HashMap, HashSet},
@@ -493,11 +494,7 @@ impl OrderStore {
     /// The replica's heartbeat, and a checkpoint at `oldest` unless it has an earlier one (what a previous run under
     /// its name left unpublished is read from there at its relay's start).
     async fn start_checkpoint(&self, lease: &Lease, oldest: i64) -> Result<(), StoreError> {
-        let alive_until = bson::DateTime::from_millis(
-            bson::DateTime::now()
-                .timestamp_millis()
-                .saturating_add(i64::try_from(lease.duration.as_millis()).unwrap_or(i64::MAX)),
-        );
+        let alive_until = platform::mongo::lease_end(bson::DateTime::now(), lease.duration);
         // Durable: without it, a crash could leave this replica's orders with no checkpoint to be read from.
         self.relays()
             .update_one(
@@ -550,9 +547,7 @@ impl OrderStore {
     /// replica took it first or it beats again. Until then no other replica takes it.
     pub async fn take_over(&self, stopped: &str, lease: Duration) -> Result<Option<(i64, bson::DateTime)>, StoreError> {
         let now = bson::DateTime::now();
-        let until = bson::DateTime::from_millis(
-            now.timestamp_millis().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)),
-        );
+        let until = platform::mongo::lease_end(now, lease);
         let taken = self
             .relays()
             .find_one_and_update(

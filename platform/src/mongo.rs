@@ -309,7 +309,8 @@ pub struct OutboxLeases {
 /// The collection of the relays' heartbeats, in the database of the outbox.
 pub const RELAYS: &str = "outbox_relays";
 
-fn lease_end(now: DateTime, lease: Duration) -> DateTime {
+/// When a hold of `lease` taken at `now` ends.
+pub fn lease_end(now: DateTime, lease: Duration) -> DateTime {
     DateTime::from_millis(now.timestamp_millis().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX)))
 }
 
@@ -611,21 +612,17 @@ impl<T> OutboxHandover<T> {
         Self { handed: std::sync::Mutex::new(Handed::default()), limit, wake: tokio::sync::Notify::new() }
     }
 
-    /// `entry` and its record are durable, held by this replica's lease: publish it. False when the handover was full
-    /// and dropped it (the relay reads the outbox instead).
-    pub fn stored(&self, entry: T) -> bool {
-        let kept = {
+    /// `entry` and its record are durable, held by this replica's lease: publish it.
+    pub fn stored(&self, entry: T) {
+        {
             let mut handed = self.handed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let kept = handed.stored.len() < self.limit;
-            if kept {
+            if handed.stored.len() < self.limit {
                 handed.stored.push(entry);
             } else {
                 handed.read_outbox = true;
             }
-            kept
-        };
+        }
         self.wake.notify_one();
-        kept
     }
 
     /// Wakes the relay for a round without handing anything.

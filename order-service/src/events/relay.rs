@@ -64,8 +64,8 @@ const RETRY_LIMIT: usize = 10_000;
 pub const REVIVE_INTERVAL: Duration = Duration::from_secs(300);
 
 /// What the writer tells its relay: the batches it has just stored, with the events of the orders stored (so the
-/// relay publishes them without reading the outbox). Losing any of it costs time, never an event: the outbox stays
-/// the source of truth.
+/// relay publishes them without reading anything), and which orders are not yet published ([`Unpublished`]). What
+/// it cannot keep costs a read of the orders, never an event: the orders stay the source of truth.
 pub struct RelayInbox {
     handover: OutboxHandover<Vec<OutboxEvent>>,
     /// How many events the handover holds.
@@ -95,12 +95,13 @@ impl RelayInbox {
     pub fn stored(&self, events: Vec<OutboxEvent>) {
         use std::sync::atomic::Ordering;
         let count = events.len();
-        let order_ids: Vec<String> = events.iter().map(|event| event.key.clone()).collect();
-        let room = self.held.fetch_add(count, Ordering::AcqRel) + count <= INBOX_LIMIT;
-        if !(room && self.handover.stored(events)) {
+        if self.held.fetch_add(count, Ordering::AcqRel) + count > INBOX_LIMIT {
             self.held.fetch_sub(count, Ordering::AcqRel);
-            self.unknown(order_ids.iter().map(String::as_str));
+            self.unknown(events.iter().map(|event| event.key.as_str()));
+            return;
         }
+        // The handover holds at most INBOX_LIMIT batches, and a batch has at least one event: it keeps this one.
+        self.handover.stored(events);
     }
 
     /// Everything handed since the last take.
@@ -215,11 +216,10 @@ impl OutboxRelay {
         let producer = self.producer.current();
         let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(5))).await;
         // How far it published, so that whoever reads after it starts there.
-        if self.started {
-            let now = mongodb::bson::DateTime::now().timestamp_millis();
-            if let Err(error) = self.store.note_checkpoint(&self.owner, self.inbox.unpublished.checkpoint(now)).await {
-                tracing::debug!(%error, "checkpoint not moved at shutdown");
-            }
+        if self.started
+            && let Err(error) = self.note_checkpoint().await
+        {
+            tracing::debug!(%error, "checkpoint not moved at shutdown");
         }
         // What this replica held but did not publish is free for the others at once.
         if let Err(error) = self.store.release_leases(&self.owner).await {
@@ -259,8 +259,7 @@ impl OutboxRelay {
         }
         let claim = self.claims.due();
         if claim {
-            let now = mongodb::bson::DateTime::now().timestamp_millis();
-            self.store.note_checkpoint(&self.owner, self.inbox.unpublished.checkpoint(now)).await?;
+            self.note_checkpoint().await?;
             self.take_over_stopped().await?;
         }
         if let Some(owed) = self.inbox.unpublished.read_owed() {
@@ -272,6 +271,12 @@ impl OutboxRelay {
             self.drain(claim, shutdown).await?;
         }
         Ok(())
+    }
+
+    /// Notes this replica's checkpoint as of now in its record.
+    async fn note_checkpoint(&self) -> Result<(), StoreError> {
+        let now = mongodb::bson::DateTime::now().timestamp_millis();
+        self.store.note_checkpoint(&self.owner, self.inbox.unpublished.checkpoint(now)).await
     }
 
     /// Reads what each replica whose heartbeat stopped wrote since its checkpoint, and publishes what is unpublished.

@@ -30,6 +30,15 @@ struct State {
     asks: u64,
 }
 
+impl State {
+    /// A new ask for a read from `from` on, even from no earlier than the read owed: a read already under way may have
+    /// passed the orders it is for.
+    fn owe_read(&mut self, from: i64) {
+        self.read_from = Some(self.read_from.map_or(from, |owed| owed.min(from)));
+        self.asks += 1;
+    }
+}
+
 /// A read of the orders from `from` on that the relay owes ([`Unpublished::read_from`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadOwed {
@@ -70,17 +79,13 @@ impl Unpublished {
             oldest = Some(oldest.map_or(made, |oldest: i64| oldest.min(made)));
         }
         if let Some(oldest) = oldest {
-            // A new ask, even from no earlier than the read owed: a read already under way may have passed these.
-            state.read_from = Some(state.read_from.map_or(oldest, |from| from.min(oldest)));
-            state.asks += 1;
+            state.owe_read(oldest);
         }
     }
 
     /// Asks for a read from `from` on (a replica's start reads from its last checkpoint).
     pub fn read_from_checkpoint(&self, from: i64) {
-        let mut state = self.state();
-        state.read_from = Some(state.read_from.map_or(from, |oldest| oldest.min(from)));
-        state.asks += 1;
+        self.state().owe_read(from);
     }
 
     /// The read owed, if any.
