@@ -237,17 +237,19 @@ impl LifecycleConsumer {
         spans: &[tracing::Span],
     ) -> Result<Decided, StoreError> {
         let parsed: Vec<Parsed> = batch.iter().map(|message| self.parse(message)).collect();
-        let mut ids: Vec<String> = parsed
-            .iter()
-            .filter_map(|parsed| match parsed {
-                Parsed::NewOrder(event) => Some(event.data.id.clone()),
-                Parsed::Payment(event) if event.data.status == "SUCCESS" => Some(event.data.order_id.clone()),
-                _ => None,
-            })
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let orders = if ids.is_empty() { HashMap::new() } else { self.store.find_many(&ids).await? };
+        let (mut arriving, mut paying) = (Vec::new(), Vec::new());
+        for parsed in &parsed {
+            match parsed {
+                Parsed::NewOrder(event) => arriving.push(event.data.id.clone()),
+                Parsed::Payment(event) if event.data.status == "SUCCESS" => paying.push(event.data.order_id.clone()),
+                _ => {}
+            }
+        }
+        let orders = if arriving.is_empty() && paying.is_empty() {
+            HashMap::new()
+        } else {
+            self.store.find_for_events(&arriving, &paying).await?
+        };
 
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
         let mut announcements = Vec::new();
@@ -300,26 +302,14 @@ impl LifecycleConsumer {
         }
 
         // Redelivered after their transition: announced again when the batch that made them processed was not
-        // recorded as announced (it crashed in between). Orders processed before `processedBy` existed were
-        // announced through the outbox.
-        let batches: Vec<String> = redelivered.iter().filter_map(|(_, order)| order.processed_by.clone()).collect();
-        let recorded = if batches.is_empty() { HashSet::new() } else { self.store.announced(&batches).await? };
-        for (index, order) in redelivered {
-            let span = &spans[index];
-            match &order.processed_by {
-                Some(by) if !recorded.contains(by) => {
-                    span.in_scope(|| tracing::info!(order_id = %order.id, "new-order redelivered; announced again"));
-                    let request_id = header(&batch[index], "x-request-id");
-                    announcements.push((index, self.announcement(order, request_id, span)));
-                }
-                _ => span.in_scope(|| tracing::debug!(order_id = %order.id, "new-order redelivered; nothing to do")),
-            }
-        }
+        // recorded as announced (it crashed in between).
+        self.announce_unrecorded(batch, spans, redelivered, &mut announcements).await?;
 
         let batch_id = uuid::Uuid::now_v7().to_string();
         let applied = self.store.apply_transitions(&writes, &batch_id).await?;
         let mut announced_batch = None;
         let mut recheck = Vec::new();
+        let mut taken = Vec::new();
         for (position, ((write, index), applied)) in writes.iter().zip(write_of).zip(applied).enumerate() {
             let span = &spans[index];
             match (write, applied) {
@@ -330,23 +320,55 @@ impl LifecycleConsumer {
                         announced_batch = Some(batch_id.clone());
                     }
                 }
-                // Another consumer (a rebalance) got there first, and announces it.
-                (TransitionWrite::Processed { .. }, false) => {}
+                // Recorded already: by another consumer working the same messages (a rebalance), or by this one
+                // before a crash, for an order taken as written from the store's memory (its transitions unread).
+                (TransitionWrite::Processed { order_id }, false) => taken.push((index, order_id.clone())),
                 (TransitionWrite::Paid { order_id, payment_id, .. }, true) => {
                     span.in_scope(|| tracing::info!(order_id = %order_id, payment_id = %payment_id, "order paid"));
                 }
                 (TransitionWrite::Paid { order_id, .. }, false) => recheck.push((index, order_id.clone())),
             }
         }
-        if !recheck.is_empty() {
-            let ids: Vec<String> = recheck.iter().map(|(_, order_id)| order_id.clone()).collect();
+        if !recheck.is_empty() || !taken.is_empty() {
+            let ids: Vec<String> = recheck.iter().chain(&taken).map(|(_, order_id)| order_id.clone()).collect();
             let now = self.store.find_many(&ids).await?;
             for (index, order_id) in recheck {
                 let Parsed::Payment(event) = self.parse(&batch[index]) else { continue };
                 outcomes[index] = self.after_payment_missed(&event.data, now.get(&order_id), &spans[index]);
             }
+            // Announced by whoever recorded them, unless that batch is not recorded as announced (it may have crashed
+            // in between, and this batch's offsets are about to pass its messages).
+            let processed = taken.iter().filter_map(|(index, order_id)| Some((*index, now.get(order_id)?)));
+            let processed = processed.filter(|(_, order)| order.status == OrderStatus::Processed).collect();
+            self.announce_unrecorded(batch, spans, processed, &mut announcements).await?;
         }
         Ok(Decided { outcomes, announcements, announced_batch })
+    }
+
+    /// Of these processed orders (each with the index of its `new-order` message), announces again those whose batch
+    /// is not recorded as announced, in one query. Orders processed before `processedBy` existed were announced
+    /// through the outbox.
+    async fn announce_unrecorded(
+        &self,
+        batch: &[BorrowedMessage<'_>],
+        spans: &[tracing::Span],
+        processed: Vec<(usize, &OrderDocument)>,
+        announcements: &mut Vec<(usize, OutboxEvent)>,
+    ) -> Result<(), StoreError> {
+        let batches: Vec<String> = processed.iter().filter_map(|(_, order)| order.processed_by.clone()).collect();
+        let recorded = if batches.is_empty() { HashSet::new() } else { self.store.announced(&batches).await? };
+        for (index, order) in processed {
+            let span = &spans[index];
+            match &order.processed_by {
+                Some(by) if !recorded.contains(by) => {
+                    span.in_scope(|| tracing::info!(order_id = %order.id, "new-order redelivered; announced again"));
+                    let request_id = header(&batch[index], "x-request-id");
+                    announcements.push((index, self.announcement(order, request_id, span)));
+                }
+                _ => span.in_scope(|| tracing::debug!(order_id = %order.id, "new-order redelivered; nothing to do")),
+            }
+        }
+        Ok(())
     }
 
     fn parse(&self, message: &BorrowedMessage<'_>) -> Parsed {

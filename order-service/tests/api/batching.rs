@@ -627,6 +627,33 @@ async fn the_orders_a_store_just_wrote_are_read_once_from_memory_as_a_read_of_th
 }
 
 #[tokio::test]
+async fn the_orders_a_store_just_wrote_are_taken_for_their_new_order_events_without_a_read_and_paid_ones_are_read() {
+    let probe = Probe::new().await;
+    let orders: Vec<OrderWithEvent> = (0..4).map(|_| order("u", None)).collect();
+    stored(probe.store.insert_batch(&orders).await);
+    // The first processed by another consumer (this store's memory does not know), the second paid.
+    let writes = [processed(&orders[0]), processed(&orders[1])];
+    assert_eq!(probe.store.apply_transitions(&writes, "batch-1").await.unwrap(), vec![true; 2]);
+    assert_eq!(probe.store.apply_transitions(&[paid(&orders[1], "pay-1")], "batch-2").await.unwrap(), vec![true]);
+
+    let finds = probe.sent("find");
+    let arriving = ids(&orders[..3]);
+    let found = probe.store.find_for_events(&arriving, &[]).await.unwrap();
+    assert_eq!(probe.sent("find") - finds, 0, "taken from memory as written");
+    assert!(found.values().all(|order| order.status == OrderStatus::Pending), "their transitions unread");
+    // Taken once: the same events again (a redelivery) read them, transitions applied.
+    let again = probe.store.find_for_events(&arriving, &[]).await.unwrap();
+    assert_eq!(probe.sent("find") - finds, 2, "the orders and their transitions");
+    let statuses: Vec<OrderStatus> = orders[..3].iter().map(|order| again[&order.order.id].status).collect();
+    assert_eq!(statuses, [OrderStatus::Processed, OrderStatus::Paid, OrderStatus::Pending]);
+    // A payment's order is read with its transitions, even when remembered and named by a new-order event too.
+    let finds = probe.sent("find");
+    let paying = [orders[3].order.id.clone()];
+    let found = probe.store.find_for_events(&paying, &paying).await.unwrap();
+    assert_eq!((found.len(), probe.sent("find") - finds), (1, 1), "its transitions, the order from memory");
+}
+
+#[tokio::test]
 async fn writes_a_2xx_depends_on_wait_for_the_journal_and_bookkeeping_writes_do_not() {
     let (client, written) = test_support::mongo::recording_client(&support::env("MONGODB_URI")).await;
     let store = OrderStore::new(client.database(&format!("orders_journal_{}", uuid::Uuid::new_v4().simple())));

@@ -82,6 +82,28 @@ async fn an_order_processed_by_a_consumer_that_died_before_announcing_it_is_anno
 }
 
 #[tokio::test]
+async fn an_order_another_consumer_processed_and_announced_is_not_announced_again_by_the_replica_that_wrote_it() {
+    let app = support::settings().spawn().await;
+    // Written by this replica (so remembered as written, pending), then processed and announced by another consumer
+    // working the same message at once (a rebalance) before this one's consumer gets to it.
+    let new = support::new_pending_order("user-1", &app.topic("new-order"));
+    app.state.store.insert(&new).await.unwrap();
+    let write = TransitionWrite::Processed { order_id: new.order.id.clone() };
+    assert_eq!(app.state.store.apply_transitions(&[write], "the-other-consumers").await.unwrap(), vec![true]);
+    app.state.store.record_announced("the-other-consumers").await.unwrap();
+    let order = new.order.id.clone();
+    support::produce(&app.brokers, &app.topic("new-order"), &order, new.event.payload.as_bytes()).await;
+    // A later order proves the consumer has moved past it.
+    let marker = app.insert_pending_order("user-1").await;
+    app.wait_for_status(std::slice::from_ref(&marker.id), OrderStatus::Processed, Duration::from_secs(20)).await;
+
+    let processed = support::read_topic(&app.brokers, &app.topic("order-processed"), Duration::from_secs(3)).await;
+    assert_eq!(processed.iter().filter(|m| m.key.as_deref() == Some(order.as_str())).count(), 0, "announced once");
+    let stored = app.state.store.find(&order).await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.processed_by.as_deref()), (OrderStatus::Processed, Some("the-other-consumers")));
+}
+
+#[tokio::test]
 async fn a_poison_message_goes_to_the_dead_letter_topic_and_does_not_block_its_partition() {
     let app = support::settings().with("KAFKA_PARTITIONS", "1").spawn().await;
     support::produce(&app.brokers, &app.topic("new-order"), "garbage", b"{this is not json").await;
