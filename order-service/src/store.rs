@@ -629,10 +629,10 @@ impl OrderStore {
 
     /// The orders a lifecycle batch's events name, by id: `arriving`, named by `new-order` events, and `paying`, by
     /// payments. An arriving order this store wrote lately comes from memory as written, its transitions unread: the
-    /// only ones it can have are those of another consumer working the same message at once (a rebalance), or of
-    /// this one before a crash (the memory is gone then), so an insert of its `processed` record that finds one
-    /// there already is the consumer's cue to read it. Every other order is read, its transitions applied. A paying
-    /// order is always read: a payment is checked against the order's state.
+    /// only one it can have is a `processed` recorded by another consumer working the same message at once (a
+    /// rebalance; a redelivery finds the order taken already, and a restart finds the memory empty), so an insert of
+    /// its `processed` record refused as already there is the consumer's cue to read it. Every other order is read,
+    /// its transitions applied. A paying order is always read: a payment is checked against the order's state.
     pub async fn find_for_events(
         &self,
         arriving: &[String],

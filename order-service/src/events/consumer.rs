@@ -320,8 +320,8 @@ impl LifecycleConsumer {
                         announced_batch = Some(batch_id.clone());
                     }
                 }
-                // Recorded already: by another consumer working the same messages (a rebalance), or by this one
-                // before a crash, for an order taken as written from the store's memory (its transitions unread).
+                // Recorded already, by another consumer working the same messages at once (a rebalance): read again
+                // below, whether it was read pending or taken as written from the store's memory.
                 (TransitionWrite::Processed { order_id }, false) => taken.push((index, order_id.clone())),
                 (TransitionWrite::Paid { order_id, payment_id, .. }, true) => {
                     span.in_scope(|| tracing::info!(order_id = %order_id, payment_id = %payment_id, "order paid"));
