@@ -9,6 +9,16 @@ use order_service::{
 };
 use serde_json::json;
 
+/// A pending order written by `app`'s replica (so remembered as written) and recorded processed by the consumer batch
+/// `batch`, whose `new-order` event has not reached `app`'s consumer yet.
+async fn processed_by(app: &support::TestApp, batch: &str) -> OrderWithEvent {
+    let new = support::new_pending_order("user-1", &app.topic("new-order"));
+    app.state.store.insert(&new).await.unwrap();
+    let write = TransitionWrite::Processed { order_id: new.order.id.clone() };
+    assert_eq!(app.state.store.apply_transitions(&[write], batch).await.unwrap(), vec![true]);
+    new
+}
+
 #[tokio::test]
 async fn a_pending_order_is_published_processed_and_announced_once() {
     let app = support::settings().spawn().await;
@@ -57,11 +67,8 @@ async fn an_order_processed_by_a_consumer_that_died_before_announcing_it_is_anno
     let app = support::settings().spawn().await;
     // The state a crash leaves: the transition is durable, its announcement never reached the broker, and the
     // new-order offset was not stored (so the broker delivers the message again).
-    let new = support::new_pending_order("user-1", &app.topic("new-order"));
-    app.state.store.insert(&new).await.unwrap();
     // Received and processed before the relay published it.
-    let write = TransitionWrite::Processed { order_id: new.order.id.clone() };
-    assert_eq!(app.state.store.apply_transitions(&[write], "a-batch-never-recorded").await.unwrap(), vec![true]);
+    let new = processed_by(&app, "a-batch-never-recorded").await;
     let (order, new_order) = (new.order, new.event);
 
     support::produce(&app.brokers, &app.topic("new-order"), &order.id, new_order.payload.as_bytes()).await;
@@ -86,10 +93,7 @@ async fn an_order_another_consumer_processed_and_announced_is_not_announced_agai
     let app = support::settings().spawn().await;
     // Written by this replica (so remembered as written, pending), then processed and announced by another consumer
     // working the same message at once (a rebalance) before this one's consumer gets to it.
-    let new = support::new_pending_order("user-1", &app.topic("new-order"));
-    app.state.store.insert(&new).await.unwrap();
-    let write = TransitionWrite::Processed { order_id: new.order.id.clone() };
-    assert_eq!(app.state.store.apply_transitions(&[write], "the-other-consumers").await.unwrap(), vec![true]);
+    let new = processed_by(&app, "the-other-consumers").await;
     app.state.store.record_announced("the-other-consumers").await.unwrap();
     let order = new.order.id.clone();
     support::produce(&app.brokers, &app.topic("new-order"), &order, new.event.payload.as_bytes()).await;
@@ -98,7 +102,8 @@ async fn an_order_another_consumer_processed_and_announced_is_not_announced_agai
     app.wait_for_status(std::slice::from_ref(&marker.id), OrderStatus::Processed, Duration::from_secs(20)).await;
 
     let processed = support::read_topic(&app.brokers, &app.topic("order-processed"), Duration::from_secs(3)).await;
-    assert_eq!(processed.iter().filter(|m| m.key.as_deref() == Some(order.as_str())).count(), 0, "announced once");
+    let again = processed.iter().filter(|m| m.key.as_deref() == Some(order.as_str())).count();
+    assert_eq!(again, 0, "the other consumer announced it; this one does not again");
     let stored = app.state.store.find(&order).await.unwrap().unwrap();
     assert_eq!((stored.status, stored.processed_by.as_deref()), (OrderStatus::Processed, Some("the-other-consumers")));
 }
