@@ -84,11 +84,26 @@ pub struct PendingOutbox {
 /// What the relay may do with an outbox entry it read ([`OrderStore::with_stored_orders`]): publish the events of
 /// `ready` (only those whose order is stored), then take the entry out, or set `abandoned` aside when some orders
 /// were never stored.
-#[derive(Debug, Clone)]
-pub struct Readable {
-    pub ready: PendingOutbox,
-    /// The events whose order is still missing [`ABANDONED_AFTER`] after the entry was made.
-    pub abandoned: Vec<OutboxEvent>,
+pub type Readable = platform::mongo::Readable<PendingOutbox>;
+
+impl platform::mongo::BatchEntry for PendingOutbox {
+    type Event = OutboxEvent;
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn events(&self) -> &[OutboxEvent] {
+        &self.outbox
+    }
+
+    fn events_mut(&mut self) -> &mut Vec<OutboxEvent> {
+        &mut self.outbox
+    }
+
+    fn record_id(event: &OutboxEvent) -> &str {
+        &event.key
+    }
 }
 
 impl PendingOutbox {
@@ -736,19 +751,7 @@ impl OrderStore {
     /// whose orders are all stored is ready; one with orders still missing waits for them (it is left out) until
     /// [`ABANDONED_AFTER`] after it was made, when the missing orders' events are abandoned and the others ready.
     pub async fn with_stored_orders(&self, read: Vec<PendingOutbox>) -> Result<Vec<Readable>, StoreError> {
-        let order_ids: Vec<&str> = read.iter().flat_map(PendingOutbox::order_ids).collect();
-        let stored = platform::mongo::existing_ids(&self.orders, &order_ids).await?;
-        let mut readable = Vec::with_capacity(read.len());
-        for mut entry in read {
-            let (ready, missing): (Vec<OutboxEvent>, Vec<OutboxEvent>) =
-                std::mem::take(&mut entry.outbox).into_iter().partition(|event| stored.contains(&event.key));
-            if !missing.is_empty() && !platform::mongo::written_before(&entry.id, ABANDONED_AFTER) {
-                continue;
-            }
-            entry.outbox = ready;
-            readable.push(Readable { ready: entry, abandoned: missing });
-        }
-        Ok(readable)
+        Ok(platform::mongo::with_stored_records(&self.orders, read, ABANDONED_AFTER).await?)
     }
 
     /// Claims for `owner` (its heartbeat lasting `lease` from now) every outbox entry that no live replica holds,
@@ -789,17 +792,7 @@ impl OrderStore {
     /// between the two writes, or a write that failed; the entry's other events are published): no relay reads it
     /// again unless one of those orders appears ([`Self::revive_set_aside`]). One update, in this rare case only.
     pub async fn set_aside(&self, entry_id: &str, abandoned: &[OutboxEvent]) -> Result<(), StoreError> {
-        let abandoned = bson::to_bson(abandoned).map_err(mongodb::error::Error::from)?;
-        self.outbox
-            .update_one(
-                doc! { "_id": entry_id, "outboxPending": true },
-                doc! {
-                    "$set": { "outbox": abandoned, "outboxPending": false, "setAsideAt": bson::DateTime::now() },
-                    "$unset": { "leaseOwner": "" },
-                },
-            )
-            .await?;
-        Ok(())
+        Ok(self.leases().set_aside(entry_id, "outbox", abandoned, &[]).await?)
     }
 
     /// Puts back into the outbox every entry set aside with an order that is stored by now; how many. (Read again,

@@ -89,8 +89,7 @@ impl Application {
             Payments::new(
                 store.clone(),
                 DecisionRule::new(config.decline_above_cents),
-                relay_inbox,
-                payments::payment_writer(store.clone(), limits, &metrics),
+                payments::payment_writer(store.clone(), relay_inbox, limits, &metrics),
                 ProjectionReads {
                     lookups: payments::lookup_reader(store.clone(), projection, limits, &metrics),
                     processed,

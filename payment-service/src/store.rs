@@ -9,11 +9,12 @@
 //!
 //! A successful payment's event is written into the outbox before the payment, and the relay publishes an event
 //! only once its payment exists: so an event is published exactly when its payment is stored, without a transaction.
-//! Publishing deletes the entry. The outbox is a collection of its own because the engine's cost of a write grows
-//! with the indexes of the document written: acknowledging an event in the payment's own document rewrote all four
-//! of its index entries, two of them unique, where deleting an entry touches one (measured on the Python SecantusDB:
-//! 1.3 ms of engine time per payment for the insert and its acknowledgement, 0.65-0.7 ms for the two inserts and
-//! the delete).
+//! The events of a group-commit batch share one outbox entry, deleted once they are all published. The outbox is a
+//! collection of its own because the engine's cost of a write grows with the indexes of the document written:
+//! acknowledging an event in the payment's own document rewrote all four of its index entries, two of them unique,
+//! where deleting an entry touches one (measured on the Python SecantusDB: 1.3 ms of engine time per payment for the
+//! insert and its acknowledgement, 0.65-0.7 ms for the two inserts and the delete of an entry per payment). And it
+//! holds a batch per entry because that engine's cost is per document written or deleted, whatever its size.
 use std::{
     sync::{
         Arc,
@@ -60,12 +61,11 @@ pub struct PaymentDocument {
     pub tracestate: Option<String>,
 }
 
-/// An event waiting in the outbox (`payment_outbox`), under its payment's id.
+/// A successful payment's `payment-processed` event, waiting in the outbox (`payment_outbox`) until it is published.
 #[serde_with::skip_serializing_none]
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PendingEvent {
-    #[serde(rename = "_id")]
     pub payment_id: String,
     pub order_id: String,
     /// The event envelope (JSON) to publish.
@@ -78,13 +78,127 @@ pub struct PendingEvent {
     pub traceparent: Option<String>,
     #[serde(default)]
     pub tracestate: Option<String>,
-    /// True while the event waits; false once the relay set it aside as abandoned (its payment was never stored).
-    #[serde(default = "waiting")]
-    pub outbox_pending: bool,
 }
 
-fn waiting() -> bool {
-    true
+/// An outbox entry: the events of the successful payments of one group-commit batch, under an id of its own (a
+/// UUID v7, so entries sort by age). It is deleted once the broker has all its events. One entry per batch instead
+/// of one per payment: on the default engine every document inserted or deleted costs its own work, whatever its
+/// size (measured: see DOCUMENTATION, Group commit).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEntry {
+    pub id: String,
+    pub events: Vec<PendingEvent>,
+}
+
+impl OutboxEntry {
+    /// The payments its events announce.
+    pub fn payment_ids(&self) -> impl Iterator<Item = &str> {
+        self.events.iter().map(|event| event.payment_id.as_str())
+    }
+}
+
+/// An outbox entry as written: waiting until published, when it is deleted.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WrittenEntry<'a> {
+    #[serde(rename = "_id")]
+    id: &'a str,
+    events: &'a [PendingEvent],
+    outbox_pending: bool,
+}
+
+/// An outbox entry as read: a batch's (`events`), or one event under its payment's id, its fields at the top, as
+/// earlier versions wrote them (and as events moved out of payment documents still are: moving one twice then
+/// makes one entry).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredEntry {
+    #[serde(rename = "_id")]
+    id: String,
+    #[serde(default)]
+    events: Vec<PendingEvent>,
+    #[serde(flatten)]
+    single: Option<SingleEvent>,
+}
+
+/// The fields of an entry that holds one event under its payment's id.
+#[serde_with::skip_serializing_none]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SingleEvent {
+    order_id: String,
+    outbox_event: String,
+    #[serde(default)]
+    request_id: Option<String>,
+    #[serde(default)]
+    traceparent: Option<String>,
+    #[serde(default)]
+    tracestate: Option<String>,
+}
+
+impl SingleEvent {
+    const FIELDS: &[&str] = &["orderId", "outboxEvent", "requestId", "traceparent", "tracestate"];
+}
+
+impl StoredEntry {
+    /// The projection that reads only its fields.
+    fn fields() -> bson::Document {
+        let mut fields = doc! { "events": 1 };
+        for field in SingleEvent::FIELDS {
+            fields.insert(*field, 1);
+        }
+        fields
+    }
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn payment_ids(&self) -> Vec<&str> {
+        match &self.single {
+            Some(_) => vec![self.id.as_str()],
+            None => self.events.iter().map(|event| event.payment_id.as_str()).collect(),
+        }
+    }
+
+    fn into_entry(self) -> OutboxEntry {
+        let Self { id, mut events, single } = self;
+        if let Some(SingleEvent { order_id, outbox_event, request_id, traceparent, tracestate }) = single {
+            events.push(PendingEvent {
+                payment_id: id.clone(),
+                order_id,
+                outbox_event,
+                request_id,
+                traceparent,
+                tracestate,
+            });
+        }
+        OutboxEntry { id, events }
+    }
+}
+
+/// What the relay may do with an outbox entry it read ([`PaymentStore::with_stored_payments`]): publish the events
+/// of `ready` (those whose payment is stored), then take the entry out, or set `abandoned` aside.
+pub type Readable = platform::mongo::Readable<OutboxEntry>;
+
+impl platform::mongo::BatchEntry for OutboxEntry {
+    type Event = PendingEvent;
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn events(&self) -> &[PendingEvent] {
+        &self.events
+    }
+
+    fn events_mut(&mut self) -> &mut Vec<PendingEvent> {
+        &mut self.events
+    }
+
+    fn record_id(event: &PendingEvent) -> &str {
+        &event.payment_id
+    }
 }
 
 /// A payment to store, and its event (a successful payment's) to publish.
@@ -92,6 +206,16 @@ fn waiting() -> bool {
 pub struct NewPayment {
     pub payment: PaymentDocument,
     pub event: Option<PendingEvent>,
+}
+
+/// A batch as [`PaymentStore::insert_batch`] stored it: one outcome per payment, in order, and the outbox entry of
+/// the payments stored, when every payment's fate is known (stored, or refused by a unique index) and one of them
+/// has an event. After a failure that leaves it unknown whether some payments were stored there is none: the
+/// relay reads the entry, and publishes the events whose payment it finds.
+#[derive(Debug)]
+pub struct StoredBatch {
+    pub outcomes: Vec<Result<(), StoreError>>,
+    pub entry: Option<OutboxEntry>,
 }
 
 impl PendingEvent {
@@ -138,22 +262,28 @@ impl From<mongodb::error::Error> for StoreError {
     }
 }
 
-/// What an event moved from a payment document of an earlier version needs.
-fn pending_event_fields() -> bson::Document {
-    doc! { "orderId": 1, "outboxEvent": 1, "requestId": 1, "traceparent": 1, "tracestate": 1 }
-}
-
 /// The index versions before the outbox collection had on `payments.outboxPending`; while it exists, some payments
 /// may still hold their event in their own document.
 const EMBEDDED_OUTBOX_INDEX: &str = "outbox_pending";
 /// How many events one pass moves out of payment documents of an earlier version.
 const MOVE_BATCH: i64 = 500;
 
+/// An event moved out of a payment document of an earlier version: an entry of one event under its payment's id.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MovedEntry {
+    #[serde(rename = "_id")]
+    id: String,
+    #[serde(flatten)]
+    event: SingleEvent,
+    outbox_pending: bool,
+}
+
 #[derive(Clone)]
 pub struct PaymentStore {
     database: Database,
     payments: Collection<PaymentDocument>,
-    outbox: Collection<PendingEvent>,
+    outbox: Collection<StoredEntry>,
     indexes_ready: Arc<AtomicBool>,
     /// The hold this replica's writes put on the events they create, if any.
     lease: Option<Lease>,
@@ -196,30 +326,33 @@ impl PaymentStore {
     }
 
     /// Earlier versions kept a payment's event in the payment's document (`outboxPending: true`, indexed): those
-    /// still pending become outbox entries (moving one twice makes one entry), then the index goes, and with it the
-    /// cost it put on every payment written.
+    /// still pending become outbox entries of one event under the payment's id (moving one twice makes one entry),
+    /// then the index goes, and with it the cost it put on every payment written.
     async fn move_embedded_events(&self) -> Result<(), StoreError> {
         if !self.payments.list_index_names().await?.iter().any(|name| name == EMBEDDED_OUTBOX_INDEX) {
             return Ok(());
         }
-        let payments = self.payments.clone_with_type::<PendingEvent>();
+        let payments = self.payments.clone_with_type::<StoredEntry>();
         loop {
             let cursor = payments
                 .find(doc! { "outboxPending": true })
-                .projection(pending_event_fields())
+                .projection(StoredEntry::fields())
                 .limit(MOVE_BATCH)
                 .await?;
-            let mut events: Vec<PendingEvent> = cursor.try_collect().await?;
+            let events: Vec<StoredEntry> = cursor.try_collect().await?;
             if events.is_empty() {
                 break;
             }
-            for event in &mut events {
-                // No `leaseOwner`: any replica's relay claims it.
-                event.outbox_pending = true;
-            }
+            let ids: Vec<String> = events.iter().map(|event| event.id.clone()).collect();
+            // No `leaseOwner`: any replica's relay claims them.
+            let moved: Vec<MovedEntry> = events
+                .into_iter()
+                .filter_map(|StoredEntry { id, single, .. }| {
+                    single.map(|event| MovedEntry { id, event, outbox_pending: true })
+                })
+                .collect();
             // An event moved already (by another replica, or by a pass cut short) is moved all the same.
-            platform::mongo::insert_many_unless_present(&self.outbox, &events).await?;
-            let ids: Vec<&str> = events.iter().map(|event| event.payment_id.as_str()).collect();
+            platform::mongo::insert_many_unless_present(&self.outbox.clone_with_type(), &moved).await?;
             self.payments
                 .update_many(
                     doc! { "_id": { "$in": &ids } },
@@ -232,26 +365,26 @@ impl PaymentStore {
     }
 
     /// Stores a batch of payments, each with its event, if any; one outcome per payment, in order. The events go
-    /// first, in one unordered insert: a payment is stored only once its event is in the outbox, so no crash
+    /// first, together in one outbox entry: a payment is stored only once its event is in the outbox, so no crash
     /// loses an event, and the relay publishes an event only once its payment exists. Then the payments, in one
     /// unordered insert (a duplicate stops no other payment), with the client's durable write concern. A unique
     /// index makes a concurrent duplicate fail with [`StoreError::Duplicate`], for that payment only, and its event
-    /// is deleted at once.
-    pub async fn insert_batch(&self, batch: &[NewPayment]) -> Vec<Result<(), StoreError>> {
+    /// is taken out of the entry at once (one more write, only then).
+    pub async fn insert_batch(&self, batch: &[NewPayment]) -> StoredBatch {
         if !self.indexes_ready() {
-            return vec![Err(StoreError::NotReady); batch.len()];
+            return StoredBatch { outcomes: vec![Err(StoreError::NotReady); batch.len()], entry: None };
         }
         let mut outcomes: Vec<Option<Result<(), StoreError>>> = vec![None; batch.len()];
         let events: Vec<PendingEvent> = batch.iter().filter_map(|new| new.event.clone()).collect();
-        if !events.is_empty() {
-            let written = self.leases().insert_held(&events, self.lease.as_ref()).await;
-            let mut written =
-                platform::mongo::insert_many_outcomes(events.len(), written, StoreError::Duplicate).into_iter();
-            for (outcome, new) in outcomes.iter_mut().zip(batch) {
-                if new.event.is_some()
-                    && let Some(Err(error)) = written.next()
-                {
-                    *outcome = Some(Err(error));
+        let entry = OutboxEntry { id: uuid::Uuid::now_v7().to_string(), events };
+        if !entry.events.is_empty() {
+            let written = WrittenEntry { id: &entry.id, events: &entry.events, outbox_pending: true };
+            if let Err(error) = self.leases().insert_held(&[written], self.lease.as_ref()).await {
+                let error = StoreError::from(error);
+                for (outcome, new) in outcomes.iter_mut().zip(batch) {
+                    if new.event.is_some() {
+                        *outcome = Some(Err(error.clone()));
+                    }
                 }
             }
         }
@@ -268,19 +401,55 @@ impl PaymentStore {
                 outcomes[*position] = Some(outcome);
             }
         }
-        // A payment refused as a duplicate is certainly not stored: its event goes now rather than wait for the relay.
-        let refused: Vec<&str> = batch
-            .iter()
-            .zip(&outcomes)
-            .filter(|(new, outcome)| new.event.is_some() && matches!(outcome, Some(Err(StoreError::Duplicate))))
-            .map(|(new, _)| new.payment.id.as_str())
-            .collect();
-        if !refused.is_empty()
-            && let Err(error) = self.leases().remove(&refused).await
-        {
+        let outcomes: Vec<Result<(), StoreError>> =
+            outcomes.into_iter().map(|outcome| outcome.unwrap_or(Err(StoreError::NotReady))).collect();
+        let entry = self.keep_stored_events(entry, batch, &outcomes).await;
+        StoredBatch { outcomes, entry }
+    }
+
+    /// The batch's entry with the events of the payments stored, once every payment's fate is known: a payment
+    /// refused by a unique index is certainly not stored, so its event is taken out of the entry now rather than
+    /// wait for the relay to set it aside (the entry goes when none is left). None when the entry was not written,
+    /// holds nothing, or some payment's fate is unknown.
+    async fn keep_stored_events(
+        &self,
+        mut entry: OutboxEntry,
+        batch: &[NewPayment],
+        outcomes: &[Result<(), StoreError>],
+    ) -> Option<OutboxEntry> {
+        // The outcomes of the payments whose events the entry holds, in the entry's order.
+        let fates: Vec<&Result<(), StoreError>> =
+            batch.iter().zip(outcomes).filter(|(new, _)| new.event.is_some()).map(|(_, outcome)| outcome).collect();
+        let known = |outcome: &&Result<(), StoreError>| matches!(outcome, Ok(()) | Err(StoreError::Duplicate));
+        if entry.events.is_empty() || !fates.iter().all(known) {
+            return None;
+        }
+        let count = entry.events.len();
+        let mut fates = fates.into_iter();
+        entry.events.retain(|_| fates.next().is_some_and(Result::is_ok));
+        if entry.events.len() == count {
+            return Some(entry);
+        }
+        let taken_out = if entry.events.is_empty() {
+            self.leases().remove(&[entry.id.as_str()]).await
+        } else {
+            self.keep_only(&entry).await
+        };
+        if let Err(error) = taken_out {
             tracing::warn!(%error, "events of refused payments left for the relay to set aside");
         }
-        outcomes.into_iter().map(|outcome| outcome.unwrap_or(Err(StoreError::NotReady))).collect()
+        Some(entry).filter(|entry| !entry.events.is_empty())
+    }
+
+    /// Writes `entry`'s events as its only ones, as bookkeeping: if the write is lost, the relay sets aside the
+    /// events it dropped (their payments were refused) once they are old enough.
+    async fn keep_only(&self, entry: &OutboxEntry) -> Result<(), mongodb::error::Error> {
+        let events = bson::to_bson(&entry.events)?;
+        self.outbox
+            .update_one(doc! { "_id": &entry.id, "outboxPending": true }, doc! { "$set": { "events": events } })
+            .write_concern(platform::mongo::bookkeeping())
+            .await
+            .map(|_| ())
     }
 
     pub async fn find_by_id(&self, payment_id: &str) -> Result<Option<PaymentDocument>, StoreError> {
@@ -305,32 +474,37 @@ impl PaymentStore {
         Ok(cursor.try_collect().await?)
     }
 
-    /// The events of `read` whose payment is stored, in their order; those whose payment is still missing
-    /// `abandoned_after` after they were written are set aside ([`OutboxLeases::keep_stored`]).
-    pub async fn with_stored_payment(
+    /// What may be done with the outbox entries of `read`, in their order ([`platform::mongo::with_stored_records`]):
+    /// an entry with payments still missing waits for them until `abandoned_after` after it was written, when their
+    /// events are abandoned and the others ready.
+    pub async fn with_stored_payments(
         &self,
-        read: Vec<PendingEvent>,
+        read: Vec<OutboxEntry>,
         abandoned_after: Duration,
-    ) -> Result<Vec<PendingEvent>, StoreError> {
-        let leases = self.leases();
-        Ok(leases.keep_stored(read, |event| event.payment_id.as_str(), &self.payments, abandoned_after).await?)
+    ) -> Result<Vec<Readable>, StoreError> {
+        Ok(platform::mongo::with_stored_records(&self.payments, read, abandoned_after).await?)
     }
 
-    /// Claims for `owner` (its heartbeat lasting `lease` from now) every waiting event that no live replica holds,
-    /// then returns the oldest `limit` of the events it holds.
+    /// Claims for `owner` (its heartbeat lasting `lease` from now) every waiting entry that no live replica holds,
+    /// then returns the oldest `limit` of the entries it holds.
     pub async fn claim_pending_events(
         &self,
         owner: &str,
         lease: Duration,
         limit: usize,
-    ) -> Result<Vec<PendingEvent>, StoreError> {
-        Ok(self.leases().claim_oldest(owner, lease, OutboxPage::first(limit), None).await?)
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let page = OutboxPage::first(limit);
+        let read: Vec<StoredEntry> =
+            self.leases().claim_oldest(owner, lease, page, Some(StoredEntry::fields())).await?;
+        Ok(read.into_iter().map(StoredEntry::into_entry).collect())
     }
 
-    /// The oldest `limit` waiting events `owner` holds, without claiming anything (what this replica wrote is held
+    /// The oldest `limit` waiting entries `owner` holds, without claiming anything (what this replica wrote is held
     /// by it already).
-    pub async fn held_pending_events(&self, owner: &str, limit: usize) -> Result<Vec<PendingEvent>, StoreError> {
-        Ok(self.leases().oldest_claimed(owner, OutboxPage::first(limit), None).await?)
+    pub async fn held_pending_events(&self, owner: &str, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let page = OutboxPage::first(limit);
+        let read: Vec<StoredEntry> = self.leases().oldest_claimed(owner, page, Some(StoredEntry::fields())).await?;
+        Ok(read.into_iter().map(StoredEntry::into_entry).collect())
     }
 
     /// Starts `owner`'s hold at its relay's start ([`OutboxLeases::start`]): what a previous run under this name left
@@ -348,25 +522,38 @@ impl PaymentStore {
         OutboxLeases::new(&self.database, &self.outbox)
     }
 
-    /// How many events wait in the outbox.
+    /// How many events wait in the outbox: those of its waiting entries (an entry of an earlier version holds one).
     pub async fn count_pending(&self) -> Result<u64, StoreError> {
-        Ok(self.outbox.count_documents(doc! { "outboxPending": true }).await?)
+        let pipeline = [
+            doc! { "$match": { "outboxPending": true } },
+            doc! { "$group": { "_id": null, "events": { "$sum": { "$size": { "$ifNull": ["$events", [1]] } } } } },
+        ];
+        let counted: Vec<bson::Document> = self.outbox.aggregate(pipeline).await?.try_collect().await?;
+        let events = match counted.first().and_then(|total| total.get("events")) {
+            Some(bson::Bson::Int32(events)) => i64::from(*events),
+            Some(bson::Bson::Int64(events)) => *events,
+            _ => 0,
+        };
+        Ok(u64::try_from(events).unwrap_or(0))
     }
 
-    /// Deletes the events Kafka acknowledged from the outbox ([`OutboxLeases::remove`]).
-    pub async fn mark_published(&self, payment_ids: &[&str]) -> Result<(), StoreError> {
-        Ok(self.leases().remove(payment_ids).await?)
+    /// Deletes the entries whose events Kafka acknowledged from the outbox ([`OutboxLeases::remove`]).
+    pub async fn mark_published(&self, entry_ids: &[&str]) -> Result<(), StoreError> {
+        Ok(self.leases().remove(entry_ids).await?)
     }
 
-    /// Sets these events aside: their payments were never stored (a crash between the two writes), so they are
-    /// not to be published and no relay reads them again. They are kept, in case a payment write still under way
-    /// lands after all ([`Self::revive_set_aside`]).
-    pub async fn set_aside(&self, payment_ids: &[&str]) -> Result<(), StoreError> {
-        Ok(self.leases().set_aside(payment_ids).await?)
+    /// Sets an entry aside with only `abandoned`, the events whose payments were never stored (a crash between the
+    /// two writes; its other events are published): no relay reads it again unless one of those payments appears
+    /// ([`Self::revive_set_aside`]). One update, in this rare case only.
+    pub async fn set_aside(&self, entry_id: &str, abandoned: &[PendingEvent]) -> Result<(), StoreError> {
+        // An entry of one event, of an earlier version, then holds it in `events` like any other.
+        Ok(self.leases().set_aside(entry_id, "events", abandoned, SingleEvent::FIELDS).await?)
     }
 
-    /// Puts back into the outbox every event set aside whose payment is stored by now; how many.
+    /// Puts back into the outbox every entry set aside with a payment that is stored by now; how many. (Read again,
+    /// its events whose payments are still missing are set aside again.)
     pub async fn revive_set_aside(&self) -> Result<usize, StoreError> {
-        Ok(self.leases().revive_stored(&self.payments).await?)
+        let (fields, entry_id, payment_ids) = (StoredEntry::fields(), StoredEntry::id, StoredEntry::payment_ids);
+        Ok(self.leases().revive_any_stored(&self.payments, fields, entry_id, payment_ids).await?)
     }
 }

@@ -211,6 +211,49 @@ pub fn written_before(id: &str, age: Duration) -> bool {
     std::time::SystemTime::now().duration_since(written).is_ok_and(|elapsed| elapsed >= age)
 }
 
+/// An outbox entry holding the events of several records (a group-commit batch's), each written before its record.
+pub trait BatchEntry {
+    type Event;
+    fn id(&self) -> &str;
+    fn events(&self) -> &[Self::Event];
+    fn events_mut(&mut self) -> &mut Vec<Self::Event>;
+    /// The `_id` of the record `event` announces.
+    fn record_id(event: &Self::Event) -> &str;
+}
+
+/// What a relay may do with an outbox entry it read ([`with_stored_records`]): publish the events left in `ready`
+/// (those whose record is stored), then take the entry out, or set `abandoned` aside in it.
+#[derive(Debug, Clone)]
+pub struct Readable<E: BatchEntry> {
+    pub ready: E,
+    /// The events whose record is still missing `abandoned_after` after the entry was made.
+    pub abandoned: Vec<E::Event>,
+}
+
+/// What may be done with the outbox entries of `read`, in their order, on one look for their records in `records`
+/// ([`existing_ids`]): an entry whose records are all stored is ready; one with records still missing waits for them
+/// (it is left out) until `abandoned_after` after it was made (its id is a UUID v7), when the missing records'
+/// events are abandoned and the others ready.
+pub async fn with_stored_records<E: BatchEntry, R: Send + Sync>(
+    records: &Collection<R>,
+    read: Vec<E>,
+    abandoned_after: Duration,
+) -> Result<Vec<Readable<E>>, Error> {
+    let ids: Vec<&str> = read.iter().flat_map(|entry| entry.events().iter().map(E::record_id)).collect();
+    let stored = existing_ids(records, &ids).await?;
+    let mut readable = Vec::with_capacity(read.len());
+    for mut entry in read {
+        let (ready, missing): (Vec<E::Event>, Vec<E::Event>) =
+            std::mem::take(entry.events_mut()).into_iter().partition(|event| stored.contains(E::record_id(event)));
+        if !missing.is_empty() && !written_before(entry.id(), abandoned_after) {
+            continue;
+        }
+        *entry.events_mut() = ready;
+        readable.push(Readable { ready: entry, abandoned: missing });
+    }
+    Ok(readable)
+}
+
 /// A replica's hold on outbox entries: its name (`REPLICA_ID`) and how long its relay's heartbeat keeps the entries
 /// it holds (`OUTBOX_LEASE_MS`; see [`OutboxLeases`]).
 #[derive(Debug, Clone)]
@@ -482,57 +525,32 @@ impl OutboxLeases {
         Ok(())
     }
 
-    /// Sets these pending entries aside: the record each announces was never stored (a crash between the entry's
-    /// write and the record's, or a record refused), so they are not to be published and no relay reads them again.
-    /// They are kept, in case a record write still under way lands after all ([`OutboxLeases::revive_stored`]).
-    pub async fn set_aside(&self, ids: &[&str]) -> Result<(), Error> {
-        for chunk in ids.chunks(UPDATE_CHUNK) {
-            self.collection
-                .update_many(
-                    doc! { "_id": { "$in": chunk }, "outboxPending": true },
-                    doc! { "$set": { "outboxPending": false, "setAsideAt": DateTime::now() }, "$unset": { "leaseOwner": "" } },
-                )
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// The entries of `read` whose record (the document of the same `_id` in `records`, `id_of` an entry's) is stored,
-    /// in their order: an entry is written before its record, and is published only once the record exists. Those
-    /// whose record is still missing `abandoned_after` after their id was made were written by a call that never
-    /// stored it (it failed, or its process died between the two writes): they are set aside
-    /// ([`OutboxLeases::set_aside`]).
-    pub async fn keep_stored<T, R: Send + Sync>(
+    /// Sets a pending entry aside holding only `abandoned` (its field `events`), the events whose records were never
+    /// stored (a crash between the entry's write and the records', or a write that failed; its other events are
+    /// published): no relay reads it again unless one of those records appears ([`OutboxLeases::revive_any_stored`]).
+    /// The fields named in `unset` go with it. One update, in this rare case only.
+    pub async fn set_aside<V: serde::Serialize>(
         &self,
-        read: Vec<T>,
-        id_of: impl Fn(&T) -> &str,
-        records: &Collection<R>,
-        abandoned_after: Duration,
-    ) -> Result<Vec<T>, Error> {
-        let ids: Vec<&str> = read.iter().map(&id_of).collect();
-        let stored = existing_ids(records, &ids).await?;
-        if stored.len() == read.len() {
-            return Ok(read);
+        entry_id: &str,
+        events: &str,
+        abandoned: &[V],
+        unset: &[&str],
+    ) -> Result<(), Error> {
+        let abandoned = mongodb::bson::to_bson(abandoned)?;
+        let mut dropped = doc! { "leaseOwner": "" };
+        for field in unset {
+            dropped.insert(*field, "");
         }
-        let abandoned: Vec<&str> =
-            ids.into_iter().filter(|id| !stored.contains(*id) && written_before(id, abandoned_after)).collect();
-        if !abandoned.is_empty() {
-            tracing::warn!(ids = ?abandoned, outbox = %self.collection.name(), "outbox entries whose record was never stored set aside");
-            self.set_aside(&abandoned).await?;
-        }
-        Ok(read.into_iter().filter(|entry| stored.contains(id_of(entry))).collect())
-    }
-
-    /// Puts back every entry set aside whose record (the document of the same `_id` in `records`) is stored by now;
-    /// how many.
-    pub async fn revive_stored<T: Send + Sync>(&self, records: &Collection<T>) -> Result<usize, Error> {
-        fn own_id(entry: &Document) -> &str {
-            entry.get_str("_id").unwrap_or_default()
-        }
-        fn own_record(entry: &Document) -> Vec<&str> {
-            vec![own_id(entry)]
-        }
-        self.revive_any_stored(records, doc! { "_id": 1 }, own_id, own_record).await
+        self.collection
+            .update_one(
+                doc! { "_id": entry_id, "outboxPending": true },
+                doc! {
+                    "$set": { events: abandoned, "outboxPending": false, "setAsideAt": DateTime::now() },
+                    "$unset": dropped,
+                },
+            )
+            .await?;
+        Ok(())
     }
 
     /// Puts back every entry set aside of which one of the records it names is stored in `records` by now (an entry

@@ -1,26 +1,28 @@
-//! The outbox relay: publishes every event waiting in `payment_outbox` whose payment is stored, then deletes it.
+//! The outbox relay: publishes the events waiting in `payment_outbox` whose payment is stored, then deletes their
+//! entry (one per group-commit batch of payments, one per payment in entries of earlier versions).
 //!
 //! An event is written before its payment, so a stored payment always has its event; the relay publishes an event
-//! only once it finds its payment, so an event goes out exactly when its payment exists. An event whose payment is
-//! still missing `ABANDONED_AFTER` after it was written (a crash between the two writes) is set aside, and put back
-//! should its payment appear after all (checked at start and every `REVIVE_INTERVAL`). The relay deletes an event
-//! only after Kafka acknowledged the record, so nothing is lost when Kafka or this process fails in between. The
-//! price is at-least-once delivery (a crash after the acknowledgement republishes the event), which consumers absorb
-//! by deduplicating on `eventId`.
+//! only once it finds its payment, so an event goes out exactly when its payment exists. An entry with a payment still
+//! missing waits for it until `ABANDONED_AFTER` after the entry was written (a crash between the two writes); then the
+//! events of the stored payments are published and the others set aside in the entry, and put back should their
+//! payment appear after all (checked at start and every `REVIVE_INTERVAL`). The relay deletes an entry only after
+//! Kafka acknowledged all its events, so nothing is lost when Kafka or this process fails in between. The price is
+//! at-least-once delivery (a crash after the acknowledgement republishes the events), which consumers absorb by
+//! deduplicating on `eventId`.
 //!
 //! The relay first makes sure the topic exists, so that it gets the configured partitions rather than broker
-//! defaults (checked again after each Kafka error, in case the broker lost its data). A `Pay` call hands the relay
-//! the event of the payment it has just stored ([`RelayInbox`]), which the relay publishes at once without reading
-//! the outbox. It reads the outbox (the source of truth) at start, with each claim (at most one a second), after a
+//! defaults (checked again after each Kafka error, in case the broker lost its data). The writer hands the relay the
+//! entry of each batch once its payments are stored ([`RelayInbox`]), which the relay publishes at once without
+//! reading the outbox. It reads the outbox (the source of truth) at start, with each claim (at most one a second), after a
 //! failure, when the inbox overflowed, and when idle for 500 ms, to pick up events left by a previous run or
 //! another replica. Kafka errors are retried with backoff; a producer that cannot deliver again
 //! (fatal, or fenced by the broker) is replaced at once, and one whose rounds keep failing after three. On stop it
 //! publishes what is pending, within a bounded time (when Kafka is reachable), and flushes.
 //!
-//! Replicas share the outbox through leases: the relay claims, in one update, the pending events no live replica
+//! Replicas share the outbox through leases: the relay claims, in one update, the pending entries no live replica
 //! holds (`leaseOwner` = REPLICA_ID; a replica lives while its relay's heartbeat, written at every claim, does: see
-//! `platform::mongo::OutboxLeases`), publishes only its own, and marks everything the broker acknowledged published
-//! (one delete per `UPDATE_CHUNK` events). The payments this replica stores are written held by it already, so the
+//! `platform::mongo::OutboxLeases`), publishes only its own, and deletes every entry whose events the broker
+//! acknowledged (one delete per `UPDATE_CHUNK` entries). The entries this replica writes are held by it already, so the
 //! relay claims at most once a second and otherwise reads only what it holds. While every replica lives an event
 //! goes out once; a crashed replica's heartbeat runs out after OUTBOX_LEASE_MS and another takes its events (then an
 //! event may go out twice).
@@ -49,22 +51,23 @@ use crate::{
     config::KafkaConfig,
     metrics::{Metrics, STAGE_PRODUCE},
     shutdown::StopSignal,
-    store::{PaymentStore, PendingEvent, StoreError},
+    store::{OutboxEntry, PaymentStore, PendingEvent, Readable, StoreError},
     telemetry::{self, TraceContext},
 };
 
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
-/// Events read from the outbox per round.
-const BATCH_SIZE: usize = 100;
-/// The most stored events the inbox keeps for the relay; past this, the relay reads the outbox instead.
-pub const INBOX_LIMIT: usize = 4 * BATCH_SIZE;
-/// How many of the events it published from a read the relay remembers: a `Pay` call hands over its event just
-/// after its payment is stored, so a read may get to the event first; its handed copy is then not published again.
-const READ_REMEMBERED: usize = 4 * BATCH_SIZE;
+/// Outbox entries read per round. An entry holds a group-commit batch's events (up to `PAYMENT_WRITE_BATCH`), so a
+/// round's events stay within a few megabytes.
+const ENTRIES_PER_READ: usize = 50;
+/// The most stored entries the inbox keeps for the relay; past this, the relay reads the outbox instead.
+pub const INBOX_LIMIT: usize = 2 * ENTRIES_PER_READ;
+/// How many of the entries it published from a read the relay remembers: the writer hands over a batch's entry just
+/// after its payments are stored, so a read may get to the entry first; its handed copy is then not published again.
+const READ_REMEMBERED: usize = 4 * ENTRIES_PER_READ;
 
-/// The events of the payments this replica's `Pay` calls have just stored, for its relay to publish without reading
-/// the outbox.
-pub type RelayInbox = OutboxHandover<PendingEvent>;
+/// The entries of the batches of payments this replica's writer has just stored, for its relay to publish without
+/// reading the outbox.
+pub type RelayInbox = OutboxHandover<OutboxEntry>;
 /// How long the last publishing pass may take when the service stops; what is left stays for the next start.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -219,64 +222,86 @@ impl OutboxRelay {
         }
     }
 
-    /// Publishes the events handed over since the last round and, when `read` asks for it, a claim is due or the
-    /// inbox overflowed, a batch read from the outbox whose payment is stored; returns whether the read was a full
-    /// batch (more may wait). Handed events need no check: their payment is stored.
+    /// Publishes the entries handed over since the last round and, when `read` asks for it, a claim is due or the
+    /// inbox overflowed, a page of entries read from the outbox, with only the events whose payment is stored;
+    /// returns whether the read was a full page (more may wait). Handed entries need no check: their payments are
+    /// stored. An entry is deleted once the broker acknowledged all the events it publishes, and set aside with
+    /// those whose payment was never stored.
     async fn publish_pending(&self, read: bool) -> Result<bool, RelayError> {
         let Handed { stored, read_outbox } = self.inbox.take();
-        let mut batch: Vec<PendingEvent> = {
+        let mut batch: Vec<Readable> = {
             let recent = self.read_published.lock().unwrap_or_else(PoisonError::into_inner);
-            stored.into_iter().filter(|event| !recent.contains(&event.payment_id)).collect()
+            stored
+                .into_iter()
+                .filter(|entry| !recent.contains(&entry.id))
+                .map(|entry| Readable { ready: entry, abandoned: Vec::new() })
+                .collect()
         };
         let handed_count = batch.len();
         let claim = self.claims.lock().unwrap_or_else(PoisonError::into_inner).due();
         let read = read || read_outbox || claim;
-        // Read, and of those not handed over too.
+        // Entries read, and the events of those not handed over too.
         let (mut read_count, mut read_left) = (0, 0);
         if read {
             if claim {
                 self.revive_when_due().await?;
             }
             let found = if claim {
-                self.store.claim_pending_events(&self.lease.owner, self.lease.duration, BATCH_SIZE).await?
+                self.store.claim_pending_events(&self.lease.owner, self.lease.duration, ENTRIES_PER_READ).await?
             } else {
-                self.store.held_pending_events(&self.lease.owner, BATCH_SIZE).await?
+                self.store.held_pending_events(&self.lease.owner, ENTRIES_PER_READ).await?
             };
             read_count = found.len();
-            let handed: HashSet<&str> = batch.iter().map(|event| event.payment_id.as_str()).collect();
-            let found: Vec<PendingEvent> =
-                found.into_iter().filter(|event| !handed.contains(event.payment_id.as_str())).collect();
-            read_left = found.len();
-            // An event is written before its payment: published once the payment is stored, set aside if it never is.
-            let found = self.store.with_stored_payment(found, ABANDONED_AFTER).await?;
+            let handed: HashSet<&str> = batch.iter().map(|entry| entry.ready.id.as_str()).collect();
+            let found: Vec<OutboxEntry> =
+                found.into_iter().filter(|entry| !handed.contains(entry.id.as_str())).collect();
+            read_left = found.iter().map(|entry| entry.events.len()).sum::<usize>();
+            // Events are written before their payments: published once the payment is stored, set aside if it never is.
+            let found = self.store.with_stored_payments(found, ABANDONED_AFTER).await?;
             let mut recent = self.read_published.lock().unwrap_or_else(PoisonError::into_inner);
-            for event in &found {
-                recent.add(&event.payment_id);
+            for entry in &found {
+                recent.add(&entry.ready.id);
             }
             drop(recent);
             batch.extend(found);
         }
         // Sent together so librdkafka can batch them; the idempotent producer keeps their order per partition.
-        let deliveries = futures::future::join_all(batch.iter().map(|event| self.publish(event))).await;
+        let events = batch.iter().flat_map(|entry| entry.ready.events.iter());
+        let deliveries = futures::future::join_all(events.map(|event| self.publish(event))).await;
+        let mut deliveries = deliveries.into_iter();
         let mut first_error = None;
-        let mut delivered = Vec::with_capacity(batch.len());
+        let (mut delivered, mut set_aside) = (Vec::with_capacity(batch.len()), Vec::new());
         let mut delivered_from_read = 0;
-        for (position, (event, delivery)) in batch.iter().zip(deliveries).enumerate() {
-            match delivery {
-                Ok(()) => {
-                    delivered.push(event.payment_id.as_str());
-                    delivered_from_read += usize::from(position >= handed_count);
-                }
-                Err(error) => {
+        for (position, entry) in batch.iter().enumerate() {
+            let mut all_out = true;
+            for delivery in deliveries.by_ref().take(entry.ready.events.len()) {
+                if let Err(error) = delivery {
+                    all_out = false;
                     first_error.get_or_insert(error);
                 }
             }
+            if !all_out {
+                continue;
+            }
+            if position >= handed_count {
+                delivered_from_read += entry.ready.events.len();
+            }
+            if entry.abandoned.is_empty() {
+                delivered.push(entry.ready.id.as_str());
+            } else {
+                set_aside.push(entry);
+            }
         }
-        // One command for everything the broker acknowledged.
+        // One command for every entry whose events the broker acknowledged.
         self.store.mark_published(&delivered).await?;
-        if read && read_count < BATCH_SIZE {
+        for Readable { ready, abandoned } in set_aside {
+            let payments: Vec<&str> = abandoned.iter().map(|event| event.payment_id.as_str()).collect();
+            tracing::warn!(entry = %ready.id, ?payments, "outbox events whose payment was never stored set aside");
+            self.store.set_aside(&ready.id, abandoned).await?;
+        }
+        if read && read_count < ENTRIES_PER_READ {
             // A short read was the whole outbox: what it left behind is the backlog, no count needed.
-            // (Events stored since then are handed over for another round.)
+            // (Payments stored since then are handed over for another round.)
             self.metrics.set_outbox_backlog(read_left.saturating_sub(delivered_from_read) as u64);
         } else if read {
             self.count_backlog().await;
@@ -285,9 +310,9 @@ impl OutboxRelay {
             return Err(error.into());
         }
         if !batch.is_empty() {
-            tracing::debug!(count = batch.len(), "outbox events published");
+            tracing::debug!(entries = batch.len(), "outbox events published");
         }
-        Ok(read_count >= BATCH_SIZE)
+        Ok(read_count >= ENTRIES_PER_READ)
     }
 
     /// Puts back the set-aside events whose payment is stored by now, at the first claim and then every

@@ -10,7 +10,7 @@ use crate::{
     events::{PaymentProcessed, relay::RelayInbox},
     metrics::Metrics,
     projection::{KnownOrder, OrderProjection, OrderStage, ProcessedOrders},
-    store::{NewPayment, PaymentDocument, PaymentStore, PendingEvent, StoreError},
+    store::{NewPayment, PaymentDocument, PaymentStore, PendingEvent, StoreError, StoredBatch},
     telemetry::TraceContext,
 };
 
@@ -55,17 +55,29 @@ pub enum PayError {
     Overloaded,
 }
 
-/// New payments and their events, written by one group-commit writer (one `insert_many` of events and one of
-/// payments per batch).
+/// New payments and their events, written by one group-commit writer (one outbox entry holding the batch's events,
+/// then one `insert_many` of payments, per batch).
 pub type PaymentWrites = GroupCommit<NewPayment, Result<(), StoreError>>;
 
-/// Starts the group-commit writer of `store`'s payments.
-pub fn payment_writer(store: PaymentStore, limits: platform::group_commit::Limits, metrics: &Metrics) -> PaymentWrites {
+/// Starts the group-commit writer of `store`'s payments; it hands each batch's outbox entry, once its payments are
+/// stored, to the relay through `relay_inbox`, which publishes the events without reading the outbox.
+pub fn payment_writer(
+    store: PaymentStore,
+    relay_inbox: Arc<RelayInbox>,
+    limits: platform::group_commit::Limits,
+    metrics: &Metrics,
+) -> PaymentWrites {
     GroupCommit::spawn(
         limits,
         move |payments: Vec<NewPayment>| {
-            let store = store.clone();
-            async move { store.insert_batch(&payments).await }
+            let (store, relay_inbox) = (store.clone(), relay_inbox.clone());
+            async move {
+                let StoredBatch { outcomes, entry } = store.insert_batch(&payments).await;
+                if let Some(entry) = entry {
+                    relay_inbox.stored(entry);
+                }
+                outcomes
+            }
         },
         metrics.batch_observer("payments"),
     )
@@ -162,8 +174,6 @@ fn distinct<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
 pub struct Payments {
     store: PaymentStore,
     rule: DecisionRule,
-    /// Hands the outbox relay each stored payment's event, which it publishes without reading the outbox.
-    relay_inbox: Arc<RelayInbox>,
     writes: PaymentWrites,
     /// The reads before a decision: the key's earlier payment, and the order as this service knows it (from
     /// its events: the checks never trust the caller).
@@ -186,13 +196,12 @@ impl Payments {
     pub fn new(
         store: PaymentStore,
         rule: DecisionRule,
-        relay_inbox: Arc<RelayInbox>,
         writes: PaymentWrites,
         reads: ProjectionReads,
         metrics: Arc<Metrics>,
     ) -> Self {
         let ProjectionReads { lookups, processed, order_wait } = reads;
-        Self { store, rule, relay_inbox, writes, lookups, processed, order_wait, metrics }
+        Self { store, rule, writes, lookups, processed, order_wait, metrics }
     }
 
     /// Charges the order unless this idempotency key was seen before (then the first result is replayed, also
@@ -249,15 +258,11 @@ impl Payments {
             };
         }
         let new = self.new_payment(request, decision, scope.clone(), request_id, trace)?;
-        let event = new.event.clone();
         let payment = new.payment.clone();
         // Gathered with concurrent calls' payments into one durable insert; the outcome is this payment's own.
         let written = self.writes.submit(new).await.map_err(|error| self.refused("payments", error))?;
         match written {
             Ok(()) => {
-                if let Some(event) = event {
-                    self.relay_inbox.stored(event);
-                }
                 tracing::info!(
                     payment_id = %payment.id, order_id = %payment.order_id, status = payment.status.as_str(),
                     "payment stored"
@@ -347,7 +352,6 @@ impl Payments {
             request_id: request_id.clone(),
             traceparent: traceparent.clone(),
             tracestate: tracestate.clone(),
-            outbox_pending: true,
         });
         let payment = PaymentDocument {
             id,

@@ -1,6 +1,6 @@
-//! Concurrent `Pay` calls are written by one group-commit writer: per batch one `insert_many` of events into the
-//! outbox, then one of payments, each call with its own outcome; the relay claims and deletes a batch of events in
-//! one command each. An event whose payment is not stored is never published.
+//! Concurrent `Pay` calls are written by one group-commit writer: per batch one outbox entry holding the batch's
+//! events, then one `insert_many` of payments, each call with its own outcome; the relay claims and deletes entries
+//! in one command each. An event whose payment is not stored is never published.
 use crate::support;
 
 use std::{collections::HashSet, time::Duration};
@@ -11,7 +11,7 @@ use payment_service::{
     domain::PaymentStatus,
     projection::OrderStage,
     proto::PaymentStatus as WireStatus,
-    store::{self, NewPayment, PaymentStore},
+    store::{self, NewPayment, PaymentStore, StoredBatch},
 };
 use tonic::Code;
 
@@ -36,7 +36,7 @@ async fn a_burst_of_concurrent_payments_gets_its_own_success_each_in_two_inserts
     let inserts = app.metric("mongodb_commands_total", &[("operation", "insert")]).await;
     let batches = app.metric("write_batch_size_count", &[("queue", "payments")]).await;
     println!("100 concurrent payments: {batches} batches, {inserts} insert commands");
-    assert_eq!(inserts, 2.0 * batches, "one insert of events and one of payments per batch");
+    assert_eq!(inserts, 2.0 * batches, "one insert of the batch's outbox entry and one of payments per batch");
 }
 
 #[tokio::test]
@@ -80,42 +80,60 @@ async fn counted_store(
 }
 
 #[tokio::test]
-async fn the_relay_claims_and_deletes_a_batch_in_one_command_each_and_a_live_lease_is_respected() {
+async fn a_batch_writes_its_events_as_one_entry_without_the_refused_payments_and_the_relay_claims_and_deletes_it() {
     let (store, commands) = counted_store("payments_batch_", None).await;
     let sent = |operation: &str| commands.with_label_values(&[operation]).get();
 
     let mut payments: Vec<NewPayment> = (0..50).map(|n| support::new_payment(&format!("order-{n}"))).collect();
     payments[7] = support::new_payment("order-3");
-    let inserts = sent("insert");
-    let outcomes = store.insert_batch(&payments).await;
-    assert_eq!(sent("insert") - inserts, 2, "one command for the events, one for the payments");
+    let (inserts, updates) = (sent("insert"), sent("update"));
+    let StoredBatch { outcomes, entry } = store.insert_batch(&payments).await;
+    assert_eq!(sent("insert") - inserts, 2, "one command for the events' entry, one for the payments");
+    assert_eq!(sent("update") - updates, 1, "the refused payment's event taken out of the entry");
     assert!(matches!(outcomes[7], Err(store::StoreError::Duplicate)), "only the duplicate fails: {:?}", outcomes[7]);
     assert_eq!(outcomes.iter().filter(|outcome| outcome.is_ok()).count(), 49);
+    let entry = entry.expect("every payment's fate is known: the entry goes to the relay");
+    let stored: Vec<&str> =
+        payments.iter().zip(&outcomes).filter(|(_, o)| o.is_ok()).map(|(new, _)| new.payment.id.as_str()).collect();
+    assert_eq!(entry.payment_ids().collect::<Vec<_>>(), stored, "the stored payments' events, in order");
     assert_eq!(store.count_pending().await.unwrap(), 49, "the refused payment's event is gone with it");
 
     let updates = sent("update");
     let claimed = store.claim_pending_events("replica-a", Duration::from_secs(30), 100).await.unwrap();
-    assert_eq!(claimed.len(), 49);
+    assert_eq!(claimed, std::slice::from_ref(&entry), "the entry as written, without the refused payment's event");
     assert_eq!(sent("update") - updates, 2, "the relay's heartbeat, and one claim for the whole outbox");
     assert!(store.claim_pending_events("replica-b", Duration::from_secs(30), 100).await.unwrap().is_empty());
 
-    let ids: Vec<&str> = claimed.iter().map(|event| event.payment_id.as_str()).collect();
     let deletes = sent("delete");
-    store.mark_published(&ids).await.unwrap();
+    store.mark_published(&[entry.id.as_str()]).await.unwrap();
     assert_eq!(sent("delete") - deletes, 1, "one command takes the batch out of the outbox");
     assert_eq!(store.count_pending().await.unwrap(), 0);
 }
 
 #[tokio::test]
-async fn more_events_than_a_chunk_are_marked_published_in_one_command_per_chunk() {
+async fn a_batch_whose_every_payment_is_refused_leaves_no_entry() {
+    let (store, _) = counted_store("payments_refused_", None).await;
+    let first = support::new_payment("order-1");
+    assert!(store.insert_batch(std::slice::from_ref(&first)).await.outcomes[0].is_ok());
+    let StoredBatch { outcomes, entry } = store.insert_batch(&[support::new_payment("order-1")]).await;
+    assert!(matches!(outcomes[0], Err(store::StoreError::Duplicate)), "{:?}", outcomes[0]);
+    assert!(entry.is_none());
+    let waiting = store.claim_pending_events("replica-a", Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(waiting.iter().flat_map(|entry| entry.payment_ids()).collect::<Vec<_>>(), [first.payment.id.as_str()]);
+}
+
+#[tokio::test]
+async fn more_entries_than_a_chunk_are_marked_published_in_one_command_per_chunk() {
     let (store, commands) = counted_store("payments_chunks_", None).await;
     let count = platform::mongo::UPDATE_CHUNK + 1;
-    let payments: Vec<NewPayment> = (0..count).map(|n| support::new_payment(&format!("order-{n}"))).collect();
-    assert!(store.insert_batch(&payments).await.iter().all(Result::is_ok));
+    for n in 0..count {
+        let payment = support::new_payment(&format!("order-{n}"));
+        assert!(store.insert_batch(&[payment]).await.outcomes[0].is_ok());
+    }
     let claimed = store.claim_pending_events("replica-a", Duration::from_secs(30), 100).await.unwrap();
     assert_eq!(claimed.len(), count);
 
-    let ids: Vec<&str> = claimed.iter().map(|event| event.payment_id.as_str()).collect();
+    let ids: Vec<&str> = claimed.iter().map(|entry| entry.id.as_str()).collect();
     let deletes = commands.with_label_values(&["delete"]).get();
     store.mark_published(&ids).await.unwrap();
     assert_eq!(commands.with_label_values(&["delete"]).get() - deletes, 2, "a full chunk, then the one left");
@@ -131,11 +149,12 @@ async fn the_events_of_the_payments_a_replica_stores_are_held_by_it_and_read_wit
     payments[0].payment.status = PaymentStatus::Declined;
     payments[0].payment.success_order_id = None;
     payments[0].event = None;
-    assert!(store.insert_batch(&payments).await.iter().all(Result::is_ok));
+    assert!(store.insert_batch(&payments).await.outcomes.iter().all(Result::is_ok));
 
     let updates = commands.with_label_values(&["update"]).get();
     let held = store.held_pending_events("replica-a", 100).await.unwrap();
-    assert_eq!(held.len(), 19, "every event, without a claim");
+    assert_eq!(held.len(), 1, "the batch's entry, without a claim");
+    assert_eq!(held[0].events.len(), 19, "every successful payment's event");
     assert_eq!(commands.with_label_values(&["update"]).get(), updates);
     assert!(store.claim_pending_events("replica-b", Duration::from_secs(30), 100).await.unwrap().is_empty());
     assert!(store.held_pending_events("replica-b", 100).await.unwrap().is_empty());
@@ -214,21 +233,21 @@ async fn a_payment_and_its_event_wait_for_the_journal_and_the_outbox_bookkeeping
     let store = PaymentStore::new(client.database(&support::unique("payments_journal_")));
     store.ensure_indexes().await.unwrap();
     let payments = [support::new_payment("order-1"), support::new_payment("order-2"), support::new_payment("order-1")];
-    let outcomes = store.insert_batch(&payments).await;
+    let outcomes = store.insert_batch(&payments).await.outcomes;
     assert!(matches!(outcomes[2], Err(store::StoreError::Duplicate)), "{:?}", outcomes[2]);
     let claimed = store.claim_pending_events("replica-a", Duration::from_secs(30), 10).await.unwrap();
-    let ids: Vec<&str> = claimed.iter().map(|event| event.payment_id.as_str()).collect();
+    let ids: Vec<&str> = claimed.iter().map(|entry| entry.id.as_str()).collect();
     store.mark_published(&ids).await.unwrap();
 
     // What a `Pay` answer depends on.
     assert_eq!(written.journal_of("insert", "payment_outbox"), [Some(true)]);
     assert_eq!(written.journal_of("insert", "payments"), [Some(true)]);
-    // A lost one of these publishes an event again; it loses nothing.
+    // A lost one of these publishes an event again, or sets aside the refused payment's event later; it loses nothing.
+    assert_eq!(written.journal_of("delete", "payment_outbox"), [Some(false)], "the published entry");
     assert_eq!(
-        written.journal_of("delete", "payment_outbox"),
+        written.journal_of("update", "payment_outbox"),
         [Some(false); 2],
-        "the refused payment's, the published"
+        "the refused payment's event taken out, the claim"
     );
-    assert_eq!(written.journal_of("update", "payment_outbox"), [Some(false)], "the claim");
     assert_eq!(written.journal_of("update", platform::mongo::RELAYS), [Some(false)], "the heartbeat");
 }

@@ -1,7 +1,8 @@
-//! The outbox (`payment_outbox`): an event is published only once its payment is stored; one whose payment never is
-//! gets set aside, and comes back if the payment appears after all; events that payments of an earlier version kept
-//! in their own document move into the outbox at start. The relay publishes the events `Pay` calls hand it without
-//! reading the outbox, and what a read published already is not published again when its call hands it over.
+//! The outbox (`payment_outbox`, one entry per group-commit batch, one per payment in entries of earlier versions):
+//! an event is published only once its payment is stored; one whose payment never is gets set aside, and comes back
+//! if the payment appears after all; events that payments of an earlier version kept in their own document move
+//! into the outbox at start. The relay publishes the entries the writer hands it without reading the outbox, and
+//! what a read published already is not published again when the writer hands it over.
 use crate::support;
 
 use std::time::{Duration, SystemTime};
@@ -82,6 +83,46 @@ async fn an_event_whose_payment_was_never_stored_is_set_aside_and_not_published(
     assert!(app.waiting_events().await.is_empty(), "nothing else waits");
 }
 
+/// An entry of the current shape: the events of a batch, under an id of its own from `age` ago.
+fn batch_entry(age: Duration, payments: &[&NewPayment]) -> Document {
+    let events: Vec<_> = payments.iter().map(|new| new.event.clone().expect("a success has an event")).collect();
+    doc! { "_id": id_from(age), "events": bson::to_bson(&events).unwrap(), "outboxPending": true }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_a_batch_entry_the_events_whose_payment_is_stored_are_published_and_the_others_set_aside_in_it() {
+    let relay = Relay::start("replica-a").await;
+    let (stored, never) = (new_payment(), new_payment());
+    assert!(relay.store.insert_batch(std::slice::from_ref(&stored)).await.outcomes[0].is_ok());
+    let published = relay.reader.exactly(1, ARRIVAL, Duration::from_millis(1)).await;
+    assert_eq!(published[0].envelope.data.payment_id, stored.payment.id);
+    // What a crash between a batch's entry and its payments leaves, a minute ago, with one of them stored after all.
+    let outbox = relay.database.collection::<Document>("payment_outbox");
+    let entry = batch_entry(Duration::from_secs(60), &[&stored, &never]);
+    outbox.insert_one(&entry).await.unwrap();
+    // A young entry with a missing payment waits for it.
+    let young = batch_entry(Duration::ZERO, &[&never]);
+    outbox.insert_one(&young).await.unwrap();
+
+    let events = relay.reader.exactly(1, ARRIVAL, QUIET).await;
+    assert_eq!(events[0].envelope.data.payment_id, stored.payment.id, "only the stored payment's event, again");
+    let id = entry.get_str("_id").unwrap();
+    let kept = outbox.find_one(doc! { "_id": id }).await.unwrap().expect("kept, not deleted");
+    assert_eq!(kept.get_bool("outboxPending"), Ok(false), "{kept:?}");
+    assert!(kept.get_datetime("setAsideAt").is_ok(), "{kept:?}");
+    let aside: Vec<String> = kept
+        .get_array("events")
+        .unwrap()
+        .iter()
+        .map(|event| event.as_document().unwrap().get_str("paymentId").unwrap().to_owned())
+        .collect();
+    assert_eq!(aside, std::slice::from_ref(&never.payment.id), "only the never-stored payment's event stays");
+    let waiting: Vec<Document> = all(outbox, doc! { "outboxPending": true }).await;
+    let waiting: Vec<&str> = waiting.iter().map(|entry| entry.get_str("_id").unwrap()).collect();
+    assert_eq!(waiting, [young.get_str("_id").unwrap()], "the young entry still waits for its payment");
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn a_set_aside_event_goes_back_into_the_outbox_once_its_payment_is_stored_and_not_before() {
     let uri = support::mongodb_uri();
@@ -89,25 +130,38 @@ async fn a_set_aside_event_goes_back_into_the_outbox_once_its_payment_is_stored_
     let store = PaymentStore::new(database(&uri, &name).await);
     store.ensure_indexes().await.unwrap();
     let database = database(&uri, &name).await;
-    let (late, never) = (id_from(Duration::from_secs(60)), id_from(Duration::from_secs(60)));
-    for id in [&late, &never] {
-        database
-            .collection::<Document>("payment_outbox")
-            .insert_one(doc! {
-                "_id": id, "orderId": "o", "outboxEvent": envelope(id, "o"), "outboxPending": true,
-            })
-            .await
-            .unwrap();
+    let outbox = database.collection::<Document>("payment_outbox");
+    let (late, never) = (new_payment(), new_payment());
+    let entry = batch_entry(Duration::from_secs(60), &[&late, &never]);
+    outbox.insert_one(&entry).await.unwrap();
+    // An entry of one event, as earlier versions wrote them.
+    let single = id_from(Duration::from_secs(60));
+    outbox
+        .insert_one(
+            doc! { "_id": &single, "orderId": "o", "outboxEvent": envelope(&single, "o"), "outboxPending": true },
+        )
+        .await
+        .unwrap();
+    for read in store.claim_pending_events("replica-a", Duration::from_secs(30), 10).await.unwrap() {
+        store.set_aside(&read.id, &read.events).await.unwrap();
     }
-    store.set_aside(&[late.as_str(), never.as_str()]).await.unwrap();
     assert_eq!(store.count_pending().await.unwrap(), 0);
     assert_eq!(store.revive_set_aside().await.unwrap(), 0, "no payment yet");
 
-    // The payment write that was held up lands after all.
-    database.collection::<Document>("payments").insert_one(doc! { "_id": &late, "orderId": "o" }).await.unwrap();
-    assert_eq!(store.revive_set_aside().await.unwrap(), 1);
-    let waiting = store.claim_pending_events("replica-a", Duration::from_secs(30), 10).await.unwrap();
-    assert_eq!(waiting.iter().map(|event| event.payment_id.as_str()).collect::<Vec<_>>(), [late.as_str()]);
+    // The payment writes that were held up land after all.
+    let payments = database.collection::<Document>("payments");
+    for id in [&late.payment.id, &single] {
+        payments.insert_one(doc! { "_id": id, "orderId": "o", "idempotencyScope": id }).await.unwrap();
+    }
+    assert_eq!(store.revive_set_aside().await.unwrap(), 2);
+    let mut waiting = store.claim_pending_events("replica-a", Duration::from_secs(30), 10).await.unwrap();
+    waiting.sort_by_key(|entry| entry.events.len());
+    assert_eq!(waiting[0].payment_ids().collect::<Vec<_>>(), [single.as_str()], "set aside in the new shape");
+    assert_eq!(waiting[1].id, entry.get_str("_id").unwrap());
+    let readable = store.with_stored_payments(waiting, Duration::from_secs(30)).await.unwrap();
+    let batch = readable.iter().find(|read| read.ready.id == entry.get_str("_id").unwrap()).unwrap();
+    assert_eq!(batch.ready.payment_ids().collect::<Vec<_>>(), [late.payment.id.as_str()]);
+    assert_eq!(batch.abandoned, [never.event.clone().unwrap()], "the one still missing, to set aside again");
 }
 
 #[tokio::test]
@@ -155,7 +209,9 @@ async fn events_kept_in_payment_documents_by_an_earlier_version_move_into_the_ou
     assert!(!indexes.contains(&"outbox_pending".to_owned()), "the old index is gone: {indexes:?}");
     let claimed = store.claim_pending_events("replica-a", Duration::from_secs(30), 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
-    assert_eq!(claimed[0].order_id, format!("order-{waiting}"));
+    assert_eq!(claimed[0].events.len(), 1);
+    assert_eq!(claimed[0].events[0].payment_id, waiting);
+    assert_eq!(claimed[0].events[0].order_id, format!("order-{waiting}"));
 }
 
 async fn envelope_of(payments: &mongodb::Collection<Document>, id: &str) -> String {
@@ -224,11 +280,10 @@ async fn the_relay_publishes_the_events_handed_to_it_without_reading_them_from_t
     replica_b.ensure_indexes().await.unwrap();
     replica_b.hold_leases("replica-b", Duration::from_secs(60)).await.unwrap();
     let payments: Vec<NewPayment> = (0..20).map(|_| new_payment()).collect();
-    assert!(replica_b.insert_batch(&payments).await.iter().all(Result::is_ok));
+    let stored = replica_b.insert_batch(&payments).await;
+    assert!(stored.outcomes.iter().all(Result::is_ok));
 
-    for new in &payments {
-        relay.inbox.stored(new.event.clone().expect("a success has an event"));
-    }
+    relay.inbox.stored(stored.entry.expect("the batch's entry"));
     let events = relay.reader.exactly(payments.len(), ARRIVAL, QUIET).await;
     assert_eq!(
         payment_ids(events.iter().map(|event| event.envelope.data.payment_id.as_str())),
@@ -239,21 +294,21 @@ async fn the_relay_publishes_the_events_handed_to_it_without_reading_them_from_t
 }
 
 #[tokio::test]
-async fn an_event_a_read_published_before_its_call_handed_it_over_is_not_published_again() {
+async fn an_entry_a_read_published_before_the_writer_handed_it_over_is_not_published_again() {
     let relay = Relay::start("replica-a").await;
     // Stored, not handed over yet: the relay's next read (a claim, or the idle poll) publishes them.
     let read: Vec<NewPayment> = (0..10).map(|_| new_payment()).collect();
-    assert!(relay.store.insert_batch(&read).await.iter().all(Result::is_ok));
+    let stored = relay.store.insert_batch(&read).await;
+    assert!(stored.outcomes.iter().all(Result::is_ok));
     let events = relay.reader.exactly(read.len(), ARRIVAL, Duration::from_millis(1)).await;
     assert_eq!(events.len(), read.len());
 
-    // Their calls hand them over only now, then one more payment's call hands over its own.
-    for new in &read {
-        relay.inbox.stored(new.event.clone().expect("an event"));
-    }
+    // Their writer hands them over only now, then the next batch's entry.
+    relay.inbox.stored(stored.entry.expect("the batch's entry"));
     let last = new_payment();
-    assert!(relay.store.insert_batch(std::slice::from_ref(&last)).await.iter().all(Result::is_ok));
-    relay.inbox.stored(last.event.clone().expect("an event"));
+    let stored = relay.store.insert_batch(std::slice::from_ref(&last)).await;
+    assert!(stored.outcomes.iter().all(Result::is_ok));
+    relay.inbox.stored(stored.entry.expect("the batch's entry"));
     let events = relay.reader.exactly(1, ARRIVAL, QUIET).await;
     assert_eq!(events[0].envelope.data.payment_id, last.payment.id, "the others went out once, from the read");
     relay.stop().await;

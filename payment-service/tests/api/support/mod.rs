@@ -145,7 +145,6 @@ pub fn new_payment(order_id: &str) -> NewPayment {
         request_id: None,
         traceparent: None,
         tracestate: None,
-        outbox_pending: true,
     };
     let payment = PaymentDocument {
         id,
